@@ -1,0 +1,1 @@
+"""PatchLens core: all logic of the dashboard. Never imports streamlit; imports TensorFlow lazily."""

@@ -1,0 +1,22 @@
+"""One home for the facts every module shares: patch geometry and label meaning."""
+
+IMAGE_SIZE = 96  # PCam / Kaggle patches are 96x96 px crops at 10x
+CHANNELS = 3
+PATCH_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, CHANNELS)
+
+# The label refers only to the centre 32x32 px: 1 = at least one tumour pixel there.
+CENTRE_SIZE = 32
+CENTRE_BOX = (32, 32, 64, 64)  # (left, top, right, bottom) in pixel coordinates
+
+LABEL_NAMES = {0: "normal", 1: "tumour"}
+LABEL_MEANING = (
+    "1 = at least one pixel of metastatic tumour in the centre 32x32 px of the patch; "
+    "0 = none (tumour in the outer ring does not change the label)"
+)
+
+IMAGE_EXTENSIONS = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+
+SPLIT_WARNING = (
+    "A random patch-level split shares slides between training and validation, "
+    "so validation numbers read optimistic compared with unseen slides."
+)

@@ -1,0 +1,29 @@
+"""Typed errors raised by core and turned into plain messages by the pages and the CLI."""
+
+
+class PatchLensError(Exception):
+    """Base of every error core raises on purpose; its message is meant for the user."""
+
+
+class PatchError(PatchLensError):
+    """One patch could not be decoded or is not a 96x96 RGB patch."""
+
+
+class DatasetError(PatchLensError):
+    """A dataset path could not be read as any supported layout."""
+
+
+class PathNotAllowedError(DatasetError):
+    """A path lies outside the configured data roots."""
+
+
+class ModelError(PatchLensError):
+    """A model file is missing, unsafe, or does not follow the PatchLens model contract."""
+
+
+class RunError(PatchLensError):
+    """A run directory is missing, unreadable or in a state that forbids the action."""
+
+
+class JobConflictError(RunError):
+    """Another training job already runs in this workspace."""

@@ -1,0 +1,70 @@
+"""Where things live: the workspace (runs, caches) and the data roots datasets may be opened from."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from core.errors import PathNotAllowedError
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = PROJECT_DIR / "data"
+SAMPLE_DATASET = DATA_DIR / "sample"
+MODELS_DIR = PROJECT_DIR / "models"
+BASELINE_MODEL = MODELS_DIR / "baseline.keras"
+BASELINE_INFO = MODELS_DIR / "baseline.json"
+
+WORKSPACE_ENV = "PATCHLENS_HOME"
+DATA_ROOTS_ENV = "PATCHLENS_DATA_ROOTS"
+
+
+def workspace_dir() -> Path:
+    """The workspace (default ./workspace under the project), created on first use."""
+    path = Path(os.environ.get(WORKSPACE_ENV) or PROJECT_DIR / "workspace").expanduser().resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def runs_dir() -> Path:
+    path = workspace_dir() / "runs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def cache_dir() -> Path:
+    path = workspace_dir() / "cache"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def data_roots(extra: list[str | Path] | None = None) -> list[Path]:
+    """Folders the dashboard may open datasets from: data/, the workspace, PATCHLENS_DATA_ROOTS, extra."""
+    roots = [DATA_DIR, workspace_dir()]
+    env = os.environ.get(DATA_ROOTS_ENV, "")
+    roots += [Path(p) for p in env.split(os.pathsep) if p.strip()]
+    roots += [Path(p) for p in (extra or []) if str(p).strip()]
+    resolved: list[Path] = []
+    for root in roots:
+        real = Path(os.path.realpath(Path(root).expanduser()))
+        if real not in resolved:
+            resolved.append(real)
+    return resolved
+
+
+def check_allowed(path: str | Path, extra_roots: list[str | Path] | None = None) -> Path:
+    """Resolve `path` (following symlinks) and refuse it unless it lies inside a data root.
+
+    Raises PathNotAllowedError naming the roots, so the user knows how to allow a folder.
+    """
+    text = str(path).strip()
+    if not text:
+        raise PathNotAllowedError("Enter the path of a dataset folder or file.")
+    real = Path(os.path.realpath(Path(text).expanduser()))
+    roots = data_roots(extra_roots)
+    if any(real == root or root in real.parents for root in roots):
+        return real
+    listed = ", ".join(str(r) for r in roots)
+    raise PathNotAllowedError(
+        f"{text} is outside the data roots ({listed}). Add its folder to {DATA_ROOTS_ENV} "
+        "(or to the data roots in the sidebar settings) to open it."
+    )
