@@ -12,7 +12,12 @@ import sys
 
 from core.errors import PatchLensError
 
-COMMAND_MODULES = ("core.cli_data", "core.cli_train", "core.cli_eval")
+COMMAND_MODULES = (
+    "core.cli_data",
+    "core.cli_train",
+    "core.cli_eval",
+    "core.cli_explain",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,410 @@
+"""Why did the model say tumour? Heatmaps through tf-keras-vis, and overlays to show them.
+
+Four methods, all explaining the model's single output (P(tumour)) for a batch of patches:
+
+- "gradcam" (default): gradients of the score at the last conv layer, averaged per channel.
+  Fast (one forward + backward pass), coarse (the last conv grid is 6x6 on patchnet).
+- "gradcam++": Grad-CAM with higher-order channel weights; better when several regions matter.
+- "scorecam": gradient-free; masks the patch with each of the `scorecam_max_n` most varied
+  activation maps and weights them by the masked prediction. About 30x slower than Grad-CAM.
+- "saliency": SmoothGrad, the pixel gradient averaged over noisy copies; fine but noisy.
+
+The target says which score is explained: "tumour" explains the tumour score whatever the model
+predicted; "predicted" explains the class the model chose at the threshold (the tumour score for
+patches at or above it, the normal score for the others).
+
+An `Explainer` is built once per model; the Streamlit pages cache it with `st.cache_resource`.
+Each tf-keras-vis visualizer clones the model once, lazily, the first time its method is asked
+for. TensorFlow and tf-keras-vis are imported inside the functions, never at module import.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from core.constants import CENTRE_BOX, IMAGE_SIZE, PATCH_SHAPE
+from core.errors import ModelError, PatchError
+
+METHODS = ("gradcam", "gradcam++", "scorecam", "saliency")
+DEFAULT_METHOD = "gradcam"
+TARGETS = ("tumour", "predicted")
+DEFAULT_TARGET = "tumour"
+DEFAULT_THRESHOLD = 0.5
+
+SCORECAM_MAX_N = (
+    32  # activation maps ScoreCAM masks with (each costs one forward pass per patch)
+)
+SMOOTHGRAD_SAMPLES = 20  # noisy copies averaged by SmoothGrad
+SMOOTHGRAD_NOISE = 0.2  # noise sigma as a fraction of each patch's value range
+BATCH_SIZE = 32  # patches explained per tf-keras-vis call, to bound memory
+
+COLORMAPS = ("jet", "inferno", "viridis")
+DEFAULT_COLORMAP = "jet"
+DEFAULT_ALPHA = 0.4
+# White, not the green of core.images: green is in the middle of jet and viridis, white in none.
+BOX_COLOUR = (255, 255, 255)
+
+
+class Explanation(NamedTuple):
+    """Heatmaps in [0, 1] (float32, 96x96 each) and the P(tumour) the model gave each patch.
+
+    Shapes follow the input: a batch (n, 96, 96, 3) gives heatmaps (n, 96, 96) and
+    probabilities (n,); one patch (96, 96, 3) gives one heatmap (96, 96) and a 0-d probability.
+    """
+
+    heatmaps: np.ndarray
+    probabilities: np.ndarray
+
+
+class Explainer:
+    """Heatmaps for one model; build once, call `explain` many times.
+
+    Parameters
+    ----------
+    model : a loaded PatchLens model (input (N, 96, 96, 3) 0-255, output (N, 1) = P(tumour)).
+    threshold : the probability at or above which a patch is predicted tumour; used by
+        target="predicted".
+    layer : the conv layer Grad-CAM and ScoreCAM read. Default: the name stored with the model
+        (`model.patchlens_meta["last_conv_layer"]`), else the last convolutional layer.
+    scorecam_max_n, smoothgrad_samples : the cost/quality knobs of ScoreCAM and SmoothGrad.
+    """
+
+    def __init__(
+        self,
+        model,
+        *,
+        threshold: float = DEFAULT_THRESHOLD,
+        layer: str | None = None,
+        scorecam_max_n: int = SCORECAM_MAX_N,
+        smoothgrad_samples: int = SMOOTHGRAD_SAMPLES,
+    ) -> None:
+        _check_threshold(threshold)
+        self.model = model
+        self.threshold = float(threshold)
+        self.layer = layer or _stored_last_conv_layer(model)
+        try:
+            channels = int(model.get_layer(self.layer).output.shape[-1])
+        except (ValueError, AttributeError, TypeError) as error:
+            raise ModelError(
+                f"The model has no layer {self.layer!r} to explain."
+            ) from error
+        self.scorecam_max_n = max(1, min(int(scorecam_max_n), channels))
+        self.smoothgrad_samples = max(1, int(smoothgrad_samples))
+        self._visualizers: dict[str, Any] = {}
+        self._lock = (
+            threading.Lock()
+        )  # one Explainer is shared by every Streamlit session
+
+    def probabilities(self, patches: np.ndarray) -> np.ndarray:
+        """P(tumour) for a batch (n, 96, 96, 3) or one patch (96, 96, 3) of uint8 pixels."""
+        batch, single = _as_batch(patches)
+        probabilities = self._predict(batch)
+        return probabilities[0] if single else probabilities
+
+    def explain(
+        self,
+        patches: np.ndarray,
+        method: str = DEFAULT_METHOD,
+        target: str = DEFAULT_TARGET,
+        *,
+        threshold: float | None = None,
+    ) -> Explanation:
+        """Heatmaps of where the model looked, one per patch, resized to 96x96 and scaled to [0, 1].
+
+        Parameters
+        ----------
+        patches : uint8 pixels, a batch (n, 96, 96, 3) or one patch (96, 96, 3).
+        method : one of METHODS.
+        target : "tumour" (explain P(tumour)) or "predicted" (explain the predicted class).
+        threshold : overrides the Explainer's threshold for target="predicted".
+
+        Returns
+        -------
+        Explanation(heatmaps, probabilities); shapes follow the input (see `Explanation`).
+        A map with no spatial variation (e.g. all-zero gradients) comes back as all zeros.
+        """
+        if method not in METHODS:
+            raise ValueError(
+                f"Unknown method {method!r}; choose one of: {', '.join(METHODS)}."
+            )
+        if target not in TARGETS:
+            raise ValueError(
+                f"Unknown target {target!r}; choose one of: {', '.join(TARGETS)}."
+            )
+        threshold = self.threshold if threshold is None else threshold
+        _check_threshold(threshold)
+        batch, single = _as_batch(patches)
+        probabilities = self._predict(batch)
+        tumour_wanted = (
+            np.ones(len(batch), dtype=bool)
+            if target == "tumour"
+            else probabilities >= threshold
+        )
+        heatmaps = np.zeros((len(batch), IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32)
+        for start in range(0, len(batch), BATCH_SIZE):
+            chunk = slice(start, start + BATCH_SIZE)
+            raw = self._raw_maps(method, batch[chunk], tumour_wanted[chunk])
+            heatmaps[chunk] = _normalise(_resize_to_patch(raw))
+        if single:
+            return Explanation(heatmaps[0], probabilities[0])
+        return Explanation(heatmaps, probabilities)
+
+    # --- tf-keras-vis -------------------------------------------------------------------------
+
+    def _predict(self, batch: np.ndarray) -> np.ndarray:
+        if len(batch) == 0:
+            return np.zeros(0, dtype=np.float32)
+        # Calling the model directly: model.predict costs ~50 ms of set-up per call.
+        outputs = [
+            self.model(batch[i : i + BATCH_SIZE], training=False)
+            for i in range(0, len(batch), BATCH_SIZE)
+        ]
+        return np.concatenate(
+            [np.asarray(out, dtype=np.float32).reshape(-1) for out in outputs]
+        )
+
+    def _raw_maps(
+        self, method: str, batch: np.ndarray, tumour_wanted: np.ndarray
+    ) -> np.ndarray:
+        visualizer = self._visualizer(method)
+        with warnings.catch_warnings():
+            # tf-keras-vis hands Keras a list for a single-input model; Keras warns, harmlessly.
+            warnings.filterwarnings("ignore", message="The structure of `inputs`")
+            return self._call_visualizer(visualizer, method, batch, tumour_wanted)
+
+    def _call_visualizer(self, visualizer, method, batch, tumour_wanted):
+        from tf_keras_vis.utils.scores import BinaryScore, CategoricalScore
+
+        if method in ("gradcam", "gradcam++"):
+            return visualizer(
+                BinaryScore(tumour_wanted.tolist()),
+                batch,
+                penultimate_layer=self.layer,
+                seek_penultimate_conv_layer=False,  # the layer is known; skip the search
+                normalize_cam=False,  # we normalise ourselves, safely for constant maps
+            )
+        if method == "scorecam":
+            # Class index in the two-logit view built by `_two_class_logits`: 0 normal, 1 tumour.
+            return visualizer(
+                CategoricalScore(tumour_wanted.astype(int).tolist()),
+                batch,
+                penultimate_layer=self.layer,
+                seek_penultimate_conv_layer=False,
+                max_N=self.scorecam_max_n,
+                batch_size=BATCH_SIZE,
+                normalize_cam=False,
+            )
+        return visualizer(
+            BinaryScore(tumour_wanted.tolist()),
+            batch,
+            smooth_samples=self.smoothgrad_samples,
+            smooth_noise=SMOOTHGRAD_NOISE,
+            normalize_map=False,
+        )
+
+    def _visualizer(self, method: str):
+        with self._lock:
+            if method not in self._visualizers:
+                self._visualizers[method] = self._build_visualizer(method)
+            return self._visualizers[method]
+
+    def _build_visualizer(self, method: str):
+        """Each visualizer clones the model and swaps the sigmoid for a linear output, so scores
+        are logits: a saturated sigmoid (P = 0.999) would otherwise give vanishing gradients."""
+        from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+
+        if method == "gradcam":
+            from tf_keras_vis.gradcam import Gradcam
+
+            return Gradcam(self.model, model_modifier=ReplaceToLinear(), clone=True)
+        if method == "gradcam++":
+            from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
+
+            return GradcamPlusPlus(
+                self.model, model_modifier=ReplaceToLinear(), clone=True
+            )
+        if method == "saliency":
+            from tf_keras_vis.saliency import Saliency
+
+            return Saliency(self.model, model_modifier=ReplaceToLinear(), clone=True)
+        from tf_keras_vis.scorecam import Scorecam
+
+        scorecam = Scorecam(
+            self.model,
+            model_modifier=[ReplaceToLinear(), _two_class_logits],
+            clone=True,
+        )
+        # Scorecam calls model.predict once per chunk; silence its progress bar (CLI output).
+        predict = scorecam.model.predict
+        scorecam.model.predict = lambda *args, **kwargs: predict(
+            *args, **{**kwargs, "verbose": 0}
+        )
+        return scorecam
+
+
+def _two_class_logits(model):
+    """The one-logit model z seen as two classes with logits (0, z).
+
+    tf-keras-vis ScoreCAM applies a softmax to the model output before scoring. On a (N, 1)
+    output that softmax is always 1, so every activation map would get the same weight whatever
+    the patch. Softmax of (0, z) is (1 - sigmoid(z), sigmoid(z)) = (P(normal), P(tumour)): the
+    weights become the masked patches' class probabilities, as ScoreCAM intends.
+    """
+    import keras
+
+    logit = model.outputs[0]
+    both = keras.ops.concatenate([keras.ops.zeros_like(logit), logit], axis=-1)
+    return keras.Model(model.inputs, both, name=f"{model.name}_two_class")
+
+
+def _stored_last_conv_layer(model) -> str:
+    meta = getattr(model, "patchlens_meta", None) or {}
+    if meta.get("last_conv_layer"):
+        return str(meta["last_conv_layer"])
+    from core.models import find_last_conv_layer
+
+    return find_last_conv_layer(model)
+
+
+# --- validation and heatmap arithmetic --------------------------------------------------------
+
+
+def _check_threshold(threshold: float) -> None:
+    if not 0.0 <= float(threshold) <= 1.0:
+        raise ValueError(f"threshold must lie in [0, 1]; got {threshold}.")
+
+
+def _as_batch(patches: np.ndarray) -> tuple[np.ndarray, bool]:
+    """float32 batch (n, 96, 96, 3) of 0-255 values, and whether one patch was given."""
+    patches = np.asarray(patches)
+    if patches.dtype != np.uint8:
+        raise PatchError(
+            f"Patches must be uint8 pixels (0-255); got dtype {patches.dtype}."
+        )
+    single = patches.shape == PATCH_SHAPE
+    if not single and (patches.ndim != 4 or patches.shape[1:] != PATCH_SHAPE):
+        raise PatchError(
+            f"Expected patches of shape (n, 96, 96, 3) or (96, 96, 3); got {patches.shape}."
+        )
+    batch = patches[None] if single else patches
+    return batch.astype(np.float32), single
+
+
+def _resize_to_patch(maps: np.ndarray) -> np.ndarray:
+    """(n, h, w) -> (n, 96, 96), bilinear; tf-keras-vis already expands maps, so usually a no-op."""
+    maps = np.asarray(maps, dtype=np.float32)
+    if maps.shape[1:] == (IMAGE_SIZE, IMAGE_SIZE):
+        return maps
+    from scipy.ndimage import zoom
+
+    factors = (1.0, IMAGE_SIZE / maps.shape[1], IMAGE_SIZE / maps.shape[2])
+    return zoom(maps, factors, order=1, grid_mode=True, mode="nearest")[
+        :, :IMAGE_SIZE, :IMAGE_SIZE
+    ]
+
+
+def _normalise(maps: np.ndarray) -> np.ndarray:
+    """Min-max scale each map to [0, 1]; a constant (or non-finite) map becomes all zeros."""
+    maps = np.nan_to_num(
+        np.asarray(maps, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0
+    )
+    low = maps.min(axis=(1, 2), keepdims=True)
+    span = maps.max(axis=(1, 2), keepdims=True) - low
+    flat = span <= 1e-12
+    scaled = (maps - low) / np.where(flat, 1.0, span)
+    return np.clip(np.where(flat, 0.0, scaled), 0.0, 1.0).astype(np.float32)
+
+
+# --- overlays -----------------------------------------------------------------------------------
+
+# Colormaps as numpy lookup tables (no matplotlib). Jet: matplotlib's own piecewise-linear
+# definition, (position, value) per channel. Inferno and viridis: the 10 evenly spaced anchor
+# colours published with the maps (as in R's viridisLite), interpolated linearly.
+_JET_SEGMENTS = (
+    ((0.0, 0.0), (0.35, 0.0), (0.66, 1.0), (0.89, 1.0), (1.0, 0.5)),
+    ((0.0, 0.0), (0.125, 0.0), (0.375, 1.0), (0.64, 1.0), (0.91, 0.0), (1.0, 0.0)),
+    ((0.0, 0.5), (0.11, 1.0), (0.34, 1.0), (0.65, 0.0), (1.0, 0.0)),
+)
+_ANCHORS = {
+    "inferno": "000004 1B0C42 4B0C6B 781C6D A52C60 CF4446 ED6925 FB9A06 F7D03C FCFFA4",
+    "viridis": "440154 482878 3E4A89 31688E 26828E 1F9E89 35B779 6DCD59 B4DE2C FDE725",
+}
+
+
+def colormap_table(name: str = DEFAULT_COLORMAP) -> np.ndarray:
+    """The 256-entry lookup table of a colormap: uint8 (256, 3), index 0 = heat 0."""
+    if name not in COLORMAPS:
+        raise ValueError(
+            f"Unknown colormap {name!r}; choose one of: {', '.join(COLORMAPS)}."
+        )
+    positions = np.linspace(0.0, 1.0, 256)
+    if name == "jet":
+        channels = [
+            np.interp(positions, *zip(*segment)) * 255.0 for segment in _JET_SEGMENTS
+        ]
+    else:
+        anchors = np.array(
+            [
+                [int(h[i : i + 2], 16) for i in (0, 2, 4)]
+                for h in _ANCHORS[name].split()
+            ],
+            dtype=float,
+        )
+        stops = np.linspace(0.0, 1.0, len(anchors))
+        channels = [np.interp(positions, stops, anchors[:, c]) for c in range(3)]
+    return np.rint(np.stack(channels, axis=1)).astype(np.uint8)
+
+
+def colorize(heatmap: np.ndarray, colormap: str = DEFAULT_COLORMAP) -> np.ndarray:
+    """A heatmap in [0, 1] (H, W) as uint8 RGB colours (H, W, 3)."""
+    heatmap = _check_heatmap(heatmap)
+    indices = np.rint(heatmap * 255.0).astype(np.intp)
+    return colormap_table(colormap)[indices]
+
+
+def overlay(
+    patch: np.ndarray,
+    heatmap: np.ndarray,
+    *,
+    colormap: str = DEFAULT_COLORMAP,
+    alpha: float = DEFAULT_ALPHA,
+    draw_box: bool = True,
+    box_colour: tuple[int, int, int] = BOX_COLOUR,
+) -> np.ndarray:
+    """The patch with its heatmap blended on top: uint8 (96, 96, 3).
+
+    `alpha` is the heatmap's weight (0 = patch only, 1 = colours only). With `draw_box`, the
+    outline of the labelled centre 32x32 px is drawn one pixel outside it, so no pixel that
+    decides the label is hidden.
+    """
+    patch = np.asarray(patch)
+    if patch.dtype != np.uint8 or patch.shape != PATCH_SHAPE:
+        raise PatchError(
+            f"Expected a uint8 patch of shape (96, 96, 3); got {patch.shape}, {patch.dtype}."
+        )
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1]; got {alpha}.")
+    heatmap = _check_heatmap(heatmap)
+    if heatmap.shape != (IMAGE_SIZE, IMAGE_SIZE):
+        raise ValueError(f"Expected a heatmap of shape (96, 96); got {heatmap.shape}.")
+    colours = colorize(heatmap, colormap).astype(np.float32)
+    blended = np.rint((1.0 - alpha) * patch.astype(np.float32) + alpha * colours)
+    result = np.clip(blended, 0, 255).astype(np.uint8)
+    if draw_box:
+        left, top, right, bottom = CENTRE_BOX
+        result[top - 1, left - 1 : right + 1] = box_colour
+        result[bottom, left - 1 : right + 1] = box_colour
+        result[top - 1 : bottom + 1, left - 1] = box_colour
+        result[top - 1 : bottom + 1, right] = box_colour
+    return result
+
+
+def _check_heatmap(heatmap: np.ndarray) -> np.ndarray:
+    heatmap = np.asarray(heatmap, dtype=np.float32)
+    if heatmap.ndim != 2:
+        raise ValueError(f"Expected one 2-D heatmap; got shape {heatmap.shape}.")
+    return np.clip(np.nan_to_num(heatmap, nan=0.0), 0.0, 1.0)
