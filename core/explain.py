@@ -185,7 +185,8 @@ class Explainer:
                 batch,
                 penultimate_layer=self.layer,
                 seek_penultimate_conv_layer=False,  # the layer is known; skip the search
-                normalize_cam=False,  # we normalise ourselves, safely for constant maps
+                expand_cam=False,  # we upsample ourselves, cell-centre aligned
+                normalize_cam=False,  # and normalise ourselves, safely for constant maps
             )
         if method == "scorecam":
             # Class index in the two-logit view built by `_two_class_logits`: 0 normal, 1 tumour.
@@ -196,6 +197,7 @@ class Explainer:
                 seek_penultimate_conv_layer=False,
                 max_N=self.scorecam_max_n,
                 batch_size=BATCH_SIZE,
+                expand_cam=False,
                 normalize_cam=False,
             )
         return visualizer(
@@ -295,16 +297,19 @@ def _as_batch(patches: np.ndarray) -> tuple[np.ndarray, bool]:
 
 
 def _resize_to_patch(maps: np.ndarray) -> np.ndarray:
-    """(n, h, w) -> (n, 96, 96), bilinear; tf-keras-vis already expands maps, so usually a no-op."""
+    """Conv-grid maps (n, h, w) -> (n, 96, 96), bilinear.
+
+    Each grid cell's value sits at the centre of the 96/h px it covers (scipy's grid_mode).
+    tf-keras-vis's own expansion aligns the corners instead, which shifts the outer cells by
+    half a cell (8 px on patchnet's 6x6 grid) and would misplace heat around the centre box.
+    """
     maps = np.asarray(maps, dtype=np.float32)
     if maps.shape[1:] == (IMAGE_SIZE, IMAGE_SIZE):
         return maps
     from scipy.ndimage import zoom
 
     factors = (1.0, IMAGE_SIZE / maps.shape[1], IMAGE_SIZE / maps.shape[2])
-    return zoom(maps, factors, order=1, grid_mode=True, mode="nearest")[
-        :, :IMAGE_SIZE, :IMAGE_SIZE
-    ]
+    return zoom(maps, factors, order=1, grid_mode=True, mode="nearest")
 
 
 def _normalise(maps: np.ndarray) -> np.ndarray:

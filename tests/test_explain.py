@@ -23,6 +23,7 @@ from core.explain import (
     METHODS,
     Explainer,
     _normalise,
+    _resize_to_patch,
     colormap_table,
     overlay,
 )
@@ -159,6 +160,18 @@ def test_normalise_maps_constant_and_non_finite_values_to_zero():
     normalised = _normalise(maps)
     assert not normalised[0].any() and not normalised[1].any()
     assert normalised[2].min() == 0.0 and normalised[2].max() == 1.0
+
+
+def test_upsampling_puts_each_conv_cell_over_the_pixels_it_covers():
+    grid = np.zeros((1, 6, 6), dtype=np.float32)
+    grid[0, 2, 2] = (
+        1.0  # on a 6x6 grid, cell (2, 2) covers pixels 32-47: the centre box's corner
+    )
+    heatmap = _resize_to_patch(grid)[0]
+    assert heatmap.shape == (96, 96)
+    row, col = np.unravel_index(heatmap.argmax(), heatmap.shape)
+    assert 32 <= row < 48 and 32 <= col < 48
+    assert heatmap[32:48, 32:48].mean() > 5 * heatmap[:, 64:].mean()
 
 
 def test_explain_refuses_patches_that_are_not_uint8_96x96_rgb(explainer):
