@@ -35,9 +35,8 @@ TARGETS = ("tumour", "predicted")
 DEFAULT_TARGET = "tumour"
 DEFAULT_THRESHOLD = 0.5
 
-SCORECAM_MAX_N = (
-    32  # activation maps ScoreCAM masks with (each costs one forward pass per patch)
-)
+# Activation maps ScoreCAM masks the patch with; each costs one forward pass per patch.
+SCORECAM_MAX_N = 32
 SMOOTHGRAD_SAMPLES = 20  # noisy copies averaged by SmoothGrad
 SMOOTHGRAD_NOISE = 0.2  # noise sigma as a fraction of each patch's value range
 BATCH_SIZE = 32  # patches explained per tf-keras-vis call, to bound memory
@@ -95,9 +94,8 @@ class Explainer:
         self.scorecam_max_n = max(1, min(int(scorecam_max_n), channels))
         self.smoothgrad_samples = max(1, int(smoothgrad_samples))
         self._visualizers: dict[str, Any] = {}
-        self._lock = (
-            threading.Lock()
-        )  # one Explainer is shared by every Streamlit session
+        # One Explainer is shared by every Streamlit session: build each visualizer once.
+        self._lock = threading.Lock()
 
     def probabilities(self, patches: np.ndarray) -> np.ndarray:
         """P(tumour) for a batch (n, 96, 96, 3) or one patch (96, 96, 3) of uint8 pixels."""
