@@ -1,0 +1,104 @@
+"""Training-time augmentation, vectorised over a batch (one random draw per patch).
+
+- the 8 dihedral views (transpose + horizontal + vertical flips generate all flips and 90° turns):
+  tissue has no preferred orientation;
+- brightness / contrast / saturation / hue jitter: stands in for stain and scanner variation
+  between labs, the main reason a patch model fails on new slides;
+- optional HED jitter: scales and shifts the haematoxylin, eosin and DAB optical densities
+  (Tellez et al. 2018), a closer model of stain variation than RGB jitter.
+
+Random numbers come from stateless ops seeded per batch, so the same seed gives the same run.
+Inputs and outputs are float32 batches in 0-255.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Ruifrok & Johnston stain vectors (rows: haematoxylin, eosin, DAB), as in skimage.color.rgb2hed.
+_RGB_FROM_HED = np.array(
+    [[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]], dtype=np.float32
+)
+_RGB_FROM_HED[2] = np.cross(_RGB_FROM_HED[0], _RGB_FROM_HED[1])
+_RGB_FROM_HED /= np.linalg.norm(_RGB_FROM_HED, axis=1, keepdims=True)
+_HED_FROM_RGB = np.linalg.inv(_RGB_FROM_HED).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    dihedral: bool = True
+    brightness: float = 0.1  # fraction of the 0-255 range
+    contrast: float = 0.2  # factor range 1 ± contrast
+    saturation: float = 0.2  # factor range 1 ± saturation
+    hue: float = 0.04  # rotation of the chroma plane, fraction of a full turn
+    hed: float = 0.0  # HED scale/shift strength (0 = off; 0.05 is a typical value)
+
+    @property
+    def enabled(self) -> bool:
+        jitter = (self.brightness, self.contrast, self.saturation, self.hue, self.hed)
+        return self.dihedral or any(v > 0 for v in jitter)
+
+
+def _per_patch(seed, index: int, shape, low: float, high: float):
+    import tensorflow as tf
+
+    return tf.random.stateless_uniform(shape, seed=seed + index, minval=low, maxval=high)
+
+
+def augment_batch(images, seed, config: AugmentConfig):
+    """Augment a float32 batch (B, H, W, 3) in 0-255 with one random draw per patch.
+
+    `seed` is an int64 tensor of shape [2]; the same seed gives the same augmentation.
+    """
+    import tensorflow as tf
+
+    x = tf.cast(images, tf.float32)
+    batch = tf.shape(x)[0]
+    seed = tf.cast(seed, tf.int64)
+
+    def coin(i):
+        return tf.reshape(_per_patch(seed, i, [batch], 0.0, 1.0) < 0.5, [-1, 1, 1, 1])
+
+    if config.dihedral:
+        x = tf.where(coin(1), tf.transpose(x, [0, 2, 1, 3]), x)
+        x = tf.where(coin(2), tf.reverse(x, axis=[2]), x)
+        x = tf.where(coin(3), tf.reverse(x, axis=[1]), x)
+
+    def factor(i, spread):
+        return tf.reshape(_per_patch(seed, i, [batch], 1.0 - spread, 1.0 + spread), [-1, 1, 1, 1])
+
+    if config.hed > 0:
+        od = -tf.math.log(tf.maximum(x, 1.0) / 255.0)
+        hed = tf.einsum("bhwc,cd->bhwd", od, tf.constant(_HED_FROM_RGB))
+        scale = tf.reshape(_per_patch(seed, 4, [batch, 3], 1 - config.hed, 1 + config.hed), [-1, 1, 1, 3])
+        shift = tf.reshape(_per_patch(seed, 5, [batch, 3], -config.hed, config.hed), [-1, 1, 1, 3])
+        od = tf.einsum("bhwd,dc->bhwc", hed * scale + shift, tf.constant(_RGB_FROM_HED))
+        x = 255.0 * tf.exp(-tf.maximum(od, 0.0))
+
+    if config.brightness > 0:
+        delta = 255.0 * config.brightness
+        x = x + tf.reshape(_per_patch(seed, 6, [batch], -delta, delta), [-1, 1, 1, 1])
+    if config.contrast > 0:
+        mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
+        x = mean + (x - mean) * factor(7, config.contrast)
+    if config.saturation > 0:
+        grey = tf.reduce_mean(x, axis=3, keepdims=True)
+        x = grey + (x - grey) * factor(8, config.saturation)
+    if config.hue > 0:
+        # Rotate the chroma plane of YIQ by a per-patch angle.
+        angle = _per_patch(seed, 9, [batch], -config.hue, config.hue) * 2.0 * np.pi
+        cos, sin = tf.cos(angle), tf.sin(angle)
+        yiq = tf.einsum("bhwc,dc->bhwd", x, tf.constant(_YIQ_FROM_RGB))
+        i_new = yiq[..., 1] * tf.reshape(cos, [-1, 1, 1]) - yiq[..., 2] * tf.reshape(sin, [-1, 1, 1])
+        q_new = yiq[..., 1] * tf.reshape(sin, [-1, 1, 1]) + yiq[..., 2] * tf.reshape(cos, [-1, 1, 1])
+        yiq = tf.stack([yiq[..., 0], i_new, q_new], axis=-1)
+        x = tf.einsum("bhwc,dc->bhwd", yiq, tf.constant(_RGB_FROM_YIQ))
+    return tf.clip_by_value(x, 0.0, 255.0)
+
+
+_YIQ_FROM_RGB = np.array(
+    [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=np.float32
+)
+_RGB_FROM_YIQ = np.linalg.inv(_YIQ_FROM_RGB).astype(np.float32)

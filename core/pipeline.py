@@ -1,0 +1,154 @@
+"""The tf.data input pipeline over uint8 HDF5 caches written by `core.cache.prepare`.
+
+Small selections (up to `memory_limit_bytes`, 3 GB by default ≈ 110,000 patches) are read once
+into one uint8 array and batched by index gathers, the fastest path on a CPU. Larger ones stream
+from the HDF5 files: contiguous blocks are read in a random order, shuffled within a pool of
+blocks, so memory stays bounded whatever the dataset size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from core.augment import AugmentConfig, augment_batch
+from core.constants import PATCH_SHAPE
+
+PATCH_BYTES = int(np.prod(PATCH_SHAPE))
+DEFAULT_MEMORY_LIMIT = 3 * 1024**3
+BLOCK_ROWS = 1024  # rows read from HDF5 at once when streaming
+POOL_BLOCKS = 4  # blocks shuffled together when streaming
+
+
+@dataclass
+class Selection:
+    """Rows of one or more caches: `parts[i]` = (cache path, sorted row indices)."""
+
+    parts: list[tuple[Path, np.ndarray]]
+    labels: np.ndarray  # float32 aligned with the concatenation of parts
+    ids: list[str]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def n_bytes(self) -> int:
+        return len(self) * PATCH_BYTES
+
+
+def read_cache_index(path: str | Path) -> tuple[list[str], np.ndarray]:
+    """Ids and labels (int8, -1 = unlabelled) of a cache, without touching the pixels."""
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        ids = [i.decode() if isinstance(i, bytes) else str(i) for i in handle["ids"][:]]
+        labels = handle["y"][:].astype(np.int8)
+    return ids, labels
+
+
+def load_pixels(selection: Selection) -> np.ndarray:
+    """Read every selected patch into one uint8 array, block by block."""
+    import h5py
+
+    out = np.empty((len(selection), *PATCH_SHAPE), dtype=np.uint8)
+    filled = 0
+    for path, rows in selection.parts:
+        with h5py.File(path, "r") as handle:
+            x = handle["x"]
+            for start in range(0, len(rows), BLOCK_ROWS * 4):
+                chunk_rows = rows[start : start + BLOCK_ROWS * 4]
+                lo, hi = int(chunk_rows[0]), int(chunk_rows[-1]) + 1
+                block = x[lo:hi]
+                out[filled : filled + len(chunk_rows)] = block[chunk_rows - lo]
+                filled += len(chunk_rows)
+    return out
+
+
+def _stream_blocks(selection: Selection, seed: int, shuffle: bool):
+    """One pass of (x uint8, y float32) blocks; random block order and in-pool shuffle if asked."""
+    import h5py
+
+    rng = np.random.default_rng(seed)
+    blocks = []
+    offset = 0
+    for part, (path, rows) in enumerate(selection.parts):
+        for start in range(0, len(rows), BLOCK_ROWS):
+            blocks.append((part, start, offset + start, min(start + BLOCK_ROWS, len(rows))))
+        offset += len(rows)
+    handles = {}
+    try:
+        order = rng.permutation(len(blocks)) if shuffle else np.arange(len(blocks))
+        for pool_start in range(0, len(order), POOL_BLOCKS):
+            xs, ys = [], []
+            for b in order[pool_start : pool_start + POOL_BLOCKS]:
+                part, start, global_start, stop = blocks[b]
+                path, rows = selection.parts[part]
+                if part not in handles:
+                    handles[part] = h5py.File(path, "r")
+                chunk = rows[start:stop]
+                lo, hi = int(chunk[0]), int(chunk[-1]) + 1
+                xs.append(handles[part]["x"][lo:hi][chunk - lo])
+                ys.append(selection.labels[global_start : global_start + len(chunk)])
+            x, y = np.concatenate(xs), np.concatenate(ys)
+            if shuffle:
+                perm = rng.permutation(len(y))
+                x, y = x[perm], y[perm]
+            yield x, y
+    finally:
+        for handle in handles.values():
+            handle.close()
+
+
+def make_dataset(
+    selection: Selection,
+    *,
+    batch_size: int,
+    shuffle: bool,
+    augment: AugmentConfig | None = None,
+    seed: int = 0,
+    memory_limit_bytes: int = DEFAULT_MEMORY_LIMIT,
+    repeat: bool = False,
+):
+    """A tf.data.Dataset of (float32 images 0-255, float32 labels (B, 1)) batches."""
+    import tensorflow as tf
+
+    n = len(selection)
+    labels = selection.labels.astype(np.float32).reshape(-1, 1)
+    if selection.n_bytes <= memory_limit_bytes:
+        pixels = tf.constant(load_pixels(selection))
+        label_tensor = tf.constant(labels)
+        index = tf.data.Dataset.range(n)
+        if shuffle:
+            index = index.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        if repeat:
+            index = index.repeat()
+        data = index.batch(batch_size).map(
+            lambda idx: (tf.gather(pixels, idx), tf.gather(label_tensor, idx)),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+    else:
+        signature = (
+            tf.TensorSpec((None, *PATCH_SHAPE), tf.uint8),
+            tf.TensorSpec((None,), tf.float32),
+        )
+        passes = iter(range(10**9))  # a new block order on every pass over the data
+        blocks = tf.data.Dataset.from_generator(
+            lambda: _stream_blocks(selection, seed + next(passes), shuffle),
+            output_signature=signature,
+        )
+        data = blocks.unbatch()
+        if repeat:
+            data = data.repeat()
+        data = data.batch(batch_size).map(lambda x, y: (x, tf.reshape(y, [-1, 1])))
+    data = data.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
+    if augment is not None and augment.enabled:
+        seeds = tf.data.Dataset.random(seed=seed).batch(2)
+        data = tf.data.Dataset.zip((data, seeds)).map(
+            lambda batch, s: (augment_batch(batch[0], s, augment), batch[1]),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+    return data.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,338 @@
+"""The run registry on disk: one directory per training job, read by the pages and the CLI.
+
+A run directory holds `config.json`, `status.json` (state, error, pid, heartbeat), `metrics.jsonl`
+(one JSON object a line, appended and flushed), `best.keras` (best validation AUC), `model.keras`
+(final), `val_predictions.csv` (id,label,prob) and `train.log` (the job's own output).
+Every file except the append-only metrics is written atomically (temp file + rename).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.errors import JobConflictError, RunError
+from core.settings import runs_dir, workspace_dir
+
+STATES = ("queued", "running", "finished", "failed", "stopped")
+ACTIVE_STATES = ("queued", "running")
+HEARTBEAT_SECONDS = 5.0
+STALE_AFTER_SECONDS = 45.0  # no heartbeat for this long = the process is gone
+QUEUED_GRACE_SECONDS = 120.0  # a queued job may take this long to import TensorFlow and start
+STOP_FILE = "stop.request"
+LOCK_NAME = "train.lock"
+
+
+# ---------------------------------------------------------------- atomic files
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write to a temp file in the same folder, fsync, then rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | Path, obj) -> None:
+    atomic_write_bytes(path, json.dumps(obj, indent=2, default=str).encode())
+
+
+def read_json(path: str | Path, default=None):
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return default
+
+
+# ---------------------------------------------------------------- processes
+
+
+def pid_alive(pid: int | None) -> bool:
+    """True when a process with this pid exists and is not a zombie."""
+    if not pid or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+# ---------------------------------------------------------------- status
+
+
+def write_status(run_dir: str | Path, state: str, **fields) -> dict:
+    """Replace status.json, keeping earlier fields (started, pid, ...) unless overridden."""
+    if state not in STATES:
+        raise ValueError(f"unknown state {state!r}")
+    path = Path(run_dir) / "status.json"
+    status = read_json(path, {}) or {}
+    status.update(fields)
+    status["state"] = state
+    status["heartbeat"] = time.time()
+    atomic_write_json(path, status)
+    return status
+
+
+def read_status(run_dir: str | Path) -> dict:
+    """status.json, with a dead job (no live process, stale heartbeat) reported as failed."""
+    run_dir = Path(run_dir)
+    status = read_json(run_dir / "status.json")
+    if status is None:
+        if not run_dir.is_dir():
+            raise RunError(f"Run {run_dir.name} no longer exists.")
+        return {"state": "failed", "error": "status.json is missing or unreadable."}
+    state = status.get("state")
+    if state in ACTIVE_STATES:
+        age = time.time() - float(status.get("heartbeat") or 0)
+        limit = QUEUED_GRACE_SECONDS if state == "queued" else STALE_AFTER_SECONDS
+        pid = status.get("pid")
+        dead = (pid is not None and not pid_alive(pid)) or age > limit
+        if dead:
+            status = dict(status)
+            status["state"] = "failed"
+            status["error"] = (
+                f"The training process (pid {pid}) died without reporting: "
+                f"no heartbeat for {age:.0f} s. The best checkpoint, if any, is kept."
+            )
+            status["stale"] = True
+    return status
+
+
+def is_active(run_dir: str | Path) -> bool:
+    try:
+        return read_status(run_dir).get("state") in ACTIVE_STATES
+    except RunError:
+        return False
+
+
+def request_stop(run_dir: str | Path) -> None:
+    """Ask a running job to stop gracefully at its next batch."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunError(f"Run {run_dir.name} no longer exists.")
+    atomic_write_bytes(run_dir / STOP_FILE, str(time.time()).encode())
+
+
+def stop_requested(run_dir: str | Path) -> bool:
+    return (Path(run_dir) / STOP_FILE).exists()
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def append_metrics(run_dir: str | Path, record: dict) -> None:
+    """Append one JSON line and flush it to disk, so a reader never waits on a buffer."""
+    with open(Path(run_dir) / "metrics.jsonl", "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record, default=float) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    """Every complete line of metrics.jsonl (a half-written last line is skipped)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    records = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return records
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
+
+
+# ---------------------------------------------------------------- the workspace lock
+
+
+def lock_path() -> Path:
+    return workspace_dir() / LOCK_NAME
+
+
+def acquire_lock(run_dir: str | Path, pid: int | None = None) -> None:
+    """Take the one-job-per-workspace lock for `run_dir`.
+
+    Succeeds when the lock is free, already names this run, or names a job that is gone.
+    Raises JobConflictError naming the running job otherwise.
+    """
+    run_dir = Path(run_dir).resolve()
+    path = lock_path()
+    record = json.dumps({"run_dir": str(run_dir), "pid": pid or os.getpid(), "time": time.time()})
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = read_json(path, {}) or {}
+            holder_dir = holder.get("run_dir")
+            if holder_dir == str(run_dir):
+                atomic_write_bytes(path, record.encode())
+                return
+            if holder_dir and is_active(holder_dir) or (not holder_dir and pid_alive(holder.get("pid"))):
+                name = Path(holder_dir).name if holder_dir else "unknown"
+                raise JobConflictError(
+                    f"A training job is already running in this workspace: {name}. "
+                    "Stop it or wait for it to finish before starting another."
+                ) from None
+            path.unlink(missing_ok=True)  # stale lock of a job that is gone
+            continue
+        with os.fdopen(fd, "w") as handle:
+            handle.write(record)
+        return
+    raise JobConflictError("Could not take the training lock; try again.")
+
+
+def release_lock(run_dir: str | Path) -> None:
+    path = lock_path()
+    holder = read_json(path, {}) or {}
+    if holder.get("run_dir") == str(Path(run_dir).resolve()):
+        path.unlink(missing_ok=True)
+
+
+def active_run() -> Path | None:
+    """The run directory of the job running in this workspace, if any."""
+    holder = read_json(lock_path(), {}) or {}
+    run_dir = holder.get("run_dir")
+    if run_dir and is_active(run_dir):
+        return Path(run_dir)
+    return None
+
+
+# ---------------------------------------------------------------- the registry
+
+
+@dataclass
+class RunSummary:
+    path: Path
+    name: str
+    state: str
+    architecture: str = ""
+    data: str = ""
+    epochs_done: int = 0
+    epochs: int = 0
+    best_val_auc: float | None = None
+    best_val_accuracy: float | None = None
+    duration_s: float | None = None
+    started: float | None = None
+    error: str | None = None
+    has_model: bool = False
+    config: dict = field(default_factory=dict)
+
+
+def new_run_dir(name: str | None = None, root: Path | None = None) -> Path:
+    """A fresh, unique run directory name like 20261127-101500-patchnet."""
+    root = root or runs_dir()
+    stem = time.strftime("%Y%m%d-%H%M%S") + (f"-{name}" if name else "")
+    candidate, n = root / stem, 1
+    while candidate.exists():
+        n += 1
+        candidate = root / f"{stem}-{n}"
+    candidate.mkdir(parents=True)
+    return candidate
+
+
+def summarize_run(run_dir: str | Path) -> RunSummary:
+    run_dir = Path(run_dir)
+    config = read_json(run_dir / "config.json", {}) or {}
+    status = read_status(run_dir)
+    epochs = [r for r in read_metrics(run_dir) if r.get("kind") == "epoch"]
+    best = max(epochs, key=lambda r: r.get("val_auc") or -1, default=None)
+    data = config.get("data") or []
+    return RunSummary(
+        path=run_dir,
+        name=run_dir.name,
+        state=status.get("state", "failed"),
+        architecture=config.get("architecture", ""),
+        data=", ".join(Path(d).name for d in data) if isinstance(data, list) else str(data),
+        epochs_done=len(epochs),
+        epochs=int(config.get("epochs") or 0),
+        best_val_auc=best.get("val_auc") if best else None,
+        best_val_accuracy=best.get("val_accuracy") if best else None,
+        duration_s=status.get("duration_s"),
+        started=status.get("started"),
+        error=status.get("error"),
+        has_model=(run_dir / "model.keras").is_file() or (run_dir / "best.keras").is_file(),
+        config=config,
+    )
+
+
+def list_runs(root: Path | None = None) -> list[RunSummary]:
+    """Every run directory under the workspace, newest first."""
+    root = root or runs_dir()
+    runs = []
+    for entry in sorted(root.iterdir(), reverse=True) if root.is_dir() else []:
+        if entry.is_dir() and (entry / "config.json").exists():
+            try:
+                runs.append(summarize_run(entry))
+            except RunError:
+                continue  # deleted while we listed
+    return runs
+
+
+def delete_run(run_dir: str | Path) -> None:
+    """Delete a run directory; refused while its job runs."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunError(f"Run {run_dir.name} no longer exists.")
+    if is_active(run_dir):
+        raise RunError(f"Run {run_dir.name} is still running; stop it before deleting it.")
+    # Rename first so a reader never sees a half-deleted run under its real name.
+    trash = run_dir.with_name(f".deleting-{run_dir.name}-{os.getpid()}")
+    os.replace(run_dir, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- views for charts
+
+
+def epoch_table(records: list[dict]):
+    """One row per epoch; columns epoch, loss, accuracy, auc, val_loss, val_accuracy, val_auc, lr."""
+    import pandas as pd
+
+    rows = [r for r in records if r.get("kind") == "epoch"]
+    return pd.DataFrame(rows).drop(columns=["kind"], errors="ignore")
+
+
+def curves_long(records: list[dict], run_name: str = "") -> "object":
+    """Long-form curves for plotting: columns run, epoch, metric (loss/accuracy/auc), split, value.
+
+    Batch-window lines give the training curve inside an epoch (fractional epochs), so a chart grows
+    while the first epoch runs; epoch lines give the validation points.
+    """
+    import pandas as pd
+
+    rows = []
+    for r in records:
+        if r.get("kind") == "batch":
+            x = r["epoch"] - 1 + r["step"] / max(r["steps"], 1)
+            for metric in ("loss", "accuracy"):
+                if r.get(metric) is not None:
+                    rows.append((run_name, x, metric, "train (running)", r[metric]))
+        elif r.get("kind") == "epoch":
+            for metric in ("loss", "accuracy", "auc"):
+                for split, key in (("train", metric), ("validation", f"val_{metric}")):
+                    if r.get(key) is not None:
+                        rows.append((run_name, float(r["epoch"]), metric, split, r[key]))
+    return pd.DataFrame(rows, columns=["run", "epoch", "metric", "split", "value"])
