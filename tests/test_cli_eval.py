@@ -1,0 +1,239 @@
+"""`python -m core predict` and `python -m core evaluate` on a real tiny model and real patches."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.__main__ import main
+from core.cli_eval import JSON_KEYS
+from core.datasets import open_dataset
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+SAMPLE = PROJECT_DIR / "data" / "sample"
+PER_CLASS = 16
+EXPECTED_KEYS = {
+    "n",
+    "auc",
+    "accuracy",
+    "sensitivity",
+    "specificity",
+    "precision",
+    "f1",
+    "average_precision",
+    "log_loss",
+    "brier",
+    "ece",
+    "threshold",
+    "confusion",
+}
+
+
+@pytest.fixture(scope="module")
+def kaggle_dir(tmp_path_factory) -> Path:
+    """32 real patches (16 tumour, 16 normal) in the Kaggle layout."""
+    with open(SAMPLE / "train_labels.csv", newline="") as handle:
+        rows = [(row["id"], row["label"]) for row in csv.DictReader(handle)]
+    rows = [r for r in rows if r[1] == "1"][:PER_CLASS] + [
+        r for r in rows if r[1] == "0"
+    ][:PER_CLASS]
+    folder = tmp_path_factory.mktemp("kaggle")
+    (folder / "train").mkdir()
+    with open(folder / "train_labels.csv", "w", newline="") as handle:
+        handle.write("id,label\n")
+        for patch_id, label in rows:
+            shutil.copy(SAMPLE / "train" / f"{patch_id}.tif", folder / "train")
+            handle.write(f"{patch_id},{label}\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def unlabelled_dir(kaggle_dir, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("unlabelled")
+    for path in sorted((kaggle_dir / "train").iterdir())[:10]:
+        shutil.copy(path, folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def run_dir(kaggle_dir, tmp_path_factory) -> Path:
+    """A run directory holding the tiny CNN fitted for a few steps, as the trainer leaves it."""
+    import keras
+
+    from core.models import build_model, save_model
+
+    dataset = open_dataset(kaggle_dir)
+    x = dataset.read_batch(range(len(dataset)))
+    model = build_model("tiny", seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="binary_crossentropy")
+    model.fit(x, dataset.labels.astype("float32"), epochs=3, batch_size=16, verbose=0)
+    folder = tmp_path_factory.mktemp("run")
+    save_model(model, folder / "model.keras")
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def workspace(tmp_path, monkeypatch) -> Path:
+    """Prediction caches go to a throwaway workspace, never the project's."""
+    monkeypatch.setenv("PATCHLENS_HOME", str(tmp_path / "workspace"))
+    return tmp_path / "workspace"
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+def test_json_keys_are_exactly_the_documented_ones():
+    assert set(JSON_KEYS) == EXPECTED_KEYS and len(JSON_KEYS) == len(EXPECTED_KEYS)
+
+
+def test_evaluate_json(capsys, run_dir, kaggle_dir):
+    from core.evaluation import metrics_at
+    from core.models import load_model
+    from core.predict import predict_dataset
+
+    code, out, err = run_cli(
+        capsys, "evaluate", run_dir, kaggle_dir, "--json", "--threshold", 0.4
+    )
+    assert code == 0, err
+    metrics = json.loads(out)
+    assert set(metrics) == EXPECTED_KEYS
+    assert metrics["n"] == 2 * PER_CLASS
+    assert metrics["threshold"] == 0.4
+    (tn, fp), (fn, tp) = metrics["confusion"]
+    assert tn + fp == PER_CLASS and fn + tp == PER_CLASS
+
+    frame = predict_dataset(load_model(run_dir), open_dataset(kaggle_dir))
+    expected = metrics_at(frame["label"], frame["prob"], 0.4)
+    for key in EXPECTED_KEYS:
+        if isinstance(expected[key], float):
+            assert metrics[key] == pytest.approx(expected[key], rel=1e-6), key
+        else:
+            assert metrics[key] == expected[key], key
+    assert "\r" in err  # progress went to stderr, stdout holds only the JSON
+
+
+def test_evaluate_caches_predictions_in_the_workspace(
+    capsys, run_dir, kaggle_dir, workspace
+):
+    first = run_cli(capsys, "evaluate", run_dir, kaggle_dir, "--json")
+    cached = list((workspace / "cache" / "predictions").glob("*.csv"))
+    assert len(cached) == 1
+    second = run_cli(capsys, "evaluate", run_dir, kaggle_dir, "--json")
+    assert json.loads(second[1]) == json.loads(first[1])
+    run_cli(capsys, "evaluate", run_dir, kaggle_dir, "--json", "--tta")
+    assert len(list((workspace / "cache" / "predictions").glob("*.csv"))) == 2
+
+
+def test_evaluate_table_shows_intervals_and_confusion(capsys, run_dir, kaggle_dir):
+    code, out, err = run_cli(
+        capsys, "evaluate", run_dir / "model.keras", kaggle_dir, "--no-cache"
+    )
+    assert code == 0, err
+    assert "95% bootstrap interval" in out
+    auc_line = next(line for line in out.splitlines() if line.startswith("AUC"))
+    assert auc_line.count("[") == 1 and "," in auc_line  # [low, high]
+    assert "confusion matrix" in out and "true tumour" in out
+
+
+def test_evaluate_refuses_an_unlabelled_dataset(capsys, run_dir, unlabelled_dir):
+    code, out, err = run_cli(capsys, "evaluate", run_dir, unlabelled_dir)
+    assert code == 2
+    assert "unlabelled" in err and "evaluate needs labels" in err
+    assert len(err.strip().splitlines()) == 1 and out == ""
+
+
+# --------------------------------------------------------------------------- predict
+
+
+@pytest.mark.parametrize("data_fixture", ["kaggle_dir", "unlabelled_dir"])
+def test_predict_writes_a_kaggle_submission(
+    request, capsys, run_dir, data_fixture, tmp_path
+):
+    data = request.getfixturevalue(data_fixture)
+    out_path = tmp_path / "out" / "submission.csv"
+    code, _, err = run_cli(
+        capsys, "predict", run_dir, data, "--out", out_path, "--batch-size", 8
+    )
+    assert code == 0, err
+    assert out_path.read_text().splitlines()[0] == "id,label"
+    submission = pd.read_csv(out_path, dtype={"id": str})
+    assert submission["id"].tolist() == open_dataset(data).ids
+    assert submission["label"].between(0, 1).all()
+    assert [p.name for p in out_path.parent.iterdir()] == [
+        "submission.csv"
+    ]  # no temp file
+
+
+def test_predict_with_tta_changes_the_probabilities(
+    capsys, run_dir, kaggle_dir, tmp_path
+):
+    plain, tta = tmp_path / "plain.csv", tmp_path / "tta.csv"
+    assert run_cli(capsys, "predict", run_dir, kaggle_dir, "--out", plain)[0] == 0
+    assert (
+        run_cli(capsys, "predict", run_dir, kaggle_dir, "--out", tta, "--tta")[0] == 0
+    )
+    difference = pd.read_csv(tta)["label"] - pd.read_csv(plain)["label"]
+    assert np.abs(difference).max() > 1e-4
+
+
+# --------------------------------------------------------------------------- model errors
+
+
+def test_a_non_model_file_exits_2_without_traceback(tmp_path, kaggle_dir):
+    fake = tmp_path / "notes.keras"
+    fake.write_text("this is not a model")
+    result = subprocess.run(
+        [sys.executable, "-m", "core", "evaluate", str(fake), str(kaggle_dir)],
+        cwd=PROJECT_DIR,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert (
+        "notes.keras" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    )
+
+
+@pytest.mark.parametrize("name", ["notes.txt", "missing.keras", "empty_run_dir"])
+def test_other_bad_models_exit_2(capsys, tmp_path, kaggle_dir, name):
+    model = tmp_path / name
+    if name == "notes.txt":
+        model.write_text("hello")
+    elif name == "empty_run_dir":
+        model.mkdir()
+    code, _, err = run_cli(
+        capsys, "predict", model, kaggle_dir, "--out", tmp_path / "p.csv"
+    )
+    assert code == 2 and err.startswith("error: ") and "Traceback" not in err
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_a_model_breaking_the_contract_exits_2(capsys, tmp_path, kaggle_dir):
+    import keras
+
+    inputs = keras.Input(shape=(96, 96, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+    two_classes = keras.Model(
+        inputs, keras.layers.Dense(2, activation="softmax")(pooled)
+    )
+    path = tmp_path / "two_classes.keras"
+    two_classes.save(path)
+    code, _, err = run_cli(capsys, "evaluate", path, kaggle_dir)
+    assert code == 2 and "(None, 1)" in err and "Traceback" not in err
