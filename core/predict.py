@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import queue
+import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -63,9 +64,7 @@ def compiled_predict(model, *, tta: bool = False) -> Callable:
     functions = getattr(model, _COMPILED_ATTRIBUTE, None)
     if functions is None:
         functions = {}
-        object.__setattr__(
-            model, _COMPILED_ATTRIBUTE, functions
-        )  # bypass Keras tracking
+        object.__setattr__(model, _COMPILED_ATTRIBUTE, functions)  # bypass Keras tracking
     if tta not in functions:
         signature = [tf.TensorSpec(shape=(None, *PATCH_SHAPE), dtype=tf.float32)]
 
@@ -95,9 +94,7 @@ def predict_patches(model, patches: np.ndarray, *, tta: bool = False) -> np.ndar
     if patches.shape == PATCH_SHAPE:
         patches = patches[None]
     if patches.ndim != 4 or patches.shape[1:] != PATCH_SHAPE:
-        raise ValueError(
-            f"patches must have shape (96, 96, 3) or (n, 96, 96, 3); got {patches.shape}."
-        )
+        raise ValueError(f"patches must have shape (96, 96, 3) or (n, 96, 96, 3); got {patches.shape}.")
     if not (np.issubdtype(patches.dtype, np.number) or patches.dtype == bool):
         raise ValueError(f"patches must hold numbers 0-255; got dtype {patches.dtype}.")
     if len(patches) == 0:
@@ -109,9 +106,7 @@ def predict_patches(model, patches: np.ndarray, *, tta: bool = False) -> np.ndar
 # --------------------------------------------------------------------------- a whole dataset
 
 
-def _read_ahead(
-    dataset, batches: list[range], out: queue.Queue, stop: threading.Event
-) -> None:
+def _read_ahead(dataset, batches: list[range], out: queue.Queue, stop: threading.Event) -> None:
     """Producer: put (pixels, indices read, {index: problem}) per batch, then None. Errors are
     passed on to the consumer rather than lost in the thread; `stop` ends it early."""
 
@@ -162,10 +157,7 @@ def predict_dataset(
     batch_size = int(batch_size)
     forward = compiled_predict(model, tta=tta)
     total = len(dataset)
-    batches = [
-        range(start, min(start + batch_size, total))
-        for start in range(0, total, batch_size)
-    ]
+    batches = [range(start, min(start + batch_size, total)) for start in range(0, total, batch_size)]
     ready: queue.Queue = queue.Queue(maxsize=PREFETCH_BATCHES)
     stop = threading.Event()
     reader = threading.Thread(
@@ -207,9 +199,7 @@ def predict_dataset(
         {
             "id": [dataset.ids[i] for i in index],
             "label": (
-                labels[index].astype(np.float64)
-                if labels is not None
-                else np.full(len(index), np.nan)
+                labels[index].astype(np.float64) if labels is not None else np.full(len(index), np.nan)
             ),
             "prob": np.concatenate(probs).astype(np.float64) if probs else np.empty(0),
         }
@@ -221,15 +211,14 @@ def predict_dataset(
 # --------------------------------------------------------------------------- the disk cache
 
 
-def prediction_cache_key(model_path: str | Path, dataset, *, tta: bool = False) -> str:
-    """A hash of what decides the predictions: the model file (path, mtime, size) and the
-    dataset (path, layout, size, content fingerprint, ids), and TTA."""
+def _cache_description(model_path: str | Path, dataset, *, tta: bool) -> dict:
+    """What decides the predictions: the model file (path, mtime, size), the dataset (path,
+    layout, size, content fingerprint, ids) and TTA."""
     from core.models import resolve_model_path
 
     model_file = resolve_model_path(model_path).resolve()
     stat = model_file.stat()
-    ids_digest = hashlib.sha256("\n".join(dataset.ids).encode()).hexdigest()
-    description = {
+    return {
         "format": CACHE_FORMAT,
         "model": str(model_file),
         "model_mtime_ns": stat.st_mtime_ns,
@@ -238,11 +227,26 @@ def prediction_cache_key(model_path: str | Path, dataset, *, tta: bool = False) 
         "layout": dataset.layout,
         "n": len(dataset),
         "fingerprint": repr(getattr(dataset, "fingerprint", ())),
-        "ids": ids_digest,
+        "ids": hashlib.sha256("\n".join(dataset.ids).encode()).hexdigest(),
         "tta": bool(tta),
     }
-    text = json.dumps(description, sort_keys=True)
+
+
+def prediction_cache_key(model_path: str | Path, dataset, *, tta: bool = False) -> str:
+    """The cache file name: a hash of `_cache_description`."""
+    text = json.dumps(_cache_description(model_path, dataset, tta=tta), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _write_json_atomic(obj: dict, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(suffix=".json.tmp", prefix=f".{path.stem}-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(obj, handle, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def default_prediction_cache_dir() -> Path:
@@ -265,19 +269,21 @@ def cached_predictions(
 
     `cache_dir` defaults to <workspace>/cache/predictions. Pass an already loaded `model` to
     skip loading it again on a miss. A changed model file (new mtime or size) or dataset
-    misses the cache. Returns the same frame as `predict_dataset` (skipped patches are
-    recomputed from nothing: the cache stores only the predictions).
+    misses the cache. Returns the same frame as `predict_dataset`, with `attrs["cached"]` =
+    the CSV. Next to each `<key>.csv`, `<key>.json` records what the key stands for and the
+    patches that could not be read.
     """
-    folder = (
-        Path(cache_dir) if cache_dir is not None else default_prediction_cache_dir()
-    )
+    folder = Path(cache_dir) if cache_dir is not None else default_prediction_cache_dir()
+    description = _cache_description(model_path, dataset, tta=tta)
     key = prediction_cache_key(model_path, dataset, tta=tta)
     path = folder / f"{key}.csv"
+    sidecar = path.with_suffix(".json")
     if path.is_file():
         try:
             frame = read_predictions(path)
             if len(frame) <= len(dataset):
-                frame.attrs["skipped"] = {}
+                info = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+                frame.attrs["skipped"] = info.get("skipped", {})
                 frame.attrs["cached"] = str(path)
                 if progress:
                     progress(len(dataset), len(dataset))
@@ -288,22 +294,20 @@ def cached_predictions(
         from core.models import load_model
 
         model = load_model(model_path)
-    frame = predict_dataset(
-        model, dataset, batch_size=batch_size, tta=tta, progress=progress
-    )
+    frame = predict_dataset(model, dataset, batch_size=batch_size, tta=tta, progress=progress)
     folder.mkdir(parents=True, exist_ok=True)
-    write_predictions(frame, path)
+    _write_json_atomic({**description, "skipped": frame.attrs["skipped"]}, sidecar)
+    write_predictions(frame, path)  # last: a CSV present means its sidecar is complete
     frame.attrs["cached"] = str(path)
     return frame
 
 
 def clear_prediction_cache(cache_dir: str | Path | None = None) -> int:
     """Delete every cached prediction file; returns how many were removed."""
-    folder = (
-        Path(cache_dir) if cache_dir is not None else default_prediction_cache_dir()
-    )
+    folder = Path(cache_dir) if cache_dir is not None else default_prediction_cache_dir()
     removed = 0
     for path in folder.glob("*.csv"):
-        os.remove(path)
+        path.with_suffix(".json").unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
         removed += 1
     return removed

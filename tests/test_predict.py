@@ -136,9 +136,7 @@ def test_streamed_predictions_equal_the_model_on_the_whole_batch(model, kaggle_d
     from core.predict import predict_dataset
 
     dataset = open_dataset(kaggle_dir)
-    expected = model(
-        dataset.read_batch(range(len(dataset))).astype("float32"), training=False
-    )
+    expected = model(dataset.read_batch(range(len(dataset))).astype("float32"), training=False)
     expected = np.asarray(expected).reshape(-1)
     for batch_size in (7, 256):  # ragged last batch, and one batch for everything
         frame = predict_dataset(model, dataset, batch_size=batch_size)
@@ -232,17 +230,11 @@ def test_tta_is_invariant_to_flips_and_rotations(model, kaggle_dir):
         patches[:, :, ::-1],  # left-right mirror
         patches[:, ::-1],  # up-down mirror
         np.rot90(patches, 1, axes=(1, 2)),
-        np.rot90(patches, 3, axes=(1, 2)).transpose(
-            0, 2, 1, 3
-        ),  # transpose = diagonal flip
+        np.rot90(patches, 3, axes=(1, 2)).transpose(0, 2, 1, 3),  # transpose = diagonal flip
     ):
-        np.testing.assert_allclose(
-            predict_patches(model, view, tta=True), reference, atol=1e-5
-        )
+        np.testing.assert_allclose(predict_patches(model, view, tta=True), reference, atol=1e-5)
     plain_flipped = predict_patches(model, patches[:, :, ::-1])
-    assert (
-        np.abs(plain_flipped - predict_patches(model, patches)).max() > 1e-5
-    )  # not trivially
+    assert np.abs(plain_flipped - predict_patches(model, patches)).max() > 1e-5  # not trivially
 
 
 # --------------------------------------------------------------------------- the disk cache
@@ -258,9 +250,7 @@ def test_cached_predictions_run_the_model_once(model, model_path, kaggle_dir, tm
     np.testing.assert_allclose(first["prob"], predict_dataset(model, dataset)["prob"])
 
     # A hit never touches the model: an object that cannot predict proves it.
-    second = cached_predictions(
-        model_path, open_dataset(kaggle_dir), cache_dir=cache, model=object()
-    )
+    second = cached_predictions(model_path, open_dataset(kaggle_dir), cache_dir=cache, model=object())
     assert second["id"].tolist() == first["id"].tolist()
     np.testing.assert_array_equal(second["prob"], first["prob"])
     np.testing.assert_array_equal(second["label"], first["label"])
@@ -285,3 +275,19 @@ def test_cache_key_depends_on_the_dataset(model_path, kaggle_dir, unlabelled_dir
     }
     assert len(keys) == 3
     assert prediction_cache_key(model_path, open_dataset(kaggle_dir)) in keys
+
+
+def test_cache_remembers_skipped_patches(model, model_path, kaggle_dir, tmp_path):
+    from core.predict import cached_predictions, clear_prediction_cache
+
+    folder = tmp_path / "broken"
+    shutil.copytree(kaggle_dir, folder)
+    victim = sorted((folder / "train").iterdir())[0]
+    victim.write_bytes(b"\x00" * 100)
+    cache = tmp_path / "predictions"
+    first = cached_predictions(model_path, open_dataset(folder), cache_dir=cache, model=model)
+    second = cached_predictions(model_path, open_dataset(folder), cache_dir=cache, model=object())
+    assert list(first.attrs["skipped"]) == list(second.attrs["skipped"]) == [victim.stem]
+    assert len(second) == len(first) == 2 * PER_CLASS - 1
+    assert clear_prediction_cache(cache) == 1
+    assert list(cache.iterdir()) == []
