@@ -44,9 +44,7 @@ def register(subparsers) -> None:
         description="Write id,label (label = tumour probability) for every patch of DATA.",
     )
     _add_common(predict)
-    predict.add_argument(
-        "--out", required=True, type=Path, help="CSV to write (id,label)"
-    )
+    predict.add_argument("--out", required=True, type=Path, help="CSV to write (id,label)")
     predict.set_defaults(handler=run_predict)
 
     evaluate = subparsers.add_parser(
@@ -57,13 +55,11 @@ def register(subparsers) -> None:
     _add_common(evaluate)
     evaluate.add_argument(
         "--threshold",
-        type=float,
+        type=_probability,
         default=0.5,
         help="predict tumour when prob >= T (default 0.5)",
     )
-    evaluate.add_argument(
-        "--json", action="store_true", help="print the metrics as JSON"
-    )
+    evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
     evaluate.add_argument(
         "--no-cache",
         action="store_true",
@@ -86,6 +82,16 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         default=256,
         help="patches per batch (default 256)",
     )
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {value:g}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -113,9 +119,7 @@ class _ProgressLine:
         percent = 100.0 * done / total if total else 100.0
         rate = done / elapsed
         text = f"{self.verb} {done:,}/{total:,} patches ({percent:5.1f}%)  {rate:,.0f} patches/s"
-        sys.stderr.write(
-            "\r" + text.ljust(self.width)
-        )  # pad: erase a longer previous line
+        sys.stderr.write("\r" + text.ljust(self.width))  # pad: erase a longer previous line
         self.width = len(text)
         if done >= total:
             sys.stderr.write("\n")
@@ -160,8 +164,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from core.models import load_model, resolve_model_path
     from core.predict import cached_predictions, predict_dataset
 
-    if not 0.0 <= args.threshold <= 1.0:
-        raise DatasetError(f"--threshold must lie in [0, 1]; got {args.threshold}.")
     model_file = resolve_model_path(args.model)
     dataset = open_dataset(args.data)
     if dataset.labels is None:
@@ -172,9 +174,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     progress = _ProgressLine("evaluate")
     if args.no_cache:
         model = load_model(model_file)
-        frame = predict_dataset(
-            model, dataset, batch_size=args.batch_size, tta=args.tta, progress=progress
-        )
+        frame = predict_dataset(model, dataset, batch_size=args.batch_size, tta=args.tta, progress=progress)
     else:  # the model is loaded only when these predictions are not cached yet
         frame = cached_predictions(
             model_file,
@@ -193,16 +193,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps({key: metrics[key] for key in JSON_KEYS}, indent=2))
         return 0
     intervals = {
-        name: bootstrap_ci(
-            labels, probs, name, args.threshold, n_boot=BOOTSTRAP_SAMPLES
-        )
+        name: bootstrap_ci(labels, probs, name, args.threshold, n_boot=BOOTSTRAP_SAMPLES)
         for name in ("auc", "accuracy")
     }
-    print(
-        format_report(
-            metrics, intervals, model=str(model_file), data=args.data, tta=args.tta
-        )
-    )
+    print(format_report(metrics, intervals, model=str(model_file), data=args.data, tta=args.tta))
     return 0
 
 
@@ -233,9 +227,7 @@ def format_report(
         ("Brier score", "brier"),
         ("ECE (10 bins)", "ece"),
     ]
-    counts = (
-        f"{metrics['n']:,} labelled patches: {tp + fn:,} tumour, {tn + fp:,} normal"
-    )
+    counts = f"{metrics['n']:,} labelled patches: {tp + fn:,} tumour, {tn + fp:,} normal"
     views = "  with TTA (8 views)" if tta else ""
     lines = [
         f"model      {model}",
@@ -248,9 +240,7 @@ def format_report(
         line = f"{title:<22}{_number(metrics[key]):>8}"
         if key in intervals:
             interval = intervals[key]
-            line += "   " + (
-                f"[{interval[0]:.4f}, {interval[1]:.4f}]" if interval else "n/a"
-            )
+            line += "   " + (f"[{interval[0]:.4f}, {interval[1]:.4f}]" if interval else "n/a")
         lines.append(line.rstrip())
     for key, reason in metrics.get("undefined", {}).items():
         lines.append(f"  note: {key} {reason}")

@@ -42,9 +42,7 @@ def kaggle_dir(tmp_path_factory) -> Path:
     """32 real patches (16 tumour, 16 normal) in the Kaggle layout."""
     with open(SAMPLE / "train_labels.csv", newline="") as handle:
         rows = [(row["id"], row["label"]) for row in csv.DictReader(handle)]
-    rows = [r for r in rows if r[1] == "1"][:PER_CLASS] + [
-        r for r in rows if r[1] == "0"
-    ][:PER_CLASS]
+    rows = [r for r in rows if r[1] == "1"][:PER_CLASS] + [r for r in rows if r[1] == "0"][:PER_CLASS]
     folder = tmp_path_factory.mktemp("kaggle")
     (folder / "train").mkdir()
     with open(folder / "train_labels.csv", "w", newline="") as handle:
@@ -105,9 +103,7 @@ def test_evaluate_json(capsys, run_dir, kaggle_dir):
     from core.models import load_model
     from core.predict import predict_dataset
 
-    code, out, err = run_cli(
-        capsys, "evaluate", run_dir, kaggle_dir, "--json", "--threshold", 0.4
-    )
+    code, out, err = run_cli(capsys, "evaluate", run_dir, kaggle_dir, "--json", "--threshold", 0.4)
     assert code == 0, err
     metrics = json.loads(out)
     assert set(metrics) == EXPECTED_KEYS
@@ -126,9 +122,7 @@ def test_evaluate_json(capsys, run_dir, kaggle_dir):
     assert "\r" in err  # progress went to stderr, stdout holds only the JSON
 
 
-def test_evaluate_caches_predictions_in_the_workspace(
-    capsys, run_dir, kaggle_dir, workspace
-):
+def test_evaluate_caches_predictions_in_the_workspace(capsys, run_dir, kaggle_dir, workspace):
     first = run_cli(capsys, "evaluate", run_dir, kaggle_dir, "--json")
     cached = list((workspace / "cache" / "predictions").glob("*.csv"))
     assert len(cached) == 1
@@ -139,9 +133,7 @@ def test_evaluate_caches_predictions_in_the_workspace(
 
 
 def test_evaluate_table_shows_intervals_and_confusion(capsys, run_dir, kaggle_dir):
-    code, out, err = run_cli(
-        capsys, "evaluate", run_dir / "model.keras", kaggle_dir, "--no-cache"
-    )
+    code, out, err = run_cli(capsys, "evaluate", run_dir / "model.keras", kaggle_dir, "--no-cache")
     assert code == 0, err
     assert "95% bootstrap interval" in out
     auc_line = next(line for line in out.splitlines() if line.startswith("AUC"))
@@ -160,32 +152,22 @@ def test_evaluate_refuses_an_unlabelled_dataset(capsys, run_dir, unlabelled_dir)
 
 
 @pytest.mark.parametrize("data_fixture", ["kaggle_dir", "unlabelled_dir"])
-def test_predict_writes_a_kaggle_submission(
-    request, capsys, run_dir, data_fixture, tmp_path
-):
+def test_predict_writes_a_kaggle_submission(request, capsys, run_dir, data_fixture, tmp_path):
     data = request.getfixturevalue(data_fixture)
     out_path = tmp_path / "out" / "submission.csv"
-    code, _, err = run_cli(
-        capsys, "predict", run_dir, data, "--out", out_path, "--batch-size", 8
-    )
+    code, _, err = run_cli(capsys, "predict", run_dir, data, "--out", out_path, "--batch-size", 8)
     assert code == 0, err
     assert out_path.read_text().splitlines()[0] == "id,label"
     submission = pd.read_csv(out_path, dtype={"id": str})
     assert submission["id"].tolist() == open_dataset(data).ids
     assert submission["label"].between(0, 1).all()
-    assert [p.name for p in out_path.parent.iterdir()] == [
-        "submission.csv"
-    ]  # no temp file
+    assert [p.name for p in out_path.parent.iterdir()] == ["submission.csv"]  # no temp file
 
 
-def test_predict_with_tta_changes_the_probabilities(
-    capsys, run_dir, kaggle_dir, tmp_path
-):
+def test_predict_with_tta_changes_the_probabilities(capsys, run_dir, kaggle_dir, tmp_path):
     plain, tta = tmp_path / "plain.csv", tmp_path / "tta.csv"
     assert run_cli(capsys, "predict", run_dir, kaggle_dir, "--out", plain)[0] == 0
-    assert (
-        run_cli(capsys, "predict", run_dir, kaggle_dir, "--out", tta, "--tta")[0] == 0
-    )
+    assert run_cli(capsys, "predict", run_dir, kaggle_dir, "--out", tta, "--tta")[0] == 0
     difference = pd.read_csv(tta)["label"] - pd.read_csv(plain)["label"]
     assert np.abs(difference).max() > 1e-4
 
@@ -206,9 +188,7 @@ def test_a_non_model_file_exits_2_without_traceback(tmp_path, kaggle_dir):
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    assert (
-        "notes.keras" in result.stderr and len(result.stderr.strip().splitlines()) == 1
-    )
+    assert "notes.keras" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("name", ["notes.txt", "missing.keras", "empty_run_dir"])
@@ -218,9 +198,7 @@ def test_other_bad_models_exit_2(capsys, tmp_path, kaggle_dir, name):
         model.write_text("hello")
     elif name == "empty_run_dir":
         model.mkdir()
-    code, _, err = run_cli(
-        capsys, "predict", model, kaggle_dir, "--out", tmp_path / "p.csv"
-    )
+    code, _, err = run_cli(capsys, "predict", model, kaggle_dir, "--out", tmp_path / "p.csv")
     assert code == 2 and err.startswith("error: ") and "Traceback" not in err
     assert not (tmp_path / "p.csv").exists()
 
@@ -230,10 +208,16 @@ def test_a_model_breaking_the_contract_exits_2(capsys, tmp_path, kaggle_dir):
 
     inputs = keras.Input(shape=(96, 96, 3))
     pooled = keras.layers.GlobalAveragePooling2D()(inputs)
-    two_classes = keras.Model(
-        inputs, keras.layers.Dense(2, activation="softmax")(pooled)
-    )
+    two_classes = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(pooled))
     path = tmp_path / "two_classes.keras"
     two_classes.save(path)
     code, _, err = run_cli(capsys, "evaluate", path, kaggle_dir)
     assert code == 2 and "(None, 1)" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("threshold", ["1.5", "-0.1", "half"])
+def test_a_threshold_outside_0_1_is_a_usage_error(capsys, run_dir, kaggle_dir, threshold):
+    with pytest.raises(SystemExit) as stop:
+        main(["evaluate", str(run_dir), str(kaggle_dir), "--threshold", threshold])
+    assert stop.value.code == 2
+    assert "--threshold" in capsys.readouterr().err
