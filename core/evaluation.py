@@ -27,9 +27,7 @@ DEFAULT_THRESHOLD = 0.5
 PREDICTION_COLUMNS = ("id", "label", "prob")
 MISTAKE_KINDS = ("false positive", "false negative")
 BOOTSTRAP_METRICS = ("auc", "accuracy")
-_MAX_BOOTSTRAP_CELLS = (
-    4_000_000  # resampled indices held at once: bounds memory on 220,000 rows
-)
+_MAX_BOOTSTRAP_CELLS = 4_000_000  # resampled indices held at once: bounds memory on 220,000 rows
 
 
 # --------------------------------------------------------------------------- validation
@@ -40,13 +38,9 @@ def _check(labels, probs) -> tuple[np.ndarray, np.ndarray]:
     labels = np.asarray(labels)
     probs = np.asarray(probs)
     if labels.ndim != 1 or probs.ndim != 1:
-        raise ValueError(
-            f"labels and probs must be 1-D; got shapes {labels.shape} and {probs.shape}."
-        )
+        raise ValueError(f"labels and probs must be 1-D; got shapes {labels.shape} and {probs.shape}.")
     if len(labels) != len(probs):
-        raise ValueError(
-            f"labels and probs differ in length: {len(labels)} labels, {len(probs)} probs."
-        )
+        raise ValueError(f"labels and probs differ in length: {len(labels)} labels, {len(probs)} probs.")
     if len(labels) == 0:
         raise ValueError("No predictions to evaluate: labels and probs are empty.")
     if not (np.issubdtype(labels.dtype, np.number) or labels.dtype == bool):
@@ -54,9 +48,7 @@ def _check(labels, probs) -> tuple[np.ndarray, np.ndarray]:
     labels_float = labels.astype(float)
     if np.isnan(labels_float).any():
         missing = int(np.isnan(labels_float).sum())
-        raise ValueError(
-            f"{missing} of {len(labels)} labels are missing (NaN); metrics need every label."
-        )
+        raise ValueError(f"{missing} of {len(labels)} labels are missing (NaN); metrics need every label.")
     if not np.isin(labels_float, (0.0, 1.0)).all():
         bad = np.unique(labels_float[~np.isin(labels_float, (0.0, 1.0))])[:5]
         raise ValueError(f"labels must be 0 or 1; found {bad.tolist()}.")
@@ -64,13 +56,9 @@ def _check(labels, probs) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"probs must be numbers in [0, 1]; got dtype {probs.dtype}.")
     probs = probs.astype(np.float64)
     if not np.isfinite(probs).all():
-        raise ValueError(
-            f"{int((~np.isfinite(probs)).sum())} probs are NaN or infinite."
-        )
+        raise ValueError(f"{int((~np.isfinite(probs)).sum())} probs are NaN or infinite.")
     if probs.min() < 0.0 or probs.max() > 1.0:
-        raise ValueError(
-            f"probs must lie in [0, 1]; found range [{probs.min():.4g}, {probs.max():.4g}]."
-        )
+        raise ValueError(f"probs must lie in [0, 1]; found range [{probs.min():.4g}, {probs.max():.4g}].")
     return labels_float.astype(np.int8), probs
 
 
@@ -148,16 +136,12 @@ def metrics_at(labels, probs, threshold: float = DEFAULT_THRESHOLD) -> dict:
     if specificity is None:
         undefined["specificity"] = "undefined: no normal patches in the labels"
     if precision is None:
-        undefined["precision"] = (
-            f"undefined: no patch is predicted tumour at {threshold:g}"
-        )
+        undefined["precision"] = f"undefined: no patch is predicted tumour at {threshold:g}"
     f1 = _ratio(2 * tp, 2 * tp + fp + fn)
     if f1 is None:
         undefined["f1"] = "undefined: no tumour patches and none predicted"
     recalls = [r for r in (sensitivity, specificity) if r is not None]
-    balanced_accuracy = float(
-        np.mean(recalls)
-    )  # as scikit-learn: mean of the defined recalls
+    balanced_accuracy = float(np.mean(recalls))  # as scikit-learn: mean of the defined recalls
 
     one_class = _one_class_reason(labels)
     if one_class:
@@ -173,9 +157,7 @@ def metrics_at(labels, probs, threshold: float = DEFAULT_THRESHOLD) -> dict:
 
     eps = np.finfo(np.float64).eps  # the clipping scikit-learn's log_loss applies
     clipped = np.clip(probs, eps, 1 - eps)
-    log_loss = float(
-        -np.mean(labels * np.log(clipped) + (1 - labels) * np.log(1 - clipped))
-    )
+    log_loss = float(-np.mean(labels * np.log(clipped) + (1 - labels) * np.log(1 - clipped)))
     brier = float(np.mean((probs - labels) ** 2))
 
     return {
@@ -237,9 +219,7 @@ class ReliabilityCurve:
 def roc_points(labels, probs) -> RocPoints:
     """The ROC curve (scikit-learn's, intermediate collinear points dropped) with its AUC."""
     labels, probs = _check(labels, probs)
-    with (
-        warnings.catch_warnings()
-    ):  # one class: sklearn warns and returns NaN for one axis
+    with warnings.catch_warnings():  # one class: sklearn warns and returns NaN for one axis
         warnings.simplefilter("ignore")
         fpr, tpr, thresholds = skm.roc_curve(labels, probs)
     auc = None if _one_class_reason(labels) else float(skm.auc(fpr, tpr))
@@ -253,9 +233,7 @@ def pr_points(labels, probs) -> PrPoints:
         warnings.simplefilter("ignore")
         precision, recall, thresholds = skm.precision_recall_curve(labels, probs)
     has_positive = bool(labels.any())
-    average_precision = (
-        float(skm.average_precision_score(labels, probs)) if has_positive else None
-    )
+    average_precision = float(skm.average_precision_score(labels, probs)) if has_positive else None
     return PrPoints(
         precision=precision,
         recall=recall,
@@ -299,9 +277,7 @@ def sensitivity_preset_name(target_sensitivity: float) -> str:
     return f"sensitivity≥{target_sensitivity:g}"
 
 
-def threshold_presets(
-    labels, probs, target_sensitivity: float = 0.95
-) -> dict[str, float | None]:
+def threshold_presets(labels, probs, target_sensitivity: float = 0.95) -> dict[str, float | None]:
     """Named thresholds worth one click.
 
     Returns {"0.5": 0.5, "youden": t, "sensitivity≥0.95": t}. Youden's t maximises
@@ -311,25 +287,19 @@ def threshold_presets(
     """
     labels, probs = _check(labels, probs)
     if not 0.0 < target_sensitivity <= 1.0:
-        raise ValueError(
-            f"target_sensitivity must lie in (0, 1]; got {target_sensitivity}."
-        )
+        raise ValueError(f"target_sensitivity must lie in (0, 1]; got {target_sensitivity}.")
     presets: dict[str, float | None] = {"0.5": DEFAULT_THRESHOLD, "youden": None}
     if not _one_class_reason(labels):
         fpr, tpr, thresholds = skm.roc_curve(labels, probs, drop_intermediate=False)
-        youden = (
-            tpr[1:] - fpr[1:]
-        )  # skip the +inf point where nothing is predicted tumour
+        youden = tpr[1:] - fpr[1:]  # skip the +inf point where nothing is predicted tumour
         presets["youden"] = float(thresholds[1:][int(np.argmax(youden))])
-    presets[sensitivity_preset_name(target_sensitivity)] = (
-        highest_threshold_for_sensitivity(labels, probs, target_sensitivity)
+    presets[sensitivity_preset_name(target_sensitivity)] = highest_threshold_for_sensitivity(
+        labels, probs, target_sensitivity
     )
     return presets
 
 
-def highest_threshold_for_sensitivity(
-    labels, probs, target_sensitivity: float
-) -> float | None:
+def highest_threshold_for_sensitivity(labels, probs, target_sensitivity: float) -> float | None:
     """The highest threshold t with sensitivity(t) >= target; None without tumour patches.
 
     Sensitivity at t counts tumour patches with prob >= t, so with k of them needed, t is the k-th
@@ -339,9 +309,7 @@ def highest_threshold_for_sensitivity(
     n_positive = len(positive_probs)
     if n_positive == 0:
         return None
-    reachable = (
-        np.arange(1, n_positive + 1) / n_positive
-    )  # sensitivity with k = 1..P kept
+    reachable = np.arange(1, n_positive + 1) / n_positive  # sensitivity with k = 1..P kept
     needed = int(np.searchsorted(reachable, target_sensitivity, side="left")) + 1
     return float(positive_probs[min(needed, n_positive) - 1])
 
@@ -451,9 +419,7 @@ def mistakes(
     if kind is not None:
         wrong = wrong[wrong["kind"] == kind]
     wrong = wrong[(wrong["prob"] >= min_prob) & (wrong["prob"] <= max_prob)]
-    wrong = wrong.sort_values(
-        ["confidence", "id"], ascending=[False, True], kind="stable"
-    )
+    wrong = wrong.sort_values(["confidence", "id"], ascending=[False, True], kind="stable")
     return wrong.reset_index(drop=True)
 
 
@@ -480,9 +446,7 @@ def write_csv_atomic(frame: pd.DataFrame, path: str | Path) -> Path:
     """Write a CSV via a temporary file in the same folder and os.replace: never half-written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        suffix=".csv.tmp", prefix=f".{path.stem}-", dir=path.parent
-    )
+    fd, tmp = tempfile.mkstemp(suffix=".csv.tmp", prefix=f".{path.stem}-", dir=path.parent)
     try:
         with os.fdopen(fd, "w", newline="") as handle:
             frame.to_csv(handle, index=False)

@@ -33,19 +33,13 @@ def test_every_metric_equals_scikit_learn(scored, threshold):
     assert got["n"] == len(labels)
     assert got["threshold"] == threshold
     assert got["accuracy"] == pytest.approx(skm.accuracy_score(labels, predicted))
-    assert got["balanced_accuracy"] == pytest.approx(
-        skm.balanced_accuracy_score(labels, predicted)
-    )
+    assert got["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(labels, predicted))
     assert got["sensitivity"] == pytest.approx(skm.recall_score(labels, predicted))
-    assert got["specificity"] == pytest.approx(
-        skm.recall_score(labels, predicted, pos_label=0)
-    )
+    assert got["specificity"] == pytest.approx(skm.recall_score(labels, predicted, pos_label=0))
     assert got["precision"] == pytest.approx(skm.precision_score(labels, predicted))
     assert got["f1"] == pytest.approx(skm.f1_score(labels, predicted))
     assert got["auc"] == pytest.approx(skm.roc_auc_score(labels, probs))
-    assert got["average_precision"] == pytest.approx(
-        skm.average_precision_score(labels, probs)
-    )
+    assert got["average_precision"] == pytest.approx(skm.average_precision_score(labels, probs))
     assert got["log_loss"] == pytest.approx(skm.log_loss(labels, probs))
     assert got["brier"] == pytest.approx(skm.brier_score_loss(labels, probs))
     assert got["confusion"] == skm.confusion_matrix(labels, predicted).tolist()
@@ -55,9 +49,7 @@ def test_every_metric_equals_scikit_learn(scored, threshold):
 def test_log_loss_matches_scikit_learn_with_certain_predictions():
     labels = [0, 1, 1, 0]
     probs = [0.0, 1.0, 0.0, 0.2]  # one certain mistake: clipping decides the value
-    assert ev.metrics_at(labels, probs)["log_loss"] == pytest.approx(
-        skm.log_loss(labels, probs)
-    )
+    assert ev.metrics_at(labels, probs)["log_loss"] == pytest.approx(skm.log_loss(labels, probs))
 
 
 @pytest.mark.parametrize(
@@ -90,9 +82,7 @@ def test_reliability_curve_counts_every_patch(scored):
     assert curve.count.sum() == len(labels)
     assert len(curve.bin_edges) == 11
     filled = curve.count > 0
-    assert np.all(
-        (curve.mean_predicted[filled] >= 0) & (curve.mean_predicted[filled] <= 1)
-    )
+    assert np.all((curve.mean_predicted[filled] >= 0) & (curve.mean_predicted[filled] <= 1))
     expected_x, expected_y = _sklearn_calibration(labels, probs)
     np.testing.assert_allclose(curve.observed_fraction[filled], expected_y)
     np.testing.assert_allclose(curve.mean_predicted[filled], expected_x)
@@ -166,9 +156,7 @@ def test_youden_maximises_sensitivity_plus_specificity(scored):
 
 
 @pytest.mark.parametrize("target", [0.95, 0.8, 0.5])
-def test_sensitivity_preset_is_the_highest_threshold_reaching_the_target(
-    scored, target
-):
+def test_sensitivity_preset_is_the_highest_threshold_reaching_the_target(scored, target):
     labels, probs = scored
     presets = ev.threshold_presets(labels, probs, target_sensitivity=target)
     t = presets[f"sensitivity≥{target:g}"]
@@ -201,11 +189,7 @@ def test_bootstrap_auc_agrees_with_a_slow_loop():
     probs = np.clip(0.3 * labels + 0.7 * rng.random(60), 0, 1).round(1)  # many ties
     fast = ev.bootstrap_ci(labels, probs, "auc", n_boot=200, seed=5)
     replay = np.random.default_rng(5).integers(0, 60, size=(200, 60))
-    slow = [
-        skm.roc_auc_score(labels[idx], probs[idx])
-        for idx in replay
-        if 0 < labels[idx].sum() < len(idx)
-    ]
+    slow = [skm.roc_auc_score(labels[idx], probs[idx]) for idx in replay if 0 < labels[idx].sum() < len(idx)]
     assert fast == pytest.approx(tuple(np.percentile(slow, [2.5, 97.5])))
 
 
@@ -252,9 +236,7 @@ def test_mistakes_filters():
 def test_predictions_round_trip_atomically(tmp_path):
     predictions = _predictions()
     path = ev.write_predictions(predictions, tmp_path / "preds.csv")
-    assert [p.name for p in tmp_path.iterdir()] == [
-        "preds.csv"
-    ]  # no temp file left behind
+    assert [p.name for p in tmp_path.iterdir()] == ["preds.csv"]  # no temp file left behind
     back = ev.read_predictions(path)
     assert back["id"].tolist() == predictions["id"].tolist()
     np.testing.assert_array_equal(back["prob"], predictions["prob"])
