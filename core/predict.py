@@ -124,7 +124,7 @@ def _read_ahead(dataset, batches: list[range], out: queue.Queue, stop: threading
                 return
             put(dataset.read_tolerant(list(indices)))
         put(None)
-    except BaseException as error:  # noqa: BLE001 - re-raised in the consumer thread
+    except BaseException as error:  # re-raised in the consumer thread, never lost here
         put(error)
 
 
