@@ -1,0 +1,150 @@
+"""The training job end to end on real patches: files, metrics, stop, SIGKILL, lock, bad data."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.errors import JobConflictError
+from core.runs import read_metrics, read_status, request_stop
+from core.settings import PROJECT_DIR, SAMPLE_DATASET
+
+EPOCH_KEYS = {"epoch", "loss", "accuracy", "auc", "val_loss", "val_accuracy", "val_auc", "lr"}
+BATCH_KEYS = {"epoch", "step", "steps", "loss", "accuracy", "patches_per_s", "eta_s"}
+
+
+def copy_kaggle_subset(target: Path, n_per_class: int) -> Path:
+    """A Kaggle-layout dataset of real bundled patches, balanced."""
+    rows = list(csv.DictReader(open(SAMPLE_DATASET / "train_labels.csv")))
+    chosen = [r for r in rows if r["label"] == "0"][:n_per_class] + [r for r in rows if r["label"] == "1"][:n_per_class]
+    (target / "train").mkdir(parents=True)
+    with open(target / "train_labels.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "label"])
+        for row in chosen:
+            writer.writerow([row["id"], row["label"]])
+            shutil.copy(SAMPLE_DATASET / "train" / f"{row['id']}.tif", target / "train")
+    return target
+
+
+@pytest.fixture()
+def workspace(tmp_path, monkeypatch):
+    home = tmp_path / "workspace"
+    monkeypatch.setenv("PATCHLENS_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    return copy_kaggle_subset(tmp_path_factory.mktemp("data") / "tiny", 24)
+
+
+def run_cli(*args, env=None, timeout=300):
+    return subprocess.run([sys.executable, "-m", "core", *args], cwd=PROJECT_DIR, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def wait_for(predicate, timeout=120.0, interval=0.3):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+def test_cli_train_leaves_every_file_and_a_model_that_keeps_the_contract(tiny_data, workspace):
+    run_dir = workspace / "runs" / "cli"
+    result = run_cli("train", str(tiny_data), "--arch", "tiny", "--epochs", "2", "--batch-size", "16",
+                     "--val-fraction", "0.25", "--out", str(run_dir), env={"PATCHLENS_HOME": str(workspace)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    for name in ("config.json", "status.json", "metrics.jsonl", "best.keras", "model.keras", "val_predictions.csv"):
+        assert (run_dir / name).is_file(), name
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["state"] == "finished" and status["n_train"] == 36 and status["n_val"] == 12
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]  # every line is valid JSON
+    epochs = [r for r in records if r["kind"] == "epoch"]
+    batches = [r for r in records if r["kind"] == "batch"]
+    assert [r["epoch"] for r in epochs] == [1, 2]
+    assert all(EPOCH_KEYS <= set(r) for r in epochs)
+    assert batches and all(BATCH_KEYS <= set(r) for r in batches)
+    predictions = list(csv.DictReader(open(run_dir / "val_predictions.csv")))
+    assert len(predictions) == 12 and set(predictions[0]) == {"id", "label", "prob"}
+    assert all(0.0 <= float(p["prob"]) <= 1.0 for p in predictions)
+
+    from core.models import load_model, read_model_meta
+
+    model = load_model(run_dir)
+    patches = np.stack([np.asarray(__import__("PIL.Image").Image.open(f)) for f in sorted((tiny_data / "train").glob("*.tif"))[:5]])
+    probs = model.predict(patches.astype("float32"), verbose=0)
+    assert probs.shape == (5, 1) and np.all((probs >= 0) & (probs <= 1))
+    assert read_model_meta(run_dir / "model.keras")["last_conv_layer"] == "last_conv"
+
+
+def test_same_seed_same_data_gives_the_same_metrics(tiny_data, workspace):
+    from core.training import TrainConfig, run_training
+
+    results = []
+    for name in ("a", "b"):
+        config = TrainConfig(data=[str(tiny_data)], architecture="tiny", epochs=2, batch_size=16, seed=7)
+        run_training(config, workspace / "runs" / name, verbose=False)
+        results.append([(r["loss"], r["val_loss"], r["val_auc"]) for r in read_metrics(workspace / "runs" / name)
+                        if r["kind"] == "epoch"])
+    assert results[0] == results[1]
+
+
+def test_stop_sigkill_and_the_one_job_lock(tiny_data, workspace):
+    from core.training import TrainConfig, launch
+
+    config = TrainConfig(data=[str(tiny_data)], architecture="tiny", epochs=500, batch_size=8, seed=1)
+    first = launch(config)
+    wait_for(lambda: any(r["kind"] == "epoch" for r in read_metrics(first)))
+    assert read_status(first)["state"] == "running"
+
+    with pytest.raises(JobConflictError, match=first.name):
+        launch(config)
+
+    request_stop(first)
+    status = wait_for(lambda: (s := read_status(first))["state"] not in ("queued", "running") and s)
+    assert status["state"] == "stopped"
+    assert (first / "best.keras").is_file() and (first / "model.keras").is_file()
+
+    second = launch(config)  # the lock was released
+    wait_for(lambda: any(r["kind"] == "batch" for r in read_metrics(second)))
+    pid = read_status(second)["pid"]
+    os.kill(pid, signal.SIGKILL)
+    status = wait_for(lambda: (s := read_status(second))["state"] == "failed" and s, timeout=30)
+    assert "died" in status["error"]
+    third = launch(TrainConfig(data=[str(tiny_data)], architecture="tiny", epochs=1, batch_size=16))
+    status = wait_for(lambda: (s := read_status(third))["state"] not in ("queued", "running") and s, timeout=180)
+    assert status["state"] == "finished"
+
+
+def test_a_corrupt_dataset_ends_failed_with_a_readable_error(tmp_path, workspace):
+    broken = tmp_path / "broken"
+    (broken / "train").mkdir(parents=True)
+    with open(broken / "train_labels.csv", "w") as handle:
+        handle.write("id,label\n")
+        for i in range(6):
+            (broken / "train" / f"p{i}.tif").write_text("this is not an image")
+            handle.write(f"p{i},{i % 2}\n")
+    run_dir = workspace / "runs" / "broken"
+    result = run_cli("train", str(broken), "--arch", "tiny", "--epochs", "1", "--out", str(run_dir),
+                     env={"PATCHLENS_HOME": str(workspace)})
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["state"] == "failed"
+    assert status["error"] and "Traceback" not in status["error"]
