@@ -725,16 +725,17 @@ def map_chunks(
     *,
     workers: int = 2,
     in_flight: int | None = None,
+    min_parallel: int = MIN_PARALLEL_PATCHES,
 ) -> Iterator[Any]:
     """Yield function(dataset, chunk) for each chunk, in order, from `workers` processes.
 
     Processes start with 'spawn' (safe when TensorFlow or threads live in the parent), get the
     dataset once, and at most `in_flight` chunks (default 2 per worker) are pending, so memory
     stays bounded whatever the dataset size. Runs inline with workers <= 1, a single chunk, or
-    fewer than MIN_PARALLEL_PATCHES patches in all.
+    fewer than `min_parallel` patches in all.
     """
     chunks = list(chunks)
-    if workers <= 1 or len(chunks) <= 1 or sum(map(len, chunks)) < MIN_PARALLEL_PATCHES:
+    if workers <= 1 or len(chunks) <= 1 or sum(map(len, chunks)) < min_parallel:
         for chunk in chunks:
             yield function(dataset, chunk)
         return

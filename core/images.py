@@ -18,20 +18,21 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFile
+from PIL import Image, ImageDraw, ImageFile, JpegImagePlugin, PngImagePlugin, TiffImagePlugin
 
 from core.constants import CENTRE_BOX, IMAGE_SIZE, PATCH_SHAPE
 from core.errors import PatchError
 
 # Refuse images whose header claims more pixels than this, before any pixel is decoded.
 MAX_PIXELS = 4096 * 4096
-# Formats Pillow may try; MPO is how Pillow names some multi-frame JPEGs.
-ALLOWED_FORMATS = ("TIFF", "PNG", "JPEG", "MPO")
+# Formats Pillow may try; their plugins are imported above (multi-frame JPEGs open as MPO via JPEG).
+ALLOWED_FORMATS = ("TIFF", "PNG", "JPEG")
 SIZE_RULE = f"expected {IMAGE_SIZE}×{IMAGE_SIZE} px — PCam/Kaggle patches are {IMAGE_SIZE}×{IMAGE_SIZE} crops at 10× magnification"
 RAW_PIXEL_BYTES = IMAGE_SIZE * IMAGE_SIZE * 3
 WHITE = (255, 255, 255)
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file must fail, never be silently padded
+_PLUGINS = (JpegImagePlugin, PngImagePlugin, TiffImagePlugin)  # registered for Image.open
 
 
 def decode_patch(source: bytes | str | Path, *, name: str | None = None) -> np.ndarray:
@@ -182,6 +183,7 @@ def _bits_are_8(data: bytes, order: str, tags: dict[int, tuple[int, int, int]]) 
 def _decode_with_pillow(data: bytes, label: str) -> np.ndarray:
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # metadata noise on damaged files; failures raise below
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
             width, height = image.size

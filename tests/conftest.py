@@ -1,0 +1,117 @@
+"""Shared fixtures: small datasets of every layout, built in tmp_path from the bundled real patches.
+
+Everything derives from data/sample (1,000 real Kaggle TIFFs + train_labels.csv); nothing here is
+synthetic pixels. Fixtures are function-scoped so a test may damage its copy freely.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.images import decode_patch
+from core.settings import SAMPLE_DATASET
+
+SMALL_N = 40  # patches per small fixture: enough for both classes, cheap to copy
+
+
+def sample_rows() -> list[tuple[str, int]]:
+    """(id, label) of the bundled sample, in CSV order."""
+    with open(SAMPLE_DATASET / "train_labels.csv", newline="") as handle:
+        return [(row["id"], int(row["label"])) for row in csv.DictReader(handle)]
+
+
+def write_labels_csv(path: Path, rows: list[tuple[str, int]], header: str = "id,label") -> Path:
+    path.write_text(header + "\n" + "".join(f"{i},{label}\n" for i, label in rows))
+    return path
+
+
+@pytest.fixture(scope="session")
+def sample_dir() -> Path:
+    """The bundled real sample (Kaggle layout). Read-only: copy before changing anything."""
+    return SAMPLE_DATASET
+
+
+@pytest.fixture(scope="session")
+def small_rows() -> list[tuple[str, int]]:
+    """The first SMALL_N (id, label) rows of the sample: both classes present."""
+    rows = sample_rows()[:SMALL_N]
+    assert {label for _, label in rows} == {0, 1}
+    return rows
+
+
+@pytest.fixture(scope="session")
+def small_patches(small_rows) -> np.ndarray:
+    """The pixels of `small_rows`, (SMALL_N, 96, 96, 3) uint8."""
+    return np.stack([decode_patch(SAMPLE_DATASET / "train" / f"{i}.tif") for i, _ in small_rows])
+
+
+@pytest.fixture
+def small_kaggle(tmp_path, small_rows) -> Path:
+    """Kaggle layout: train/<id>.tif + train_labels.csv with SMALL_N real patches."""
+    root = tmp_path / "kaggle"
+    (root / "train").mkdir(parents=True)
+    for item, _ in small_rows:
+        shutil.copy(SAMPLE_DATASET / "train" / f"{item}.tif", root / "train" / f"{item}.tif")
+    write_labels_csv(root / "train_labels.csv", small_rows)
+    return root
+
+
+@pytest.fixture
+def class_folder_dir(tmp_path, small_rows, small_patches) -> Path:
+    """Class folders 0/ and 1/: even patches as PNG (lossless), odd ones as JPEG."""
+    root = tmp_path / "classes"
+    for k, ((item, label), pixels) in enumerate(zip(small_rows, small_patches, strict=True)):
+        folder = root / str(label)
+        folder.mkdir(parents=True, exist_ok=True)
+        suffix = ".png" if k % 2 == 0 else ".jpg"
+        Image.fromarray(pixels).save(folder / f"{item}{suffix}", quality=95)
+    return root
+
+
+@pytest.fixture
+def unlabelled_folder_dir(tmp_path, small_rows, small_patches) -> Path:
+    """A flat folder of PNG patches with no labels anywhere."""
+    root = tmp_path / "unlabelled"
+    root.mkdir()
+    for (item, _), pixels in zip(small_rows, small_patches, strict=True):
+        Image.fromarray(pixels).save(root / f"{item}.png")
+    return root
+
+
+def write_pcam_split(
+    folder: Path,
+    split: str,
+    pixels: np.ndarray,
+    labels: np.ndarray | None,
+    slides: list[str] | None = None,
+) -> None:
+    """Write one split in PCam's HDF5 release layout (y shaped (N, 1, 1, 1) as in the original)."""
+    import h5py
+
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = folder / f"camelyonpatch_level_2_split_{split}"
+    with h5py.File(f"{stem}_x.h5", "w") as handle:
+        handle.create_dataset("x", data=pixels, chunks=(min(len(pixels), 16), 96, 96, 3))
+    if labels is not None:
+        with h5py.File(f"{stem}_y.h5", "w") as handle:
+            handle.create_dataset("y", data=np.asarray(labels, dtype=np.uint8).reshape(-1, 1, 1, 1))
+    if slides is not None:
+        rows = "".join(f"{k},{k * 96},{k * 48},{slide}\n" for k, slide in enumerate(slides))
+        Path(f"{stem}_meta.csv").write_text("index,coord_y,coord_x,wsi\n" + rows)
+
+
+@pytest.fixture
+def pcam_h5_dir(tmp_path, small_rows, small_patches) -> Path:
+    """PCam HDF5 layout: splits 'train' (first 30) and 'valid' (last 10), x/y/meta files."""
+    labels = np.array([label for _, label in small_rows])
+    slides = [f"patient_{k // 8:03d}_node_{k % 3}" for k in range(len(small_rows))]
+    root = tmp_path / "pcam"
+    write_pcam_split(root, "train", small_patches[:30], labels[:30], slides[:30])
+    write_pcam_split(root, "valid", small_patches[30:], labels[30:], slides[30:])
+    return root
