@@ -1,0 +1,296 @@
+"""Where Evaluate and Mistakes get their predictions, and the one threshold every page shares.
+
+A source is either a run's stored validation predictions (val_predictions.csv, no model call) or
+the active model's predictions on the active labelled dataset (computed once with a progress
+bar, kept on disk by core.predict.cached_predictions). Either way the page receives a DataFrame
+id,label,prob that is cached, so moving the threshold never touches a model.
+
+Session state keys (one home for each):
+  threshold                the decision threshold shared by Evaluate, Predict and Mistakes
+  threshold_slider         the slider widget that edits it (synced both ways)
+  prediction_source_kind   "run" or "active"
+  prediction_source_run    the chosen run's directory
+  prediction_source_tta    test-time augmentation for the active-model source
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from core.errors import PatchLensError
+from core.evaluation import DEFAULT_THRESHOLD
+from core.runs import list_runs
+from core.views import (
+    PatchLookup,
+    dataset_lookup,
+    load_run_predictions,
+    run_model_path,
+    run_predictions_path,
+    training_overlap_note,
+    validation_info,
+)
+from pages.shared import (
+    DATASET_KEY,
+    active_dataset,
+    active_model_path,
+    dataset_label,
+    load_active_model,
+    model_label,
+)
+
+THRESHOLD_KEY = "threshold"
+SLIDER_KEY = "threshold_slider"
+KIND_KEY = "prediction_source_kind"
+RUN_KEY = "prediction_source_run"
+TTA_KEY = "prediction_source_tta"
+KINDS = {"run": "A run's validation predictions", "active": "The active model on the active dataset"}
+
+
+@dataclass
+class PredictionSource:
+    """Predictions ready to view, and what the page needs to say about them."""
+
+    key: str  # identifies these exact predictions (for st.cache_data)
+    title: str
+    predictions: pd.DataFrame
+    note: str | None  # where the validation patches come from
+    warning: str | None  # a reason to distrust the numbers (random split, training data)
+    lookup: PatchLookup | None  # reads the patches by id; None when no dataset can be opened
+    model_path: str | None  # the model that made the predictions (for Grad-CAM), when known
+    skipped: int = 0  # patches the model could not read
+
+
+def _mtime(path: str | Path) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return 0.0
+
+
+# --------------------------------------------------------------------------- the threshold
+
+
+def current_threshold() -> float:
+    return float(st.session_state.get(THRESHOLD_KEY, DEFAULT_THRESHOLD))
+
+
+def _slider_moved() -> None:
+    st.session_state[THRESHOLD_KEY] = float(st.session_state[SLIDER_KEY])
+
+
+def _set_threshold(value: float) -> None:
+    st.session_state[THRESHOLD_KEY] = float(value)
+    st.session_state[SLIDER_KEY] = float(value)
+
+
+def threshold_control(presets: dict[str, float | None] | None = None) -> float:
+    """The shared threshold slider (+ preset buttons); returns the threshold in force."""
+    value = current_threshold()
+    if st.session_state.get(SLIDER_KEY) != value:  # edited on another page, or first visit
+        st.session_state[SLIDER_KEY] = value
+    columns = st.columns([3, 2]) if presets else [st.container()]
+    columns[0].slider(
+        "Threshold — a patch is called tumour when P(tumour) ≥ threshold",
+        0.0,
+        1.0,
+        step=0.001,
+        format="%.3f",
+        key=SLIDER_KEY,
+        on_change=_slider_moved,
+        help="Shared by Evaluate, Predict and Mistakes.",
+    )
+    if presets:
+        names = {"0.5": "0.5", "youden": "Youden's J"}
+        buttons = columns[1].columns(len(presets))
+        for button, (name, preset) in zip(buttons, presets.items()):
+            label = names.get(name, name.replace("sensitivity≥", "sens ≥ "))
+            shown = f"{label} ({preset:.3f})" if preset is not None and name != "0.5" else label
+            button.button(
+                shown,
+                key=f"preset-{name}",
+                on_click=_set_threshold,
+                args=(preset,),
+                disabled=preset is None,
+                help={
+                    "youden": "Maximises sensitivity + specificity − 1 on these predictions.",
+                    "0.5": "The conventional threshold.",
+                }.get(
+                    name,
+                    "The highest threshold whose sensitivity still reaches the target: the fewest "
+                    "false alarms at that sensitivity.",
+                ),
+                width="stretch",
+            )
+    return current_threshold()
+
+
+# --------------------------------------------------------------------------- cached loaders
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _run_predictions(path: str, mtime: float) -> pd.DataFrame:
+    return load_run_predictions(Path(path).parent)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _cached_file_predictions(path: str, mtime: float) -> pd.DataFrame:
+    from core.evaluation import read_predictions
+
+    return read_predictions(path)
+
+
+@st.cache_resource(show_spinner="Indexing the validation patches…", max_entries=4)
+def _lookup(paths: tuple[str, ...], mtimes: tuple[float, ...]) -> PatchLookup:
+    return PatchLookup(list(paths))
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _active_lookup(path: str, n: int, fingerprint: str, _dataset) -> PatchLookup:
+    return dataset_lookup(_dataset)
+
+
+# --------------------------------------------------------------------------- the picker
+
+
+def pick_source() -> PredictionSource | None:
+    """Draw the source picker; returns the chosen predictions, or None after saying why not."""
+    runs = [r for r in list_runs() if run_predictions_path(r.path)]
+    st.session_state.setdefault(KIND_KEY, "run" if runs else "active")
+    kind = st.radio("Predictions", list(KINDS), format_func=KINDS.get, horizontal=True, key=KIND_KEY)
+    if kind == "run":
+        return _run_source(runs)
+    return _active_source()
+
+
+def _run_source(runs) -> PredictionSource | None:
+    if not runs:
+        st.info(
+            "No run has stored validation predictions yet: train one on the Train page, or use the active model."
+        )
+        return None
+    paths = [str(r.path) for r in runs]
+    if st.session_state.get(RUN_KEY) not in paths:
+        st.session_state[RUN_KEY] = paths[0]
+    by_path = {str(r.path): r for r in runs}
+
+    def describe(path: str) -> str:
+        run = by_path[path]
+        auc = f" · val AUC {run.best_val_auc:.4f}" if run.best_val_auc is not None else ""
+        return f"{run.name} · {run.architecture} · {run.state}{auc}"
+
+    chosen = st.selectbox("Run", paths, format_func=describe, key=RUN_KEY)
+    run = by_path[chosen]
+    csv_path = run_predictions_path(run.path)
+    try:
+        predictions = _run_predictions(str(csv_path), _mtime(csv_path))
+    except PatchLensError as error:
+        st.error(str(error))
+        return None
+    info = validation_info(run.config)
+    lookup = _lookup(info.patch_paths, tuple(_mtime(p) for p in info.patch_paths))
+    model = run_model_path(run.path)
+    return PredictionSource(
+        key=f"{csv_path}:{_mtime(csv_path)}",
+        title=f"run {run.name} — {len(predictions):,} validation predictions",
+        predictions=predictions,
+        note=info.note if info.separate else None,
+        warning=None if info.separate else info.note,
+        lookup=lookup if len(lookup) else None,
+        model_path=str(model) if model else None,
+    )
+
+
+def _active_source() -> PredictionSource | None:
+    model_path = active_model_path()
+    if model_path is None:
+        st.warning("No model is active. Choose one in the sidebar or train one on the Train page.")
+        return None
+    dataset = active_dataset()
+    if dataset is None:
+        return None
+    dataset_path = st.session_state.get(DATASET_KEY)
+    if dataset.labels is None:
+        st.info(
+            f"{dataset_label(dataset_path)} is unlabelled: it can be scored on the Predict page, not evaluated."
+        )
+        return None
+    from core.models import read_model_meta, resolve_model_path
+    from core.predict import default_prediction_cache_dir, prediction_cache_key
+
+    tta = st.checkbox("Test-time augmentation (average of 8 flips/rotations, 8× slower)", key=TTA_KEY)
+    try:
+        key = prediction_cache_key(model_path, dataset, tta=tta)
+        meta = read_model_meta(resolve_model_path(model_path))
+    except PatchLensError as error:
+        st.error(str(error))
+        return None
+    csv_path = default_prediction_cache_dir() / f"{key}.csv"
+    title = f"{model_label(model_path)} on {dataset_label(dataset_path)}" + (" (TTA)" if tta else "")
+    if not csv_path.is_file():
+        st.info(
+            f"{title}: not computed yet. The model runs once over {len(dataset):,} patches; the result is "
+            "kept on disk, so every threshold and view afterwards is instant."
+        )
+        if not st.button("Run the model on this dataset", type="primary"):
+            return None
+        model = load_active_model()
+        if model is None:
+            return None
+        from core.predict import cached_predictions
+
+        bar = st.progress(0.0, text="Predicting…")
+
+        def progress(done: int, total: int) -> None:
+            bar.progress(done / max(total, 1), text=f"Predicting… {done:,}/{total:,} patches")
+
+        try:
+            cached_predictions(model_path, dataset, tta=tta, model=model, progress=progress)
+        except (PatchLensError, ValueError, OSError) as error:
+            st.error(f"The predictions could not be computed: {error}")
+            return None
+        bar.empty()
+    try:
+        predictions = _cached_file_predictions(str(csv_path), _mtime(csv_path))
+    except (OSError, ValueError) as error:
+        st.error(
+            f"The cached predictions {csv_path.name} could not be read ({error}); delete it and run again."
+        )
+        return None
+    skipped = 0
+    sidecar = csv_path.with_suffix(".json")
+    if sidecar.is_file():
+        import json
+
+        try:
+            skipped = len(json.loads(sidecar.read_text()).get("skipped", {}))
+        except (OSError, ValueError):
+            skipped = 0
+    fingerprint = repr(getattr(dataset, "fingerprint", ()))
+    return PredictionSource(
+        key=f"{csv_path}:{_mtime(csv_path)}",
+        title=f"{title} — {len(predictions):,} predictions",
+        predictions=predictions,
+        note=None,
+        warning=training_overlap_note((meta or {}).get("config"), dataset_path),
+        lookup=_active_lookup(str(dataset_path), len(dataset), fingerprint, dataset),
+        model_path=model_path,
+        skipped=skipped,
+    )
+
+
+def show_source_notes(source: PredictionSource) -> None:
+    """The caption, the split warning (visible) and the separate-dataset note of a source."""
+    st.caption(source.title)
+    if source.warning:
+        st.warning(source.warning, icon="⚠️")
+    if source.note:
+        st.info(source.note, icon="ℹ️")
+    if source.skipped:
+        st.caption(f"{source.skipped:,} patches could not be read and are left out.")
+    if source.lookup is None:
+        st.caption("The patches behind these predictions cannot be opened here, so only tables are shown.")

@@ -1,0 +1,56 @@
+"""Shared by the page tests: a tiny real dataset, a real finished run, and an AppTest on the app.
+
+Not a test module (no test_ prefix): the page tests import it. Everything is real — real patches
+from data/sample, a real (tiny) model trained by core.training.run_training — and small enough to
+keep each test file well under a minute on two shared cores.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+from core.settings import PROJECT_DIR, SAMPLE_DATASET
+
+APP = str(PROJECT_DIR / "streamlit_app.py")
+RUN_TIMEOUT = 120  # seconds for one script run: TensorFlow import + a model load on a busy machine
+
+
+def copy_kaggle_subset(target: Path, n_per_class: int) -> Path:
+    """A Kaggle-layout dataset of real bundled patches, balanced."""
+    with open(SAMPLE_DATASET / "train_labels.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    chosen = [r for r in rows if r["label"] == "0"][:n_per_class] + [r for r in rows if r["label"] == "1"][
+        :n_per_class
+    ]
+    (target / "train").mkdir(parents=True)
+    with open(target / "train_labels.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "label"])
+        for row in chosen:
+            writer.writerow([row["id"], row["label"]])
+            shutil.copy(SAMPLE_DATASET / "train" / f"{row['id']}.tif", target / "train")
+    return target
+
+
+def finished_run(workspace: Path, data: Path, name: str = "tiny-run", epochs: int = 2) -> Path:
+    """A real finished run (config.json, model.keras, val_predictions.csv) in `workspace`/runs.
+
+    The caller must have pointed PATCHLENS_HOME at `workspace`.
+    """
+    from core.training import TrainConfig, run_training
+
+    run_dir = workspace / "runs" / name
+    config = TrainConfig(
+        data=[str(data)], architecture="tiny", epochs=epochs, batch_size=16, val_fraction=0.5, seed=0
+    )
+    status = run_training(config, run_dir, verbose=False)
+    assert status["state"] == "finished", status
+    return run_dir
+
+
+def app_test():
+    from streamlit.testing.v1 import AppTest
+
+    return AppTest.from_file(APP, default_timeout=RUN_TIMEOUT)

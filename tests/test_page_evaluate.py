@@ -1,0 +1,91 @@
+"""AppTest of the Evaluate page on a real finished run: cards, one threshold driving every panel,
+no model call, the split warning, and the patches of a confusion-matrix cell."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from page_helpers import app_test, copy_kaggle_subset, finished_run
+
+from core.evaluation import confusion_at, read_predictions, threshold_presets
+
+CARD_LABELS = {
+    "AUC",
+    "Accuracy",
+    "Sensitivity",
+    "Specificity",
+    "Precision",
+    "F1",
+    "Balanced accuracy",
+    "Average precision",
+    "Log loss",
+    "Brier score",
+    "ECE",
+}
+
+
+@pytest.fixture(scope="module")
+def run_without_model(tmp_path_factory):
+    """A real finished run whose model files are then deleted: any model call would fail."""
+    root = tmp_path_factory.mktemp("evaluate")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PATCHLENS_HOME", str(root / "workspace"))
+        data = copy_kaggle_subset(root / "data", 20)
+        run_dir = finished_run(root / "workspace", data)
+    for name in ("model.keras", "best.keras"):
+        (run_dir / name).unlink(missing_ok=True)
+    return root / "workspace", run_dir
+
+
+@pytest.fixture()
+def evaluate(run_without_model, monkeypatch):
+    workspace, run_dir = run_without_model
+    monkeypatch.setenv("PATCHLENS_HOME", str(workspace))
+    at = app_test()
+    at.run()
+    at.switch_page("pages/evaluate.py")
+    at.run()
+    assert not at.exception, at.exception
+    return at, run_dir
+
+
+def confusion_counts(at) -> list[int]:
+    table = at.dataframe[0].value  # the counts under the heatmap: one row, columns TN FP FN TP
+    return [int(table[cell].iloc[0]) for cell in ("TN", "FP", "FN", "TP")]
+
+
+def test_cards_and_the_threshold_drive_the_confusion_matrix_without_a_model(evaluate):
+    at, run_dir = evaluate
+    assert not at.error, [e.value for e in at.error]
+    assert CARD_LABELS <= {m.label for m in at.metric}
+    assert any("95 % CI" in c.value for c in at.caption)
+    predictions = read_predictions(run_dir / "val_predictions.csv")
+    labels, probs = predictions["label"].to_numpy(), predictions["prob"].to_numpy()
+    (tn, fp), (fn, tp) = confusion_at(labels, probs, 0.5)
+    assert confusion_counts(at) == [tn, fp, fn, tp]
+
+    lowest = float(np.min(probs))
+    at.slider(key="threshold_slider").set_value(lowest).run()  # everything called tumour
+    assert not at.exception and not at.error
+    assert at.session_state["threshold"] == pytest.approx(lowest)
+    n_negative, n_positive = int((labels == 0).sum()), int((labels == 1).sum())
+    assert confusion_counts(at) == [0, n_negative, 0, n_positive]
+    assert confusion_counts(at) != [tn, fp, fn, tp]
+
+    youden = threshold_presets(labels, probs)["youden"]
+    at.button(key="preset-youden").click().run()
+    assert at.session_state["threshold"] == pytest.approx(youden)
+    (tn, fp), (fn, tp) = confusion_at(labels, probs, youden)
+    assert confusion_counts(at) == [tn, fp, fn, tp]
+    assert at.slider(key="threshold_slider").value == pytest.approx(youden)
+
+
+def test_split_warning_curves_and_cell_patches(evaluate):
+    at, _ = evaluate
+    assert any("random patch-level split" in w.value for w in at.warning)
+    assert len(at.get("plotly_chart")) >= 5  # confusion, ROC, PR, histogram, reliability
+    at.radio(key="evaluate_cell").set_value("TN").run()
+    assert not at.exception
+    n_true_negative = int(at.dataframe[0].value["TN"].iloc[0])
+    assert n_true_negative > 0
+    assert len(at.get("image")) == min(24, n_true_negative)  # the cell's patches, read by id
