@@ -110,10 +110,9 @@ class ProgressBar:
         self.last_draw = now
         fraction = done / total if total else 1.0
         filled = int(self.width * fraction)
-        rate = done / (now - self.started) if now > self.started else 0.0
+        rate = f" {done / (now - self.started):,.0f} patches/s" if done and now > self.started else ""
         self.stream.write(
-            f"\r{self.label} [{'#' * filled}{'.' * (self.width - filled)}] "
-            f"{done:,}/{total:,} {fraction:4.0%} {rate:,.0f} patches/s"
+            f"\r{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {done:,}/{total:,} {fraction:4.0%}{rate}"
         )
         self.stream.flush()
         self.drawn = True

@@ -427,7 +427,13 @@ def parse_labels_csv(text: str, *, name: str = "labels.csv") -> tuple[list[str],
     Raises DatasetError when the header has no id and label columns.
     """
     text = text.removeprefix("\ufeff")
-    rows = csv.reader(io.StringIO(text))
+    try:
+        return _parse_labels_rows(csv.reader(io.StringIO(text, newline="")), name)
+    except csv.Error as error:
+        raise DatasetError(f"{name} could not be parsed as CSV ({error}).") from None
+
+
+def _parse_labels_rows(rows: Iterator[list[str]], name: str) -> tuple[list[str], np.ndarray, list[Problem]]:
     header = next(rows, None)
     columns = _header_columns(",".join(header)) if header else None
     if header is None or columns is None:
@@ -509,8 +515,8 @@ def _open_kaggle(folder: Path, csv_path: Path) -> Dataset:
         keep_ids.append(item)
         keep_labels.append(label)
         paths.append(str(image_dir / name))
-    listed = set(ids)
-    for stem in sorted(files.keys() - listed):
+    mentioned = set(ids) | {p.item for p in problems}  # a file whose row was refused is reported once
+    for stem in sorted(files.keys() - mentioned):
         problems.append(Problem(stem, f"file has no label in {csv_path.name}"))
     fingerprint = (str(folder.resolve()), len(files), _mtime(image_dir), _mtime(csv_path))
     return FileDataset(
@@ -725,17 +731,21 @@ def map_chunks(
     *,
     workers: int = 2,
     in_flight: int | None = None,
-    min_parallel: int = MIN_PARALLEL_PATCHES,
+    min_parallel: int | None = None,
 ) -> Iterator[Any]:
     """Yield function(dataset, chunk) for each chunk, in order, from `workers` processes.
 
     Processes start with 'spawn' (safe when TensorFlow or threads live in the parent), get the
     dataset once, and at most `in_flight` chunks (default 2 per worker) are pending, so memory
     stays bounded whatever the dataset size. Runs inline with workers <= 1, a single chunk, or
-    fewer than `min_parallel` patches in all.
+    fewer than `min_parallel` (default MIN_PARALLEL_PATCHES) patches in all.
     """
     chunks = list(chunks)
-    if workers <= 1 or len(chunks) <= 1 or sum(map(len, chunks)) < min_parallel:
+    if (
+        workers <= 1
+        or len(chunks) <= 1
+        or sum(map(len, chunks)) < (MIN_PARALLEL_PATCHES if min_parallel is None else min_parallel)
+    ):
         for chunk in chunks:
             yield function(dataset, chunk)
         return
