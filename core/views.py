@@ -247,7 +247,7 @@ def upload_results(batch: UploadBatch, probs: np.ndarray, threshold: float) -> p
     """One row per uploaded file: file, probability, call at `threshold`, problem (bad files)."""
     rows = [
         {"file": name, "probability": float(p), "call": call_of(p, threshold), "problem": ""}
-        for name, p in zip(batch.names, np.asarray(probs, dtype=float))
+        for name, p in zip(batch.names, np.asarray(probs, dtype=float), strict=True)
     ]
     rows += [
         {"file": name, "probability": np.nan, "call": "", "problem": reason} for name, reason in batch.errors

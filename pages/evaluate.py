@@ -80,7 +80,7 @@ intervals = {
 }
 for start in range(0, len(CARDS), 6):
     row = st.columns(6)
-    for column, (key, label, help_text) in zip(row, CARDS[start : start + 6]):
+    for column, (key, label, help_text) in zip(row, CARDS[start : start + 6], strict=False):
         reason = metrics["undefined"].get(key)
         column.metric(label, format_metric(metrics[key]), help=reason or help_text)
         if key in intervals:
@@ -134,7 +134,7 @@ with right:
     shown = rows.head(CELL_PATCHES)
     if source.lookup is not None and len(shown):
         patches, found, missing = source.lookup.read(shown["id"].tolist())
-        prob_of = dict(zip(shown["id"], shown["prob"]))
+        prob_of = dict(zip(shown["id"], shown["prob"], strict=True))
         patch_grid(list(patches), [f"p={prob_of[i]:.3f} · {i[:8]}" for i in found], columns=6)
         if missing:
             st.caption(

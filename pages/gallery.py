@@ -116,6 +116,6 @@ def patch_grid(images: Sequence[np.ndarray], captions: Sequence[str], columns: i
     for start in range(0, len(images), columns):
         row = st.columns(columns)
         for column, image, caption in zip(
-            row, images[start : start + columns], captions[start : start + columns]
+            row, images[start : start + columns], captions[start : start + columns], strict=False
         ):
             column.image(image, caption=caption, width="stretch")

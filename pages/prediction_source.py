@@ -107,7 +107,7 @@ def threshold_control(presets: dict[str, float | None] | None = None) -> float:
     if presets:
         names = {"0.5": "0.5", "youden": "Youden's J"}
         buttons = columns[1].columns(len(presets))
-        for button, (name, preset) in zip(buttons, presets.items()):
+        for button, (name, preset) in zip(buttons, presets.items(), strict=True):
             label = names.get(name, name.replace("sensitivity≥", "sens ≥ "))
             shown = f"{label} ({preset:.3f})" if preset is not None and name != "0.5" else label
             button.button(

@@ -54,3 +54,22 @@ def app_test():
     from streamlit.testing.v1 import AppTest
 
     return AppTest.from_file(APP, default_timeout=RUN_TIMEOUT)
+
+
+def tiny_model(path: Path, n_patches: int = 60) -> Path:
+    """A tiny real model fitted for 2 epochs on `n_patches` real sample patches, saved to `path`."""
+    import numpy as np
+
+    from core.images import decode_patch
+    from core.models import build_model, save_model
+
+    with open(SAMPLE_DATASET / "train_labels.csv") as handle:
+        rows = list(csv.DictReader(handle))[:n_patches]
+    patches = np.stack([decode_patch(SAMPLE_DATASET / "train" / f"{r['id']}.tif") for r in rows]).astype(
+        "float32"
+    )
+    labels = np.array([float(r["label"]) for r in rows], dtype="float32")
+    model = build_model("tiny", seed=0)
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    model.fit(patches, labels, epochs=2, batch_size=16, verbose=0)
+    return save_model(model, path)
