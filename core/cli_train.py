@@ -20,18 +20,28 @@ def register(subparsers) -> None:
     parser.add_argument("data", nargs="*", help="training dataset(s): any supported layout")
     parser.add_argument("--out", help="run directory (default: a new one under the workspace)")
     parser.add_argument("--config", help="read the whole configuration from this config.json")
-    parser.add_argument("--val-data", help="a separate validation dataset (its ids are excluded from training)")
-    parser.add_argument("--val-fraction", type=float, default=0.2, help="held-out fraction when no --val-data")
+    parser.add_argument(
+        "--val-data", help="a separate validation dataset (its ids are excluded from training)"
+    )
+    parser.add_argument(
+        "--val-fraction", type=float, default=0.2, help="held-out fraction when no --val-data"
+    )
     parser.add_argument("--arch", default="patchnet", help="architecture (patchnet, seed, tiny)")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3, help="initial learning rate")
     parser.add_argument("--schedule", default="cosine", choices=["cosine", "constant"])
     parser.add_argument("--no-dihedral", action="store_true", help="no flips / 90° rotations")
-    parser.add_argument("--color-jitter", type=float, default=1.0,
-                        help="strength of brightness/contrast/saturation/hue jitter (0 = off, 1 = default)")
+    parser.add_argument(
+        "--color-jitter",
+        type=float,
+        default=1.0,
+        help="strength of brightness/contrast/saturation/hue jitter (0 = off, 1 = default)",
+    )
     parser.add_argument("--hed-jitter", type=float, default=0.0, help="HED stain jitter strength (e.g. 0.05)")
-    parser.add_argument("--patience", type=int, default=0, help="early stopping patience on val AUC (0 = off)")
+    parser.add_argument(
+        "--patience", type=int, default=0, help="early stopping patience on val AUC (0 = off)"
+    )
     parser.add_argument("--class-weights", action="store_true", help="weight classes inversely to frequency")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-minutes", type=float, help="wall-clock budget; stops gracefully when reached")

@@ -73,7 +73,7 @@ def _stream_blocks(selection: Selection, seed: int, shuffle: bool):
     rng = np.random.default_rng(seed)
     blocks = []
     offset = 0
-    for part, (path, rows) in enumerate(selection.parts):
+    for part, (_, rows) in enumerate(selection.parts):
         for start in range(0, len(rows), BLOCK_ROWS):
             blocks.append((part, start, offset + start, min(start + BLOCK_ROWS, len(rows))))
         offset += len(rows)

@@ -16,9 +16,9 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -63,7 +63,7 @@ class TrainConfig:
     workers: int = 2  # processes for the one-time conversion into the HDF5 cache
     strategy: str = "default"
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         from core.models import ARCHITECTURES
 
         if isinstance(self.data, (str, Path)):
@@ -89,7 +89,7 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
+    def from_dict(cls, data: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         config = cls(**{k: v for k, v in data.items() if k in known})
         return config.validate()
@@ -191,7 +191,10 @@ def prepare_data(config: TrainConfig, report: Callable[[str], None] = lambda _: 
         if total > config.limit:
             keep = np.sort(rng.permutation(total)[: config.limit])
             bounds = np.cumsum([0] + [len(r) for r in train_rows])
-            train_rows = [rows[keep[(keep >= lo) & (keep < hi)] - lo] for rows, lo, hi in zip(train_rows, bounds[:-1], bounds[1:])]
+            train_rows = [
+                rows[keep[(keep >= lo) & (keep < hi)] - lo]
+                for rows, lo, hi in zip(train_rows, bounds[:-1], bounds[1:])
+            ]
             notes.append(f"Training limited to {config.limit} of {total} patches.")
     train = select(
         [(c, r) for (c, _, _), r in zip(entries, train_rows)],
@@ -239,8 +242,15 @@ class _Job:
         self._beating.set()
 
 
-def _make_callback(job: _Job, *, steps_per_epoch: int, epochs: int, batch_size: int,
-                   deadline: float | None, printer: Callable[[str], None] | None):
+def _make_callback(
+    job: _Job,
+    *,
+    steps_per_epoch: int,
+    epochs: int,
+    batch_size: int,
+    deadline: float | None,
+    printer: Callable[[str], None] | None,
+):
     import keras
 
     class JobCallback(keras.callbacks.Callback):
@@ -268,19 +278,34 @@ def _make_callback(job: _Job, *, steps_per_epoch: int, epochs: int, batch_size: 
                 done_steps = self.epoch * steps_per_epoch + batch + 1
                 eta = (epochs * steps_per_epoch - done_steps) * batch_size / max(rate, 1e-9)
                 record = {
-                    "kind": "batch", "epoch": self.epoch + 1, "step": batch + 1,
-                    "steps": steps_per_epoch, "loss": float(logs.get("loss", np.nan)),
+                    "kind": "batch",
+                    "epoch": self.epoch + 1,
+                    "step": batch + 1,
+                    "steps": steps_per_epoch,
+                    "loss": float(logs.get("loss", np.nan)),
                     "accuracy": float(logs.get("accuracy", np.nan)),
-                    "patches_per_s": round(rate, 1), "eta_s": round(eta, 1), "time": now,
+                    "patches_per_s": round(rate, 1),
+                    "eta_s": round(eta, 1),
+                    "time": now,
                 }
                 append_metrics(job.run_dir, record)
-                job.update(progress={"epoch": self.epoch + 1, "epochs": epochs, "step": batch + 1,
-                                     "steps": steps_per_epoch, "patches_per_s": record["patches_per_s"],
-                                     "eta_s": record["eta_s"]}, phase="training")
+                job.update(
+                    progress={
+                        "epoch": self.epoch + 1,
+                        "epochs": epochs,
+                        "step": batch + 1,
+                        "steps": steps_per_epoch,
+                        "patches_per_s": record["patches_per_s"],
+                        "eta_s": record["eta_s"],
+                    },
+                    phase="training",
+                )
                 if printer:
-                    printer(f"epoch {self.epoch + 1}/{epochs} step {batch + 1}/{steps_per_epoch} "
-                            f"loss {record['loss']:.4f} acc {record['accuracy']:.3f} "
-                            f"{rate:.0f} patches/s ETA {eta / 60:.1f} min")
+                    printer(
+                        f"epoch {self.epoch + 1}/{epochs} step {batch + 1}/{steps_per_epoch} "
+                        f"loss {record['loss']:.4f} acc {record['accuracy']:.3f} "
+                        f"{rate:.0f} patches/s ETA {eta / 60:.1f} min"
+                    )
                 self.window_start, self.window_seen = now, 0
             if stop_requested(job.run_dir):
                 job.stop_reason = job.stop_reason or "stopped by the user"
@@ -296,26 +321,37 @@ def _make_callback(job: _Job, *, steps_per_epoch: int, epochs: int, batch_size: 
             optimizer = self.model.optimizer
             lr = optimizer.learning_rate
             lr = float(lr(optimizer.iterations) if callable(lr) else np.asarray(lr))
-            record = {"kind": "epoch", "epoch": epoch + 1, "lr": lr, "time": time.time(),
-                      "duration_s": round(time.time() - self.epoch_start, 2)}
+            record = {
+                "kind": "epoch",
+                "epoch": epoch + 1,
+                "lr": lr,
+                "time": time.time(),
+                "duration_s": round(time.time() - self.epoch_start, 2),
+            }
             for key in ("loss", "accuracy", "auc", "val_loss", "val_accuracy", "val_auc"):
                 if key in logs:
                     record[key] = float(logs[key])
             append_metrics(job.run_dir, record)
             if printer:
-                printer(f"epoch {epoch + 1}/{epochs} done: loss {record.get('loss', np.nan):.4f} "
-                        f"val_loss {record.get('val_loss', np.nan):.4f} "
-                        f"val_acc {record.get('val_accuracy', np.nan):.4f} "
-                        f"val_auc {record.get('val_auc', np.nan):.4f}", newline=True)
+                printer(
+                    f"epoch {epoch + 1}/{epochs} done: loss {record.get('loss', np.nan):.4f} "
+                    f"val_loss {record.get('val_loss', np.nan):.4f} "
+                    f"val_acc {record.get('val_accuracy', np.nan):.4f} "
+                    f"val_auc {record.get('val_auc', np.nan):.4f}",
+                    newline=True,
+                )
             val_auc = record.get("val_auc", -1.0)
             if val_auc > self.best_auc:
                 self.best_auc, self.best_epoch = val_auc, epoch + 1
                 self.best_weights = self.model.get_weights()
-                save_model(self.model, job.run_dir / "best.keras",
-                           {"epoch": epoch + 1, "val_auc": val_auc,
-                            "val_accuracy": record.get("val_accuracy")})
-                job.update(best={"epoch": epoch + 1, "val_auc": val_auc,
-                                 "val_accuracy": record.get("val_accuracy")})
+                save_model(
+                    self.model,
+                    job.run_dir / "best.keras",
+                    {"epoch": epoch + 1, "val_auc": val_auc, "val_accuracy": record.get("val_accuracy")},
+                )
+                job.update(
+                    best={"epoch": epoch + 1, "val_auc": val_auc, "val_accuracy": record.get("val_accuracy")}
+                )
 
     return JobCallback()
 
@@ -358,16 +394,27 @@ def run_training(config: TrainConfig, run_dir: str | Path, *, verbose: bool = Tr
     try:
         result = _train(config, run_dir, job, printer, started)
         state = "stopped" if job.stop_reason and job.stop_reason.startswith("stopped") else "finished"
-        job.update(state, phase="done", finished=time.time(), duration_s=round(time.time() - started, 1),
-                   note=job.stop_reason, **result)
+        job.update(
+            state,
+            phase="done",
+            finished=time.time(),
+            duration_s=round(time.time() - started, 1),
+            note=job.stop_reason,
+            **result,
+        )
     except BaseException as error:  # the job must always end in a state the page can show
         message = str(error) if isinstance(error, PatchLensError) else f"{type(error).__name__}: {error}"
         if isinstance(error, KeyboardInterrupt):
             message = "interrupted"
         with open(run_dir / "train.log", "a") as log:
             log.write(traceback.format_exc())
-        job.update("failed", phase="failed", error=message, finished=time.time(),
-                   duration_s=round(time.time() - started, 1))
+        job.update(
+            "failed",
+            phase="failed",
+            error=message,
+            finished=time.time(),
+            duration_s=round(time.time() - started, 1),
+        )
         if not isinstance(error, (Exception, KeyboardInterrupt)):
             raise
     finally:
@@ -385,9 +432,14 @@ def _train(config: TrainConfig, run_dir: Path, job: _Job, printer, started: floa
     data = prepare_data(config, report=lambda text: job.update(phase=text))
     for note in data.notes:
         append_metrics(run_dir, {"kind": "note", "text": note, "time": time.time()})
-    job.update(phase="building the model", n_train=len(data.train), n_val=len(data.val),
-               n_train_positive=int(data.train.labels.sum()), n_val_positive=int(data.val.labels.sum()),
-               notes=data.notes)
+    job.update(
+        phase="building the model",
+        n_train=len(data.train),
+        n_val=len(data.val),
+        n_train_positive=int(data.train.labels.sum()),
+        n_val_positive=int(data.val.labels.sum()),
+        notes=data.notes,
+    )
 
     import keras
     import tensorflow as tf
@@ -398,33 +450,54 @@ def _train(config: TrainConfig, run_dir: Path, job: _Job, printer, started: floa
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
     steps_per_epoch = int(np.ceil(len(data.train) / config.batch_size))
-    train_ds = make_dataset(data.train, batch_size=config.batch_size, shuffle=True,
-                            augment=config.augment, seed=config.seed)
+    train_ds = make_dataset(
+        data.train, batch_size=config.batch_size, shuffle=True, augment=config.augment, seed=config.seed
+    )
     val_ds = make_dataset(data.val, batch_size=max(config.batch_size, 128), shuffle=False)
 
     model = build_model(config.architecture, seed=config.seed)
     if config.schedule == "cosine":
         lr = keras.optimizers.schedules.CosineDecay(
-            config.learning_rate, decay_steps=steps_per_epoch * config.epochs, alpha=0.02)
+            config.learning_rate, decay_steps=steps_per_epoch * config.epochs, alpha=0.02
+        )
     else:
         lr = config.learning_rate
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss="binary_crossentropy",
-                  metrics=["accuracy", keras.metrics.AUC(name="auc")])
+    model.compile(
+        optimizer=keras.optimizers.Adam(lr),
+        loss="binary_crossentropy",
+        metrics=["accuracy", keras.metrics.AUC(name="auc")],
+    )
     class_weight = None
     if config.class_weighting:
         n, n_pos = len(data.train.labels), float(data.train.labels.sum())
         class_weight = {0: n / (2 * (n - n_pos)), 1: n / (2 * n_pos)}
     deadline = started + 60 * config.max_minutes if config.max_minutes else None
-    callback = _make_callback(job, steps_per_epoch=steps_per_epoch, epochs=config.epochs,
-                              batch_size=config.batch_size, deadline=deadline, printer=printer)
+    callback = _make_callback(
+        job,
+        steps_per_epoch=steps_per_epoch,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        deadline=deadline,
+        printer=printer,
+    )
     callbacks = [callback]
     if config.early_stopping_patience > 0:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_auc", mode="max", patience=config.early_stopping_patience))
-    job.update(phase="training", progress={"epoch": 0, "epochs": config.epochs, "step": 0,
-                                           "steps": steps_per_epoch})
-    model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks,
-              class_weight=class_weight, verbose=0)
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_auc", mode="max", patience=config.early_stopping_patience
+            )
+        )
+    job.update(
+        phase="training", progress={"epoch": 0, "epochs": config.epochs, "step": 0, "steps": steps_per_epoch}
+    )
+    model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=config.epochs,
+        callbacks=callbacks,
+        class_weight=class_weight,
+        verbose=0,
+    )
 
     if callback.best_weights is not None:
         model.set_weights(callback.best_weights)  # the final model is the best by validation AUC
@@ -438,10 +511,14 @@ def _train(config: TrainConfig, run_dir: Path, job: _Job, printer, started: floa
         "best_epoch": callback.best_epoch,
         "val_auc": float(roc_auc_score(labels, probs)) if len(np.unique(labels)) == 2 else None,
         "val_accuracy": float(np.mean((probs >= 0.5) == labels)),
-        "n_train": len(data.train), "n_val": len(data.val),
+        "n_train": len(data.train),
+        "n_val": len(data.val),
     }
-    save_model(model, run_dir / "model.keras", {"config": config.to_dict(), **summary,
-                                                "duration_s": round(time.time() - started, 1)})
+    save_model(
+        model,
+        run_dir / "model.keras",
+        {"config": config.to_dict(), **summary, "duration_s": round(time.time() - started, 1)},
+    )
     return summary
 
 
@@ -465,7 +542,8 @@ def launch(config: TrainConfig, run_dir: str | Path | None = None) -> Path:
     if running is not None:
         raise JobConflictError(
             f"A training job is already running in this workspace: {running.name}. "
-            "Stop it or wait for it to finish before starting another.")
+            "Stop it or wait for it to finish before starting another."
+        )
     run_dir = Path(run_dir) if run_dir else new_run_dir(config.architecture)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_dir / "config.json", config.to_dict())
@@ -477,10 +555,25 @@ def launch(config: TrainConfig, run_dir: str | Path | None = None) -> Path:
 
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
-    command = [sys.executable, "-m", "core", "train", "--config", str(run_dir / "config.json"),
-               "--out", str(run_dir), "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "core",
+        "train",
+        "--config",
+        str(run_dir / "config.json"),
+        "--out",
+        str(run_dir),
+        "--quiet",
+    ]
     with open(run_dir / "train.log", "ab") as log:
-        process = subprocess.Popen(command, cwd=PROJECT_DIR, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        process = subprocess.Popen(
+            command,
+            cwd=PROJECT_DIR,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     write_status(run_dir, "queued", pid=process.pid)
     return run_dir

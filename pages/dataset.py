@@ -8,7 +8,9 @@ import streamlit as st
 from core.dataset_stats import channel_histograms, colour_statistics, filtered_indices, label_name, page_of
 from core.errors import PatchLensError
 from core.images import draw_centre_box
-from pages.shared import DATASET_KEY, active_dataset, dataset_label
+from pages.shared import DATASET_KEY, active_dataset, dataset_label, render_sidebar
+
+render_sidebar()
 
 PAGE_SIZE = 24
 GRID_COLUMNS = 8
@@ -47,8 +49,14 @@ with overview:
                 "patches": [summary["n_negative"], summary["n_positive"]],
             }
         )
-        figure = px.bar(balance, x="class", y="patches", color="class", text="patches",
-                        color_discrete_sequence=["#4c78a8", "#e45756"])
+        figure = px.bar(
+            balance,
+            x="class",
+            y="patches",
+            color="class",
+            text="patches",
+            color_discrete_sequence=["#4c78a8", "#e45756"],
+        )
         figure.update_layout(showlegend=False, height=320, margin=dict(t=20, b=20))
         st.plotly_chart(figure, width="stretch")
         share = summary["n_positive"] / max(summary["n_labelled"], 1)
@@ -61,7 +69,9 @@ with grid_tab:
     indices = filtered_indices(dataset, choices[shown])
     n_pages = max(1, -(-len(indices) // PAGE_SIZE))
     page = controls[1].number_input(f"Page (of {n_pages})", 1, n_pages, 1, key="grid_page")
-    with_box = controls[2].toggle("Centre box", value=True, help="The label refers to the centre 32×32 px only.")
+    with_box = controls[2].toggle(
+        "Centre box", value=True, help="The label refers to the centre 32×32 px only."
+    )
     on_page = page_of(indices, int(page), PAGE_SIZE)
     patches, kept, bad = dataset.read_tolerant(on_page)
     for row_start in range(0, len(kept), GRID_COLUMNS):
@@ -76,7 +86,9 @@ with grid_tab:
 
     st.subheader("One patch in detail")
     if len(indices):
-        choice = st.selectbox("Patch", on_page.tolist(), format_func=lambda i: dataset.ids[i], key="detail_patch")
+        choice = st.selectbox(
+            "Patch", on_page.tolist(), format_func=lambda i: dataset.ids[i], key="detail_patch"
+        )
         try:
             patch = dataset.read_patch(choice)
         except PatchLensError as error:
@@ -85,10 +97,17 @@ with grid_tab:
             left, right = st.columns([1, 2])
             left.image(draw_centre_box(patch) if with_box else patch, width=288)
             label = label_name(dataset.labels[choice]) if dataset.labels is not None else "unlabelled"
-            left.markdown(f"**id** `{dataset.ids[choice]}`  \n**label** {label}  \n"
-                          f"**source** `{dataset.source_of(choice)}`")
-            histogram = px.line(channel_histograms(patch), x="value", y="count", color="channel",
-                                color_discrete_map={"red": "#d62728", "green": "#2ca02c", "blue": "#1f77b4"})
+            left.markdown(
+                f"**id** `{dataset.ids[choice]}`  \n**label** {label}  \n"
+                f"**source** `{dataset.source_of(choice)}`"
+            )
+            histogram = px.line(
+                channel_histograms(patch),
+                x="value",
+                y="count",
+                color="channel",
+                color_discrete_map={"red": "#d62728", "green": "#2ca02c", "blue": "#1f77b4"},
+            )
             histogram.update_layout(height=300, margin=dict(t=20, b=20), xaxis_title="pixel value")
             right.plotly_chart(histogram, width="stretch")
 
@@ -105,15 +124,23 @@ with colour_tab:
         st.info("No readable patch to measure.")
     else:
         st.dataframe(table, hide_index=True, width="stretch")
-        long = table.melt(id_vars="class", value_vars=["mean red", "mean green", "mean blue"],
-                          var_name="channel", value_name="mean value")
-        st.plotly_chart(px.bar(long, x="channel", y="mean value", color="class", barmode="group",
-                               height=320), width="stretch")
+        long = table.melt(
+            id_vars="class",
+            value_vars=["mean red", "mean green", "mean blue"],
+            var_name="channel",
+            value_name="mean value",
+        )
+        st.plotly_chart(
+            px.bar(long, x="channel", y="mean value", color="class", barmode="group", height=320),
+            width="stretch",
+        )
 
 with problems_tab:
     if st.button("Check every file", help="Decode every patch to find unreadable or wrong-sized files."):
         bar = st.progress(0.0, text="Decoding…")
-        found = dataset.scan(progress=lambda done, total: bar.progress(done / max(total, 1), text=f"{done:,}/{total:,}"))
+        found = dataset.scan(
+            progress=lambda done, total: bar.progress(done / max(total, 1), text=f"{done:,}/{total:,}")
+        )
         st.success(f"Checked every file: {len(found)} more unreadable.")
         st.rerun()
     problems = dataset.describe()["problems"]

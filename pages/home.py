@@ -4,10 +4,11 @@ import streamlit as st
 
 from core.constants import LABEL_MEANING, SPLIT_WARNING
 from core.errors import RunError
-from core.runs import active_run, read_status
+from core.runs import active_run, read_json, read_status
 from core.settings import BASELINE_INFO, workspace_dir
-from core.runs import read_json
-from pages.shared import DATASET_KEY, MODEL_KEY, active_dataset, dataset_label, model_label
+from pages.shared import DATASET_KEY, MODEL_KEY, active_dataset, dataset_label, model_label, render_sidebar
+
+render_sidebar()
 
 st.title("🔬 PatchLens")
 st.markdown(
@@ -32,7 +33,11 @@ with middle:
     st.subheader("Model")
     st.metric("Active model", model_label(st.session_state.get(MODEL_KEY)))
     info = read_json(BASELINE_INFO, {}) or {}
-    if st.session_state.get(MODEL_KEY) and model_label(st.session_state[MODEL_KEY]) == "bundled baseline" and info:
+    if (
+        st.session_state.get(MODEL_KEY)
+        and model_label(st.session_state[MODEL_KEY]) == "bundled baseline"
+        and info
+    ):
         metrics = info.get("metrics", {})
         st.caption(
             f"Baseline: validation AUC {metrics.get('val_auc', float('nan')):.3f}, accuracy "
@@ -60,7 +65,9 @@ with right:
 
 st.divider()
 st.subheader("Where to go next")
-st.page_link("pages/dataset.py", label="Dataset: label balance, patch grid, colour statistics, broken files", icon="🗂️")
+st.page_link(
+    "pages/dataset.py", label="Dataset: label balance, patch grid, colour statistics, broken files", icon="🗂️"
+)
 st.page_link("pages/train.py", label="Train: start a job, watch live curves, stop it, compare runs", icon="🏋️")
 for page, label, icon in (
     ("pages/evaluate.py", "Evaluate: metrics, ROC/PR, calibration, confusion matrix at your threshold", "📈"),

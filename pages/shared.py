@@ -14,7 +14,8 @@ from pathlib import Path
 import streamlit as st
 
 from core.errors import PatchLensError
-from core.settings import BASELINE_MODEL, SAMPLE_DATASET, check_allowed
+from core.runs import list_runs
+from core.settings import BASELINE_MODEL, DATA_ROOTS_ENV, SAMPLE_DATASET, check_allowed, data_roots
 
 DATASET_KEY = "dataset_path"
 MODEL_KEY = "model_path"
@@ -114,3 +115,62 @@ def dataset_label(path: str | None) -> str:
         return "none"
     p = Path(path)
     return "bundled sample" if p == SAMPLE_DATASET else p.name
+
+
+def render_sidebar() -> None:
+    """The dataset and model pickers and the data-roots setting, drawn by every page.
+
+    Drawn from the page (not the entry script): AppTest drops entry-script sidebar elements on reruns.
+    """
+    init_state()
+    with st.sidebar:
+        st.markdown("### Active dataset")
+        st.caption(dataset_label(st.session_state[DATASET_KEY]))
+        text = st.text_input(
+            "Open a dataset by path",
+            key="open_path",
+            placeholder="/path/to/kaggle-folder, PCam .h5 folder, or class folders",
+            help="Kaggle folder of .tif + train_labels.csv, PCam HDF5 files, class folders 0/ and 1/, "
+            "or a cache .h5. Only paths inside the data roots can be opened.",
+        )
+        if st.button("Open", key="open_dataset") and text:
+            if open_dataset_from_user(text) is not None:
+                st.success(f"Opened {text}")
+
+        st.markdown("### Active model")
+        options = {}
+        if BASELINE_MODEL.exists():
+            options[str(BASELINE_MODEL)] = "bundled baseline"
+        for run in list_runs():
+            if run.has_model:
+                model = run.path / ("model.keras" if (run.path / "model.keras").exists() else "best.keras")
+                options[str(model)] = f"run {run.name}" + (
+                    "" if run.state == "finished" else f" ({run.state})"
+                )
+        current = st.session_state.get(MODEL_KEY)
+        if current and current not in options:
+            options[current] = model_label(current)
+        if options:
+            keys = list(options)
+            chosen = st.selectbox(
+                "Model",
+                keys,
+                index=keys.index(current) if current in keys else 0,
+                format_func=options.get,
+                label_visibility="collapsed",
+            )
+            st.session_state[MODEL_KEY] = chosen
+        else:
+            st.caption("No model yet: train one on the Train page.")
+
+        with st.expander("Settings: data roots"):
+            st.caption(f"Datasets may be opened from these folders (extend with {DATA_ROOTS_ENV}):")
+            for root in data_roots(st.session_state[ROOTS_KEY]):
+                st.code(str(root), language=None)
+            new_root = st.text_input("Add a data root for this session", key="new_root")
+            if st.button("Add root") and new_root.strip():
+                if Path(new_root).expanduser().is_dir():
+                    st.session_state[ROOTS_KEY] = [*st.session_state[ROOTS_KEY], new_root.strip()]
+                    st.rerun()
+                else:
+                    st.error(f"{new_root} is not a folder.")

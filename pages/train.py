@@ -24,7 +24,9 @@ from core.runs import (
     request_stop,
 )
 from core.settings import check_allowed
-from pages.shared import DATASET_KEY, MODEL_KEY, extra_roots
+from pages.shared import DATASET_KEY, MODEL_KEY, extra_roots, render_sidebar
+
+render_sidebar()
 
 WATCHED_KEY = "watched_run"
 REFRESH_SECONDS = 2.0
@@ -34,8 +36,15 @@ st.caption(SPLIT_WARNING)
 
 
 def curves_figure(curves: pd.DataFrame, colour: str = "split"):
-    figure = px.line(curves, x="epoch", y="value", color=colour, facet_col="metric", markers=True,
-                     line_dash="split" if colour != "split" else None)
+    figure = px.line(
+        curves,
+        x="epoch",
+        y="value",
+        color=colour,
+        facet_col="metric",
+        markers=True,
+        line_dash="split" if colour != "split" else None,
+    )
     figure.update_yaxes(matches=None, showticklabels=True)
     figure.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
     figure.update_layout(height=340, margin=dict(t=30, b=20), legend_title_text="")
@@ -60,18 +69,22 @@ def show_run(run_dir: Path) -> None:
             st.toast("Stop requested: the job stops after its current batch and keeps its best checkpoint.")
         epochs, steps = progress.get("epochs") or 1, progress.get("steps") or 1
         done = ((progress.get("epoch", 1) or 1) - 1 + progress.get("step", 0) / steps) / epochs
-        text = (f"epoch {progress.get('epoch', 0)}/{epochs} · step {progress.get('step', 0)}/{steps} · "
-                f"{progress.get('patches_per_s', 0):.0f} patches/s · ETA "
-                f"{(progress.get('eta_s') or 0) / 60:.1f} min")
+        text = (
+            f"epoch {progress.get('epoch', 0)}/{epochs} · step {progress.get('step', 0)}/{steps} · "
+            f"{progress.get('patches_per_s', 0):.0f} patches/s · ETA "
+            f"{(progress.get('eta_s') or 0) / 60:.1f} min"
+        )
         st.progress(min(max(done, 0.0), 1.0), text=text)
     elif state == "failed":
         st.error(f"The job failed: {status.get('error')}")
     elif state == "stopped":
         st.warning(f"Stopped ({status.get('note') or 'by the user'}); the best checkpoint is kept.")
     else:
-        st.success(f"Finished in {status.get('duration_s', 0) / 60:.1f} min — best val AUC "
-                   f"{(status.get('best') or {}).get('val_auc', float('nan')):.4f} at epoch "
-                   f"{(status.get('best') or {}).get('epoch', '?')}.")
+        st.success(
+            f"Finished in {status.get('duration_s', 0) / 60:.1f} min — best val AUC "
+            f"{(status.get('best') or {}).get('val_auc', float('nan')):.4f} at epoch "
+            f"{(status.get('best') or {}).get('epoch', '?')}."
+        )
     for note in status.get("notes") or []:
         st.caption(note)
     curves = curves_long(read_metrics(run_dir))
@@ -108,21 +121,32 @@ with st.form("train_config"):
     val_fraction = columns[1].slider("Held-out fraction", 0.05, 0.5, 0.2, 0.05)
     val_path = columns[2].text_input("Validation dataset path", help="Its ids are excluded from training.")
     columns = st.columns(4)
-    architecture = columns[0].selectbox("Architecture", list(ARCHITECTURES),
-                                        index=list(ARCHITECTURES).index(DEFAULT_ARCHITECTURE),
-                                        help="\n\n".join(f"**{a.name}**: {a.description}" for a in ARCHITECTURES.values()))
+    architecture = columns[0].selectbox(
+        "Architecture",
+        list(ARCHITECTURES),
+        index=list(ARCHITECTURES).index(DEFAULT_ARCHITECTURE),
+        help="\n\n".join(f"**{a.name}**: {a.description}" for a in ARCHITECTURES.values()),
+    )
     epochs = columns[1].number_input("Epochs", 1, 500, 10)
     batch_size = columns[2].select_slider("Batch size", [16, 32, 64, 128, 256], 64)
     learning_rate = columns[3].select_slider("Learning rate", [1e-4, 3e-4, 1e-3, 3e-3], 1e-3)
     columns = st.columns(4)
-    schedule = columns[0].selectbox("Schedule", ["cosine", "constant"], help="Cosine decays to 2 % over all epochs.")
+    schedule = columns[0].selectbox(
+        "Schedule", ["cosine", "constant"], help="Cosine decays to 2 % over all epochs."
+    )
     patience = columns[1].number_input("Early stopping patience (0 = off)", 0, 100, 0)
     seed = columns[2].number_input("Seed", 0, 2**31 - 1, 0, help="Same seed + same data → same metrics.")
     max_minutes = columns[3].number_input("Time budget, minutes (0 = none)", 0.0, 10000.0, 0.0)
     columns = st.columns(4)
     dihedral = columns[0].checkbox("Flips + 90° turns", True)
-    jitter = columns[1].slider("Colour jitter strength", 0.0, 2.0, 1.0, 0.25,
-                               help="Brightness/contrast/saturation/hue, standing in for stain variation.")
+    jitter = columns[1].slider(
+        "Colour jitter strength",
+        0.0,
+        2.0,
+        1.0,
+        0.25,
+        help="Brightness/contrast/saturation/hue, standing in for stain variation.",
+    )
     hed = columns[2].slider("HED stain jitter", 0.0, 0.1, 0.0, 0.01)
     class_weighting = columns[3].checkbox("Class weighting", False)
     limit = st.number_input("Use at most this many training patches (0 = all)", 0, 10_000_000, 0)
@@ -138,13 +162,27 @@ if submitted:
             validation = str(check_allowed(val_path, extra_roots()))
         base = AugmentConfig()
         config = TrainConfig(
-            data=paths, val_data=validation, val_fraction=val_fraction, architecture=architecture,
-            epochs=int(epochs), batch_size=int(batch_size), learning_rate=float(learning_rate),
-            schedule=schedule, early_stopping_patience=int(patience), class_weighting=class_weighting,
-            seed=int(seed), max_minutes=float(max_minutes) or None, limit=int(limit) or None,
-            augment=AugmentConfig(dihedral=dihedral, brightness=base.brightness * jitter,
-                                  contrast=base.contrast * jitter, saturation=base.saturation * jitter,
-                                  hue=base.hue * jitter, hed=hed),
+            data=paths,
+            val_data=validation,
+            val_fraction=val_fraction,
+            architecture=architecture,
+            epochs=int(epochs),
+            batch_size=int(batch_size),
+            learning_rate=float(learning_rate),
+            schedule=schedule,
+            early_stopping_patience=int(patience),
+            class_weighting=class_weighting,
+            seed=int(seed),
+            max_minutes=float(max_minutes) or None,
+            limit=int(limit) or None,
+            augment=AugmentConfig(
+                dihedral=dihedral,
+                brightness=base.brightness * jitter,
+                contrast=base.contrast * jitter,
+                saturation=base.saturation * jitter,
+                hue=base.hue * jitter,
+                hed=hed,
+            ),
         )
         run_dir = launch(config)
     except PatchLensError as error:
@@ -159,18 +197,24 @@ runs = list_runs()
 if not runs:
     st.caption("No runs yet in this workspace.")
     st.stop()
-table = pd.DataFrame([
-    {
-        "run": r.name, "status": r.state, "architecture": r.architecture, "data": r.data,
-        "epochs": f"{r.epochs_done}/{r.epochs}",
-        "best val AUC": None if r.best_val_auc is None else round(r.best_val_auc, 4),
-        "best val accuracy": None if r.best_val_accuracy is None else round(r.best_val_accuracy, 4),
-        "duration (min)": None if r.duration_s is None else round(r.duration_s / 60, 1),
-    }
-    for r in runs
-])
-selection = st.dataframe(table, hide_index=True, width="stretch", on_select="rerun",
-                         selection_mode="multi-row", key="runs_table")
+table = pd.DataFrame(
+    [
+        {
+            "run": r.name,
+            "status": r.state,
+            "architecture": r.architecture,
+            "data": r.data,
+            "epochs": f"{r.epochs_done}/{r.epochs}",
+            "best val AUC": None if r.best_val_auc is None else round(r.best_val_auc, 4),
+            "best val accuracy": None if r.best_val_accuracy is None else round(r.best_val_accuracy, 4),
+            "duration (min)": None if r.duration_s is None else round(r.duration_s / 60, 1),
+        }
+        for r in runs
+    ]
+)
+selection = st.dataframe(
+    table, hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row", key="runs_table"
+)
 chosen = [runs[i] for i in selection.selection.rows] if selection and selection.selection else []
 if not chosen:
     st.caption("Select runs in the table to compare their curves, make one the active model, or delete it.")

@@ -26,7 +26,9 @@ BATCH_KEYS = {"epoch", "step", "steps", "loss", "accuracy", "patches_per_s", "et
 def copy_kaggle_subset(target: Path, n_per_class: int) -> Path:
     """A Kaggle-layout dataset of real bundled patches, balanced."""
     rows = list(csv.DictReader(open(SAMPLE_DATASET / "train_labels.csv")))
-    chosen = [r for r in rows if r["label"] == "0"][:n_per_class] + [r for r in rows if r["label"] == "1"][:n_per_class]
+    chosen = [r for r in rows if r["label"] == "0"][:n_per_class] + [r for r in rows if r["label"] == "1"][
+        :n_per_class
+    ]
     (target / "train").mkdir(parents=True)
     with open(target / "train_labels.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
@@ -50,8 +52,14 @@ def tiny_data(tmp_path_factory):
 
 
 def run_cli(*args, env=None, timeout=300):
-    return subprocess.run([sys.executable, "-m", "core", *args], cwd=PROJECT_DIR, capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "core", *args],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def wait_for(predicate, timeout=120.0, interval=0.3):
@@ -66,10 +74,30 @@ def wait_for(predicate, timeout=120.0, interval=0.3):
 
 def test_cli_train_leaves_every_file_and_a_model_that_keeps_the_contract(tiny_data, workspace):
     run_dir = workspace / "runs" / "cli"
-    result = run_cli("train", str(tiny_data), "--arch", "tiny", "--epochs", "2", "--batch-size", "16",
-                     "--val-fraction", "0.25", "--out", str(run_dir), env={"PATCHLENS_HOME": str(workspace)})
+    result = run_cli(
+        "train",
+        str(tiny_data),
+        "--arch",
+        "tiny",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--val-fraction",
+        "0.25",
+        "--out",
+        str(run_dir),
+        env={"PATCHLENS_HOME": str(workspace)},
+    )
     assert result.returncode == 0, result.stderr[-2000:]
-    for name in ("config.json", "status.json", "metrics.jsonl", "best.keras", "model.keras", "val_predictions.csv"):
+    for name in (
+        "config.json",
+        "status.json",
+        "metrics.jsonl",
+        "best.keras",
+        "model.keras",
+        "val_predictions.csv",
+    ):
         assert (run_dir / name).is_file(), name
     status = json.loads((run_dir / "status.json").read_text())
     assert status["state"] == "finished" and status["n_train"] == 36 and status["n_val"] == 12
@@ -87,7 +115,12 @@ def test_cli_train_leaves_every_file_and_a_model_that_keeps_the_contract(tiny_da
     from core.models import load_model, read_model_meta
 
     model = load_model(run_dir)
-    patches = np.stack([np.asarray(__import__("PIL.Image").Image.open(f)) for f in sorted((tiny_data / "train").glob("*.tif"))[:5]])
+    patches = np.stack(
+        [
+            np.asarray(__import__("PIL.Image").Image.open(f))
+            for f in sorted((tiny_data / "train").glob("*.tif"))[:5]
+        ]
+    )
     probs = model.predict(patches.astype("float32"), verbose=0)
     assert probs.shape == (5, 1) and np.all((probs >= 0) & (probs <= 1))
     assert read_model_meta(run_dir / "model.keras")["last_conv_layer"] == "last_conv"
@@ -100,8 +133,13 @@ def test_same_seed_same_data_gives_the_same_metrics(tiny_data, workspace):
     for name in ("a", "b"):
         config = TrainConfig(data=[str(tiny_data)], architecture="tiny", epochs=2, batch_size=16, seed=7)
         run_training(config, workspace / "runs" / name, verbose=False)
-        results.append([(r["loss"], r["val_loss"], r["val_auc"]) for r in read_metrics(workspace / "runs" / name)
-                        if r["kind"] == "epoch"])
+        results.append(
+            [
+                (r["loss"], r["val_loss"], r["val_auc"])
+                for r in read_metrics(workspace / "runs" / name)
+                if r["kind"] == "epoch"
+            ]
+        )
     assert results[0] == results[1]
 
 
@@ -128,7 +166,9 @@ def test_stop_sigkill_and_the_one_job_lock(tiny_data, workspace):
     status = wait_for(lambda: (s := read_status(second))["state"] == "failed" and s, timeout=30)
     assert "died" in status["error"]
     third = launch(TrainConfig(data=[str(tiny_data)], architecture="tiny", epochs=1, batch_size=16))
-    status = wait_for(lambda: (s := read_status(third))["state"] not in ("queued", "running") and s, timeout=180)
+    status = wait_for(
+        lambda: (s := read_status(third))["state"] not in ("queued", "running") and s, timeout=180
+    )
     assert status["state"] == "finished"
 
 
@@ -141,8 +181,17 @@ def test_a_corrupt_dataset_ends_failed_with_a_readable_error(tmp_path, workspace
             (broken / "train" / f"p{i}.tif").write_text("this is not an image")
             handle.write(f"p{i},{i % 2}\n")
     run_dir = workspace / "runs" / "broken"
-    result = run_cli("train", str(broken), "--arch", "tiny", "--epochs", "1", "--out", str(run_dir),
-                     env={"PATCHLENS_HOME": str(workspace)})
+    result = run_cli(
+        "train",
+        str(broken),
+        "--arch",
+        "tiny",
+        "--epochs",
+        "1",
+        "--out",
+        str(run_dir),
+        env={"PATCHLENS_HOME": str(workspace)},
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     status = json.loads((run_dir / "status.json").read_text())
