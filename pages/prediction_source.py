@@ -292,5 +292,9 @@ def show_source_notes(source: PredictionSource) -> None:
         st.info(source.note, icon="ℹ️")
     if source.skipped:
         st.caption(f"{source.skipped:,} patches could not be read and are left out.")
+    if source.lookup is not None and source.lookup.problems:
+        st.caption(
+            "Some datasets of this source could not be opened: " + "; ".join(source.lookup.problems[:2])
+        )
     if source.lookup is None:
         st.caption("The patches behind these predictions cannot be opened here, so only tables are shown.")

@@ -1,0 +1,60 @@
+"""AppTest of the Mistakes page on a real finished run: the gallery of mistakes at the shared
+threshold, the filters, Grad-CAM on demand, the detail view and the CSV export."""
+
+from __future__ import annotations
+
+import pytest
+from page_helpers import app_test, copy_kaggle_subset, finished_run
+
+from core.evaluation import mistakes, read_predictions
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mistakes")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PATCHLENS_HOME", str(root / "workspace"))
+        data = copy_kaggle_subset(root / "data", 20)
+        run_dir = finished_run(root / "workspace", data)
+    return root / "workspace", run_dir
+
+
+@pytest.fixture()
+def page(run, monkeypatch):
+    workspace, run_dir = run
+    monkeypatch.setenv("PATCHLENS_HOME", str(workspace))
+    at = app_test()
+    at.run()
+    at.switch_page("pages/mistakes.py")
+    at.run()
+    assert not at.exception, at.exception
+    return at, run_dir
+
+
+def test_gallery_filters_gradcam_and_csv_export(page):
+    at, run_dir = page
+    predictions = read_predictions(run_dir / "val_predictions.csv")
+    # A threshold in the middle of the scores guarantees mistakes of both kinds on a weak tiny model.
+    threshold = float(predictions["prob"].median())
+    at.slider(key="threshold_slider").set_value(threshold).run()
+    assert not at.exception and not at.error
+    expected = mistakes(predictions, threshold)
+    assert len(expected) > 0
+    assert any("random patch-level split" in w.value for w in at.warning)
+    assert len(at.get("image")) == min(24, len(expected)) + 1  # gallery + detail view patch
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Shown after filters"] == str(len(expected))
+
+    export = at.get("download_button")[0]
+    assert export.label.startswith("Download this list")
+    assert export.proto.url and not export.proto.disabled  # the CSV is attached and can be downloaded
+
+    at.radio(key="mistakes_kind").set_value("false negatives").run()
+    only_fn = mistakes(predictions, threshold, kind="false negative")
+    assert {m.label: m.value for m in at.metric}["Shown after filters"] == str(len(only_fn))
+
+    at.radio(key="mistakes_kind").set_value("both").run()
+    at.toggle(key="mistakes_explain").set_value(True).run()  # Grad-CAM for this page only
+    assert not at.exception and not at.error
+    assert len(at.get("image")) == min(24, len(expected)) + 2  # overlays + detail patch + its overlay
+    assert any(str(expected["id"].iloc[0]) in m.value for m in at.markdown)  # most confident first

@@ -1,0 +1,88 @@
+"""core.views: the pure helpers behind the Evaluate, Predict and Mistakes pages, on real patches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.evaluation import confusion_at
+from core.settings import SAMPLE_DATASET
+from core.views import (
+    CELLS,
+    PatchLookup,
+    confusion_cell,
+    decode_uploads,
+    format_interval,
+    format_metric,
+    page_bounds,
+    training_overlap_note,
+    upload_results,
+    validation_info,
+)
+
+PREDICTIONS = pd.DataFrame(
+    {
+        "id": list("abcdefgh"),
+        "label": [0, 0, 0, 0, 1, 1, 1, np.nan],
+        "prob": [0.1, 0.6, 0.95, 0.3, 0.2, 0.7, 0.99, 0.5],
+    }
+)
+
+
+def test_confusion_cells_partition_the_labelled_rows_and_sort_by_confidence():
+    sizes = {cell: len(confusion_cell(PREDICTIONS, 0.5, cell)) for cell in CELLS}
+    known = PREDICTIONS.dropna()
+    (tn, fp), (fn, tp) = confusion_at(known["label"], known["prob"], 0.5)
+    assert sizes == {"TN": tn, "FP": fp, "FN": fn, "TP": tp}
+    assert confusion_cell(PREDICTIONS, 0.5, "FP")["id"].tolist() == ["c", "b"]  # 0.95 before 0.6
+    assert confusion_cell(PREDICTIONS, 0.5, "TN")["id"].tolist() == ["a", "d"]  # 0.1 before 0.3
+    with pytest.raises(ValueError, match="cell"):
+        confusion_cell(PREDICTIONS, 0.5, "XX")
+
+
+def test_page_bounds_clamp():
+    assert page_bounds(50, 1, 24) == (0, 24, 3)
+    assert page_bounds(50, 3, 24) == (48, 50, 3)
+    assert page_bounds(50, 9, 24) == (48, 50, 3)
+    assert page_bounds(0, 1, 24) == (0, 0, 1)
+
+
+def test_validation_info_and_training_overlap(tmp_path):
+    split = validation_info({"data": ["/d/train"], "val_data": None, "val_fraction": 0.2})
+    assert (
+        not split.separate
+        and split.patch_paths == ("/d/train",)
+        and "random patch-level split (20 %)" in split.note
+    )
+    separate = validation_info({"data": ["/d/train"], "val_data": "/d/valid"})
+    assert separate.separate and separate.patch_paths == ("/d/valid",) and "separate dataset" in separate.note
+    assert "training data" in training_overlap_note({"data": [str(tmp_path)], "val_data": None}, tmp_path)
+    assert training_overlap_note({"data": ["/elsewhere"]}, tmp_path) is None
+    assert training_overlap_note(None, tmp_path) is None
+
+
+def test_patch_lookup_reads_real_patches_by_id_and_names_what_it_cannot(tmp_path):
+    lookup = PatchLookup([str(SAMPLE_DATASET), str(tmp_path / "gone")])
+    assert len(lookup) == 1000 and len(lookup.problems) == 1
+    first = lookup.datasets[0].ids[0]
+    patches, found, missing = lookup.read([first, "no-such-id"])
+    assert patches.shape == (1, 96, 96, 3) and patches.dtype == np.uint8
+    assert found == [first] and list(missing) == ["no-such-id"]
+    assert lookup.source_of(first).endswith(f"{first}.tif")
+
+
+def test_decode_uploads_keeps_good_files_and_names_bad_ones():
+    tif = sorted((SAMPLE_DATASET / "train").glob("*.tif"))[0]
+    batch = decode_uploads([(tif.name, tif.read_bytes()), ("bad.png", b"not an image")])
+    assert batch.names == [tif.name] and batch.patches.shape == (1, 96, 96, 3)
+    assert batch.errors[0][0] == "bad.png" and "bad.png" in batch.errors[0][1]
+    table = upload_results(batch, np.array([0.7]), 0.5)
+    assert table["call"].tolist() == ["tumour", ""] and np.isnan(table["probability"].iloc[1])
+
+
+def test_formatting():
+    assert format_metric(None) == "—" and format_metric(0.12345) == "0.123"
+    assert (
+        format_interval(None) == "95 % CI undefined" and format_interval((0.1, 0.2)) == "95 % CI 0.100–0.200"
+    )
