@@ -71,6 +71,9 @@ class TrainConfig:
         self.data = [str(d) for d in self.data]
         if not self.data:
             raise RunError("Choose at least one training dataset.")
+        for path in [*self.data, *([self.val_data] if self.val_data else [])]:
+            if not Path(path).exists():
+                raise RunError(f"No dataset at {path}.")
         if isinstance(self.augment, dict):
             self.augment = AugmentConfig(**self.augment)
         if self.architecture not in ARCHITECTURES:

@@ -114,6 +114,7 @@ with st.form("train_config"):
     data_text = st.text_area(
         "Training dataset(s), one path a line",
         value=st.session_state[DATASET_KEY],
+        key="train_data",
         help="Any supported layout. Each is converted once into an HDF5 cache in the workspace.",
     )
     columns = st.columns(3)
@@ -125,10 +126,11 @@ with st.form("train_config"):
         "Architecture",
         list(ARCHITECTURES),
         index=list(ARCHITECTURES).index(DEFAULT_ARCHITECTURE),
+        key="arch",
         help="\n\n".join(f"**{a.name}**: {a.description}" for a in ARCHITECTURES.values()),
     )
-    epochs = columns[1].number_input("Epochs", 1, 500, 10)
-    batch_size = columns[2].select_slider("Batch size", [16, 32, 64, 128, 256], 64)
+    epochs = columns[1].number_input("Epochs", 1, 500, 10, key="epochs")
+    batch_size = columns[2].select_slider("Batch size", [16, 32, 64, 128, 256], 64, key="batch_size")
     learning_rate = columns[3].select_slider("Learning rate", [1e-4, 3e-4, 1e-3, 3e-3], 1e-3)
     columns = st.columns(4)
     schedule = columns[0].selectbox(

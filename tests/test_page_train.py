@@ -1,0 +1,65 @@
+"""AppTest of the Train page: start a real job from the form, watch it finish, see the runs table."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.runs import list_runs, read_metrics, read_status
+from core.settings import PROJECT_DIR
+
+APP = str(PROJECT_DIR / "streamlit_app.py")
+
+
+@pytest.fixture()
+def train_page(tmp_path, monkeypatch, small_kaggle):
+    monkeypatch.setenv("PATCHLENS_HOME", str(tmp_path / "workspace"))
+    monkeypatch.setenv("PATCHLENS_DATA_ROOTS", str(small_kaggle.parent))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["dataset_path"] = str(small_kaggle)
+    at.run()
+    at.switch_page("pages/train.py")
+    at.run()
+    assert not at.exception
+    return at
+
+
+def test_start_from_the_page_watch_it_finish_and_compare(train_page):
+    at = train_page
+    assert any("No job is running" in i.value for i in at.info)
+    at.selectbox(key="arch").set_value("tiny")
+    at.number_input(key="epochs").set_value(2)
+    at.select_slider(key="batch_size").set_value(16)
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert not at.exception, at.exception
+    runs = list_runs()
+    assert len(runs) == 1 and runs[0].architecture == "tiny"
+    run_dir = runs[0].path
+
+    # The fragment does not tick by itself in AppTest: rerun until the job is done.
+    deadline = time.time() + 240
+    while read_status(run_dir)["state"] in ("queued", "running") and time.time() < deadline:
+        time.sleep(1.0)
+        at.run()
+        assert not at.exception
+    assert read_status(run_dir)["state"] == "finished"
+    at.run()
+    assert any(s.value.startswith("Finished") for s in at.success)
+    charts = [c for c in at.get("plotly_chart")]
+    assert charts, "the live curves chart is drawn"
+    assert len([r for r in read_metrics(run_dir) if r["kind"] == "epoch"]) == 2
+    table = at.dataframe[-1].value
+    assert list(table["run"]) == [run_dir.name]
+    assert table["status"].iloc[0] == "finished" and table["epochs"].iloc[0] == "2/2"
+    assert 0.0 <= table["best val AUC"].iloc[0] <= 1.0
+
+
+def test_a_path_outside_the_roots_is_refused_on_start(train_page):
+    at = train_page
+    at.text_area(key="train_data").set_value("/usr/share")
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert not at.exception
+    assert any("outside the data roots" in e.value for e in at.error)
+    assert list_runs() == []
