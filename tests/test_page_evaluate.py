@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from page_helpers import app_test, copy_kaggle_subset, finished_run
+from page_helpers import app_test, copy_kaggle_subset, finished_run, tiny_model
 
 from core.evaluation import confusion_at, read_predictions, threshold_presets
 
@@ -89,3 +89,32 @@ def test_split_warning_curves_and_cell_patches(evaluate):
     n_true_negative = int(at.dataframe[0].value["TN"].iloc[0])
     assert n_true_negative > 0
     assert len(at.get("image")) == min(24, n_true_negative)  # the cell's patches, read by id
+
+
+def test_active_model_predictions_are_computed_once_then_read_from_disk(
+    run_without_model, tmp_path, monkeypatch
+):
+    workspace, _ = run_without_model
+    monkeypatch.setenv("PATCHLENS_HOME", str(workspace))
+    data = copy_kaggle_subset(tmp_path / "active", 6)
+    at = app_test()
+    at.session_state["model_path"] = str(tiny_model(tmp_path / "tiny.keras"))
+    at.session_state["dataset_path"] = str(data)
+    at.run()
+    at.switch_page("pages/evaluate.py")
+    at.run()
+    at.radio(key="prediction_source_kind").set_value("active").run()
+    assert not at.exception and not at.metric  # nothing computed until asked
+    cache = workspace / "cache" / "predictions"
+    assert not list(cache.glob("*.csv"))
+    next(b for b in at.button if b.label == "Run the model on this dataset").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    (stored,) = cache.glob("*.csv")
+    assert len(read_predictions(stored)) == 12 and "AUC" in {m.label for m in at.metric}
+    written = stored.stat().st_mtime_ns
+
+    at.slider(key="threshold_slider").set_value(0.0).run()
+    assert not at.exception and confusion_counts(at) == [0, 6, 0, 6]
+    assert stored.stat().st_mtime_ns == written and not [
+        b for b in at.button if b.label.startswith("Run the model")
+    ]
