@@ -22,6 +22,7 @@ from core.evaluation import (
 from core.views import CELL_NAMES, CELLS, confusion_cell, format_interval, format_metric
 from pages.gallery import patch_grid
 from pages.prediction_source import pick_source, show_source_notes, threshold_control
+from pages.shared import render_sidebar
 
 BOOTSTRAP_SAMPLES = 1000
 CELL_PATCHES = 24
@@ -57,6 +58,7 @@ def curves_for(source_key: str, _labels, _probs):
     return roc_points(_labels, _probs), pr_points(_labels, _probs), reliability_curve(_labels, _probs)
 
 
+render_sidebar()
 st.title("📈 Evaluate")
 source = pick_source()
 if source is None:

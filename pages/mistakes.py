@@ -13,12 +13,14 @@ from core.evaluation import MISTAKE_KINDS, mistakes
 from core.views import page_bounds
 from pages.gallery import blend, explain_settings, heatmaps, patch_grid, with_box
 from pages.prediction_source import pick_source, show_source_notes, threshold_control
+from pages.shared import render_sidebar
 
 PAGE_SIZE = 24
 KIND_FILTERS = {"both": None, "false positives": "false positive", "false negatives": "false negative"}
 SHORT = {"false positive": "FP", "false negative": "FN"}
 DEFAULT_SETTINGS = {"method": "gradcam", "target": "tumour", "alpha": 0.4, "colormap": "jet", "box": True}
 
+render_sidebar()
 st.title("⚠️ Mistakes")
 source = pick_source()
 if source is None:

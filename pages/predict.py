@@ -16,7 +16,7 @@ from core.images import draw_centre_box
 from core.views import call_of, decode_uploads, page_bounds, upload_results
 from pages.gallery import blend, explain_settings, heatmaps
 from pages.prediction_source import threshold_control
-from pages.shared import active_model_path, load_active_model, model_label
+from pages.shared import active_model_path, load_active_model, model_label, render_sidebar
 
 PAGE_SIZE = 8  # patches per gallery page; each shows the original beside its overlay
 UPLOAD_TYPES = ["tif", "tiff", "png", "jpg", "jpeg"]
@@ -32,6 +32,7 @@ def probabilities(
     return predict_patches(_model, _patches, tta=tta)
 
 
+render_sidebar()
 st.title("🔍 Predict")
 model_path = active_model_path()
 if model_path is None:
