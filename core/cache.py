@@ -1,23 +1,28 @@
 """Convert any dataset once into a uint8 HDF5 cache that training reads epoch after epoch.
 
 The cache file holds:
-  x         (N, 96, 96, 3) uint8, chunked by 64 patches, uncompressed (lzf saved only ~10% on
-            H&E patches and halved write speed; random batch reads stay one chunk read each)
+  x         (N, 96, 96, 3) uint8, chunked by 64 patches, uncompressed: on 1,000 sample patches lzf
+            saved 8% of the size but wrote 7x slower and read random batches 2x slower
   y         (N,) int8, 0/1, or -1 for an unlabelled patch
   ids       (N,) utf-8 strings
   groups    (N,) utf-8 slide ids, only when the source had them (PCam meta `wsi`)
   problems  a JSON list of {item, problem}: what the source reported plus what failed to decode
   attrs     patchlens_cache = 1, source (path), layout (of the source)
 
-Patches are decoded by worker processes, a chunk of indices each, and written in order by the
-parent, with only a few chunks in flight, so memory stays bounded on the 220,025-file Kaggle set.
+Patches are decoded by worker processes ('spawn', safe with TensorFlow loaded in the parent), a
+chunk of indices each, and written in order by the parent with at most two chunks per worker in
+flight, so memory stays bounded on the 220,025-file Kaggle set. Below MIN_PARALLEL_PATCHES
+(core.datasets) the work runs in-process: starting workers costs more than it saves.
 The file is written under a temporary name in the same folder and renamed at the end, so a crash
 or an error never leaves a half-written cache and never harms an existing one.
 
-Measured on data/sample (1,000 Kaggle TIFFs), 2 shared cores with a training job running:
-see `python -m core prepare` output; numbers are in the closing report of this module's author
-(roughly 9,000 patches/s with 1 worker; 2 workers pay ~0.5 s of process start-up, which only
-amortises on larger sets).
+Measured here (2 cores shared with a running training job, load average 4-5, files in page cache):
+  data/sample, 1,000 Kaggle TIFFs, in-process             9,000-16,000 patches/s
+  12,000 Kaggle TIFFs   workers=1: 14,000-16,000/s       workers=2: ~6,000/s
+  12,000 JPEGs (class folders)  workers=1: 2,000-3,000/s   workers=2: ~1,400/s
+Kaggle TIFFs take the raw fast path of core.images, so shipping pixels between processes costs
+more than decoding them; on a busy 2-core machine use --workers 1. Workers pay off only for
+Pillow-decoded formats on cores that are actually free.
 """
 
 from __future__ import annotations

