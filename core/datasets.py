@@ -321,13 +321,17 @@ def _open_folder(path: Path) -> Dataset:
     splits = sorted({m["split"] for name in entries if (m := PCAM_FILE.match(name)) and m["kind"] == "x"})
     if splits:
         return _open_pcam(path, splits)
-    csv_path = _labels_csv(path, entries)
-    if csv_path is not None:
-        return _open_kaggle(path, csv_path)
     class_dirs = {
         name: label for name, label in CLASS_FOLDERS.items() if entries.get(name, (None, -1))[0] == "dir"
     }
-    if class_dirs and set(class_dirs.values()) == {0, 1}:
+    is_class_folders = bool(class_dirs) and set(class_dirs.values()) == {0, 1}
+    # Class folders win over a CSV that labels no image beside it (e.g. an exported predictions.csv).
+    if is_class_folders and not _has_images(path, entries):
+        return _open_class_folders(path, class_dirs)
+    csv_path = _labels_csv(path, entries)
+    if csv_path is not None:
+        return _open_kaggle(path, csv_path)
+    if is_class_folders:
         return _open_class_folders(path, class_dirs)
     if any(_is_image(name) for name, (kind, _) in entries.items() if kind == "file"):
         return _open_unlabelled(path, entries)

@@ -157,6 +157,12 @@ def test_same_id_in_both_classes_is_dropped(class_folder_dir, small_rows):
     assert item not in dataset.ids and "in both classes" in problems_of(dataset)[item]
 
 
+def test_class_folders_win_over_an_exported_id_label_csv(class_folder_dir, small_rows):
+    write_labels_csv(class_folder_dir / "predictions.csv", small_rows[:3])
+    dataset = open_dataset(class_folder_dir)
+    assert dataset.layout == "class-folders" and len(dataset) == len(small_rows)
+
+
 def test_named_class_folders(tmp_path, class_folder_dir):
     named = tmp_path / "named"
     shutil.copytree(class_folder_dir / "0", named / "normal")
