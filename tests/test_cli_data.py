@@ -71,3 +71,12 @@ def test_prepare_writes_a_cache_equal_to_the_source(small_kaggle, small_patches,
     cache = open_dataset(out)
     np.testing.assert_array_equal(cache.read_batch(range(len(cache))), small_patches)
     assert cache.ids == open_dataset(small_kaggle).ids
+
+
+def test_data_modules_import_without_tensorflow_or_streamlit():
+    code = (
+        "import sys, core.images, core.datasets, core.cache, core.cli_data; "
+        "print(sorted(m for m in ('tensorflow', 'keras', 'streamlit', 'h5py') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_DIR, capture_output=True, text=True)
+    assert result.stdout.strip() == "[]", result.stderr  # h5py too: loaded only when an .h5 is opened
