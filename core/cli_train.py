@@ -48,6 +48,12 @@ def register(subparsers) -> None:
     parser.add_argument("--limit", type=int, help="use at most this many training patches")
     parser.add_argument("--workers", type=int, default=2, help="processes for the one-time cache conversion")
     parser.add_argument("--strategy", default="default", choices=["default", "mirrored", "multiworker"])
+    parser.add_argument(
+        "--memory-limit-gb",
+        type=float,
+        default=3.0,
+        help="training data up to this size is held in memory; larger sets stream from the HDF5 cache",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     parser.set_defaults(handler=run)
 
@@ -89,6 +95,7 @@ def config_from_args(args: argparse.Namespace):
         limit=args.limit,
         workers=args.workers,
         strategy=args.strategy,
+        memory_limit_gb=args.memory_limit_gb,
     ).validate()
 
 

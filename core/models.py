@@ -15,9 +15,10 @@ import json
 import os
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from core.constants import PATCH_SHAPE
 from core.errors import ModelError
@@ -65,7 +66,7 @@ def build_patchnet(*, width: int = 32, dropout: float = 0.3):
     x = _conv_bn_relu(x, width * 8, name=LAST_CONV_NAME)
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(dropout)(x)
-    outputs = layers.Dense(1, activation="sigmoid", name="tumour_probability")(x)
+    outputs = layers.Dense(1, activation="sigmoid", name="tumour_probability", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="patchnet")
 
 
@@ -86,7 +87,7 @@ def build_seed(*, dropout: float = 0.3):
     x = layers.Flatten()(x)
     x = layers.Dense(256, activation="relu")(x)
     x = layers.Dropout(dropout)(x)
-    outputs = layers.Dense(1, activation="sigmoid", name="tumour_probability")(x)
+    outputs = layers.Dense(1, activation="sigmoid", name="tumour_probability", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="seed")
 
 
@@ -102,7 +103,7 @@ def build_tiny(*, dropout: float = 0.1):
     x = layers.Conv2D(16, 3, padding="same", activation="relu", name=LAST_CONV_NAME)(x)
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(dropout)(x)
-    outputs = layers.Dense(1, activation="sigmoid", name="tumour_probability")(x)
+    outputs = layers.Dense(1, activation="sigmoid", name="tumour_probability", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="tiny")
 
 

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -61,7 +62,8 @@ class TrainConfig:
     max_minutes: float | None = None  # wall-clock budget; stops gracefully when reached
     limit: int | None = None  # use at most this many training patches (quick trials)
     workers: int = 2  # processes for the one-time conversion into the HDF5 cache
-    strategy: str = "default"
+    strategy: str = "default"  # default | mirrored (several GPUs) | multiworker (TF_CONFIG)
+    memory_limit_gb: float = 3.0  # selections larger than this stream from the HDF5 cache
 
     def validate(self) -> TrainConfig:
         from core.models import ARCHITECTURES
@@ -211,6 +213,37 @@ def prepare_data(config: TrainConfig, report: Callable[[str], None] = lambda _: 
     if len(np.unique(train.labels)) < 2:
         raise RunError("The training patches hold only one class; a classifier needs both.")
     return TrainingData(train=train, val=val, notes=notes)
+
+
+# ---------------------------------------------------------------- distribution
+
+
+def cluster_role() -> tuple[str, int]:
+    """(task type, index) from TF_CONFIG; ("chief", 0) when there is no cluster."""
+    spec = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = spec.get("task") or {}
+    return task.get("type", "chief"), int(task.get("index", 0))
+
+
+def is_chief() -> bool:
+    """The chief writes the run directory: task "chief", or worker 0 when the cluster has no chief."""
+    spec = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    kind, index = cluster_role()
+    has_chief = "chief" in (spec.get("cluster") or {})
+    return kind == "chief" or (kind == "worker" and index == 0 and not has_chief)
+
+
+def make_strategy(name: str):
+    """TensorFlow's own distribution engine: default, MirroredStrategy or MultiWorkerMirroredStrategy."""
+    import tensorflow as tf
+
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        if not os.environ.get("TF_CONFIG"):
+            raise RunError("--strategy multiworker needs TF_CONFIG describing the cluster (see README).")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
 
 
 # ---------------------------------------------------------------- the job
@@ -373,13 +406,17 @@ def run_training(config: TrainConfig, run_dir: str | Path, *, verbose: bool = Tr
     Errors end in status `failed` with a readable message (and the traceback in train.log);
     a stop request or SIGTERM ends the run gracefully as `stopped`, keeping the best checkpoint.
     """
-    run_dir = Path(run_dir).resolve()
     config.validate()
+    chief = config.strategy != "multiworker" or is_chief()
+    if not chief:  # other workers train in step with the chief but write only to a scratch folder
+        run_dir = Path(tempfile.mkdtemp(prefix="patchlens-worker-"))
+    run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     existing = read_json(run_dir / "status.json")
     if existing and existing.get("state") != "queued":
         raise RunError(f"{run_dir} already holds a run ({existing.get('state')}); choose a new --out.")
-    acquire_lock(run_dir)
+    if chief:
+        acquire_lock(run_dir)
     atomic_write_json(run_dir / "config.json", config.to_dict())
     job = _Job(run_dir)
     started = time.time()
@@ -422,12 +459,18 @@ def run_training(config: TrainConfig, run_dir: str | Path, *, verbose: bool = Tr
             raise
     finally:
         job.stop_heartbeat()
-        release_lock(run_dir)
+        if chief:
+            release_lock(run_dir)
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, previous_sigterm)
-    if printer:
+    final = json.loads((run_dir / "status.json").read_text())
+    if not chief:
+        import shutil
+
+        shutil.rmtree(run_dir, ignore_errors=True)
+    elif printer:
         printer(f"{job.state}: {run_dir}", newline=True)
-    return json.loads((run_dir / "status.json").read_text())
+    return final
 
 
 def _train(config: TrainConfig, run_dir: Path, job: _Job, printer, started: float) -> dict:
@@ -450,26 +493,46 @@ def _train(config: TrainConfig, run_dir: Path, job: _Job, printer, started: floa
     from core.models import build_model, save_model
     from core.pipeline import make_dataset
 
+    strategy = make_strategy(config.strategy)
+    replicas = strategy.num_replicas_in_sync
+    gpu = bool(tf.config.list_physical_devices("GPU"))
+    if gpu:  # mixed precision pays on a GPU only; the output layer stays float32
+        keras.mixed_precision.set_global_policy("mixed_float16")
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
-    steps_per_epoch = int(np.ceil(len(data.train) / config.batch_size))
+    global_batch = config.batch_size * replicas  # batch_size is per replica
+    steps_per_epoch = int(np.ceil(len(data.train) / global_batch))
+    memory_limit = int(config.memory_limit_gb * 1024**3)
     train_ds = make_dataset(
-        data.train, batch_size=config.batch_size, shuffle=True, augment=config.augment, seed=config.seed
+        data.train,
+        batch_size=global_batch,
+        shuffle=True,
+        augment=config.augment,
+        seed=config.seed,
+        memory_limit_bytes=memory_limit,
     )
-    val_ds = make_dataset(data.val, batch_size=max(config.batch_size, 128), shuffle=False)
+    val_ds = make_dataset(
+        data.val, batch_size=max(global_batch, 128), shuffle=False, memory_limit_bytes=memory_limit
+    )
+    if replicas > 1 or config.strategy == "multiworker":
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        train_ds, val_ds = train_ds.with_options(options), val_ds.with_options(options)
+    job.update(strategy=config.strategy, replicas=replicas, global_batch=global_batch, gpu=gpu)
 
-    model = build_model(config.architecture, seed=config.seed)
-    if config.schedule == "cosine":
-        lr = keras.optimizers.schedules.CosineDecay(
-            config.learning_rate, decay_steps=steps_per_epoch * config.epochs, alpha=0.02
+    with strategy.scope():
+        model = build_model(config.architecture, seed=config.seed)
+        if config.schedule == "cosine":
+            lr = keras.optimizers.schedules.CosineDecay(
+                config.learning_rate, decay_steps=steps_per_epoch * config.epochs, alpha=0.02
+            )
+        else:
+            lr = config.learning_rate
+        model.compile(
+            optimizer=keras.optimizers.Adam(lr),
+            loss="binary_crossentropy",
+            metrics=["accuracy", keras.metrics.AUC(name="auc")],
         )
-    else:
-        lr = config.learning_rate
-    model.compile(
-        optimizer=keras.optimizers.Adam(lr),
-        loss="binary_crossentropy",
-        metrics=["accuracy", keras.metrics.AUC(name="auc")],
-    )
     class_weight = None
     if config.class_weighting:
         n, n_pos = len(data.train.labels), float(data.train.labels.sum())
@@ -479,7 +542,7 @@ def _train(config: TrainConfig, run_dir: Path, job: _Job, printer, started: floa
         job,
         steps_per_epoch=steps_per_epoch,
         epochs=config.epochs,
-        batch_size=config.batch_size,
+        batch_size=global_batch,
         deadline=deadline,
         printer=printer,
     )
@@ -493,19 +556,38 @@ def _train(config: TrainConfig, run_dir: Path, job: _Job, printer, started: floa
     job.update(
         phase="training", progress={"epoch": 0, "epochs": config.epochs, "step": 0, "steps": steps_per_epoch}
     )
-    model.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=config.epochs,
-        callbacks=callbacks,
-        class_weight=class_weight,
-        verbose=0,
-    )
+    if config.strategy == "multiworker":
+        from core.distributed import fit_multiworker
+
+        if class_weight is not None:
+            raise RunError("Class weighting is not available with --strategy multiworker.")
+        fit_multiworker(
+            model,
+            strategy,
+            train_ds,
+            val_ds,
+            epochs=config.epochs,
+            global_batch=global_batch,
+            callbacks=callbacks,
+        )
+    else:
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=config.epochs,
+            callbacks=callbacks,
+            class_weight=class_weight,
+            verbose=0,
+        )
 
     if callback.best_weights is not None:
         model.set_weights(callback.best_weights)  # the final model is the best by validation AUC
     job.update(phase="predicting the validation set")
-    probs = model.predict(val_ds, verbose=0).reshape(-1)
+    if config.strategy == "multiworker":  # every worker predicts the whole validation set, unsharded
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+        val_ds = val_ds.with_options(options)
+    probs = model.predict(val_ds, verbose=0).reshape(-1)[: len(data.val)]
     _write_val_predictions(run_dir / "val_predictions.csv", data.val.ids, data.val.labels, probs)
     from sklearn.metrics import roc_auc_score
 
