@@ -26,21 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from common import KAGGLE_SAMPLE, PCAM_JPEG, PROJECT_DIR, SCRATCH, log, median, parser, report, spread, table
+from bigdata import kaggle_cache
+from common import KAGGLE_SAMPLE, PCAM_JPEG, PROJECT_DIR, log, median, parser, report, spread, table
 
 BATCH = 64
 NAIVE_JPEG_FILES = 5000
-
-
-def kaggle_cache() -> Path:
-    """The HDF5 cache of the 3,329 Kaggle TIFFs, written once by core.cache.prepare."""
-    from core.cache import prepare
-
-    path = SCRATCH / "kaggle-sample-cache.h5"
-    if not path.exists():
-        SCRATCH.mkdir(parents=True, exist_ok=True)
-        prepare(KAGGLE_SAMPLE, path, workers=1)
-    return path
 
 
 def selection_of(cache: Path):
