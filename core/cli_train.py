@@ -9,6 +9,8 @@ from pathlib import Path
 from core.augment import AugmentConfig
 from core.errors import RunError
 
+DEFAULT_EPOCHS = 10
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -21,13 +23,19 @@ def register(subparsers) -> None:
     parser.add_argument("--out", help="run directory (default: a new one under the workspace)")
     parser.add_argument("--config", help="read the whole configuration from this config.json")
     parser.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue an earlier (failed or stopped) run from its best checkpoint, with its configuration; "
+        "--epochs, if given, sets the new total",
+    )
+    parser.add_argument(
         "--val-data", help="a separate validation dataset (its ids are excluded from training)"
     )
     parser.add_argument(
         "--val-fraction", type=float, default=0.2, help="held-out fraction when no --val-data"
     )
     parser.add_argument("--arch", default="patchnet", help="architecture (patchnet, seed, tiny)")
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3, help="initial learning rate")
     parser.add_argument("--schedule", default="cosine", choices=["cosine", "constant"])
@@ -61,6 +69,11 @@ def register(subparsers) -> None:
 def config_from_args(args: argparse.Namespace):
     from core.training import TrainConfig
 
+    if args.resume:
+        from core.training import resume_config
+
+        epochs = args.epochs if args.epochs != DEFAULT_EPOCHS else None
+        return resume_config(args.resume, epochs=epochs)
     if args.config:
         try:
             return TrainConfig.from_dict(json.loads(Path(args.config).read_text()))

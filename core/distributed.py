@@ -18,7 +18,9 @@ def _auc(labels: np.ndarray, probs: np.ndarray) -> float:
     return float(roc_auc_score(labels, probs)) if len(np.unique(labels)) == 2 else float("nan")
 
 
-def fit_multiworker(model, strategy, train_ds, val_ds, *, epochs: int, global_batch: int, callbacks) -> None:
+def fit_multiworker(
+    model, strategy, train_ds, val_ds, *, epochs: int, global_batch: int, callbacks, initial_epoch: int = 0
+) -> None:
     """Train `model` (built and compiled under `strategy.scope()`) for `epochs` passes."""
     import keras
     import tensorflow as tf
@@ -83,7 +85,7 @@ def fit_multiworker(model, strategy, train_ds, val_ds, *, epochs: int, global_ba
     for callback in callbacks:
         callback.set_model(model)
         callback.on_train_begin()
-    for epoch in range(epochs):
+    for epoch in range(initial_epoch, epochs):
         for callback in callbacks:
             callback.on_epoch_begin(epoch)
 

@@ -64,6 +64,7 @@ class TrainConfig:
     workers: int = 2  # processes for the one-time conversion into the HDF5 cache
     strategy: str = "default"  # default | mirrored (several GPUs) | multiworker (TF_CONFIG)
     memory_limit_gb: float = 3.0  # selections larger than this stream from the HDF5 cache
+    resume_from: str | None = None  # a checkpoint (.keras) or run directory to continue from
 
     def validate(self) -> TrainConfig:
         from core.models import ARCHITECTURES
@@ -520,8 +521,19 @@ def _train(config: TrainConfig, run_dir: Path, job: _Job, printer, started: floa
         train_ds, val_ds = train_ds.with_options(options), val_ds.with_options(options)
     job.update(strategy=config.strategy, replicas=replicas, global_batch=global_batch, gpu=gpu)
 
+    initial_epoch = 0
     with strategy.scope():
         model = build_model(config.architecture, seed=config.seed)
+        if config.resume_from:
+            initial_epoch = _restore_checkpoint(model, config.resume_from)
+            append_metrics(
+                run_dir,
+                {
+                    "kind": "note",
+                    "text": f"Resumed from {config.resume_from} after epoch {initial_epoch}.",
+                    "time": time.time(),
+                },
+            )
         if config.schedule == "cosine":
             lr = keras.optimizers.schedules.CosineDecay(
                 config.learning_rate, decay_steps=steps_per_epoch * config.epochs, alpha=0.02
@@ -532,6 +544,12 @@ def _train(config: TrainConfig, run_dir: Path, job: _Job, printer, started: floa
             optimizer=keras.optimizers.Adam(lr),
             loss="binary_crossentropy",
             metrics=["accuracy", keras.metrics.AUC(name="auc")],
+        )
+        if initial_epoch:  # continue the learning-rate schedule where the checkpoint left it
+            model.optimizer.iterations.assign(initial_epoch * steps_per_epoch)
+    if initial_epoch >= config.epochs:
+        raise RunError(
+            f"The checkpoint is from epoch {initial_epoch}; ask for more than {initial_epoch} epochs to resume."
         )
     class_weight = None
     if config.class_weighting:
@@ -569,6 +587,7 @@ def _train(config: TrainConfig, run_dir: Path, job: _Job, printer, started: floa
             epochs=config.epochs,
             global_batch=global_batch,
             callbacks=callbacks,
+            initial_epoch=initial_epoch,
         )
     else:
         model.fit(
@@ -577,6 +596,7 @@ def _train(config: TrainConfig, run_dir: Path, job: _Job, printer, started: floa
             epochs=config.epochs,
             callbacks=callbacks,
             class_weight=class_weight,
+            initial_epoch=initial_epoch,
             verbose=0,
         )
 
@@ -605,6 +625,47 @@ def _train(config: TrainConfig, run_dir: Path, job: _Job, printer, started: floa
         {"config": config.to_dict(), **summary, "duration_s": round(time.time() - started, 1)},
     )
     return summary
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A run directory's best checkpoint (else its final model), or the .keras file itself."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("best.keras", "model.keras"):
+            if (path / name).is_file():
+                return path / name
+        raise RunError(f"{path.name} has no checkpoint to resume from (no best.keras).")
+    if not path.is_file():
+        raise RunError(f"No checkpoint at {path}.")
+    return path
+
+
+def _restore_checkpoint(model, path: str | Path) -> int:
+    """Load a checkpoint's weights (safely) into `model`; returns the epoch it was saved after."""
+    from core.models import load_model, read_model_meta
+
+    checkpoint = resolve_checkpoint(path)
+    saved = load_model(checkpoint)
+    if len(saved.weights) != len(model.weights) or any(
+        tuple(a.shape) != tuple(b.shape) for a, b in zip(saved.weights, model.weights)
+    ):
+        raise RunError(f"{checkpoint} does not match the {model.name} architecture; cannot resume from it.")
+    model.set_weights(saved.get_weights())
+    meta = read_model_meta(checkpoint)
+    return int(meta.get("epoch") or meta.get("best_epoch") or 0)
+
+
+def resume_config(run_dir: str | Path, *, epochs: int | None = None) -> TrainConfig:
+    """The configuration of an earlier run, set to continue from its best checkpoint."""
+    run_dir = Path(run_dir)
+    data = read_json(run_dir / "config.json")
+    if not data:
+        raise RunError(f"{run_dir.name} has no readable config.json.")
+    config = TrainConfig.from_dict(data)
+    config.resume_from = str(resolve_checkpoint(run_dir))
+    if epochs:
+        config.epochs = epochs
+    return config
 
 
 def _write_val_predictions(path: Path, ids, labels, probs) -> None:

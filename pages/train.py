@@ -225,12 +225,27 @@ else:
     curves = curves[curves["split"] != "train (running)"]
     if not curves.empty:
         st.plotly_chart(curves_figure(curves, colour="run"), width="stretch", key="compare")
-    actions = st.columns(2)
+    actions = st.columns(3)
     target = chosen[-1]
     if actions[0].button(f"Make {target.name} the active model", disabled=not target.has_model):
         model = target.path / ("model.keras" if (target.path / "model.keras").exists() else "best.keras")
         st.session_state[MODEL_KEY] = str(model)
         st.success(f"{target.name} is now the active model for Evaluate, Predict and Mistakes.")
+    resumable = target.state in ("failed", "stopped") and (target.path / "best.keras").is_file()
+    if actions[2].button(
+        f"Resume {target.name}",
+        disabled=not resumable,
+        help="Continue a failed or stopped run from its best checkpoint, in a new run.",
+    ):
+        from core.training import launch, resume_config
+
+        try:
+            run_dir = launch(resume_config(target.path))
+        except PatchLensError as error:
+            st.error(str(error))
+        else:
+            st.session_state[WATCHED_KEY] = str(run_dir)
+            st.rerun()
     if actions[1].button(f"Delete {target.name}"):
         try:
             delete_run(target.path)

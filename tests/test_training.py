@@ -197,3 +197,39 @@ def test_a_corrupt_dataset_ends_failed_with_a_readable_error(tmp_path, workspace
     status = json.loads((run_dir / "status.json").read_text())
     assert status["state"] == "failed"
     assert status["error"] and "Traceback" not in status["error"]
+
+
+def test_a_killed_run_keeps_a_loadable_checkpoint_and_resumes_from_it(tiny_data, workspace):
+    from core.models import load_model, read_model_meta
+    from core.training import TrainConfig, launch, resume_config, run_training
+
+    config = TrainConfig(data=[str(tiny_data)], architecture="tiny", epochs=500, batch_size=8, seed=3)
+    killed = launch(config)
+    wait_for(lambda: sum(r["kind"] == "epoch" for r in read_metrics(killed)) >= 2)
+    os.kill(read_status(killed)["pid"], signal.SIGKILL)
+    assert wait_for(lambda: read_status(killed)["state"] == "failed", timeout=30)
+    checkpoint = killed / "best.keras"
+    assert load_model(checkpoint).output_shape == (None, 1)
+    saved_epoch = read_model_meta(checkpoint)["epoch"]
+    assert saved_epoch >= 1
+
+    resumed_config = resume_config(killed, epochs=saved_epoch + 2)
+    assert resumed_config.resume_from == str(checkpoint)
+    status = run_training(resumed_config, workspace / "runs" / "resumed", verbose=False)
+    assert status["state"] == "finished"
+    epochs = [r["epoch"] for r in read_metrics(workspace / "runs" / "resumed") if r["kind"] == "epoch"]
+    assert epochs == [saved_epoch + 1, saved_epoch + 2]
+
+
+def test_resuming_into_an_incompatible_architecture_is_refused(tiny_data, workspace):
+    from core.training import TrainConfig, run_training
+
+    first = workspace / "runs" / "first"
+    run_training(
+        TrainConfig(data=[str(tiny_data)], architecture="tiny", epochs=1, batch_size=16), first, verbose=False
+    )
+    other = TrainConfig(
+        data=[str(tiny_data)], architecture="patchnet", epochs=3, batch_size=16, resume_from=str(first)
+    )
+    status = run_training(other, workspace / "runs" / "second", verbose=False)
+    assert status["state"] == "failed" and "does not match" in status["error"]
