@@ -38,7 +38,7 @@ import numpy as np
 
 from core.constants import PATCH_SHAPE
 from core.datasets import Dataset, HDF5Dataset, Problem, content_hash, map_chunks, open_dataset
-from core.errors import DatasetError
+from core.errors import DatasetError, StorageError
 from core.settings import cache_dir
 
 CACHE_MARK = "patchlens_cache"
@@ -142,6 +142,13 @@ def prepare(
             handle.attrs["source"] = str(dataset.path)
             handle.attrs["layout"] = dataset.layout
         os.replace(temporary, out_path)
+    except (OSError, RuntimeError) as error:  # h5py reports a full disk as either
+        temporary.unlink(missing_ok=True)
+        if isinstance(error, OSError) or "errno" in str(error):
+            raise StorageError(
+                f"could not write the cache {out_path}: {error}. Any earlier cache there is unchanged."
+            ) from error
+        raise
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise

@@ -27,3 +27,7 @@ class RunError(PatchLensError):
 
 class JobConflictError(RunError):
     """Another training job already runs in this workspace."""
+
+
+class StorageError(PatchLensError):
+    """A file could not be written (disk full, no permission); nothing already saved was changed."""

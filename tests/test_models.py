@@ -1,0 +1,84 @@
+"""The model contract and safe loading: only PatchLens-shaped Keras models, never code from a file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.errors import ModelError
+from core.models import (
+    ARCHITECTURES,
+    build_model,
+    find_last_conv_layer,
+    load_model,
+    read_model_meta,
+    save_model,
+)
+
+
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
+def test_every_architecture_keeps_the_contract(name):
+    model = build_model(name, seed=0)
+    assert model.input_shape == (None, 96, 96, 3)
+    assert model.output_shape == (None, 1)
+    assert find_last_conv_layer(model) == "last_conv"
+    probs = np.asarray(model(np.full((2, 96, 96, 3), 200.0, dtype="float32")))
+    assert probs.shape == (2, 1) and np.all((probs > 0) & (probs < 1))
+
+
+def test_patchnet_is_well_under_two_million_parameters_and_cheaper_than_the_seed():
+    patchnet, seed = build_model("patchnet"), build_model("seed")
+    assert patchnet.count_params() < 2_000_000
+    assert seed.count_params() > patchnet.count_params()
+
+
+def test_saved_model_round_trips_with_its_metadata(tmp_path):
+    model = build_model("tiny", seed=1)
+    path = save_model(model, tmp_path / "m.keras", {"note": "hello"})
+    meta = read_model_meta(path)
+    assert meta["last_conv_layer"] == "last_conv" and meta["note"] == "hello"
+    loaded = load_model(path)
+    x = np.random.default_rng(0).integers(0, 255, (3, 96, 96, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), rtol=1e-5, atol=1e-6)
+
+
+def test_a_file_that_is_not_a_keras_model_is_refused(tmp_path):
+    fake = tmp_path / "model.keras"
+    fake.write_text("definitely not a zip archive")
+    with pytest.raises(ModelError, match="not a Keras model"):
+        load_model(fake)
+    other = tmp_path / "weights.h5"
+    other.write_bytes(b"\x89HDF\r\n")
+    with pytest.raises(ModelError, match=".keras"):
+        load_model(other)
+    with pytest.raises(ModelError, match="No model file"):
+        load_model(tmp_path / "missing.keras")
+
+
+def test_a_model_with_another_input_shape_or_output_is_refused(tmp_path):
+    import keras
+
+    inputs = keras.Input((64, 64, 3))
+    outputs = keras.layers.Dense(1, activation="sigmoid")(keras.layers.GlobalAveragePooling2D()(inputs))
+    keras.Model(inputs, outputs).save(tmp_path / "small.keras")
+    with pytest.raises(ModelError, match=r"\(None, 96, 96, 3\)"):
+        load_model(tmp_path / "small.keras")
+
+    inputs = keras.Input((96, 96, 3))
+    outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalAveragePooling2D()(inputs))
+    keras.Model(inputs, outputs).save(tmp_path / "two.keras")
+    with pytest.raises(ModelError, match=r"\(None, 1\)"):
+        load_model(tmp_path / "two.keras")
+
+
+def test_a_lambda_layer_is_never_executed(tmp_path):
+    import keras
+
+    marker = tmp_path / "executed"
+    inputs = keras.Input((96, 96, 3))
+    x = keras.layers.Lambda(lambda t: t * 1.0)(inputs)
+    outputs = keras.layers.Dense(1, activation="sigmoid")(keras.layers.GlobalAveragePooling2D()(x))
+    keras.Model(inputs, outputs).save(tmp_path / "lambda.keras")
+    with pytest.raises(ModelError, match="safely"):
+        load_model(tmp_path / "lambda.keras")
+    assert not marker.exists()
