@@ -4,7 +4,6 @@ real name, and never damages the copy that was already there."""
 from __future__ import annotations
 
 import hashlib
-import os
 import resource
 import signal
 import subprocess
