@@ -59,9 +59,16 @@ def check_allowed(path: str | Path, extra_roots: list[str | Path] | None = None)
     text = str(path).strip()
     if not text:
         raise PathNotAllowedError("Enter the path of a dataset folder or file.")
-    real = Path(os.path.realpath(Path(text).expanduser()))
+    candidate = Path(text).expanduser()
+    real = Path(os.path.realpath(candidate))
     roots = data_roots(extra_roots)
     if any(real == root or root in real.parents for root in roots):
+        try:  # only now say whether it exists: nothing is revealed about paths outside the roots
+            os.path.realpath(candidate, strict=True)
+        except FileNotFoundError:
+            raise PathNotAllowedError(f"{text} does not exist.") from None
+        except OSError as error:  # ELOOP: a symbolic-link loop, or an unreadable component
+            raise PathNotAllowedError(f"{text} cannot be resolved: {error.strerror}.") from None
         return real
     listed = ", ".join(str(r) for r in roots)
     raise PathNotAllowedError(
