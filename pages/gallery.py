@@ -16,7 +16,7 @@ import streamlit as st
 from core.errors import PatchLensError
 from core.explain import COLORMAPS, DEFAULT_ALPHA, METHODS, TARGETS, overlay
 from core.images import draw_centre_box
-from pages.shared import _load_model
+from pages.shared import load_model_cached
 
 GRID_COLUMNS = 6
 METHOD_NAMES = {
@@ -37,7 +37,7 @@ def _model_file(path: str) -> tuple[str, float]:
 def load_model_at(path: str):
     """A model through the same process-wide cache as the sidebar's model; None after an error."""
     try:
-        return _load_model(*_model_file(path))
+        return load_model_cached(*_model_file(path))
     except (PatchLensError, OSError) as error:
         st.error(str(error))
         return None
@@ -47,7 +47,7 @@ def load_model_at(path: str):
 def _explainer(resolved: str, mtime: float):
     from core.explain import Explainer
 
-    return Explainer(_load_model(resolved, mtime))
+    return Explainer(load_model_cached(resolved, mtime))
 
 
 def explainer_at(path: str):

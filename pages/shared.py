@@ -79,7 +79,7 @@ def active_model_path() -> str | None:
 
 
 @st.cache_resource(show_spinner="Loading the model (TensorFlow starts once, ~10 s)…", max_entries=4)
-def _load_model(path: str, mtime: float):
+def load_model_cached(path: str, mtime: float):
     from core.models import load_model
 
     return load_model(path)
@@ -95,7 +95,7 @@ def load_active_model():
         from core.models import resolve_model_path
 
         resolved = str(resolve_model_path(path))
-        return _load_model(resolved, _mtime(resolved))
+        return load_model_cached(resolved, _mtime(resolved))
     except PatchLensError as error:
         st.error(str(error))
         return None
