@@ -9,7 +9,12 @@ epoch metrics. It drives the same Keras callback as `fit`, so the run directory 
 
 from __future__ import annotations
 
+import json
+import os
+
 import numpy as np
+
+from core.errors import RunError
 
 
 def _auc(labels: np.ndarray, probs: np.ndarray) -> float:
@@ -101,3 +106,31 @@ def fit_multiworker(
             break
     for callback in callbacks:
         callback.on_train_end()
+
+
+def cluster_role() -> tuple[str, int]:
+    """(task type, index) from TF_CONFIG; ("chief", 0) when there is no cluster."""
+    spec = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = spec.get("task") or {}
+    return task.get("type", "chief"), int(task.get("index", 0))
+
+
+def is_chief() -> bool:
+    """The chief writes the run directory: task "chief", or worker 0 when the cluster has no chief."""
+    spec = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    kind, index = cluster_role()
+    has_chief = "chief" in (spec.get("cluster") or {})
+    return kind == "chief" or (kind == "worker" and index == 0 and not has_chief)
+
+
+def make_strategy(name: str):
+    """TensorFlow's own distribution engine: default, MirroredStrategy or MultiWorkerMirroredStrategy."""
+    import tensorflow as tf
+
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        if not os.environ.get("TF_CONFIG"):
+            raise RunError("--strategy multiworker needs TF_CONFIG describing the cluster (see README).")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
