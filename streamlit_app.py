@@ -1,26 +1,26 @@
 """PatchLens: train, check and explain histopathology patch classifiers.
 
-The entry point only wires pages; every page is a short script in pages/ that starts by drawing
-the shared sidebar (pages.shared.render_sidebar), and all logic lives in core/. TensorFlow is imported only by the pages that run a model.
+The entry point only wires pages; every page is a short script in app_pages/ that starts by drawing
+the shared sidebar (app_pages.shared.render_sidebar), and all logic lives in core/. TensorFlow is
+imported only by the pages that run a model. The folder is not called `pages/`: next to the entry
+script that name switches Streamlit into its legacy folder mode, where a deep link run before any
+visit of `/` skips this file and lists every module of the folder as a page.
 """
-
-from pathlib import Path
 
 import streamlit as st
 
-from pages.shared import init_state
+from app_pages.shared import init_state
 
 st.set_page_config(page_title="PatchLens", page_icon="🔬", layout="wide")
 init_state()
 
 PAGES = [
-    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
-    st.Page("pages/dataset.py", title="Dataset", icon="🗂️"),
-    st.Page("pages/train.py", title="Train", icon="🏋️"),
+    st.Page("app_pages/home.py", title="Home", icon="🏠", default=True),
+    st.Page("app_pages/dataset.py", title="Dataset", icon="🗂️"),
+    st.Page("app_pages/train.py", title="Train", icon="🏋️"),
+    st.Page("app_pages/evaluate.py", title="Evaluate", icon="📈"),
+    st.Page("app_pages/predict.py", title="Predict", icon="🔍"),
+    st.Page("app_pages/mistakes.py", title="Mistakes", icon="⚠️"),
 ]
-for optional in (("evaluate", "Evaluate", "📈"), ("predict", "Predict", "🔍"), ("mistakes", "Mistakes", "⚠️")):
-    if (Path(__file__).parent / "pages" / f"{optional[0]}.py").exists():
-        PAGES.append(st.Page(f"pages/{optional[0]}.py", title=optional[1], icon=optional[2]))
-
 
 st.navigation(PAGES).run()

@@ -103,13 +103,9 @@ def test_tumour_and_normal_patches_get_different_heatmaps(sample, explainer):
 
 @pytest.mark.parametrize("target", ["tumour", "predicted"])
 @pytest.mark.parametrize("method", METHODS)
-def test_every_method_returns_finite_heatmaps_in_unit_range(
-    sample, explainer, method, target
-):
+def test_every_method_returns_finite_heatmaps_in_unit_range(sample, explainer, method, target):
     patches, _, _ = sample
-    heatmaps = explainer.explain(
-        patches[[0, PER_CLASS]], method=method, target=target
-    ).heatmaps
+    heatmaps = explainer.explain(patches[[0, PER_CLASS]], method=method, target=target).heatmaps
     assert heatmaps.shape == (2, 96, 96)
     assert np.isfinite(heatmaps).all()
     assert heatmaps.min() >= 0.0 and heatmaps.max() <= 1.0
@@ -117,25 +113,17 @@ def test_every_method_returns_finite_heatmaps_in_unit_range(
 
 
 @pytest.mark.parametrize("method", ["gradcam", "scorecam"])
-def test_predicted_target_explains_the_class_chosen_at_the_threshold(
-    sample, explainer, method
-):
+def test_predicted_target_explains_the_class_chosen_at_the_threshold(sample, explainer, method):
     patches, _, _ = sample
     tumour = explainer.explain(patches, method=method, target="tumour")
     predicted = explainer.explain(patches, method=method, target="predicted")
     called_tumour = tumour.probabilities >= explainer.threshold
     assert called_tumour.any() and not called_tumour.all()
-    np.testing.assert_allclose(
-        predicted.heatmaps[called_tumour], tumour.heatmaps[called_tumour]
-    )
-    normal_maps_differ = np.abs(
-        predicted.heatmaps[~called_tumour] - tumour.heatmaps[~called_tumour]
-    )
+    np.testing.assert_allclose(predicted.heatmaps[called_tumour], tumour.heatmaps[called_tumour])
+    normal_maps_differ = np.abs(predicted.heatmaps[~called_tumour] - tumour.heatmaps[~called_tumour])
     assert normal_maps_differ.mean() > 0.01
     # At threshold 0 every patch is called tumour: "predicted" is then "tumour".
-    everything_tumour = explainer.explain(
-        patches[:4], method=method, target="predicted", threshold=0.0
-    )
+    everything_tumour = explainer.explain(patches[:4], method=method, target="predicted", threshold=0.0)
     np.testing.assert_allclose(everything_tumour.heatmaps, tumour.heatmaps[:4])
 
 
@@ -164,9 +152,7 @@ def test_normalise_maps_constant_and_non_finite_values_to_zero():
 
 def test_upsampling_puts_each_conv_cell_over_the_pixels_it_covers():
     grid = np.zeros((1, 6, 6), dtype=np.float32)
-    grid[0, 2, 2] = (
-        1.0  # on a 6x6 grid, cell (2, 2) covers pixels 32-47: the centre box's corner
-    )
+    grid[0, 2, 2] = 1.0  # on a 6x6 grid, cell (2, 2) covers pixels 32-47: the centre box's corner
     heatmap = _resize_to_patch(grid)[0]
     assert heatmap.shape == (96, 96)
     row, col = np.unravel_index(heatmap.argmax(), heatmap.shape)
@@ -183,9 +169,7 @@ def test_explain_refuses_patches_that_are_not_uint8_96x96_rgb(explainer):
         explainer.explain(np.zeros(PATCH_SHAPE, dtype=np.uint8), method="lime")
 
 
-def test_tf_keras_vis_works_on_a_model_loaded_back_from_a_keras_file(
-    sample, explainer, saved_model
-):
+def test_tf_keras_vis_works_on_a_model_loaded_back_from_a_keras_file(sample, explainer, saved_model):
     from core.models import load_model
 
     patches, _, _ = sample
@@ -193,9 +177,7 @@ def test_tf_keras_vis_works_on_a_model_loaded_back_from_a_keras_file(
     assert loaded.layer == "last_conv"
     for method in ("gradcam", "gradcam++", "scorecam"):
         expected = explainer.explain(patches[:2], method=method).heatmaps
-        np.testing.assert_allclose(
-            loaded.explain(patches[:2], method=method).heatmaps, expected, atol=1e-4
-        )
+        np.testing.assert_allclose(loaded.explain(patches[:2], method=method).heatmaps, expected, atol=1e-4)
 
 
 # --- overlays -----------------------------------------------------------------------------------
@@ -229,9 +211,7 @@ def test_overlay_blends_colours_and_draws_the_centre_box(sample, explainer, colo
 def test_overlay_without_box_and_alpha_zero_is_the_patch(sample):
     patch = sample[0][0]
     heatmap = np.linspace(0, 1, 96 * 96, dtype=np.float32).reshape(96, 96)
-    np.testing.assert_array_equal(
-        overlay(patch, heatmap, alpha=0.0, draw_box=False), patch
-    )
+    np.testing.assert_array_equal(overlay(patch, heatmap, alpha=0.0, draw_box=False), patch)
     without_box = overlay(patch, heatmap, draw_box=False)
     assert not (box_outline(without_box) == BOX_COLOUR).all()
 
@@ -258,27 +238,19 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_cli_writes_the_patch_beside_its_overlay_as_png(
-    sample, saved_model, tmp_path, capsys
-):
+def test_cli_writes_the_patch_beside_its_overlay_as_png(sample, saved_model, tmp_path, capsys):
     from core.__main__ import main
 
     out = tmp_path / "nested" / "overlay.png"
     tif = str(sample[2][0])
-    status = main(
-        ["explain", str(saved_model), tif, "--method", "gradcam++", "--out", str(out)]
-    )
+    status = main(["explain", str(saved_model), tif, "--method", "gradcam++", "--out", str(out)])
     assert status == 0
     assert "P(tumour) = " in capsys.readouterr().out
     with Image.open(out) as image:
         assert image.format == "PNG" and image.size == (384, 192)
         pixels = np.asarray(image.convert("RGB"))
-    np.testing.assert_array_equal(
-        pixels[::2, :192:2], sample[0][0]
-    )  # left: the patch as it is
-    assert list(tmp_path.joinpath("nested").iterdir()) == [
-        out
-    ]  # no temporary file left
+    np.testing.assert_array_equal(pixels[::2, :192:2], sample[0][0])  # left: the patch as it is
+    assert list(tmp_path.joinpath("nested").iterdir()) == [out]  # no temporary file left
 
 
 def test_cli_accepts_a_run_directory(sample, saved_model, tmp_path, capsys):
@@ -309,9 +281,7 @@ def test_cli_rejects_a_text_file_renamed_tif_in_one_line(saved_model, tmp_path):
 
 
 @pytest.mark.parametrize("model_name", ["notes.txt", "model.keras"])
-def test_cli_rejects_a_model_path_that_is_not_a_keras_file(
-    sample, tmp_path, model_name
-):
+def test_cli_rejects_a_model_path_that_is_not_a_keras_file(sample, tmp_path, model_name):
     fake = tmp_path / model_name
     fake.write_text("not a model\n")
     result = run_cli(str(fake), str(sample[2][0]), "--out", str(tmp_path / "o.png"))

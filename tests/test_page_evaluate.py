@@ -43,7 +43,7 @@ def evaluate(run_without_model, monkeypatch):
     monkeypatch.setenv("PATCHLENS_HOME", str(workspace))
     at = app_test()
     at.run()
-    at.switch_page("pages/evaluate.py")
+    at.switch_page("app_pages/evaluate.py")
     at.run()
     assert not at.exception, at.exception
     return at, run_dir
@@ -101,7 +101,7 @@ def test_active_model_predictions_are_computed_once_then_read_from_disk(
     at.session_state["model_path"] = str(tiny_model(tmp_path / "tiny.keras"))
     at.session_state["dataset_path"] = str(data)
     at.run()
-    at.switch_page("pages/evaluate.py")
+    at.switch_page("app_pages/evaluate.py")
     at.run()
     at.radio(key="prediction_source_kind").set_value("active").run()
     assert not at.exception and not at.metric  # nothing computed until asked

@@ -25,7 +25,7 @@ def page(run, monkeypatch):
     monkeypatch.setenv("PATCHLENS_HOME", str(workspace))
     at = app_test()
     at.run()
-    at.switch_page("pages/mistakes.py")
+    at.switch_page("app_pages/mistakes.py")
     at.run()
     assert not at.exception, at.exception
     return at, run_dir

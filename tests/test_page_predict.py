@@ -26,7 +26,7 @@ def predict(model_path, tmp_path, monkeypatch):
     at = app_test()
     at.session_state["model_path"] = str(model_path)
     at.run()
-    at.switch_page("pages/predict.py")
+    at.switch_page("app_pages/predict.py")
     at.run()
     assert not at.exception, at.exception
     return at

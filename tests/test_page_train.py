@@ -20,7 +20,7 @@ def train_page(tmp_path, monkeypatch, small_kaggle):
     at = AppTest.from_file(APP, default_timeout=120)
     at.session_state["dataset_path"] = str(small_kaggle)
     at.run()
-    at.switch_page("pages/train.py")
+    at.switch_page("app_pages/train.py")
     at.run()
     assert not at.exception
     return at

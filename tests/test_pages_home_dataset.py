@@ -42,7 +42,7 @@ def test_home_and_dataset_pages_never_import_tensorflow(tmp_path):
         at = AppTest.from_file({APP!r}, default_timeout=120)
         at.run()
         assert not at.exception, at.exception
-        at.switch_page("pages/dataset.py")
+        at.switch_page("app_pages/dataset.py")
         at.run()
         assert not at.exception, at.exception
         print("TF_LOADED" if "tensorflow" in sys.modules or "keras" in sys.modules else "TF_ABSENT")
@@ -56,7 +56,7 @@ def test_home_and_dataset_pages_never_import_tensorflow(tmp_path):
 
 
 def test_dataset_page_cards_grid_colour_and_problems(app):
-    app.switch_page("pages/dataset.py")
+    app.switch_page("app_pages/dataset.py")
     app.run()
     assert not app.exception
     cards = metric_values(app)
@@ -95,7 +95,7 @@ def test_switching_to_another_layout_and_refusing_a_path_outside_the_roots(app, 
     app.text_input(key="open_path").set_value(str(classes))
     next(b for b in app.button if b.label == "Open").click().run()
     assert not app.exception
-    app.switch_page("pages/dataset.py")
+    app.switch_page("app_pages/dataset.py")
     app.run()
     cards = metric_values(app)
     assert cards["Layout"] == "class-folders"

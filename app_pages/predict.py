@@ -11,12 +11,12 @@ import os
 import numpy as np
 import streamlit as st
 
+from app_pages.gallery import blend, explain_settings, heatmaps
+from app_pages.prediction_source import threshold_control
+from app_pages.shared import active_model_path, load_active_model, model_label, render_sidebar
 from core.errors import PatchLensError
 from core.images import draw_centre_box
 from core.views import call_of, decode_uploads, page_bounds, upload_results
-from pages.gallery import blend, explain_settings, heatmaps
-from pages.prediction_source import threshold_control
-from pages.shared import active_model_path, load_active_model, model_label, render_sidebar
 
 PAGE_SIZE = 8  # patches per gallery page; each shows the original beside its overlay
 UPLOAD_TYPES = ["tif", "tiff", "png", "jpg", "jpeg"]

@@ -2,11 +2,18 @@
 
 import streamlit as st
 
+from app_pages.shared import (
+    DATASET_KEY,
+    MODEL_KEY,
+    active_dataset,
+    dataset_label,
+    model_label,
+    render_sidebar,
+)
 from core.constants import LABEL_MEANING, SPLIT_WARNING
 from core.errors import RunError
 from core.runs import active_run, read_json, read_status
 from core.settings import BASELINE_INFO, workspace_dir
-from pages.shared import DATASET_KEY, MODEL_KEY, active_dataset, dataset_label, model_label, render_sidebar
 
 render_sidebar()
 
@@ -66,16 +73,22 @@ with right:
 st.divider()
 st.subheader("Where to go next")
 st.page_link(
-    "pages/dataset.py", label="Dataset: label balance, patch grid, colour statistics, broken files", icon="🗂️"
+    "app_pages/dataset.py",
+    label="Dataset: label balance, patch grid, colour statistics, broken files",
+    icon="🗂️",
 )
-st.page_link("pages/train.py", label="Train: start a job, watch live curves, stop it, compare runs", icon="🏋️")
-for page, label, icon in (
-    ("pages/evaluate.py", "Evaluate: metrics, ROC/PR, calibration, confusion matrix at your threshold", "📈"),
-    ("pages/predict.py", "Predict: drop patches for a probability and a Grad-CAM overlay", "🔍"),
-    ("pages/mistakes.py", "Mistakes: false positives and negatives, most confident first", "⚠️"),
-):
-    try:
-        st.page_link(page, label=label, icon=icon)
-    except Exception:  # the page is not in the navigation of this build
-        pass
+st.page_link(
+    "app_pages/train.py", label="Train: start a job, watch live curves, stop it, compare runs", icon="🏋️"
+)
+st.page_link(
+    "app_pages/evaluate.py",
+    label="Evaluate: metrics, ROC/PR, calibration, confusion matrix at your threshold",
+    icon="📈",
+)
+st.page_link(
+    "app_pages/predict.py", label="Predict: drop patches for a probability and a Grad-CAM overlay", icon="🔍"
+)
+st.page_link(
+    "app_pages/mistakes.py", label="Mistakes: false positives and negatives, most confident first", icon="⚠️"
+)
 st.caption(SPLIT_WARNING)

@@ -9,6 +9,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from app_pages.gallery import patch_grid
+from app_pages.prediction_source import pick_source, show_source_notes, threshold_control
+from app_pages.shared import render_sidebar
 from core.constants import LABEL_NAMES
 from core.evaluation import (
     bootstrap_ci,
@@ -20,9 +23,6 @@ from core.evaluation import (
     threshold_presets,
 )
 from core.views import CELL_NAMES, CELLS, confusion_cell, format_interval, format_metric
-from pages.gallery import patch_grid
-from pages.prediction_source import pick_source, show_source_notes, threshold_control
-from pages.shared import render_sidebar
 
 BOOTSTRAP_SAMPLES = 1000
 CELL_PATCHES = 24

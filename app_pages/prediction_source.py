@@ -22,6 +22,14 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from app_pages.shared import (
+    DATASET_KEY,
+    active_dataset,
+    active_model_path,
+    dataset_label,
+    load_active_model,
+    model_label,
+)
 from core.errors import PatchLensError
 from core.evaluation import DEFAULT_THRESHOLD
 from core.runs import list_runs
@@ -33,14 +41,6 @@ from core.views import (
     run_predictions_path,
     training_overlap_note,
     validation_info,
-)
-from pages.shared import (
-    DATASET_KEY,
-    active_dataset,
-    active_model_path,
-    dataset_label,
-    load_active_model,
-    model_label,
 )
 
 THRESHOLD_KEY = "threshold"

@@ -10,6 +10,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from app_pages.shared import DATASET_KEY, MODEL_KEY, extra_roots, render_sidebar
 from core.augment import AugmentConfig
 from core.constants import SPLIT_WARNING
 from core.errors import PatchLensError, RunError
@@ -24,7 +25,6 @@ from core.runs import (
     request_stop,
 )
 from core.settings import check_allowed
-from pages.shared import DATASET_KEY, MODEL_KEY, extra_roots, render_sidebar
 
 render_sidebar()
 

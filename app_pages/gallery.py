@@ -13,10 +13,10 @@ from collections.abc import Sequence
 import numpy as np
 import streamlit as st
 
+from app_pages.shared import load_model_cached
 from core.errors import PatchLensError
 from core.explain import COLORMAPS, DEFAULT_ALPHA, METHODS, TARGETS, overlay
 from core.images import draw_centre_box
-from pages.shared import load_model_cached
 
 GRID_COLUMNS = 6
 METHOD_NAMES = {

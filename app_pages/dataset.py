@@ -5,10 +5,10 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from app_pages.shared import DATASET_KEY, active_dataset, dataset_label, render_sidebar
 from core.dataset_stats import channel_histograms, colour_statistics, filtered_indices, label_name, page_of
 from core.errors import PatchLensError
 from core.images import draw_centre_box
-from pages.shared import DATASET_KEY, active_dataset, dataset_label, render_sidebar
 
 render_sidebar()
 

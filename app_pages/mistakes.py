@@ -8,12 +8,12 @@ page only.
 
 import streamlit as st
 
+from app_pages.gallery import blend, explain_settings, heatmaps, patch_grid, with_box
+from app_pages.prediction_source import pick_source, show_source_notes, threshold_control
+from app_pages.shared import render_sidebar
 from core.constants import LABEL_NAMES
 from core.evaluation import MISTAKE_KINDS, mistakes
 from core.views import page_bounds
-from pages.gallery import blend, explain_settings, heatmaps, patch_grid, with_box
-from pages.prediction_source import pick_source, show_source_notes, threshold_control
-from pages.shared import render_sidebar
 
 PAGE_SIZE = 24
 KIND_FILTERS = {"both": None, "false positives": "false positive", "false negatives": "false negative"}
