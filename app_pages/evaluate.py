@@ -43,6 +43,13 @@ CARDS = [  # (key, label, help)
 
 
 @st.cache_data(show_spinner="Bootstrapping 95 % intervals…", max_entries=64)
+def diagonal(name: str):
+    """The dotted y = x reference line (chance on ROC, perfect calibration on the reliability plot)."""
+    return go.Scatter(
+        x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"), name=name, hoverinfo="skip"
+    )
+
+
 def interval(source_key: str, metric: str, threshold: float, _labels, _probs):
     """Keyed by the predictions' identity (file + mtime); AUC ignores the threshold."""
     return bootstrap_ci(_labels, _probs, metric, threshold, n_boot=BOOTSTRAP_SAMPLES, seed=0)
@@ -161,16 +168,7 @@ with roc_column:
             hovertemplate="FPR %{x:.3f}<br>TPR %{y:.3f}<br>threshold %{customdata:.3f}",
         )
     )
-    figure.add_trace(
-        go.Scatter(
-            x=[0, 1],
-            y=[0, 1],
-            mode="lines",
-            line=dict(dash="dot", color="grey"),
-            name="chance",
-            hoverinfo="skip",
-        )
-    )
+    figure.add_trace(diagonal("chance"))
     figure.add_trace(
         go.Scatter(
             x=[1 - specificity],
@@ -275,16 +273,7 @@ with calibration_column:
             width=0.09,
         )
     )
-    figure.add_trace(
-        go.Scatter(
-            x=[0, 1],
-            y=[0, 1],
-            mode="lines",
-            line=dict(dash="dot", color="grey"),
-            name="perfect calibration",
-            hoverinfo="skip",
-        )
-    )
+    figure.add_trace(diagonal("perfect calibration"))
     figure.add_trace(
         go.Scatter(
             x=calibration.mean_predicted[filled],

@@ -16,6 +16,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from core.runs import pid_alive
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless=new",
@@ -117,22 +119,6 @@ def stop_process_group(process: subprocess.Popen, timeout: float = 15.0) -> None
         handle = getattr(process, "log_handle", None)
         if handle is not None:
             handle.close()
-
-
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is gone for our purposes
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def run_status(run_dir: Path) -> dict:

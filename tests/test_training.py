@@ -5,38 +5,21 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
+from page_helpers import copy_kaggle_subset
 
 from core.errors import JobConflictError
 from core.runs import read_metrics, read_status, request_stop
-from core.settings import PROJECT_DIR, SAMPLE_DATASET
+from core.settings import PROJECT_DIR
 
 EPOCH_KEYS = {"epoch", "loss", "accuracy", "auc", "val_loss", "val_accuracy", "val_auc", "lr"}
 BATCH_KEYS = {"epoch", "step", "steps", "loss", "accuracy", "patches_per_s", "eta_s"}
-
-
-def copy_kaggle_subset(target: Path, n_per_class: int) -> Path:
-    """A Kaggle-layout dataset of real bundled patches, balanced."""
-    rows = list(csv.DictReader(open(SAMPLE_DATASET / "train_labels.csv")))
-    chosen = [r for r in rows if r["label"] == "0"][:n_per_class] + [r for r in rows if r["label"] == "1"][
-        :n_per_class
-    ]
-    (target / "train").mkdir(parents=True)
-    with open(target / "train_labels.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["id", "label"])
-        for row in chosen:
-            writer.writerow([row["id"], row["label"]])
-            shutil.copy(SAMPLE_DATASET / "train" / f"{row['id']}.tif", target / "train")
-    return target
 
 
 @pytest.fixture()
