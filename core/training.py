@@ -237,6 +237,7 @@ def _train(config: TrainConfig, run_dir: Path, job: JobReporter, printer, starte
             callbacks=callbacks,
             class_weight=class_weight,
             initial_epoch=initial_epoch,
+            shuffle=False,  # the tf.data pipeline shuffles
             verbose=0,
         )
 

@@ -1,0 +1,43 @@
+"""Pages keep working when what they show disappears: a run directory deleted while it is on screen."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from page_helpers import app_test, copy_kaggle_subset, finished_run
+
+
+@pytest.fixture()
+def run_on_screen(tmp_path, monkeypatch):
+    workspace = tmp_path / "workspace"
+    monkeypatch.setenv("PATCHLENS_HOME", str(workspace))
+    data = copy_kaggle_subset(tmp_path / "data", 12)
+    return finished_run(workspace, data, epochs=1)
+
+
+def test_train_page_survives_the_watched_run_being_deleted(run_on_screen):
+    at = app_test()
+    at.session_state["watched_run"] = str(run_on_screen)
+    at.switch_page("app_pages/train.py")
+    at.run()
+    assert not at.exception
+    assert any(s.value.startswith("Finished") for s in at.success)
+    shutil.rmtree(run_on_screen)
+    at.run()
+    assert not at.exception
+    assert any("no longer exists" in w.value for w in at.warning)
+    assert any("No runs yet" in c.value for c in at.caption)
+
+
+def test_evaluate_page_survives_the_chosen_run_being_deleted(run_on_screen):
+    at = app_test()
+    at.switch_page("app_pages/evaluate.py")
+    at.run()
+    assert not at.exception
+    assert at.metric, "metric cards for the run's validation predictions"
+    shutil.rmtree(run_on_screen)
+    at.run()
+    assert not at.exception
+    assert not at.metric
+    assert any("No run has stored validation predictions" in i.value for i in at.info)
