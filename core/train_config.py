@@ -10,6 +10,8 @@ from core.errors import RunError
 
 SCHEDULES = ("cosine", "constant")
 STRATEGIES = ("default", "mirrored", "multiworker")
+DEFAULT_BATCH_SIZE = 64  # per replica, sized for a CPU
+GPU_BATCH_SIZE = 256  # per GPU, used when a GPU is present and the batch size was left at the default
 
 
 @dataclass
@@ -21,7 +23,7 @@ class TrainConfig:
     val_fraction: float = 0.2
     architecture: str = "patchnet"
     epochs: int = 10
-    batch_size: int = 64
+    batch_size: int = DEFAULT_BATCH_SIZE
     learning_rate: float = 1e-3
     schedule: str = "cosine"
     augment: AugmentConfig = field(default_factory=AugmentConfig)

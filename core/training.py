@@ -35,7 +35,7 @@ from core.runs import (
     write_status,
 )
 from core.settings import PROJECT_DIR
-from core.train_config import TrainConfig
+from core.train_config import DEFAULT_BATCH_SIZE, GPU_BATCH_SIZE, TrainConfig
 from core.training_data import prepare_data
 
 __all__ = ["TrainConfig", "launch", "prepare_data", "resume_config", "run_training"]
@@ -141,7 +141,10 @@ def _train(config: TrainConfig, run_dir: Path, job: JobReporter, printer, starte
         keras.mixed_precision.set_global_policy("mixed_float16")
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
-    global_batch = config.batch_size * replicas  # batch_size is per replica
+    per_replica = config.batch_size
+    if gpu and config.batch_size == DEFAULT_BATCH_SIZE:  # a GPU is starved by the CPU-sized default
+        per_replica = GPU_BATCH_SIZE
+    global_batch = per_replica * replicas  # batch_size is per replica
     steps_per_epoch = int(np.ceil(len(data.train) / global_batch))
     memory_limit = int(config.memory_limit_gb * 1024**3)
     train_ds = make_dataset(
