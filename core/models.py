@@ -156,8 +156,11 @@ def save_model(model, path: str | Path, meta: dict | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     info = {"architecture": model.name, "last_conv_layer": find_last_conv_layer(model)}
     info.update(meta or {})
+    if getattr(model, "optimizer", None) is not None:
+        model = _without_optimizer(model)  # the optimizer state would triple the file
     fd, tmp = tempfile.mkstemp(suffix=".keras", prefix=f".{path.stem}-", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o644)
     try:
         model.save(tmp)
         with zipfile.ZipFile(tmp, "a") as archive:
@@ -167,6 +170,15 @@ def save_model(model, path: str | Path, meta: dict | None = None) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _without_optimizer(model):
+    """A copy of the model with the same layers and weights and no optimizer state."""
+    import keras
+
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def read_model_meta(path: str | Path) -> dict:
