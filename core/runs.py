@@ -25,6 +25,14 @@ HEARTBEAT_SECONDS = 5.0
 STALE_AFTER_SECONDS = 45.0  # no heartbeat for this long = the process is gone
 QUEUED_GRACE_SECONDS = 120.0  # a queued job may take this long to import TensorFlow and start
 STOP_FILE = "stop.request"
+RUN_FILES = (
+    "config.json",
+    "status.json",
+    "metrics.jsonl",
+    "best.keras",
+    "model.keras",
+    "val_predictions.csv",
+)
 LOCK_NAME = "train.lock"
 
 
@@ -316,7 +324,7 @@ def epoch_table(records: list[dict]):
     return pd.DataFrame(rows).drop(columns=["kind"], errors="ignore")
 
 
-def curves_long(records: list[dict], run_name: str = "") -> "object":
+def curves_long(records: list[dict], run_name: str = "") -> object:
     """Long-form curves for plotting: columns run, epoch, metric (loss/accuracy/auc), split, value.
 
     Batch-window lines give the training curve inside an epoch (fractional epochs), so a chart grows

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 
+from core.runs import RUN_FILES
 from core.settings import PROJECT_DIR
 
 
@@ -58,14 +59,7 @@ def test_two_workers_on_localhost_train_together_and_only_the_chief_writes(small
         outputs.append(out)
     assert [w.returncode for w in workers] == [0, 0], "\n".join(o[-2000:] for o in outputs)
 
-    for name in (
-        "config.json",
-        "status.json",
-        "metrics.jsonl",
-        "best.keras",
-        "model.keras",
-        "val_predictions.csv",
-    ):
+    for name in RUN_FILES:  # everything a finished run leaves
         assert (run_dir / name).is_file(), name
     status = json.loads((run_dir / "status.json").read_text())
     assert status["state"] == "finished"

@@ -15,7 +15,7 @@ import pytest
 from page_helpers import copy_kaggle_subset
 
 from core.errors import JobConflictError
-from core.runs import read_metrics, read_status, request_stop
+from core.runs import RUN_FILES, read_metrics, read_status, request_stop
 from core.settings import PROJECT_DIR
 
 EPOCH_KEYS = {"epoch", "loss", "accuracy", "auc", "val_loss", "val_accuracy", "val_auc", "lr"}
@@ -73,14 +73,7 @@ def test_cli_train_leaves_every_file_and_a_model_that_keeps_the_contract(tiny_da
         env={"PATCHLENS_HOME": str(workspace)},
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    for name in (
-        "config.json",
-        "status.json",
-        "metrics.jsonl",
-        "best.keras",
-        "model.keras",
-        "val_predictions.csv",
-    ):
+    for name in RUN_FILES:  # everything a finished run leaves
         assert (run_dir / name).is_file(), name
     status = json.loads((run_dir / "status.json").read_text())
     assert status["state"] == "finished" and status["n_train"] == 36 and status["n_val"] == 12
