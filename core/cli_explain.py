@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +24,7 @@ from core.explain import (
     METHODS,
     TARGETS,
 )
+from core.files import atomic_write_bytes
 
 PANEL_SCALE = 2
 
@@ -69,9 +68,7 @@ def run_explain(args: argparse.Namespace) -> int:
     from core.images import decode_patch
     from core.models import load_model
 
-    patch = decode_patch(
-        args.image
-    )  # cheap, so a bad image fails before TensorFlow loads
+    patch = decode_patch(args.image)  # cheap, so a bad image fails before TensorFlow loads
     model = load_model(args.model)
     explanation = Explainer(model, threshold=args.threshold).explain(
         patch, method=args.method, target=args.target
@@ -107,24 +104,9 @@ def write_png_atomically(path: Path, array: np.ndarray) -> None:
     Image.fromarray(array).save(buffer, format="PNG")
     path = Path(path).expanduser()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            suffix=".png", prefix=f".{path.stem}-", dir=path.parent
-        )
-        try:
-            os.fchmod(
-                fd, 0o644
-            )  # mkstemp creates 0600; an image is for everyone to read
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(buffer.getvalue())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_bytes(path, buffer.getvalue())
     except OSError as error:
-        raise PatchLensError(
-            f"could not write {path}: {error.strerror or error}"
-        ) from error
+        raise PatchLensError(f"could not write {path}: {error.strerror or error}") from error
 
 
 def _unit_interval(text: str) -> float:

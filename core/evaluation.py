@@ -12,8 +12,6 @@ Nothing here imports TensorFlow: the Evaluate page moves its threshold without t
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
+
+from core.files import atomic_write_bytes
 
 CALIBRATION_BINS = 10
 DEFAULT_THRESHOLD = 0.5
@@ -445,15 +445,7 @@ def labelled_arrays(predictions: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 def write_csv_atomic(frame: pd.DataFrame, path: str | Path) -> Path:
     """Write a CSV via a temporary file in the same folder and os.replace: never half-written."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".csv.tmp", prefix=f".{path.stem}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            frame.to_csv(handle, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, frame.to_csv(index=False).encode())
     return path
 
 

@@ -88,9 +88,7 @@ class Explainer:
         try:
             channels = int(model.get_layer(self.layer).output.shape[-1])
         except (ValueError, AttributeError, TypeError) as error:
-            raise ModelError(
-                f"The model has no layer {self.layer!r} to explain."
-            ) from error
+            raise ModelError(f"The model has no layer {self.layer!r} to explain.") from error
         self.scorecam_max_n = max(1, min(int(scorecam_max_n), channels))
         self.smoothgrad_samples = max(1, int(smoothgrad_samples))
         self._visualizers: dict[str, Any] = {}
@@ -126,22 +124,14 @@ class Explainer:
         A map with no spatial variation (e.g. all-zero gradients) comes back as all zeros.
         """
         if method not in METHODS:
-            raise ValueError(
-                f"Unknown method {method!r}; choose one of: {', '.join(METHODS)}."
-            )
+            raise ValueError(f"Unknown method {method!r}; choose one of: {', '.join(METHODS)}.")
         if target not in TARGETS:
-            raise ValueError(
-                f"Unknown target {target!r}; choose one of: {', '.join(TARGETS)}."
-            )
+            raise ValueError(f"Unknown target {target!r}; choose one of: {', '.join(TARGETS)}.")
         threshold = self.threshold if threshold is None else threshold
         _check_threshold(threshold)
         batch, single = _as_batch(patches)
         probabilities = self._predict(batch)
-        tumour_wanted = (
-            np.ones(len(batch), dtype=bool)
-            if target == "tumour"
-            else probabilities >= threshold
-        )
+        tumour_wanted = np.ones(len(batch), dtype=bool) if target == "tumour" else probabilities >= threshold
         heatmaps = np.zeros((len(batch), IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32)
         for start in range(0, len(batch), BATCH_SIZE):
             chunk = slice(start, start + BATCH_SIZE)
@@ -158,16 +148,11 @@ class Explainer:
             return np.zeros(0, dtype=np.float32)
         # Calling the model directly: model.predict costs ~50 ms of set-up per call.
         outputs = [
-            self.model(batch[i : i + BATCH_SIZE], training=False)
-            for i in range(0, len(batch), BATCH_SIZE)
+            self.model(batch[i : i + BATCH_SIZE], training=False) for i in range(0, len(batch), BATCH_SIZE)
         ]
-        return np.concatenate(
-            [np.asarray(out, dtype=np.float32).reshape(-1) for out in outputs]
-        )
+        return np.concatenate([np.asarray(out, dtype=np.float32).reshape(-1) for out in outputs])
 
-    def _raw_maps(
-        self, method: str, batch: np.ndarray, tumour_wanted: np.ndarray
-    ) -> np.ndarray:
+    def _raw_maps(self, method: str, batch: np.ndarray, tumour_wanted: np.ndarray) -> np.ndarray:
         visualizer = self._visualizer(method)
         with warnings.catch_warnings():
             # tf-keras-vis hands Keras a list for a single-input model; Keras warns, harmlessly.
@@ -224,9 +209,7 @@ class Explainer:
         if method == "gradcam++":
             from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
 
-            return GradcamPlusPlus(
-                self.model, model_modifier=ReplaceToLinear(), clone=True
-            )
+            return GradcamPlusPlus(self.model, model_modifier=ReplaceToLinear(), clone=True)
         if method == "saliency":
             from tf_keras_vis.saliency import Saliency
 
@@ -240,9 +223,7 @@ class Explainer:
         )
         # Scorecam calls model.predict once per chunk; silence its progress bar (CLI output).
         predict = scorecam.model.predict
-        scorecam.model.predict = lambda *args, **kwargs: predict(
-            *args, **{**kwargs, "verbose": 0}
-        )
+        scorecam.model.predict = lambda *args, **kwargs: predict(*args, **{**kwargs, "verbose": 0})
         return scorecam
 
 
@@ -282,14 +263,10 @@ def _as_batch(patches: np.ndarray) -> tuple[np.ndarray, bool]:
     """float32 batch (n, 96, 96, 3) of 0-255 values, and whether one patch was given."""
     patches = np.asarray(patches)
     if patches.dtype != np.uint8:
-        raise PatchError(
-            f"Patches must be uint8 pixels (0-255); got dtype {patches.dtype}."
-        )
+        raise PatchError(f"Patches must be uint8 pixels (0-255); got dtype {patches.dtype}.")
     single = patches.shape == PATCH_SHAPE
     if not single and (patches.ndim != 4 or patches.shape[1:] != PATCH_SHAPE):
-        raise PatchError(
-            f"Expected patches of shape (n, 96, 96, 3) or (96, 96, 3); got {patches.shape}."
-        )
+        raise PatchError(f"Expected patches of shape (n, 96, 96, 3) or (96, 96, 3); got {patches.shape}.")
     batch = patches[None] if single else patches
     return batch.astype(np.float32), single
 
@@ -312,9 +289,7 @@ def _resize_to_patch(maps: np.ndarray) -> np.ndarray:
 
 def _normalise(maps: np.ndarray) -> np.ndarray:
     """Min-max scale each map to [0, 1]; a constant (or non-finite) map becomes all zeros."""
-    maps = np.nan_to_num(
-        np.asarray(maps, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0
-    )
+    maps = np.nan_to_num(np.asarray(maps, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     low = maps.min(axis=(1, 2), keepdims=True)
     span = maps.max(axis=(1, 2), keepdims=True) - low
     flat = span <= 1e-12
@@ -341,20 +316,13 @@ _ANCHORS = {
 def colormap_table(name: str = DEFAULT_COLORMAP) -> np.ndarray:
     """The 256-entry lookup table of a colormap: uint8 (256, 3), index 0 = heat 0."""
     if name not in COLORMAPS:
-        raise ValueError(
-            f"Unknown colormap {name!r}; choose one of: {', '.join(COLORMAPS)}."
-        )
+        raise ValueError(f"Unknown colormap {name!r}; choose one of: {', '.join(COLORMAPS)}.")
     positions = np.linspace(0.0, 1.0, 256)
     if name == "jet":
-        channels = [
-            np.interp(positions, *zip(*segment)) * 255.0 for segment in _JET_SEGMENTS
-        ]
+        channels = [np.interp(positions, *zip(*segment)) * 255.0 for segment in _JET_SEGMENTS]
     else:
         anchors = np.array(
-            [
-                [int(h[i : i + 2], 16) for i in (0, 2, 4)]
-                for h in _ANCHORS[name].split()
-            ],
+            [[int(h[i : i + 2], 16) for i in (0, 2, 4)] for h in _ANCHORS[name].split()],
             dtype=float,
         )
         stops = np.linspace(0.0, 1.0, len(anchors))
@@ -386,9 +354,7 @@ def overlay(
     """
     patch = np.asarray(patch)
     if patch.dtype != np.uint8 or patch.shape != PATCH_SHAPE:
-        raise PatchError(
-            f"Expected a uint8 patch of shape (96, 96, 3); got {patch.shape}, {patch.dtype}."
-        )
+        raise PatchError(f"Expected a uint8 patch of shape (96, 96, 3); got {patch.shape}, {patch.dtype}.")
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must lie in [0, 1]; got {alpha}.")
     heatmap = _check_heatmap(heatmap)

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import queue
-import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +30,7 @@ import pandas as pd
 
 from core.constants import PATCH_SHAPE
 from core.evaluation import read_predictions, write_predictions
+from core.files import atomic_write_json
 
 DEFAULT_BATCH_SIZE = 256
 PREFETCH_BATCHES = 2  # batches the reader thread may have ready ahead of the model
@@ -238,17 +237,6 @@ def prediction_cache_key(model_path: str | Path, dataset, *, tta: bool = False) 
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def _write_json_atomic(obj: dict, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(suffix=".json.tmp", prefix=f".{path.stem}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(obj, handle, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def default_prediction_cache_dir() -> Path:
     from core.settings import cache_dir
 
@@ -296,7 +284,7 @@ def cached_predictions(
         model = load_model(model_path)
     frame = predict_dataset(model, dataset, batch_size=batch_size, tta=tta, progress=progress)
     folder.mkdir(parents=True, exist_ok=True)
-    _write_json_atomic({**description, "skipped": frame.attrs["skipped"]}, sidecar)
+    atomic_write_json(sidecar, {**description, "skipped": frame.attrs["skipped"]})
     write_predictions(frame, path)  # last: a CSV present means its sidecar is complete
     frame.attrs["cached"] = str(path)
     return frame
