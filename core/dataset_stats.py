@@ -54,10 +54,11 @@ def colour_statistics(dataset: Dataset, max_patches: int = STATS_SAMPLE, seed: i
         batch, kept, _ = dataset.read_tolerant(chunk)
         if len(kept) == 0:
             continue
-        pixels = batch.reshape(len(kept), -1, 3).astype(np.float32)
-        means.append(pixels.mean(axis=1))
-        stds.append(pixels.std(axis=1))
-        blank.append(((pixels > 220).all(axis=2)).mean(axis=1) > 0.8)
+        # Planar (B, 3, H*W) float32: reductions over contiguous memory run ~3x faster (bench/).
+        planar = np.ascontiguousarray(batch.reshape(len(kept), -1, 3).transpose(0, 2, 1), dtype=np.float32)
+        means.append(planar.mean(axis=2))
+        stds.append(planar.std(axis=2))
+        blank.append((batch > 220).all(axis=3).reshape(len(kept), -1).mean(axis=1) > 0.8)
         if dataset.labels is not None:
             labels.append(dataset.labels[np.asarray(kept)])
     if not means:
