@@ -102,7 +102,7 @@ def open_on_dataset_page(context, port: int, name: str, path: Path, expected: st
     wait_idle(page)
     out = {}
     start = time.perf_counter()
-    page.get_by_role("button", name="Open", exact=True).click()
+    page.locator(".st-key-open_dataset button").click()  # the sidebar's Open (the model picker has an "Open" too)
     page.locator('[data-testid="stMain"] [data-testid="stCaptionContainer"]', has_text=f"{path.name} — ").first.wait_for(
         state="visible", timeout=TIMEOUT_MS
     )

@@ -11,7 +11,8 @@ under `/usr/bin/time -v` (Maximum resident set size = the process's peak RSS, Vm
             trains the same number of steps on the full N-patch selection (no --limit, which would
             shrink the selection and hide any growth). Validation on the 1,000 bundled patches.
             Two variants: the default (selections under 3 GB are loaded into memory) and streaming
-            (make_dataset's memory_limit_bytes=0; the CLI has no flag for it yet).
+            (`--memory-limit-gb 0`; on an older CLI without that flag, the driver sets make_dataset's
+            default memory_limit_bytes to 0 instead).
   predict   python -m core predict MODEL CACHE.h5 --out preds.csv
 
 Target: peak memory flat within ±15 % from 10,000 to 100,000 patches (ratio 100k/10k ≤ 1.15).
@@ -81,8 +82,18 @@ def bench_model(env: dict) -> Path:
     return path
 
 
+def cli_has_memory_flag() -> bool:
+    from core import cli_train
+
+    return "--memory-limit-gb" in Path(cli_train.__file__).read_text()
+
+
 def main() -> None:
-    args = parser(__doc__.splitlines()[0]).parse_args()
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--commands", default="prepare,train,predict", help="comma-separated subset to measure")
+    args = p.parse_args()
+    wanted = set(args.commands.split(","))
+    memory_flag = cli_has_memory_flag()
     sizes = (1000, 5000) if args.quick else (10_000, 100_000)
     steps = 5 if args.quick else TRAIN_STEPS
     SCRATCH.mkdir(parents=True, exist_ok=True)
@@ -105,16 +116,18 @@ def main() -> None:
             for variant, limit in (("train (default: in memory < 3 GB)", None), ("train (streaming)", 0)):
                 run_dir = workspace / f"run-{run}-{n}-{limit}"
                 rss_log = workspace / f"rss-{run}-{n}-{limit}.json"
-                extra = [] if limit is None else ["--memory-limit-bytes", str(limit)]
-                command = [sys.executable, driver, *extra, "--rss-log", str(rss_log), "--",
+                patch = [] if limit is None or memory_flag else ["--memory-limit-bytes", str(limit)]
+                flag = ["--memory-limit-gb", "0"] if limit is not None and memory_flag else []
+                command = [sys.executable, driver, *patch, "--rss-log", str(rss_log), "--",
                            str(caches[n]), "--val-data", str(val_cache), "--epochs", "1", "--out", str(run_dir),
-                           "--quiet"]  # fmt: skip
+                           "--quiet", *flag]  # fmt: skip
                 jobs[variant] = (command, (run_dir, rss_log))
             jobs["predict"] = (
                 [sys.executable, "-m", "core", "predict", str(model), str(caches[n]), "--out",
                  str(workspace / f"preds-{n}.csv")],
                 None,
             )  # fmt: skip
+            jobs = {name: job for name, job in jobs.items() if name.split(" ")[0] in wanted}
             for name, (command, train) in jobs.items():
                 result = measure(command, env, stop_run_dir=train[0] if train else None, steps=steps)
                 results.setdefault((name, n), []).append(result)
@@ -128,7 +141,7 @@ def main() -> None:
     small, large = sizes
     rows = []
     names = ["prepare", "train (default: in memory < 3 GB)", "train (streaming)", "predict"]
-    for name in names:
+    for name in [n for n in names if n.split(" ")[0] in wanted]:
         a = [r["rss_mb"] for r in results[(name, small)]]
         b = [r["rss_mb"] for r in results[(name, large)]]
         ratio = median(b) / median(a)
@@ -144,7 +157,7 @@ def main() -> None:
         rows,
     )  # fmt: skip
     phase_rows = []
-    for name in names[1:3]:
+    for name in [n for n in names[1:3] if "train" in wanted]:
         for n in sizes:
             keys = sorted({k for p in phases[(name, n)] for k in p}, key=lambda k: median(
                 [p.get(k, 0) for p in phases[(name, n)]]))
@@ -152,8 +165,10 @@ def main() -> None:
                 phase_rows.append([name, f"{n:,}", key, f"{median([p.get(key, 0) for p in phases[(name, n)]]) / 1024:,.0f}"])
     body += "\n\nPeak RSS by training phase (sampled every 0.1 s inside the process; phase = status.json `phase`):\n\n"
     body += table(["variant", "patches", "phase", "peak RSS MB (median)"], phase_rows)
-    steps_seen = sorted({r.get("steps") for (name, _), runs in results.items() for r in runs if "train" in name})
+    steps_seen = sorted({r.get("steps") for (name, _), runs in results.items() for r in runs if "train" in name} - {None})
     notes = [
+        "streaming = " + ("`--memory-limit-gb 0`" if memory_flag else "make_dataset memory_limit_bytes=0 set by bench/train_driver.py")
+        + "; 'building the model' phase includes make_dataset (reading the pixels into memory on the default path).",
         f"data: PCam-HDF5 folders of {small:,} and {large:,} patches repeating the 3,329 real Kaggle patches "
         f"({large * 27648 / 1e9:.2f} GB of pixels at {large:,}); train/predict read the cache prepare wrote.",
         f"train: patchnet, batch 64, stopped through stop.request once status.json reported ≥ {steps} steps "

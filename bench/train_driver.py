@@ -1,7 +1,8 @@
 """`python -m core train …` run in-process, for bench_memory.py, with two additions for measuring:
 
-  --memory-limit-bytes N   the default `memory_limit_bytes` of core.pipeline.make_dataset (the CLI has
-                           no flag for it yet); 0 forces the HDF5 streaming path
+  --memory-limit-bytes N   the default `memory_limit_bytes` of core.pipeline.make_dataset, for a CLI
+                           without --memory-limit-gb (newer ones pass the limit explicitly, so use
+                           that flag); 0 forces the HDF5 streaming path
   --rss-log FILE           a thread samples this process's resident memory every 0.1 s and writes
                            the peak per training phase (status.json `phase`) to FILE as JSON
 
