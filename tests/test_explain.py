@@ -288,3 +288,41 @@ def test_cli_rejects_a_model_path_that_is_not_a_keras_file(sample, tmp_path, mod
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+
+
+# --- the compiled Grad-CAM path ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("architecture", ["patchnet", "seed"])
+def test_compiled_gradcam_equals_tf_keras_vis(sample, model, architecture):
+    """The fused tf.function gives tf-keras-vis's Grad-CAM map for the tumour and the normal score."""
+    from core.models import build_model
+
+    patches = sample[0][:8]
+    for candidate in (model, build_model(architecture, seed=1)):
+        explainer = Explainer(candidate)
+        fused = explainer._fused_gradcam()
+        assert fused is not None
+        signed, probabilities = explainer._signed_gradcam(fused, patches)
+        batch = patches.astype(np.float32)
+        for wanted, sign in ((True, 1.0), (False, -1.0)):
+            reference = explainer._raw_maps("gradcam", batch, np.full(len(batch), wanted))
+            np.testing.assert_allclose(np.maximum(sign * signed, 0), reference, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(probabilities, explainer.probabilities(patches), rtol=1e-5, atol=1e-6)
+
+
+def test_a_model_whose_head_is_not_a_chain_falls_back_to_tf_keras_vis(sample):
+    import keras
+
+    inputs = keras.Input((96, 96, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    conv = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="last_conv")(x)
+    pooled = keras.layers.GlobalAveragePooling2D()(conv)
+    peak = keras.layers.GlobalMaxPooling2D()(conv)
+    joined = keras.layers.Concatenate()([pooled, peak])
+    outputs = keras.layers.Dense(1, activation="sigmoid")(joined)
+    branching = keras.Model(inputs, outputs)
+    explainer = Explainer(branching)
+    assert explainer._fused_gradcam() is None
+    heatmaps = explainer.explain(sample[0][:2]).heatmaps
+    assert heatmaps.shape == (2, 96, 96) and np.isfinite(heatmaps).all()
