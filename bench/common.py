@@ -60,6 +60,21 @@ def machine() -> str:
     return f"{os.cpu_count()} cores (nproc), {model}, {ram} RAM, Python {platform.python_version()}, {platform.system()} {platform.release()}"
 
 
+def code_version() -> str:
+    """The commit of the working tree, and whether core/ differs from it (others edit concurrently)."""
+    import subprocess
+
+    def git(*words: str) -> str:
+        try:
+            return subprocess.run(["git", *words], cwd=PROJECT_DIR, capture_output=True, text=True).stdout.strip()
+        except OSError:
+            return ""
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--", "core", "streamlit_app.py", "app_pages", "pages")
+    return f"commit {commit}" + (" + uncommitted changes in core/app" if dirty else "")
+
+
 def command_line() -> str:
     """The exact command that ran this script (interpreter and arguments)."""
     script = Path(sys.argv[0]).resolve()
@@ -126,6 +141,7 @@ def report(title: str, body: str, args: argparse.Namespace, notes: list[str] | N
         "",
         f"- date: {now}",
         f"- machine: {machine()}",
+        f"- code: {code_version()} (at the end of the run)",
         f"- command: `{command_line()}`",
         f"- runs per figure: {args.repeats} (median shown; min–max in brackets where given)",
         "",
