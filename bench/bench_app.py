@@ -102,10 +102,12 @@ def open_on_dataset_page(context, port: int, name: str, path: Path, expected: st
     wait_idle(page)
     out = {}
     start = time.perf_counter()
-    page.locator(".st-key-open_dataset button").click()  # the sidebar's Open (the model picker has an "Open" too)
-    page.locator('[data-testid="stMain"] [data-testid="stCaptionContainer"]', has_text=f"{path.name} — ").first.wait_for(
-        state="visible", timeout=TIMEOUT_MS
-    )
+    page.locator(
+        ".st-key-open_dataset button"
+    ).click()  # the sidebar's Open (the model picker has an "Open" too)
+    page.locator(
+        '[data-testid="stMain"] [data-testid="stCaptionContainer"]', has_text=f"{path.name} — "
+    ).first.wait_for(state="visible", timeout=TIMEOUT_MS)
     patches_card_shows(page, expected)
     out[f"{name}: cards"] = time.perf_counter() - start
     page.get_by_role("tab", name="Patches").click()
@@ -134,7 +136,9 @@ def one_run(browser, env: dict, datasets: dict[str, tuple[Path, str]]) -> dict[s
         page = context.new_page()
         start = time.perf_counter()
         page.goto(f"http://127.0.0.1:{port}/", timeout=TIMEOUT_MS)
-        page.locator('[data-testid="stMain"] h1', has_text="PatchLens").wait_for(state="visible", timeout=TIMEOUT_MS)
+        page.locator('[data-testid="stMain"] h1', has_text="PatchLens").wait_for(
+            state="visible", timeout=TIMEOUT_MS
+        )
         out["first paint"] = time.perf_counter() - start
         wait_idle(page)
         out["home run done"] = time.perf_counter() - start
@@ -166,7 +170,10 @@ def main() -> None:
             for run in range(args.repeats):
                 for key, value in one_run(browser, env, datasets).items():
                     results.setdefault(key, []).append(value)
-                log(f"run {run + 1}/{args.repeats}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in results.items()))
+                log(
+                    f"run {run + 1}/{args.repeats}: "
+                    + ", ".join(f"{k} {v[-1]:.2f}" for k, v in results.items())
+                )
             browser.close()
     finally:
         shutil.rmtree(home, ignore_errors=True)

@@ -20,7 +20,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
 from common import (
     KAGGLE_SAMPLE,
     PCAM_JPEG,
@@ -72,9 +71,7 @@ def tiff_repeated_folder(repeat: int, limit: int | None = None) -> Path:
         return folder
     shutil.rmtree(folder, ignore_errors=True)
     (folder / "train").mkdir(parents=True)
-    labels = dict(
-        line.split(",") for line in (KAGGLE_SAMPLE / "train_labels.csv").read_text().split()[1:]
-    )
+    labels = dict(line.split(",") for line in (KAGGLE_SAMPLE / "train_labels.csv").read_text().split()[1:])
     rows = ["id,label"]
     for source in kaggle_files(limit):
         for k in range(repeat):
@@ -181,7 +178,8 @@ def main() -> None:
     scan_seconds = m["inspect"] - m["inspect no-scan"]
     scan_rate = n_inspect / scan_seconds if scan_seconds > 0.05 else float("nan")
     body = table(
-        ["figure", "patches", "patches/s (min–max)", "reference (same run)", "reference patches/s", "ratio"], rows
+        ["figure", "patches", "patches/s (min–max)", "reference (same run)", "reference patches/s", "ratio"],
+        rows,
     )
     body += "\n\n" + table(
         ["command", "patches", "wall s (min–max)", "reference (same run)", "reference", "ratio"],

@@ -55,14 +55,18 @@ def measure(command: list[str], env: dict, *, stop_run_dir: Path | None = None, 
                     status = json.loads((stop_run_dir / "status.json").read_text())
                 except (OSError, ValueError):
                     continue
-                if (status.get("progress") or {}).get("step", 0) >= steps and status.get("phase") == "training":
+                if (status.get("progress") or {}).get("step", 0) >= steps and status.get(
+                    "phase"
+                ) == "training":
                     (stop_run_dir / "stop.request").touch()
         _, errors = process.communicate()
         wall = time.perf_counter() - started
         if process.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} failed ({process.returncode}): {errors[-1500:]}")
         text = Path(report_file.name).read_text()
-    peak_kb = next(int(line.split(":")[1]) for line in text.splitlines() if "Maximum resident set size" in line)
+    peak_kb = next(
+        int(line.split(":")[1]) for line in text.splitlines() if "Maximum resident set size" in line
+    )
     return {"rss_mb": peak_kb / 1024, "wall_s": wall}
 
 
@@ -78,7 +82,9 @@ def bench_model(env: dict) -> Path:
             "from core.models import build_model, save_model; "
             f"save_model(build_model('patchnet', seed=0), {str(path)!r})"
         )
-        subprocess.run([sys.executable, "-c", code], cwd=PROJECT_DIR, env=env, check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-c", code], cwd=PROJECT_DIR, env=env, check=True, capture_output=True
+        )
     return path
 
 
@@ -111,7 +117,10 @@ def main() -> None:
     for run in range(args.repeats):
         for n in sizes:
             jobs = {
-                "prepare": ([sys.executable, "-m", "core", "prepare", str(folders[n]), "--out", str(caches[n])], None),
+                "prepare": (
+                    [sys.executable, "-m", "core", "prepare", str(folders[n]), "--out", str(caches[n])],
+                    None,
+                ),
             }
             for variant, limit in (("train (default: in memory < 3 GB)", None), ("train (streaming)", 0)):
                 run_dir = workspace / f"run-{run}-{n}-{limit}"
@@ -159,15 +168,26 @@ def main() -> None:
     phase_rows = []
     for name in [n for n in names[1:3] if "train" in wanted]:
         for n in sizes:
-            keys = sorted({k for p in phases[(name, n)] for k in p}, key=lambda k: median(
-                [p.get(k, 0) for p in phases[(name, n)]]))
+            keys = sorted(
+                {k for p in phases[(name, n)] for k in p},
+                key=lambda k: median([p.get(k, 0) for p in phases[(name, n)]]),
+            )
             for key in keys:
-                phase_rows.append([name, f"{n:,}", key, f"{median([p.get(key, 0) for p in phases[(name, n)]]) / 1024:,.0f}"])
+                phase_rows.append(
+                    [name, f"{n:,}", key, f"{median([p.get(key, 0) for p in phases[(name, n)]]) / 1024:,.0f}"]
+                )
     body += "\n\nPeak RSS by training phase (sampled every 0.1 s inside the process; phase = status.json `phase`):\n\n"
     body += table(["variant", "patches", "phase", "peak RSS MB (median)"], phase_rows)
-    steps_seen = sorted({r.get("steps") for (name, _), runs in results.items() for r in runs if "train" in name} - {None})
+    steps_seen = sorted(
+        {r.get("steps") for (name, _), runs in results.items() for r in runs if "train" in name} - {None}
+    )
     notes = [
-        "streaming = " + ("`--memory-limit-gb 0`" if memory_flag else "make_dataset memory_limit_bytes=0 set by bench/train_driver.py")
+        "streaming = "
+        + (
+            "`--memory-limit-gb 0`"
+            if memory_flag
+            else "make_dataset memory_limit_bytes=0 set by bench/train_driver.py"
+        )
         + "; 'building the model' phase includes make_dataset (reading the pixels into memory on the default path).",
         f"data: PCam-HDF5 folders of {small:,} and {large:,} patches repeating the 3,329 real Kaggle patches "
         f"({large * 27648 / 1e9:.2f} GB of pixels at {large:,}); train/predict read the cache prepare wrote.",

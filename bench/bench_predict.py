@@ -21,7 +21,6 @@ import os
 import time
 
 import numpy as np
-
 from common import BUNDLED_SAMPLE, PROJECT_DIR, log, median, parser, percentile, report, spread, table, timed
 
 BATCH = 256
@@ -71,7 +70,7 @@ def main() -> None:
     explainer = Explainer(model)
     first_call = {}
     for method in ("gradcam", "gradcam++"):
-        first_call[method] = 1000 * timed(lambda: explainer.explain(patch, method))[0]
+        first_call[method] = 1000 * timed(lambda method=method: explainer.explain(patch, method))[0]
         log(f"{method} first call: {first_call[method]:.0f} ms")
 
     rates: dict[str, list[float]] = {}
@@ -87,7 +86,7 @@ def main() -> None:
         assert len(frame) == n
         add_rate("predict_dataset", n / seconds)
         decode_s, pixels = timed(lambda: dataset.read_batch(everything).astype(np.float32))
-        predict_s, _ = timed(lambda: model.predict(pixels, batch_size=BATCH, verbose=0))
+        predict_s, _ = timed(lambda pixels=pixels: model.predict(pixels, batch_size=BATCH, verbose=0))
         add_rate("decode+model.predict", n / (decode_s + predict_s))
         add_rate("model.predict only", n / predict_s)
         for key, call in (
@@ -120,7 +119,13 @@ def main() -> None:
              f"{med[key] / ref:.2f}", f"{first_call[key]:.0f}" if key in first_call else "–"]
         )  # fmt: skip
     body += "\n\n" + table(
-        ["one patch", "median ms (min–max of run medians)", "p90 ms", "÷ predict_patches median", "first call ms"],
+        [
+            "one patch",
+            "median ms (min–max of run medians)",
+            "p90 ms",
+            "÷ predict_patches median",
+            "first call ms",
+        ],
         rows,
     )
     speedup = med["model.predict"] / med["predict_patches"]

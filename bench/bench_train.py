@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from bigdata import kaggle_cache
 from common import KAGGLE_SAMPLE, PCAM_JPEG, PROJECT_DIR, log, median, parser, report, spread, table
 
@@ -38,7 +37,9 @@ def selection_of(cache: Path):
 
     ids, labels = read_cache_index(cache)
     rows = np.flatnonzero(labels >= 0)
-    return Selection(parts=[(cache, rows)], labels=labels[rows].astype(np.float32), ids=[ids[r] for r in rows])
+    return Selection(
+        parts=[(cache, rows)], labels=labels[rows].astype(np.float32), ids=[ids[r] for r in rows]
+    )
 
 
 def naive_generator_dataset(files: list[Path], labels: np.ndarray):
@@ -52,7 +53,9 @@ def naive_generator_dataset(files: list[Path], labels: np.ndarray):
             order = rng.permutation(len(files))
             for start in range(0, len(order) - BATCH + 1, BATCH):
                 chosen = order[start : start + BATCH]
-                x = np.stack([np.asarray(Image.open(files[i]).convert("RGB"), dtype=np.float32) for i in chosen])
+                x = np.stack(
+                    [np.asarray(Image.open(files[i]).convert("RGB"), dtype=np.float32) for i in chosen]
+                )
                 yield x, labels[chosen].reshape(-1, 1)
 
     signature = (
@@ -140,11 +143,20 @@ def main() -> None:
         f.read_bytes()
 
     variants = {
-        "a": lambda: make_dataset(selection, batch_size=BATCH, shuffle=True, augment=AugmentConfig(), repeat=True),
-        "a stream": lambda: make_dataset(
-            selection, batch_size=BATCH, shuffle=True, augment=AugmentConfig(), repeat=True, memory_limit_bytes=0
+        "a": lambda: make_dataset(
+            selection, batch_size=BATCH, shuffle=True, augment=AugmentConfig(), repeat=True
         ),
-        "a no-aug": lambda: make_dataset(selection, batch_size=BATCH, shuffle=True, augment=None, repeat=True),
+        "a stream": lambda: make_dataset(
+            selection,
+            batch_size=BATCH,
+            shuffle=True,
+            augment=AugmentConfig(),
+            repeat=True,
+            memory_limit_bytes=0,
+        ),
+        "a no-aug": lambda: make_dataset(
+            selection, batch_size=BATCH, shuffle=True, augment=None, repeat=True
+        ),
         "b": lambda: fixed,
         "c tiff": lambda: naive_generator_dataset(tiff_files, tiff_labels),
         "c jpeg": lambda: naive_generator_dataset(jpeg_files, jpeg_labels),
@@ -184,7 +196,8 @@ def main() -> None:
     for row, name in zip(rows, variants):
         row.append(f"{m_in[name]:,.0f}" if name in m_in else "–")
     body = table(
-        ["input pipeline", "training patches/s (min–max)", "÷ (b)", "(a) ÷ this", "input alone, patches/s"], rows
+        ["input pipeline", "training patches/s (min–max)", "÷ (b)", "(a) ÷ this", "input alone, patches/s"],
+        rows,
     )
     ab, ac = m["a"] / m["b"], m["a"] / min(m["c tiff"], m["c jpeg"])
     ac_best = m["a"] / max(m["c tiff"], m["c jpeg"])

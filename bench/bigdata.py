@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
 from common import BUNDLED_SAMPLE, KAGGLE_SAMPLE, PROJECT_DIR, SCRATCH, log
 
 WRITE_ROWS = 4096

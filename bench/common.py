@@ -66,7 +66,9 @@ def code_version() -> str:
 
     def git(*words: str) -> str:
         try:
-            return subprocess.run(["git", *words], cwd=PROJECT_DIR, capture_output=True, text=True).stdout.strip()
+            return subprocess.run(
+                ["git", *words], cwd=PROJECT_DIR, capture_output=True, text=True
+            ).stdout.strip()
         except OSError:
             return ""
 
@@ -135,7 +137,7 @@ def table(headers: list[str], rows: list[list[object]]) -> str:
 
 def report(title: str, body: str, args: argparse.Namespace, notes: list[str] | None = None) -> None:
     """Print the section and, unless --quick/--no-append, append it to BENCHMARKS.md."""
-    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         f"## {title}",
         "",

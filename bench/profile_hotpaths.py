@@ -19,7 +19,6 @@ import time
 from dataclasses import replace
 
 import numpy as np
-
 from common import BUNDLED_SAMPLE, PROJECT_DIR, log, median, parser, report, table
 
 BATCH = 64
@@ -122,7 +121,8 @@ def main() -> None:
         "hue only": replace(none, hue=0.04),
     }
     augment_fns = {
-        name: tf.function(lambda a, s, c=config: augment_batch(a, s, c)) for name, config in augment_variants.items()
+        name: tf.function(lambda a, s, c=config: augment_batch(a, s, c))
+        for name, config in augment_variants.items()
     }
     table_fn = dihedral_by_table()
     augment_fns["dihedral by one gather (suggested)"] = table_fn
@@ -139,11 +139,15 @@ def main() -> None:
     fast_cam = compiled_gradcam(model, explainer.layer)
     batch8 = pixels[:8].astype(np.float32)
     reference = explainer._raw_maps("gradcam", batch8, np.ones(8, dtype=bool))
-    difference = float(np.abs(fast_cam(batch8).numpy() - reference).max() / max(np.abs(reference).max(), 1e-12))
+    difference = float(
+        np.abs(fast_cam(batch8).numpy() - reference).max() / max(np.abs(reference).max(), 1e-12)
+    )
     cam_fns = {
         "Explainer.explain(patch, 'gradcam')": lambda: explainer.explain(patch, "gradcam"),
         "↳ its probability: eager model(x)": lambda: explainer._predict(patch[None]),
-        "↳ its map: tf-keras-vis Gradcam (eager)": lambda: explainer._raw_maps("gradcam", one, np.ones(1, dtype=bool)),
+        "↳ its map: tf-keras-vis Gradcam (eager)": lambda: explainer._raw_maps(
+            "gradcam", one, np.ones(1, dtype=bool)
+        ),
         "one tf.function Grad-CAM map (suggested)": lambda: fast_cam(one).numpy(),
     }
     colour_fns = {
@@ -163,7 +167,8 @@ def main() -> None:
         return [[name, f"{m[name]:.1f}", f"{m[name] / m[reference_name]:.2f}"] for name in names]
 
     body = "Augmentation, one float32 batch of 64 (ms per batch):\n\n" + table(
-        ["step", "ms", "÷ default augment_batch"], rows(augment_fns, "augment_batch, AugmentConfig() (default)")
+        ["step", "ms", "÷ default augment_batch"],
+        rows(augment_fns, "augment_batch, AugmentConfig() (default)"),
     )
     body += "\n\nGrad-CAM of one patch (ms per call):\n\n" + table(
         ["step", "ms", "÷ Explainer.explain"], rows(cam_fns, "Explainer.explain(patch, 'gradcam')")
