@@ -59,7 +59,7 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--memory-limit-gb",
         type=float,
-        default=3.0,
+        default=1.0,
         help="training data up to this size is held in memory; larger sets stream from the HDF5 cache",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress line")

@@ -1,7 +1,7 @@
 """The tf.data input pipeline over uint8 HDF5 caches written by `core.cache.prepare`.
 
-Small selections (up to `memory_limit_bytes`, 3 GB by default ≈ 110,000 patches) are read once
-into one uint8 array and batched by index gathers, the fastest path on a CPU. Larger ones stream
+Small selections (up to `memory_limit_bytes`, 1 GB by default ≈ 37,000 patches) are read once
+into one uint8 numpy array and batched by index gathers. Larger ones stream
 from the HDF5 files: contiguous blocks are read in a random order, shuffled within a pool of
 blocks, so memory stays bounded whatever the dataset size.
 """
@@ -17,7 +17,7 @@ from core.augment import AugmentConfig, augment_batch
 from core.constants import PATCH_SHAPE
 
 PATCH_BYTES = int(np.prod(PATCH_SHAPE))
-DEFAULT_MEMORY_LIMIT = 3 * 1024**3
+DEFAULT_MEMORY_LIMIT = 1024**3  # ~37,000 patches; larger selections stream
 BLOCK_ROWS = 1024  # rows read from HDF5 at once when streaming
 POOL_BLOCKS = 4  # blocks shuffled together when streaming
 
@@ -117,17 +117,26 @@ def make_dataset(
     n = len(selection)
     labels = selection.labels.astype(np.float32).reshape(-1, 1)
     if selection.n_bytes <= memory_limit_bytes:
-        pixels = tf.constant(load_pixels(selection))
-        label_tensor = tf.constant(labels)
+        # One numpy copy of the pixels, gathered batch by batch. Capturing it as a tf.constant
+        # cost two more full copies (the constant and the iterator's), ~3x the pixels in RAM.
+        pixels = load_pixels(selection)
+
+        def gather(indices):
+            return pixels[indices], labels[indices]
+
+        def gather_batch(indices):
+            x, y = tf.numpy_function(gather, [indices], (tf.uint8, tf.float32), stateful=False)
+            x.set_shape([None, *PATCH_SHAPE])
+            y.set_shape([None, 1])
+            return x, y
+
         index = tf.data.Dataset.range(n)
         if shuffle:
             index = index.shuffle(n, seed=seed, reshuffle_each_iteration=True)
         if repeat:
             index = index.repeat()
         data = index.batch(batch_size).map(
-            lambda idx: (tf.gather(pixels, idx), tf.gather(label_tensor, idx)),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
+            gather_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
         )
     else:
         signature = (

@@ -34,7 +34,7 @@ class TrainConfig:
     limit: int | None = None  # use at most this many training patches (quick trials)
     workers: int = 2  # processes for the one-time conversion into the HDF5 cache
     strategy: str = "default"  # default | mirrored (several GPUs) | multiworker (TF_CONFIG)
-    memory_limit_gb: float = 3.0  # selections larger than this stream from the HDF5 cache
+    memory_limit_gb: float = 1.0  # selections larger than this stream from the HDF5 cache
     resume_from: str | None = None  # a checkpoint (.keras) or run directory to continue from
 
     def validate(self) -> TrainConfig:
