@@ -245,6 +245,8 @@ def test_a_deep_link_on_a_fresh_server_shows_the_apps_navigation(server):
 def test_predict_an_uploaded_tiff_shows_a_probability_and_a_gradcam(server, page):
     open_page(page, server, "predict", "Predict")
     choose(page, selectbox(page, "", SIDEBAR), f"run {SEED_RUN}")
+    # the rerun after choosing may not have started when settle() looks: wait for its result
+    page.get_by_text(f"Model: {SEED_RUN}").first.wait_for(timeout=LONG)
     settle(page)
     assert page.get_by_text(f"Model: {SEED_RUN}").count() == 1
     tiff = sorted((server.data / "train").glob("*.tif"))[0]
@@ -277,7 +279,7 @@ def test_predict_an_uploaded_tiff_shows_a_probability_and_a_gradcam(server, page
 def test_train_from_the_page_with_a_live_chart_until_finished(server, page):
     open_page(page, server, "train", "Train")
     assert page.get_by_text("No job is running").count() == 1
-    run_dir = start_job(page, server, epochs=10)
+    run_dir = start_job(page, server, epochs=40)  # long enough to watch the chart grow
     shoot(page, ARTIFACTS, "03-train-started")
     chart = page.locator(PLOTLY).first
     finished = page.get_by_text("Finished in")
