@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from core.cli_common import unit_interval
 from core.errors import DatasetError
 
 JSON_KEYS = (
@@ -55,7 +56,7 @@ def register(subparsers) -> None:
     _add_common(evaluate)
     evaluate.add_argument(
         "--threshold",
-        type=_probability,
+        type=unit_interval,
         default=0.5,
         help="predict tumour when prob >= T (default 0.5)",
     )
@@ -82,16 +83,6 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         default=256,
         help="patches per batch (default 256)",
     )
-
-
-def _probability(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {value:g}")
-    return value
 
 
 def _positive_int(text: str) -> int:

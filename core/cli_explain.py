@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.cli_common import unit_interval
 from core.errors import PatchLensError
 from core.explain import (
     COLORMAPS,
@@ -45,10 +46,10 @@ def register(subparsers) -> None:
         default=DEFAULT_TARGET,
         help="explain P(tumour), or the class predicted at --threshold",
     )
-    parser.add_argument("--threshold", type=_unit_interval, default=DEFAULT_THRESHOLD)
+    parser.add_argument("--threshold", type=unit_interval, default=DEFAULT_THRESHOLD)
     parser.add_argument(
         "--alpha",
-        type=_unit_interval,
+        type=unit_interval,
         default=DEFAULT_ALPHA,
         help="heatmap opacity, 0-1",
     )
@@ -107,13 +108,3 @@ def write_png_atomically(path: Path, array: np.ndarray) -> None:
         atomic_write_bytes(path, buffer.getvalue())
     except OSError as error:
         raise PatchLensError(f"could not write {path}: {error.strerror or error}") from error
-
-
-def _unit_interval(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
-    return value

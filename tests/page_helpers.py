@@ -56,6 +56,16 @@ def app_test():
     return AppTest.from_file(APP, default_timeout=RUN_TIMEOUT)
 
 
+def open_page(workspace: Path, page: str):
+    """An AppTest of the real app with PATCHLENS_HOME already pointing at `workspace`, on `page`."""
+    at = app_test()
+    at.run()
+    at.switch_page(f"app_pages/{page}.py")
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
 def tiny_model(path: Path, n_patches: int = 60) -> Path:
     """A tiny real model fitted for 2 epochs on `n_patches` real sample patches, saved to `path`."""
     import numpy as np

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from page_helpers import app_test, copy_kaggle_subset, finished_run, tiny_model
+from page_helpers import app_test, copy_kaggle_subset, finished_run, open_page, tiny_model
 
 from core.evaluation import confusion_at, read_predictions, threshold_presets
 
@@ -41,12 +41,7 @@ def run_without_model(tmp_path_factory):
 def evaluate(run_without_model, monkeypatch):
     workspace, run_dir = run_without_model
     monkeypatch.setenv("PATCHLENS_HOME", str(workspace))
-    at = app_test()
-    at.run()
-    at.switch_page("app_pages/evaluate.py")
-    at.run()
-    assert not at.exception, at.exception
-    return at, run_dir
+    return open_page(workspace, "evaluate"), run_dir
 
 
 def confusion_counts(at) -> list[int]:

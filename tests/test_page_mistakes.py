@@ -4,7 +4,7 @@ threshold, the filters, Grad-CAM on demand, the detail view and the CSV export."
 from __future__ import annotations
 
 import pytest
-from page_helpers import app_test, copy_kaggle_subset, finished_run
+from page_helpers import copy_kaggle_subset, finished_run, open_page
 
 from core.evaluation import mistakes, read_predictions
 
@@ -23,12 +23,7 @@ def run(tmp_path_factory):
 def page(run, monkeypatch):
     workspace, run_dir = run
     monkeypatch.setenv("PATCHLENS_HOME", str(workspace))
-    at = app_test()
-    at.run()
-    at.switch_page("app_pages/mistakes.py")
-    at.run()
-    assert not at.exception, at.exception
-    return at, run_dir
+    return open_page(workspace, "mistakes"), run_dir
 
 
 def test_gallery_filters_gradcam_and_csv_export(page):
