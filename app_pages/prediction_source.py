@@ -37,7 +37,6 @@ from core.views import (
     PatchLookup,
     dataset_lookup,
     load_run_predictions,
-    run_model_path,
     run_predictions_path,
     training_overlap_note,
     validation_info,
@@ -193,7 +192,7 @@ def _run_source(runs) -> PredictionSource | None:
         return None
     info = validation_info(run.config)
     lookup = _lookup(info.patch_paths, tuple(_mtime(p) for p in info.patch_paths))
-    model = run_model_path(run.path)
+    model = run.model_path
     return PredictionSource(
         key=f"{csv_path}:{_mtime(csv_path)}",
         title=f"run {run.name} — {len(predictions):,} validation predictions",

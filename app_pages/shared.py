@@ -143,8 +143,7 @@ def render_sidebar() -> None:
             options[str(BASELINE_MODEL)] = "bundled baseline"
         for run in list_runs():
             if run.has_model:
-                model = run.path / ("model.keras" if (run.path / "model.keras").exists() else "best.keras")
-                options[str(model)] = f"run {run.name}" + (
+                options[str(run.model_path)] = f"run {run.name}" + (
                     "" if run.state == "finished" else f" ({run.state})"
                 )
         current = st.session_state.get(MODEL_KEY)

@@ -228,8 +228,7 @@ else:
     actions = st.columns(3)
     target = chosen[-1]
     if actions[0].button(f"Make {target.name} the active model", disabled=not target.has_model):
-        model = target.path / ("model.keras" if (target.path / "model.keras").exists() else "best.keras")
-        st.session_state[MODEL_KEY] = str(model)
+        st.session_state[MODEL_KEY] = str(target.model_path)
         st.success(f"{target.name} is now the active model for Evaluate, Predict and Mistakes.")
     resumable = target.state in ("failed", "stopped") and (target.path / "best.keras").is_file()
     if actions[2].button(

@@ -196,10 +196,12 @@ def resolve_model_path(path: str | Path) -> Path:
     """A .keras file, or a run directory (its final model, else its best checkpoint)."""
     path = Path(path).expanduser()
     if path.is_dir():
-        for name in ("model.keras", "best.keras"):
-            if (path / name).is_file():
-                return path / name
-        raise ModelError(f"{path} holds no model.keras or best.keras yet.")
+        from core.runs import run_model_path
+
+        found = run_model_path(path)
+        if found is None:
+            raise ModelError(f"{path} holds no model.keras or best.keras yet.")
+        return found
     if not path.is_file():
         raise ModelError(f"No model file at {path}.")
     if path.suffix != ".keras":

@@ -201,6 +201,14 @@ def active_run() -> Path | None:
 # ---------------------------------------------------------------- the registry
 
 
+def run_model_path(run_dir: str | Path) -> Path | None:
+    """The run's final model, else its best checkpoint, else None."""
+    for name in ("model.keras", "best.keras"):
+        if (Path(run_dir) / name).is_file():
+            return Path(run_dir) / name
+    return None
+
+
 @dataclass
 class RunSummary:
     path: Path
@@ -215,8 +223,12 @@ class RunSummary:
     duration_s: float | None = None
     started: float | None = None
     error: str | None = None
-    has_model: bool = False
+    model_path: Path | None = None
     config: dict = field(default_factory=dict)
+
+    @property
+    def has_model(self) -> bool:
+        return self.model_path is not None
 
 
 def new_run_dir(name: str | None = None, root: Path | None = None) -> Path:
@@ -251,7 +263,7 @@ def summarize_run(run_dir: str | Path) -> RunSummary:
         duration_s=status.get("duration_s"),
         started=status.get("started"),
         error=status.get("error"),
-        has_model=(run_dir / "model.keras").is_file() or (run_dir / "best.keras").is_file(),
+        model_path=run_model_path(run_dir),
         config=config,
     )
 

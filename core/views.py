@@ -95,14 +95,6 @@ def run_predictions_path(run_dir: str | Path) -> Path | None:
     return path if path.is_file() else None
 
 
-def run_model_path(run_dir: str | Path) -> Path | None:
-    """The run's final model, else its best checkpoint, else None."""
-    for name in ("model.keras", "best.keras"):
-        if (Path(run_dir) / name).is_file():
-            return Path(run_dir) / name
-    return None
-
-
 def load_run_predictions(run_dir: str | Path) -> pd.DataFrame:
     """A run's val_predictions.csv as id,label,prob; DatasetError with the reason when unreadable."""
     path = run_predictions_path(run_dir)
