@@ -13,6 +13,7 @@ import os
 import shutil
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from core.errors import JobConflictError, RunError
@@ -216,10 +217,7 @@ class RunSummary:
     state: str
     architecture: str = ""
     data: str = ""
-    epochs_done: int = 0
     epochs: int = 0
-    best_val_auc: float | None = None
-    best_val_accuracy: float | None = None
     duration_s: float | None = None
     started: float | None = None
     error: str | None = None
@@ -229,6 +227,28 @@ class RunSummary:
     @property
     def has_model(self) -> bool:
         return self.model_path is not None
+
+    # The epoch records are read only when a view asks for them: the sidebar lists every run on
+    # every page and needs none of this.
+    @cached_property
+    def epoch_records(self) -> list[dict]:
+        return [r for r in read_metrics(self.path) if r.get("kind") == "epoch"]
+
+    @property
+    def epochs_done(self) -> int:
+        return len(self.epoch_records)
+
+    @cached_property
+    def _best_epoch(self) -> dict:
+        return max(self.epoch_records, key=lambda r: r.get("val_auc") or -1, default={})
+
+    @property
+    def best_val_auc(self) -> float | None:
+        return self._best_epoch.get("val_auc")
+
+    @property
+    def best_val_accuracy(self) -> float | None:
+        return self._best_epoch.get("val_accuracy")
 
 
 def new_run_dir(name: str | None = None, root: Path | None = None) -> Path:
@@ -247,8 +267,6 @@ def summarize_run(run_dir: str | Path) -> RunSummary:
     run_dir = Path(run_dir)
     config = read_json(run_dir / "config.json", {}) or {}
     status = read_status(run_dir)
-    epochs = [r for r in read_metrics(run_dir) if r.get("kind") == "epoch"]
-    best = max(epochs, key=lambda r: r.get("val_auc") or -1, default=None)
     data = config.get("data") or []
     return RunSummary(
         path=run_dir,
@@ -256,10 +274,7 @@ def summarize_run(run_dir: str | Path) -> RunSummary:
         state=status.get("state", "failed"),
         architecture=config.get("architecture", ""),
         data=", ".join(Path(d).name for d in data) if isinstance(data, list) else str(data),
-        epochs_done=len(epochs),
         epochs=int(config.get("epochs") or 0),
-        best_val_auc=best.get("val_auc") if best else None,
-        best_val_accuracy=best.get("val_accuracy") if best else None,
         duration_s=status.get("duration_s"),
         started=status.get("started"),
         error=status.get("error"),
