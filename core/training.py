@@ -252,10 +252,15 @@ def _train(config: TrainConfig, run_dir: Path, job: JobReporter, printer, starte
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
         val_ds = val_ds.with_options(options)
     probs = model.predict(val_ds, verbose=0).reshape(-1)[: len(data.val)]
-    _write_val_predictions(run_dir / "val_predictions.csv", data.val.ids, data.val.labels, probs)
+    import pandas as pd
     from sklearn.metrics import roc_auc_score
 
+    from core.evaluation import write_predictions
+
     labels = data.val.labels.astype(int)
+    write_predictions(
+        pd.DataFrame({"id": data.val.ids, "label": labels, "prob": probs}), run_dir / "val_predictions.csv"
+    )
     summary = {
         "best_epoch": callback.best_epoch,
         "val_auc": float(roc_auc_score(labels, probs)) if len(np.unique(labels)) == 2 else None,
@@ -310,13 +315,6 @@ def resume_config(run_dir: str | Path, *, epochs: int | None = None) -> TrainCon
     if epochs:
         config.epochs = epochs
     return config
-
-
-def _write_val_predictions(path: Path, ids, labels, probs) -> None:
-    from core.runs import atomic_write_bytes
-
-    lines = ["id,label,prob"] + [f"{i},{int(y)},{p:.6f}" for i, y, p in zip(ids, labels, probs)]
-    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
 
 
 # ---------------------------------------------------------------- launching from the page
