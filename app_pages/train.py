@@ -162,7 +162,6 @@ if submitted:
         validation = None
         if val_mode == "a separate dataset":
             validation = str(check_allowed(val_path, extra_roots()))
-        base = AugmentConfig()
         config = TrainConfig(
             data=paths,
             val_data=validation,
@@ -177,14 +176,7 @@ if submitted:
             seed=int(seed),
             max_minutes=float(max_minutes) or None,
             limit=int(limit) or None,
-            augment=AugmentConfig(
-                dihedral=dihedral,
-                brightness=base.brightness * jitter,
-                contrast=base.contrast * jitter,
-                saturation=base.saturation * jitter,
-                hue=base.hue * jitter,
-                hed=hed,
-            ),
+            augment=AugmentConfig.with_strength(jitter, dihedral=dihedral, hed=hed),
         )
         run_dir = launch(config)
     except PatchLensError as error:

@@ -35,6 +35,20 @@ class AugmentConfig:
     hue: float = 0.04  # rotation of the chroma plane, fraction of a full turn
     hed: float = 0.0  # HED scale/shift strength (0 = off; 0.05 is a typical value)
 
+    @classmethod
+    def with_strength(cls, colour: float = 1.0, *, dihedral: bool = True, hed: float = 0.0) -> AugmentConfig:
+        """The default colour jitter scaled by `colour` (0 = off, 1 = default), as the CLI and the
+        Train page offer it."""
+        base, colour = cls(), max(colour, 0.0)
+        return cls(
+            dihedral=dihedral,
+            brightness=base.brightness * colour,
+            contrast=base.contrast * colour,
+            saturation=base.saturation * colour,
+            hue=base.hue * colour,
+            hed=max(hed, 0.0),
+        )
+
     @property
     def enabled(self) -> bool:
         jitter = (self.brightness, self.contrast, self.saturation, self.hue, self.hed)

@@ -81,15 +81,8 @@ def config_from_args(args: argparse.Namespace):
             raise RunError(f"Cannot read the configuration {args.config}: {error}") from error
     if not args.data:
         raise RunError("Name at least one training dataset (or --config).")
-    base = AugmentConfig()
-    strength = max(args.color_jitter, 0.0)
-    augment = AugmentConfig(
-        dihedral=not args.no_dihedral,
-        brightness=base.brightness * strength,
-        contrast=base.contrast * strength,
-        saturation=base.saturation * strength,
-        hue=base.hue * strength,
-        hed=max(args.hed_jitter, 0.0),
+    augment = AugmentConfig.with_strength(
+        args.color_jitter, dihedral=not args.no_dihedral, hed=args.hed_jitter
     )
     return TrainConfig(
         data=[str(Path(d).resolve()) for d in args.data],

@@ -63,3 +63,14 @@ def test_same_seed_same_output_and_colour_jitter_stays_in_range(batch):
 def test_no_augmentation_config_is_disabled():
     assert not AugmentConfig(dihedral=False, brightness=0, contrast=0, saturation=0, hue=0).enabled
     assert AugmentConfig().enabled
+
+
+def test_colour_strength_scales_the_default_jitter():
+    default = AugmentConfig()
+    assert AugmentConfig.with_strength(1.0) == default
+    double = AugmentConfig.with_strength(2.0, dihedral=False, hed=0.05)
+    assert double.brightness == 2 * default.brightness and double.hue == 2 * default.hue
+    assert not double.dihedral and double.hed == 0.05
+    assert AugmentConfig.with_strength(-1.0, hed=-1.0) == AugmentConfig(
+        brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0, hed=0.0
+    )
