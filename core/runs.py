@@ -151,6 +151,14 @@ def lock_path() -> Path:
     return workspace_dir() / LOCK_NAME
 
 
+def job_conflict(running: str) -> JobConflictError:
+    """The refusal of a second job, naming the one that runs."""
+    return JobConflictError(
+        f"A training job is already running in this workspace: {running}. "
+        "Stop it or wait for it to finish before starting another."
+    )
+
+
 def acquire_lock(run_dir: str | Path, pid: int | None = None) -> None:
     """Take the one-job-per-workspace lock for `run_dir`.
 
@@ -170,11 +178,7 @@ def acquire_lock(run_dir: str | Path, pid: int | None = None) -> None:
                 atomic_write_bytes(path, record.encode())
                 return
             if holder_dir and is_active(holder_dir) or (not holder_dir and pid_alive(holder.get("pid"))):
-                name = Path(holder_dir).name if holder_dir else "unknown"
-                raise JobConflictError(
-                    f"A training job is already running in this workspace: {name}. "
-                    "Stop it or wait for it to finish before starting another."
-                ) from None
+                raise job_conflict(Path(holder_dir).name if holder_dir else "unknown") from None
             path.unlink(missing_ok=True)  # stale lock of a job that is gone
             continue
         with os.fdopen(fd, "w") as handle:

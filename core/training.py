@@ -29,6 +29,7 @@ from core.runs import (
     active_run,
     append_metrics,
     atomic_write_json,
+    job_conflict,
     new_run_dir,
     read_json,
     release_lock,
@@ -328,10 +329,7 @@ def launch(config: TrainConfig, run_dir: str | Path | None = None) -> Path:
     config.validate()
     running = active_run()
     if running is not None:
-        raise JobConflictError(
-            f"A training job is already running in this workspace: {running.name}. "
-            "Stop it or wait for it to finish before starting another."
-        )
+        raise job_conflict(running.name)
     run_dir = Path(run_dir) if run_dir else new_run_dir(config.architecture)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_dir / "config.json", config.to_dict())
