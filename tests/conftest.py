@@ -115,3 +115,25 @@ def pcam_h5_dir(tmp_path, small_rows, small_patches) -> Path:
     write_pcam_split(root, "train", small_patches[:30], labels[:30], slides[:30])
     write_pcam_split(root, "valid", small_patches[30:], labels[30:], slides[30:])
     return root
+
+
+def _fit_tiny_model(data_dir: Path, out_path: Path, *, epochs: int = 3) -> Path:
+    """The tiny CNN fitted for a few steps on every patch of `data_dir`, saved to `out_path`."""
+    import keras
+
+    from core.datasets import open_dataset
+    from core.models import build_model, save_model
+
+    dataset = open_dataset(data_dir)
+    x = dataset.read_batch(range(len(dataset)))
+    model = build_model("tiny", seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="binary_crossentropy")
+    model.fit(x, dataset.labels.astype("float32"), epochs=epochs, batch_size=16, verbose=0)
+    return save_model(model, out_path)
+
+
+@pytest.fixture(scope="session")
+def fit_tiny_model():
+    """fit_tiny_model(data_dir, out_path) -> out_path: one definition of the tiny real model that the
+    prediction and CLI tests score with (real patches, a real Keras model trained for seconds)."""
+    return _fit_tiny_model

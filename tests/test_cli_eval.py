@@ -62,19 +62,10 @@ def unlabelled_dir(kaggle_dir, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def run_dir(kaggle_dir, tmp_path_factory) -> Path:
+def run_dir(kaggle_dir, tmp_path_factory, fit_tiny_model) -> Path:
     """A run directory holding the tiny CNN fitted for a few steps, as the trainer leaves it."""
-    import keras
-
-    from core.models import build_model, save_model
-
-    dataset = open_dataset(kaggle_dir)
-    x = dataset.read_batch(range(len(dataset)))
-    model = build_model("tiny", seed=0)
-    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="binary_crossentropy")
-    model.fit(x, dataset.labels.astype("float32"), epochs=3, batch_size=16, verbose=0)
     folder = tmp_path_factory.mktemp("run")
-    save_model(model, folder / "model.keras")
+    fit_tiny_model(kaggle_dir, folder / "model.keras")
     return folder
 
 

@@ -82,18 +82,9 @@ def pcam_dir(sample_rows, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def model_path(kaggle_dir, tmp_path_factory) -> Path:
+def model_path(kaggle_dir, tmp_path_factory, fit_tiny_model) -> Path:
     """The tiny CNN, fitted for a few steps on the 40 patches and saved as a .keras file."""
-    import keras
-
-    from core.models import build_model, save_model
-
-    dataset = open_dataset(kaggle_dir)
-    x = dataset.read_batch(range(len(dataset)))
-    model = build_model("tiny", seed=0)
-    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="binary_crossentropy")
-    model.fit(x, dataset.labels.astype("float32"), epochs=3, batch_size=16, verbose=0)
-    return save_model(model, tmp_path_factory.mktemp("model") / "model.keras")
+    return fit_tiny_model(kaggle_dir, tmp_path_factory.mktemp("model") / "model.keras")
 
 
 @pytest.fixture(scope="module")
