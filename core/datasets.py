@@ -327,11 +327,12 @@ def _refuse_if_empty(dataset: Dataset) -> None:
         )
 
 
-def open_checked(path: str | Path, max_decode: int = DECODE_AT_OPEN_MAX) -> Dataset:
+def open_checked(path: str | Path, max_decode: int | None = None) -> Dataset:
     """`open_dataset`, then decode every patch (`scan`, one process) when there are at most
-    `max_decode` of them, so the problems of a small dataset are all known once it is open."""
+    `max_decode` (default DECODE_AT_OPEN_MAX) of them, so the problems of a small dataset are all
+    known once it is open."""
     dataset = open_dataset(path)
-    if len(dataset) <= max_decode:
+    if len(dataset) <= (DECODE_AT_OPEN_MAX if max_decode is None else max_decode):
         dataset.scan(workers=1)
         _refuse_if_empty(dataset)
     return dataset
@@ -558,7 +559,7 @@ def _open_kaggle(folder: Path, csv_path: Path) -> Dataset:
             continue
         name, size = files[item]
         if size == 0:
-            problems.append(Problem(item, f"empty file ({name}, 0 bytes)"))
+            problems.append(Problem(item, "empty file (0 bytes)"))
             continue
         keep_ids.append(item)
         keep_labels.append(label)
