@@ -14,20 +14,20 @@ it off for a server.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import threading
 import time
 
 from streamlit import config
+from streamlit.logger import get_logger
 
 WARMUP_ENV = "PATCHLENS_WARMUP"
 _lock = threading.Lock()
 _thread: threading.Thread | None = None
 report: dict = {}  # what the warm-up did: tensorflow_before, model, seconds, error
 
-log = logging.getLogger("patchlens.warmup")
+log = get_logger("patchlens.warmup")
 
 
 def warmup_wanted() -> bool:
@@ -58,6 +58,7 @@ def warmup_thread() -> threading.Thread | None:
 def _warm(model_path: str) -> None:
     report["tensorflow_before"] = "tensorflow" in sys.modules
     start = time.perf_counter()
+    log.info("warm-up: started for %s", model_path)
     try:
         import numpy as np
 
@@ -73,7 +74,9 @@ def _warm(model_path: str) -> None:
         compiled_predict(model)(blank.astype(np.float32))
         explainer.explain(blank, "gradcam", "tumour")
         report["model"] = resolved
+        log.info("warm-up: TensorFlow, %s, predict and Grad-CAM ready", resolved)
     except Exception as error:  # a warm-up failure must never reach a page; the page reports it
         report["error"] = f"{type(error).__name__}: {error}"
         log.warning("warm-up of %s failed: %s", model_path, report["error"])
     report["seconds"] = time.perf_counter() - start
+    log.info("warm-up: %.1f s", report["seconds"])
