@@ -166,3 +166,13 @@ def test_the_url_follows_the_sidebar_on_every_page(env):
         assert not at.exception
         assert at.query_params.get("dataset") == str(env["data"]), page
         assert at.query_params.get("model") == env["model"], page
+
+
+def test_a_crafted_url_never_raises(env):
+    at = app_test()
+    at.query_params["dataset"] = str(env["data"]) + "\x00"
+    at.query_params["model"] = "../../etc/passwd\x00.keras"
+    at.run()
+    assert not at.exception
+    assert len(at.warning) == 2
+    assert at.session_state[DATASET_KEY] == str(SAMPLE_DATASET)
