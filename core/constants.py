@@ -5,7 +5,6 @@ CHANNELS = 3
 PATCH_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, CHANNELS)
 
 # The label refers only to the centre 32x32 px: 1 = at least one tumour pixel there.
-CENTRE_SIZE = 32
 CENTRE_BOX = (32, 32, 64, 64)  # (left, top, right, bottom) in pixel coordinates
 
 LABEL_NAMES = {0: "normal", 1: "tumour"}

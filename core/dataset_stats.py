@@ -85,3 +85,17 @@ def channel_histograms(patch: np.ndarray, bins: int = 32) -> pd.DataFrame:
         counts, _ = np.histogram(patch[..., c], bins=edges)
         frames.append(pd.DataFrame({"channel": channel, "value": edges[:-1], "count": counts}))
     return pd.concat(frames, ignore_index=True)
+
+
+def short_name(name: str, limit: int = 20) -> str:
+    """`name` cut in the middle with an ellipsis to at most `limit` characters, keeping its
+    extension whole (e.g. 'f38a6374c348f90b…d9c.tif'), so a caption never breaks inside one."""
+    if len(name) <= limit:
+        return name
+    stem, dot, extension = name.rpartition(".")
+    if not dot or not stem or len(extension) > 5:
+        stem, extension = name, ""
+    tail = f".{extension}" if extension else ""
+    room = max(limit - len(tail) - 1, 2)
+    head = (room + 1) // 2
+    return f"{stem[:head]}…{stem[len(stem) - (room - head) :]}{tail}"

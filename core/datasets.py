@@ -3,7 +3,8 @@
 `open_dataset(path)` detects the layout and returns a `Dataset`: ids, labels (or None), the
 problems found, and ways to read one patch or a batch. Opening stays cheap on the full Kaggle set
 (220,025 files): the folder is listed once and the CSV read, but no image is decoded. Decoding every
-file is the explicit `dataset.scan()`.
+file is the explicit `dataset.scan()`; `open_checked(path)` opens and, for a dataset of at most
+DECODE_AT_OPEN_MAX patches, scans at once, so its problem count is complete from the start.
 
 Layouts
 -------
@@ -42,13 +43,16 @@ from core.constants import IMAGE_EXTENSIONS, IMAGE_SIZE, PATCH_SHAPE
 from core.errors import DatasetError, PatchError
 from core.images import decode_patch
 
-LAYOUTS = ("kaggle", "pcam-hdf5", "class-folders", "unlabelled", "cache")
 PREFERRED_CSV = "train_labels.csv"
 CLASS_FOLDERS = {"0": 0, "1": 1, "normal": 0, "tumour": 1, "tumor": 1}
 PCAM_FILE = re.compile(r"^camelyonpatch_level_2_split_(?P<split>\w+?)_(?P<kind>x|y|meta)\.(?:h5|csv)$")
 SCAN_CHUNK = 256
 # Below this many patches, starting worker processes (~0.5 s with spawn) costs more than it saves.
 MIN_PARALLEL_PATCHES = 4096
+# open_checked decodes every patch of a dataset this small at once, so the dashboard shows the true
+# problem count from the first look. Measured on one busy core: 1,000 Kaggle TIFFs in 0.17 s (fast
+# path), 1,000 PNGs in 1.2 s (Pillow); 2,000 patches therefore cost at most ~0.3 s (TIFF) to ~2 s (PNG).
+DECODE_AT_OPEN_MAX = 2000
 
 Progress = Callable[[int, int], None]
 
@@ -86,6 +90,7 @@ class Dataset:
         self.groups = groups
         self.fingerprint = fingerprint  # what identifies this exact content (for cache names)
         self.scanned = False
+        self._found_unreadable: set[str] = set()  # ids already listed by record_unreadable or scan
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -126,7 +131,8 @@ class Dataset:
         """Decode every patch; drop the unreadable ones and add them to `problems`.
 
         Runs in `workers` processes when the dataset is large enough to repay starting them.
-        Returns the problems found by this scan.
+        Returns the problems this scan adds (a patch already listed by `record_unreadable` is
+        dropped but not listed twice).
         """
         total = len(self)
         bad: dict[int, str] = {}
@@ -139,11 +145,26 @@ class Dataset:
             done += len(indices)
             if progress:
                 progress(done, total)
-        found = [Problem(self.ids[i], bad[i]) for i in sorted(bad)]
+        found = self._new_problems(bad)
         self._keep(np.array([i not in bad for i in range(total)], dtype=bool))
-        self.problems.extend(found)
         self.scanned = True
         return found
+
+    def record_unreadable(self, bad: dict[int, str]) -> list[Problem]:
+        """List patches found unreadable while reading (e.g. one grid page) in `problems`, once each.
+
+        They stay in the dataset (positions must not shift under a page being drawn) until `scan`
+        drops them. Returns the problems added.
+        """
+        return self._new_problems(bad)
+
+    def _new_problems(self, bad: dict[int, str]) -> list[Problem]:
+        added = [
+            Problem(self.ids[i], bad[i]) for i in sorted(bad) if self.ids[i] not in self._found_unreadable
+        ]
+        self._found_unreadable.update(p.item for p in added)
+        self.problems.extend(added)
+        return added
 
     def read_tolerant(self, indices: Sequence[int]) -> tuple[np.ndarray, list[int], dict[int, str]]:
         """Read what can be read: (patches, the indices they belong to, {index: problem})."""
@@ -294,9 +315,26 @@ def open_dataset(path: str | Path) -> Dataset:
         dataset = _open_file(path)
     else:
         dataset = _open_folder(path)
+    _refuse_if_empty(dataset)
+    return dataset
+
+
+def _refuse_if_empty(dataset: Dataset) -> None:
     if len(dataset) == 0:
         reasons = "; ".join(f"{p.item}: {p.problem}" for p in dataset.problems[:3])
-        raise DatasetError(f"no readable patches in {path}" + (f" ({reasons})" if reasons else "") + ".")
+        raise DatasetError(
+            f"no readable patches in {dataset.path}" + (f" ({reasons})" if reasons else "") + "."
+        )
+
+
+def open_checked(path: str | Path, max_decode: int | None = None) -> Dataset:
+    """`open_dataset`, then decode every patch (`scan`, one process) when there are at most
+    `max_decode` (default DECODE_AT_OPEN_MAX) of them, so the problems of a small dataset are all
+    known once it is open."""
+    dataset = open_dataset(path)
+    if len(dataset) <= (DECODE_AT_OPEN_MAX if max_decode is None else max_decode):
+        dataset.scan(workers=1)
+        _refuse_if_empty(dataset)
     return dataset
 
 
@@ -521,7 +559,7 @@ def _open_kaggle(folder: Path, csv_path: Path) -> Dataset:
             continue
         name, size = files[item]
         if size == 0:
-            problems.append(Problem(item, f"empty file ({name}, 0 bytes)"))
+            problems.append(Problem(item, "empty file (0 bytes)"))
             continue
         keep_ids.append(item)
         keep_labels.append(label)
@@ -783,11 +821,11 @@ def map_chunks(
 
 
 def _without_item(message: str, item: str) -> str:
-    """'id (file.tif): reason' -> 'file.tif: reason' keeps problem rows short (the id is the item)."""
+    """'id (file.tif): reason' -> 'reason': a problem row's item already names the patch, so its
+    problem stays short and never repeats the file name."""
     prefix = f"{item} ("
     if message.startswith(prefix) and "): " in message:
-        inner, rest = message[len(prefix) :].split("): ", 1)
-        return f"{rest} ({inner})"
+        return message[len(prefix) :].split("): ", 1)[1]
     return message
 
 

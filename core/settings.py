@@ -59,6 +59,8 @@ def check_allowed(path: str | Path, extra_roots: list[str | Path] | None = None)
     text = str(path).strip()
     if not text:
         raise PathNotAllowedError("Enter the path of a dataset folder or file.")
+    if "\x00" in text:  # e.g. from a crafted link: os.path would raise ValueError
+        raise PathNotAllowedError("A path cannot contain a NUL character.")
     candidate = Path(text).expanduser()
     real = Path(os.path.realpath(candidate))
     roots = data_roots(extra_roots)

@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from core.datasets import map_chunks, open_dataset, parse_labels_csv
+from core.dataset_stats import short_name
+from core.datasets import map_chunks, open_checked, open_dataset, parse_labels_csv
 from core.errors import DatasetError, PatchError
 from core.images import decode_patch
 
@@ -121,6 +122,48 @@ def test_opening_does_not_decode_and_scan_removes_broken_files(small_kaggle, sma
     assert dataset.ids[0] == grey16_id  # 16-bit greyscale is readable, kept
     assert dataset.labels.tolist() == [label for _, label in small_rows[3:]]
     assert dataset.describe()["n_patches"] == len(small_rows) - 3
+
+
+def test_small_datasets_are_decoded_at_open_and_problems_never_repeat_the_file_name(small_kaggle, small_rows):
+    text_id, cut_id = small_rows[0][0], small_rows[1][0]
+    (small_kaggle / "train" / f"{text_id}.tif").write_text("not an image")
+    data = (small_kaggle / "train" / f"{cut_id}.tif").read_bytes()
+    (small_kaggle / "train" / f"{cut_id}.tif").write_bytes(data[: len(data) // 2])
+
+    listed = open_checked(small_kaggle, max_decode=len(small_rows) - 1)  # one too many: listed only
+    assert not listed.scanned and listed.problems == []
+    dataset = open_checked(small_kaggle)
+    assert dataset.scanned and set(problems_of(dataset)) == {text_id, cut_id}
+    assert len(dataset) == len(small_rows) - 2
+    assert not any(".tif" in problem or text_id in problem for problem in problems_of(dataset).values())
+
+
+def test_unreadable_patches_found_by_a_read_are_listed_once(small_kaggle, small_rows):
+    text_id = small_rows[2][0]
+    (small_kaggle / "train" / f"{text_id}.tif").write_text("not an image")
+    dataset = open_dataset(small_kaggle)
+    _, kept, bad = dataset.read_tolerant([0, 1, 2, 3])
+    assert kept == [0, 1, 3] and list(bad) == [2]
+    assert [p.item for p in dataset.record_unreadable(bad)] == [text_id]
+    assert dataset.record_unreadable(bad) == []  # the same page drawn again adds nothing
+    assert len(dataset) == len(small_rows)  # positions stay until a scan
+    assert dataset.scan(workers=1) == []  # found again by the scan: dropped, not listed twice
+    assert [p.item for p in dataset.problems] == [text_id] and text_id not in dataset.ids
+
+
+def test_every_patch_broken_is_refused_at_open(tmp_path):
+    (tmp_path / "a.tif").write_text("text")
+    (tmp_path / "b.png").write_bytes(b"\x89PNG broken")
+    with pytest.raises(DatasetError, match="no readable patches"):
+        open_checked(tmp_path)
+
+
+def test_short_names_are_cut_in_the_middle_keeping_the_extension():
+    name = "f38a6374c348f90b587e046aac6079959adf3835.tif"
+    short = short_name(name, 20)
+    assert len(short) == 20 and short.endswith(".tif") and short.startswith("f38a") and "…" in short
+    assert short_name("short.tif", 20) == "short.tif"
+    assert len(short_name("x" * 40, 14)) == 14
 
 
 def test_two_thousand_garbage_files_open_instantly_and_fail_only_in_scan(tmp_path):

@@ -8,11 +8,15 @@ import sys
 import textwrap
 
 import pytest
+from page_helpers import copy_kaggle_subset
 from streamlit.testing.v1 import AppTest
 
+import core.datasets
 from core.settings import PROJECT_DIR, SAMPLE_DATASET
 
 APP = str(PROJECT_DIR / "streamlit_app.py")
+TAB_KEY = "dataset_tab"  # the Dataset page's st.tabs key (a page script cannot be imported)
+CAPTION_CHARS = 16  # app_pages/dataset.py: the longest id a grid caption shows
 
 
 @pytest.fixture()
@@ -55,6 +59,18 @@ def test_home_and_dataset_pages_never_import_tensorflow(tmp_path):
     assert "TF_ABSENT" in result.stdout
 
 
+def open_tab(at, tab: str):
+    """Select a tab of the Dataset page (its keyed st.tabs state) and run."""
+    at.session_state[TAB_KEY] = tab
+    return at.run()
+
+
+def sidebar_open(at, path) -> None:
+    at.text_input(key="open_path").set_value(str(path))
+    next(b for b in at.button if b.label == "Open").click().run()
+    assert not at.exception, at.exception
+
+
 def test_dataset_page_cards_grid_colour_and_problems(app):
     app.switch_page("app_pages/dataset.py")
     app.run()
@@ -62,14 +78,93 @@ def test_dataset_page_cards_grid_colour_and_problems(app):
     cards = metric_values(app)
     assert cards["Layout"] == "kaggle" and cards["Patches"] == "1,000"
     assert cards["Tumour (1)"] == "440" and cards["Normal (0)"] == "560" and cards["Problems"] == "0"
+
+    open_tab(app, "Patches")
     images = app.get("image")
     assert len(images) == 25  # a grid page of 24 and the detail view
-    assert any("tumour" in str(df.value) for df in app.dataframe)  # colour statistics per class
-
-    app.radio(key="grid_filter").set_value("tumour (1)").run()
+    app.radio[0].set_value("tumour (1)").run()
     assert not app.exception
     captions = [c for image in app.get("image") for c in image.captions if c]
     assert len(captions) == 24 and all(c.endswith("tumour") for c in captions)
+    assert all("…" in c and len(c.split(" · ")[0]) <= CAPTION_CHARS for c in captions)  # cut mid-id
+
+    open_tab(app, "Colour")
+    assert any("tumour" in str(df.value) for df in app.dataframe)  # colour statistics per class
+
+
+@pytest.fixture()
+def broken_folder(tmp_path, monkeypatch):
+    """A Kaggle folder of 10 real patches plus three broken files listed in its CSV: a truncated
+    TIFF, a text file named .tif and an empty file. Its root is a data root."""
+    root = tmp_path / "roots"
+    folder = copy_kaggle_subset(root / "broken", 5)
+    real = next((folder / "train").iterdir()).read_bytes()
+    (folder / "train" / "truncated.tif").write_bytes(real[: len(real) // 3])
+    (folder / "train" / "text.tif").write_text("this is not an image")
+    (folder / "train" / "empty.tif").write_bytes(b"")
+    with open(folder / "train_labels.csv", "a") as handle:
+        handle.write("truncated,1\ntext,0\nempty,0\n")
+    monkeypatch.setenv("PATCHLENS_DATA_ROOTS", str(root))
+    return folder
+
+
+BROKEN = {"truncated", "text", "empty"}
+
+
+def test_broken_files_of_a_small_folder_are_counted_at_open(app, broken_folder):
+    sidebar_open(app, broken_folder)
+    app.switch_page("app_pages/dataset.py")
+    app.run()
+    cards = metric_values(app)
+    assert cards["Patches"] == "10" and cards["Problems"] == "3"  # decoded at open: all three known
+    open_tab(app, "Problems")
+    table = app.dataframe[0].value
+    assert set(table["item"]) == BROKEN
+    assert not any(".tif" in problem for problem in table["problem"])  # never repeats the file name
+    open_tab(app, "Patches")
+    assert metric_values(app)["Problems"] == "3" and not app.warning  # the grid holds no broken patch
+    assert len(app.get("image")) == 11
+
+
+def test_a_large_folder_counts_what_the_grid_found_and_check_keeps_the_tab(app, broken_folder, monkeypatch):
+    monkeypatch.setattr(core.datasets, "DECODE_AT_OPEN_MAX", 0)  # as if too large to decode at open
+    sidebar_open(app, broken_folder)
+    app.switch_page("app_pages/dataset.py")
+    app.run()
+    cards = metric_values(app)
+    assert cards["Patches"] == "12" and cards["Problems"] == "1"  # listed: only the empty file is known
+    open_tab(app, "Patches")
+    assert len(app.warning) == 2  # the two unreadable files on the grid page…
+    assert metric_values(app)["Problems"] == "3"  # …are counted by the header of this same run
+    open_tab(app, "Problems")
+    assert set(app.dataframe[0].value["item"]) == BROKEN
+    next(b for b in app.button if b.label == "Check every file").click().run()
+    assert not app.exception
+    assert app.session_state[TAB_KEY] == "Problems"  # the user stays on the tab
+    assert any("0 more unreadable" in s.value for s in app.success)  # nothing listed twice
+    assert metric_values(app)["Patches"] == "10" and metric_values(app)["Problems"] == "3"
+    assert sorted(app.dataframe[0].value["item"]) == sorted(BROKEN)
+
+
+def test_grid_page_and_chosen_patch_do_not_carry_over_to_another_dataset(app, tmp_path, monkeypatch):
+    other = copy_kaggle_subset(tmp_path / "roots" / "other", 40)  # 80 patches: 4 pages
+    monkeypatch.setenv("PATCHLENS_DATA_ROOTS", str(tmp_path / "roots"))
+    app.switch_page("app_pages/dataset.py")
+    app.run()
+    open_tab(app, "Patches")
+    app.number_input[0].set_value(3).run()
+    detail_box(app).set_value(50).run()  # a patch of page 3 of the bundled sample
+    sample_id = detail_box(app).format_func(50)
+    sidebar_open(app, other)
+    assert app.number_input[0].value == 1
+    detail = detail_box(app)
+    assert detail.value == 0  # the first patch of the new dataset's first page
+    shown = " ".join(m.value for m in app.markdown)
+    assert f"`{sample_id}`" not in shown and f"**id** `{detail.format_func(0)}`" in shown
+
+
+def detail_box(at):
+    return next(s for s in at.selectbox if s.label == "Patch")
 
 
 def test_switching_to_another_layout_and_refusing_a_path_outside_the_roots(app, tmp_path, monkeypatch):
@@ -86,21 +181,14 @@ def test_switching_to_another_layout_and_refusing_a_path_outside_the_roots(app, 
     (classes / "1" / "broken.tif").write_text("not an image")
     monkeypatch.setenv("PATCHLENS_DATA_ROOTS", str(root))
 
-    open_button = next(b for b in app.button if b.label == "Open")
-    app.text_input(key="open_path").set_value(str(tmp_path / "elsewhere"))
-    open_button.click().run()
-    assert not app.exception
+    sidebar_open(app, tmp_path / "elsewhere")
     assert any("outside the data roots" in e.value for e in app.error)
 
-    app.text_input(key="open_path").set_value(str(classes))
-    next(b for b in app.button if b.label == "Open").click().run()
-    assert not app.exception
+    sidebar_open(app, classes)
     app.switch_page("app_pages/dataset.py")
     app.run()
     cards = metric_values(app)
     assert cards["Layout"] == "class-folders"
-    assert cards["Patches"] == "13"  # listed, not yet decoded
-    next(b for b in app.button if b.label == "Check every file").click().run()
-    assert not app.exception
-    assert metric_values(app)["Patches"] == "12" and metric_values(app)["Problems"] == "1"
+    assert cards["Patches"] == "12" and cards["Problems"] == "1"  # small: decoded at open
+    open_tab(app, "Problems")
     assert any("broken" in str(df.value) for df in app.dataframe)

@@ -57,3 +57,8 @@ def test_extra_roots_from_the_settings_extend_the_list(roots, tmp_path):
     with pytest.raises(PathNotAllowedError):
         check_allowed(extra)
     assert check_allowed(extra, extra_roots=[str(extra)]) == extra.resolve()
+
+
+def test_a_nul_character_is_refused_with_a_message(roots):
+    with pytest.raises(PathNotAllowedError, match="NUL"):
+        check_allowed(str(DATA_DIR / "sample") + "\x00/etc")

@@ -1,0 +1,178 @@
+"""The sidebar names what the page acts on in the same run, and the URL carries the active dataset
+and model across reloads and shared links (AppTest of the real app; no TensorFlow needed).
+
+The second model is a real run directory of the workspace holding a copy of the bundled baseline,
+so these tests never load TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from page_helpers import app_test, copy_kaggle_subset
+
+from app_pages.shared import DATASET_KEY, MODEL_KEY
+from core.settings import BASELINE_MODEL, SAMPLE_DATASET
+
+RUN_NAME = "second-model"
+
+
+@pytest.fixture()
+def env(tmp_path, monkeypatch):
+    """A workspace with one finished run, and a data root holding a 12-patch Kaggle folder."""
+    home = tmp_path / "home"
+    run = home / "runs" / RUN_NAME
+    run.mkdir(parents=True)
+    shutil.copy(BASELINE_MODEL, run / "model.keras")
+    (run / "config.json").write_text(json.dumps({"architecture": "patchnet", "data": [], "epochs": 1}))
+    (run / "status.json").write_text(json.dumps({"state": "finished"}))
+    roots = tmp_path / "roots"
+    data = copy_kaggle_subset(roots / "kaggle-small", 6)
+    monkeypatch.setenv("PATCHLENS_HOME", str(home))
+    monkeypatch.setenv("PATCHLENS_DATA_ROOTS", str(roots))
+    return {"data": data, "model": str(run / "model.keras"), "roots": roots}
+
+
+def metric_values(at) -> dict:
+    return {m.label: m.value for m in at.metric}
+
+
+def sidebar_captions(at) -> list[str]:
+    return [c.value for c in at.sidebar.caption]
+
+
+def picker_of(at):
+    """The sidebar's model picker (the only selectbox in the sidebar)."""
+    return at.sidebar.selectbox[0]
+
+
+def click(at, label: str):
+    return next(b for b in at.button if b.label == label).click().run()
+
+
+def test_open_names_the_new_dataset_in_the_sidebar_in_the_same_run(env):
+    at = app_test()
+    at.run()
+    assert sidebar_captions(at)[0] == "bundled sample"
+    at.text_input(key="open_path").set_value(str(env["data"]))
+    click(at, "Open")
+    assert not at.exception
+    assert sidebar_captions(at)[0] == "kaggle-small"  # the sidebar, drawn first, already knows
+    assert metric_values(at)["Active dataset"] == "kaggle-small"  # and the page acts on it
+    assert any("Opened" in s.value for s in at.sidebar.success)
+
+
+def test_a_refused_path_is_explained_in_the_sidebar_and_changes_nothing(env, tmp_path):
+    at = app_test()
+    at.run()
+    at.text_input(key="open_path").set_value(str(tmp_path / "elsewhere"))
+    click(at, "Open")
+    assert not at.exception
+    assert any("outside the data roots" in e.value for e in at.sidebar.error)
+    assert sidebar_captions(at)[0] == "bundled sample"
+
+
+def test_a_model_made_active_by_a_callback_shows_in_the_picker_in_the_same_run(env):
+    at = app_test()
+    at.run()
+    picker = picker_of(at)
+    assert picker.value == str(BASELINE_MODEL)
+    picker.set_value(str(BASELINE_MODEL)).run()  # the user has touched the picker: it holds a value
+    # What the Train page's "Make … the active model" on_click callback does before the script runs:
+    at.session_state[MODEL_KEY] = env["model"]
+    at.run()
+    assert not at.exception
+    assert picker_of(at).value == env["model"]
+    assert metric_values(at)["Active model"] == RUN_NAME
+
+
+def test_picking_a_model_in_the_sidebar_is_what_the_page_uses(env):
+    at = app_test()
+    at.run()
+    picker_of(at).set_value(env["model"]).run()
+    assert not at.exception
+    assert at.session_state[MODEL_KEY] == env["model"]
+    assert metric_values(at)["Active model"] == RUN_NAME
+
+
+def test_adding_a_root_lists_it_in_the_same_run_and_lets_its_datasets_open(env, tmp_path):
+    extra = tmp_path / "extra"
+    copy_kaggle_subset(extra / "more", 3)
+    at = app_test()
+    at.run()
+    at.text_input(key="new_root").set_value(str(extra))
+    click(at, "Add root")
+    assert not at.exception
+    assert any(str(extra) in c.value for c in at.sidebar.code)
+    at.text_input(key="open_path").set_value(str(extra / "more"))
+    click(at, "Open")
+    assert sidebar_captions(at)[0] == "more"
+
+
+def test_the_url_restores_the_dataset_and_model_of_a_new_session(env):
+    at = app_test()
+    at.query_params["dataset"] = str(env["data"])
+    at.query_params["model"] = env["model"]
+    at.run()
+    assert not at.exception and not at.warning
+    assert metric_values(at)["Active dataset"] == "kaggle-small"
+    assert metric_values(at)["Active model"] == RUN_NAME
+    assert picker_of(at).value == env["model"]
+
+
+def test_a_bad_url_falls_back_to_the_defaults_with_a_message(env, tmp_path):
+    outside = copy_kaggle_subset(tmp_path / "outside", 2)
+    at = app_test()
+    at.query_params["dataset"] = str(outside)
+    at.query_params["model"] = "/etc/hostname"
+    at.run()
+    assert not at.exception
+    warnings = " ".join(w.value for w in at.warning)
+    assert "dataset in the link cannot be opened" in warnings and "outside the data roots" in warnings
+    assert "model in the link cannot be used" in warnings
+    assert at.session_state[DATASET_KEY] == str(SAMPLE_DATASET)
+    assert at.session_state[MODEL_KEY] == str(BASELINE_MODEL)
+    assert "dataset" not in at.query_params and "model" not in at.query_params  # the URL is corrected
+    at.run()
+    assert not at.warning  # said once
+
+
+def test_a_model_outside_the_workspace_is_refused_even_if_it_loads(env, tmp_path):
+    stray = tmp_path / "stray.keras"
+    shutil.copy(BASELINE_MODEL, stray)
+    at = app_test()
+    at.query_params["model"] = str(stray)
+    at.run()
+    assert not at.exception
+    assert any("neither the bundled baseline nor a run" in w.value for w in at.warning)
+    assert at.session_state[MODEL_KEY] == str(BASELINE_MODEL)
+
+
+def test_the_url_follows_the_sidebar_on_every_page(env):
+    at = app_test()
+    at.run()
+    assert "dataset" not in at.query_params and "model" not in at.query_params  # defaults stay out
+    at.text_input(key="open_path").set_value(str(env["data"]))
+    click(at, "Open")
+    picker_of(at).set_value(env["model"]).run()
+    assert at.query_params["dataset"] == str(env["data"])
+    assert at.query_params["model"] == env["model"]
+    for page in ("dataset", "train", "home"):
+        at.query_params.clear()  # what a page switch in the browser may do
+        at.switch_page(f"app_pages/{page}.py")
+        at.run()
+        assert not at.exception
+        assert at.query_params.get("dataset") == str(env["data"]), page
+        assert at.query_params.get("model") == env["model"], page
+
+
+def test_a_crafted_url_never_raises(env):
+    at = app_test()
+    at.query_params["dataset"] = str(env["data"]) + "\x00"
+    at.query_params["model"] = "../../etc/passwd\x00.keras"
+    at.run()
+    assert not at.exception
+    assert len(at.warning) == 2
+    assert at.session_state[DATASET_KEY] == str(SAMPLE_DATASET)
