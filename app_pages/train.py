@@ -439,7 +439,7 @@ def runs_section() -> None:
     # Runs deleted elsewhere leave the selection silently; new runs never shift it (it holds names).
     st.session_state[SELECTED_KEY] = [n for n in st.session_state.get(SELECTED_KEY, []) if n in runs]
     names = st.multiselect(
-        "Runs",
+        "Choose runs",
         list(runs),
         key=SELECTED_KEY,
         placeholder="Choose runs to compare; the last one chosen is the one the buttons act on",

@@ -142,16 +142,6 @@ def test_make_active_shows_in_the_sidebar_on_the_same_rerun(workspace, trained_r
     assert at.sidebar.selectbox[0].value == model
 
 
-def test_stopped_and_finished_runs_read_their_own_state(workspace, trained_run):
-    add_run(workspace, trained_run, OLD, "stopped", note="stopped by the user")
-    add_run(workspace, trained_run, NEW)
-    at = open_page(workspace, "train")
-    table = at.dataframe[-1].value.set_index("run")
-    assert table.loc[OLD, "status"] == "stopped" and table.loc[NEW, "status"] == "finished"
-    assert list(table["epochs"]) == ["1/1", "1/1"]
-    assert table["best val AUC"].notna().all()
-
-
 def test_a_queued_job_says_it_is_starting_instead_of_a_zero_progress(workspace, trained_run):
     run = add_run(workspace, trained_run, NEW)
     (run / "metrics.jsonl").unlink()
