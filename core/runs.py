@@ -1,9 +1,11 @@
 """The run registry on disk: one directory per training job, read by the pages and the CLI.
 
-A run directory holds `config.json`, `status.json` (state, error, pid, heartbeat), `metrics.jsonl`
-(one JSON object a line, appended and flushed), `best.keras` (best validation AUC), `model.keras`
-(final), `val_predictions.csv` (id,label,prob) and `train.log` (the job's own output).
-Every file except the append-only metrics is written atomically (temp file + rename).
+A run directory holds `config.json`, `status.json` (state, error, pid, heartbeat, optional
+`warning`), `metrics.jsonl` (one JSON object a line, appended and flushed), `best.keras` (best
+validation AUC), `model.keras` (final), `val_predictions.csv` (id,label,prob) and `train.log` (the
+job's own output). Every file except the append-only metrics is written atomically (temp file + rename).
+This module also owns what a run offers: the model to use, the checkpoint to resume from, and the
+progress of a running job in words.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from core.settings import runs_dir, workspace_dir
 
 STATES = ("queued", "running", "finished", "failed", "stopped")
 ACTIVE_STATES = ("queued", "running")
+RESUMABLE_STATES = ("failed", "stopped")
+FINAL_MODEL_FILE = "model.keras"
+CHECKPOINT_FILE = "best.keras"  # the best validation AUC so far, written after each better epoch
 HEARTBEAT_SECONDS = 5.0
 STALE_AFTER_SECONDS = 45.0  # no heartbeat for this long = the process is gone
 QUEUED_GRACE_SECONDS = 120.0  # a queued job may take this long to import TensorFlow and start
@@ -30,8 +35,8 @@ RUN_FILES = (
     "config.json",
     "status.json",
     "metrics.jsonl",
-    "best.keras",
-    "model.keras",
+    CHECKPOINT_FILE,
+    FINAL_MODEL_FILE,
     "val_predictions.csv",
 )
 LOCK_NAME = "train.lock"
@@ -206,12 +211,21 @@ def active_run() -> Path | None:
 # ---------------------------------------------------------------- the registry
 
 
-def run_model_path(run_dir: str | Path) -> Path | None:
-    """The run's final model, else its best checkpoint, else None."""
-    for name in ("model.keras", "best.keras"):
+def _first_file(run_dir: str | Path, names: tuple[str, ...]) -> Path | None:
+    for name in names:
         if (Path(run_dir) / name).is_file():
             return Path(run_dir) / name
     return None
+
+
+def run_model_path(run_dir: str | Path) -> Path | None:
+    """The model a run offers for use: its final model, else its best checkpoint, else None."""
+    return _first_file(run_dir, (FINAL_MODEL_FILE, CHECKPOINT_FILE))
+
+
+def run_checkpoint_path(run_dir: str | Path) -> Path | None:
+    """The file a run resumes from: its best checkpoint, else its final model, else None."""
+    return _first_file(run_dir, (CHECKPOINT_FILE, FINAL_MODEL_FILE))
 
 
 @dataclass
@@ -225,12 +239,18 @@ class RunSummary:
     duration_s: float | None = None
     started: float | None = None
     error: str | None = None
+    warning: str | None = None  # a plain-words concern the job raised (e.g. validation at chance)
     model_path: Path | None = None
     config: dict = field(default_factory=dict)
 
     @property
     def has_model(self) -> bool:
         return self.model_path is not None
+
+    @property
+    def resumable(self) -> bool:
+        """A failed or stopped run with a checkpoint to continue from."""
+        return self.state in RESUMABLE_STATES and run_checkpoint_path(self.path) is not None
 
     # The epoch records are read only when a view asks for them: the sidebar lists every run on
     # every page and needs none of this.
@@ -282,6 +302,7 @@ def summarize_run(run_dir: str | Path) -> RunSummary:
         duration_s=status.get("duration_s"),
         started=status.get("started"),
         error=status.get("error"),
+        warning=status.get("warning"),
         model_path=run_model_path(run_dir),
         config=config,
     )
@@ -313,15 +334,32 @@ def delete_run(run_dir: str | Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-# ---------------------------------------------------------------- views for charts
+# ---------------------------------------------------------------- views for the page
+
+STARTING_TEXT = "starting TensorFlow…"
 
 
-def epoch_table(records: list[dict]):
-    """One row per epoch; columns epoch, loss, accuracy, auc, val_loss, val_accuracy, val_auc, lr."""
-    import pandas as pd
+def run_progress(status: dict) -> tuple[float, str]:
+    """How far a queued or running job is, as a fraction in [0, 1] and a line of text.
 
-    rows = [r for r in records if r.get("kind") == "epoch"]
-    return pd.DataFrame(rows).drop(columns=["kind"], errors="ignore")
+    Before the first batch has reported (queued, importing TensorFlow, preparing data, tracing the
+    model) there is no step count to show: the text says what the job is doing instead.
+    """
+    progress = status.get("progress") or {}
+    phase = status.get("phase") or ""
+    epoch, step = progress.get("epoch") or 0, progress.get("step") or 0
+    if status.get("state") == "queued" or epoch < 1 or step < 1:
+        early = phase and phase not in ("starting", "building the model", "training")
+        return 0.0, f"{phase}…" if early else STARTING_TEXT
+    epochs, steps = max(progress.get("epochs") or epoch, 1), max(progress.get("steps") or step, 1)
+    fraction = min(max((epoch - 1 + step / steps) / epochs, 0.0), 1.0)
+    text = (
+        f"epoch {epoch}/{epochs} · step {step}/{steps} · {progress.get('patches_per_s') or 0:.0f} patches/s"
+        f" · ETA {(progress.get('eta_s') or 0) / 60:.1f} min"
+    )
+    if phase and phase != "training":
+        text += f" · {phase}…"
+    return fraction, text
 
 
 def curves_long(records: list[dict], run_name: str = "") -> object:
