@@ -45,7 +45,7 @@ def method_name(method: str) -> str:
     return METHOD_NAMES[method].removesuffix(" (slow)")
 
 
-SCALE_NAMES = {"shared": "shared (faint maps stay faint)", "own": "each map to its own max"}
+SCALE_NAMES = {"shared": "shared", "own": "own max"}
 
 
 def _model_file(path: str) -> tuple[str, float]:
