@@ -17,10 +17,11 @@ How maps are scaled for display (`scale`). Every method first gives a raw map in
 (Grad-CAM: logit per unit of activation); its maximum is the map's *strength*. "shared" (the
 default) divides every map by one reference strength per method, score (tumour or normal) and
 model: the REFERENCE_PERCENTILE-th percentile of the strengths of that score's maps of real patches
-(REFERENCE_PER_CLASS tumour and as many normal patches of the bundled sample), computed once per
-Explainer, the first time it is needed. A faint map is then drawn faint. "own" stretches each map from its own minimum to its own maximum, so the
-faintest map is drawn as red as the strongest: on a near-blank patch with P = 0.004, Grad-CAM++'s
-map is ~10,000x weaker than on a tumour patch yet looked like a strong red spot.
+(REFERENCE_PER_CLASS[method] tumour and as many normal patches of the bundled sample), computed
+once per Explainer, the first time it is needed. A faint map is then drawn faint. "own" stretches
+each map from its own minimum to its own maximum, so the faintest map is drawn as red as the
+strongest: on a near-blank patch of the sample (P = 0.004) the bundled baseline's Grad-CAM++ map
+is ~200x weaker than on a confident tumour patch, yet that scale drew it as a strong red spot.
 
 Grad-CAM++ in tf-keras-vis multiplies every gradient by exp(score) (the paper's exponential score);
 its raw map is divided by that factor here, so its strength is in Grad-CAM's units instead of
@@ -57,9 +58,11 @@ BATCH_SIZE = 32  # patches explained per tf-keras-vis call, to bound memory
 
 SCALES = ("shared", "own")
 DEFAULT_SCALE = "shared"
-# The shared scale: this percentile of the map strengths of REFERENCE_PER_CLASS tumour and as many
-# normal patches of the bundled sample, tumour and normal score each, is drawn at the top colour.
-REFERENCE_PER_CLASS = 16
+# The shared scale: this percentile of the map strengths of REFERENCE_PER_CLASS[method] tumour and
+# as many normal patches of the bundled sample, per score, is drawn at the top colour. Fewer for the
+# slow methods: on the baseline, on 2 busy cores, 32 patches cost ~4 s (Grad-CAM/++), ~30 s
+# (SmoothGrad) and ~100 s (Score-CAM) per score.
+REFERENCE_PER_CLASS = {"gradcam": 16, "gradcam++": 16, "saliency": 8, "scorecam": 4}
 REFERENCE_PERCENTILE = 95
 
 COLORMAPS = ("jet", "inferno", "viridis")
@@ -219,12 +222,13 @@ class Explainer:
         return None if None in references.values() else references
 
     def _compute_reference(self, method: str, tumour: bool) -> float | None:
-        if self._reference_patches is None:
+        patches = self._reference_patches
+        if patches is None:
             try:
-                self._reference_patches = load_reference_patches()
+                patches = load_reference_patches(REFERENCE_PER_CLASS[method])
             except PatchLensError:
                 return None
-        batch, _ = _as_batch(self._reference_patches)
+        batch, _ = _as_batch(patches)
         if len(batch) == 0:
             return None
         _, strengths = self._raw_grids(method, batch, np.full(len(batch), tumour))
@@ -450,7 +454,7 @@ def _two_class_logits(model):
     return keras.Model(model.inputs, both, name=f"{model.name}_two_class")
 
 
-def load_reference_patches(per_class: int = REFERENCE_PER_CLASS) -> np.ndarray:
+def load_reference_patches(per_class: int) -> np.ndarray:
     """The first `per_class` tumour and `per_class` normal patches of the bundled sample.
 
     Raises PatchLensError when the sample or one of its patches cannot be read.
@@ -657,8 +661,8 @@ def describe_scale(explanation: Explanation, method_name: str) -> str:
     )
     return (
         f"Shared scale: each {method_name} map is divided by a reference strength ({references}: the "
-        f"{REFERENCE_PERCENTILE}th percentile of the map strengths of {2 * REFERENCE_PER_CLASS} reference "
-        "patches of the bundled sample, for this model), so the right end of the colour bar is that "
+        f"{REFERENCE_PERCENTILE}th percentile of the map strengths of reference patches of the bundled "
+        "sample, tumour and normal, for this model), so the right end of the colour bar is that "
         "reference or more, and a faint map stays faint. Strength = a map's raw maximum."
     )
 
