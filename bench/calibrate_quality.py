@@ -153,7 +153,8 @@ def main() -> None:
             ]
         )
     real_table = table(
-        ["real patches", "n", "background", "not_he", "blurred", "not_he or blurred (target ≤ 5 %)"], real_rows
+        ["real patches", "n", "background", "not_he", "blurred", "not_he or blurred (target ≤ 5 %)"],
+        real_rows,
     )
 
     # 2. non-H&E families
@@ -161,7 +162,10 @@ def main() -> None:
     targeted = [name for name in made_reports if not name.startswith("(informative)")]
     pooled = {k: np.concatenate([made_reports[f].masks[k] for f in targeted]) for k in quality.QUALITY_FLAGS}
     pooled_report = quality.QualityReport(
-        **{k: np.concatenate([made_reports[f].measurements()[k] for f in targeted]) for k in all_report.measurements()},
+        **{
+            k: np.concatenate([made_reports[f].measurements()[k] for f in targeted])
+            for k in all_report.measurements()
+        },
         masks=pooled,
     )
     rows.append(rate_row("all targeted families", pooled_report))
@@ -177,7 +181,11 @@ def main() -> None:
             values = values[~np.isnan(values)]
             if name != "real, not background" and not values.size:
                 continue
-            cells = [f"{np.percentile(values, q):.3g}" for q in QUANTILES] if values.size else ["–"] * len(QUANTILES)
+            cells = (
+                [f"{np.percentile(values, q):.3g}" for q in QUANTILES]
+                if values.size
+                else ["–"] * len(QUANTILES)
+            )
             q_rows.append([key, name, *cells])
     quantile_table = table(["measurement", "images (not background)", *[f"q{q}" for q in QUANTILES]], q_rows)
 

@@ -21,7 +21,6 @@ from core.constants import IMAGE_SIZE
 from core.stains import HED_FROM_RGB, RGB_FROM_HED
 
 
-
 @dataclass(frozen=True)
 class AugmentConfig:
     dihedral: bool = True

@@ -34,7 +34,7 @@ import numpy as np
 
 from core.constants import IMAGE_SIZE, PATCH_SHAPE
 from core.errors import PatchError
-from core.stains import EOSIN, HAEMATOXYLIN, OD_OF_LEVEL
+from core.stains import EOSIN, HAEMATOXYLIN, optical_density
 
 QUALITY_FLAGS = ("background", "not_he", "blurred")
 OK = "ok"
@@ -72,7 +72,7 @@ _EOSIN_IN_PLANE /= np.linalg.norm(_EOSIN_IN_PLANE)
 _PLANE_NORMAL = np.cross(HAEMATOXYLIN, EOSIN)
 _PLANE_NORMAL /= np.linalg.norm(_PLANE_NORMAL)
 _STAIN_FRAME = np.stack([HAEMATOXYLIN, _EOSIN_IN_PLANE, _PLANE_NORMAL], axis=1).astype(np.float32)
-_GREY = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601 luma
+PIXELS = IMAGE_SIZE * IMAGE_SIZE
 
 
 @dataclass(frozen=True)
@@ -159,7 +159,7 @@ def assess(patches: np.ndarray) -> QualityReport:
     off_stain, hue, hue_spread = _stain_measures(blocks, tissue)
     grey = _grey_levels(x)
     centred = grey - grey.mean(axis=(1, 2), keepdims=True)
-    contrast = np.sqrt(np.einsum("nij,nij->n", centred, centred, dtype=np.float64) / centred[0].size)
+    contrast = np.sqrt(np.einsum("nij,nij->n", centred, centred, dtype=np.float64) / PIXELS)
     correlation = _neighbour_correlation(centred, contrast**2)
     sharpness = _sharpness(grey, centred, tissue)
 
@@ -198,9 +198,7 @@ def _validated(patches) -> np.ndarray:
     if x.shape == PATCH_SHAPE:
         x = x[None]
     if x.ndim != 4 or x.shape[1:] != PATCH_SHAPE:
-        raise PatchError(
-            f"quality needs patches of shape (96, 96, 3) or (n, 96, 96, 3); got {x.shape}."
-        )
+        raise PatchError(f"quality needs patches of shape (96, 96, 3) or (n, 96, 96, 3); got {x.shape}.")
     if x.dtype != np.uint8:
         raise PatchError(f"quality needs uint8 pixels (0-255); got dtype {x.dtype}.")
     return x
@@ -226,10 +224,8 @@ def _is_glass(blocks: np.ndarray) -> np.ndarray:
     return colourless & (brightest >= GLASS_MIN_VALUE * 255.0 * BLOCK * BLOCK)
 
 
-# Optical density of a block sum s (mean level s / 16): -log((s / 16 + 1) / 256).
-_OD_OF_BLOCK_SUM = -np.log((np.arange(255 * BLOCK * BLOCK + 1) / (BLOCK * BLOCK) + 1.0) / 256.0).astype(
-    np.float32
-)
+# Optical density of each possible block sum s (mean level s / 16), looked up rather than computed.
+_OD_OF_BLOCK_SUM = optical_density(np.arange(255 * BLOCK * BLOCK + 1, dtype=np.float32) / (BLOCK * BLOCK))
 
 
 def _stain_measures(blocks: np.ndarray, tissue: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -253,7 +249,9 @@ def _stain_measures(blocks: np.ndarray, tissue: np.ndarray) -> tuple[np.ndarray,
     hue = np.where(stained, hue, 0.0)
     mean_hue = np.einsum("nij,nij->n", hue, weight, dtype=np.float64) / np.maximum(n_stained, 1.0)
     centred = hue - mean_hue[:, None, None].astype(np.float32)
-    spread = np.sqrt(np.einsum("nij,nij,nij->n", centred, centred, weight, dtype=np.float64) / np.maximum(n_stained, 1.0))
+    spread = np.sqrt(
+        np.einsum("nij,nij,nij->n", centred, centred, weight, dtype=np.float64) / np.maximum(n_stained, 1.0)
+    )
     spread[n_stained < MIN_STAINED_BLOCKS] = np.nan
     return off_fraction, patch_hue, spread
 
@@ -268,7 +266,7 @@ def _grey_levels(x: np.ndarray) -> np.ndarray:
 
 def _neighbour_correlation(centred: np.ndarray, variance: np.ndarray) -> np.ndarray:
     """Mean of the lag-1 horizontal and vertical autocorrelations; 1 for a flat patch."""
-    pixels = centred[0].size
+    pixels = PIXELS
     across = np.einsum("nij,nij->n", centred[:, :, 1:], centred[:, :, :-1], dtype=np.float64)
     down = np.einsum("nij,nij->n", centred[:, 1:, :], centred[:, :-1, :], dtype=np.float64)
     flat = variance <= 1e-9

@@ -101,7 +101,5 @@ def random_crops(image: np.ndarray, rng: np.random.Generator, n: int) -> np.ndar
 def shipped_non_he() -> dict[str, np.ndarray]:
     """The crops in tests/data/non_he/ by file name: photographs and a real IHC slide."""
     return {
-        path.name: np.asarray(Image.open(path).convert("RGB"))
-        for path in sorted(NON_HE_DIR.glob("*.png"))
+        path.name: np.asarray(Image.open(path).convert("RGB")) for path in sorted(NON_HE_DIR.glob("*.png"))
     }
-
