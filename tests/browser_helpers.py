@@ -341,3 +341,10 @@ def select_table_row(page, table, cell_text: str) -> None:
     cell = table.locator('td[role="gridcell"], td').filter(has_text=exact(cell_text)).first
     cell.focus()
     page.keyboard.press("Shift+Space")
+
+
+def multiselect_add(page, container, option_text: str) -> None:
+    """Add the option containing `option_text` to a Streamlit 1.67 multiselect (a react-aria combobox)."""
+    container.locator('button[aria-label="Open"]').click()
+    page.locator('[role="option"]', has_text=option_text).first.click()
+    page.keyboard.press("Escape")  # close the list; the choice is kept

@@ -45,6 +45,7 @@ from browser_helpers import (
     go_nav,
     job_pids,
     metric_value,
+    multiselect_add,
     radio_choice,
     run_status,
     select_table_row,
@@ -89,7 +90,8 @@ OPEN_PATH_BOX = "Open a dataset by path"  # the sidebar's text box
 OPEN_BUTTON = re.compile(r"^\s*Open\s*$")
 START_TRAINING = "Start training"
 FINISHED = re.compile(r"Finished in")  # the Train page's message when the job is done
-MAKE_ACTIVE = re.compile(r"Make .+ the active model")  # the Train page's button for a selected run
+RUN_PICKER = "Choose runs"  # the Train page's multiselect of runs (else: select rows of its runs table)
+MAKE_ACTIVE = re.compile(r"Make .+ the active model")  # the Train page's button for a chosen run
 SOURCE_RADIO = "Predictions"  # Evaluate/Mistakes: where the predictions come from
 ACTIVE_SOURCE = re.compile(r"active model", re.IGNORECASE)  # ... the active model on the active dataset
 RUN_THE_MODEL = re.compile(r"Run the model")  # starts the evaluation of the active model (a job soon)
@@ -103,6 +105,8 @@ QUERY_PARAMS = ("dataset", "model", "threshold")  # what a shared URL carries
 
 # ---- the journey's data ----------------------------------------------------------------------------
 ARTIFACTS = PROJECT_DIR / "test-artifacts" / "browser"
+MULTISELECT = '[data-testid="stMultiSelect"]'
+DATAFRAME = '[data-testid="stDataFrame"]'
 PER_CLASS = 100
 DATASET_NAME = "my-patches"
 DEFAULT_THRESHOLD = 0.5
@@ -325,6 +329,13 @@ def rerun(page, action) -> None:
     settle(page)
 
 
+def results_or_not(page) -> None:
+    """Wait until Evaluate shows its results or says they are not computed, and any rerun that
+    follows a new session's first run (the URL brought in step with the session) is over."""
+    wait_until(lambda: metric_value(page, "AUC") is not None or page.get_by_text(NOT_COMPUTED).count(), 60)
+    rerun(page, lambda: None)
+
+
 # --------------------------------------------------------------------------- the steps
 
 
@@ -394,10 +405,14 @@ def step_train(journey: Journey, server: Server) -> Path:
 def step_make_active(journey: Journey, run_dir: Path) -> None:
     page = journey.page
     journey.begin("2 make it the active model")
-    table = page.locator('[data-testid="stDataFrame"]').filter(has=page.locator("td", has_text=run_dir.name))
-    assert table.count(), f"the Train page lists no run {run_dir.name}"
     make_active = button(page, MAKE_ACTIVE)
-    select_table_row(page, table.last, run_dir.name)
+    picker = page.locator(MULTISELECT).filter(has_text=RUN_PICKER)
+    if picker.count():  # runs chosen by name
+        multiselect_add(page, picker.first, run_dir.name)
+    else:  # runs chosen by selecting rows of the runs table (main before issue 9)
+        table = page.locator(DATAFRAME).filter(has=page.locator("td", has_text=run_dir.name))
+        assert table.count(), f"the Train page lists no run {run_dir.name}"
+        select_table_row(page, table.last, run_dir.name)
     make_active.first.wait_for(timeout=60_000)
     settle(page)
     rerun(page, make_active.first.click)
@@ -535,8 +550,7 @@ def step_reload(journey: Journey, run_dir: Path, shown: dict) -> str:
     page.reload()
     wait_title(page, "Evaluate")
     settle(page)
-    wait_until(lambda: metric_value(page, "AUC") is not None or page.get_by_text(NOT_COMPUTED).count(), 60)
-    settle(page)
+    results_or_not(page)
     journey.no_exception()
     journey.shoot("10-reloaded")
     journey.expect(
@@ -562,7 +576,7 @@ def _query(url: str):
     return parse_qsl(urlsplit(url).query)
 
 
-def step_second_session(journey: Journey, browser, url: str, run_dir: Path, threshold: float) -> None:
+def step_second_session(journey: Journey, browser, url: str, run_dir: Path, shown: dict) -> None:
     journey.begin("7 a second session on the shared URL")
     context = browser.new_context(viewport={"width": 1440, "height": 1400})
     context.set_default_timeout(60_000)
@@ -571,6 +585,7 @@ def step_second_session(journey: Journey, browser, url: str, run_dir: Path, thre
         page.goto(url)
         wait_title(page, "Evaluate")
         settle(page)
+        results_or_not(page)
         journey.no_exception(page)
         journey.shoot("11-second-session", page)
         journey.expect(
@@ -578,7 +593,10 @@ def step_second_session(journey: Journey, browser, url: str, run_dir: Path, thre
             f"a second session on {url} does not show {DATASET_NAME} and {run_dir.name} (it says: "
             f"{' '.join(sidebar_text(page).split())[:200]!r})",
         )
-        journey.equal(slider_value(page, THRESHOLD), threshold, "second session: the threshold slider")
+        journey.equal(
+            slider_value(page, THRESHOLD), shown["threshold"], "second session: the threshold slider"
+        )
+        journey.equal(metric_value(page, "AUC"), shown["auc"], "second session: the AUC card")
     finally:
         context.close()
 
@@ -618,7 +636,7 @@ def test_a_new_users_first_hour(server, browser, tmp_path):
         step_mistakes(journey, shown)
         step_compare_with_cli(journey, shown, cli_json(evaluation))
         url = step_reload(journey, run_dir, shown)
-        step_second_session(journey, browser, url, run_dir, shown["threshold"])
+        step_second_session(journey, browser, url, run_dir, shown)
     except Exception as error:  # a step that cannot go on: say so beside what was collected
         try:
             journey.shoot(f"stopped-{re.sub(r'[^a-z0-9]+', '-', journey.step)}")
