@@ -214,3 +214,137 @@ def shoot(page, folder: Path, name: str) -> Path:
     path = folder / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+# --------------------------------------------------------------------------- reading what a user sees
+# (added for tests/test_browser_journey.py; label-based, so a layout change does not break them)
+
+METRIC = '[data-testid="stMetric"]'
+SLIDER = '[data-testid="stSlider"]'
+RADIO = '[data-testid="stRadio"]'
+BUTTON = '[data-testid="stButton"] button, [data-testid="stFormSubmitButton"] button'
+
+
+def wait_until(predicate, timeout: float = 60.0, interval: float = 0.3) -> bool:
+    """Poll `predicate` until it is truthy or `timeout` seconds pass; return its last truth."""
+    deadline = time.time() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.time() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+def exact(text: str):
+    """A pattern matching an element whose whole text is `text` (surrounding blanks allowed)."""
+    import re
+
+    return re.compile(rf"^\s*{re.escape(text)}\s*$")
+
+
+def metric_card(scope, label: str):
+    """The st.metric card whose label is exactly `label` ("Accuracy" does not match "Balanced accuracy")."""
+    return scope.locator(METRIC).filter(
+        has=scope.locator('[data-testid="stMetricLabel"]', has_text=exact(label))
+    )
+
+
+def metric_value(scope, label: str) -> str | None:
+    """The value text of the metric card labelled `label`, or None when no such card is shown."""
+    card = metric_card(scope, label)
+    if card.count() == 0:
+        return None
+    return card.first.locator('[data-testid="stMetricValue"]').inner_text().strip()
+
+
+def slider_input(scope, label: str):
+    return slider_thumb(scope.locator(SLIDER).filter(has_text=label).first)
+
+
+def slider_value(scope, label: str) -> float | None:
+    """The value of the (single-thumb) slider whose label contains `label`, or None when not shown."""
+    container = scope.locator(SLIDER).filter(has_text=label)
+    if container.count() == 0:
+        return None
+    return float(slider_thumb(container.first).input_value())
+
+
+def set_slider(scope, label: str, target: float, tolerance: float = 1e-9, max_presses: int = 400) -> None:
+    """Move a slider to `target` with the keyboard, as a user would: PageUp/PageDown for big jumps
+    (their size is measured, not assumed), arrows for the rest."""
+    thumb = slider_input(scope, label)
+    step = float(thumb.get_attribute("step") or 0.01)
+    low, high = float(thumb.get_attribute("min") or 0), float(thumb.get_attribute("max") or 1)
+    page_jump = (high - low) / 10  # Chromium's jump for a range input; corrected after the first one
+    thumb.focus()
+    for _ in range(max_presses):
+        value = float(thumb.input_value())
+        gap = target - value
+        if abs(gap) <= tolerance + step / 2:
+            return
+        big = abs(gap) >= page_jump - tolerance
+        key = ("PageUp" if gap > 0 else "PageDown") if big else ("ArrowRight" if gap > 0 else "ArrowLeft")
+        thumb.press(key)
+        if big:
+            page_jump = abs(float(thumb.input_value()) - value) or page_jump
+    raise AssertionError(f"the slider {label!r} did not reach {target} (at {thumb.input_value()})")
+
+
+def radio_choice(scope, label: str) -> str | None:
+    """The text of the selected option of the radio group labelled `label`, or None when not shown."""
+    group = scope.locator(RADIO).filter(has=scope.locator('[data-testid="stWidgetLabel"]', has_text=label))
+    if group.count() == 0:
+        return None
+    selected = group.first.locator('[data-testid="stRadioOption"]').filter(has=scope.locator("input:checked"))
+    return selected.first.inner_text().strip() if selected.count() else ""
+
+
+def click_radio(scope, label: str, option) -> None:
+    group = scope.locator(RADIO).filter(has=scope.locator('[data-testid="stWidgetLabel"]', has_text=label))
+    group.first.locator('[data-testid="stRadioOption"]', has_text=option).first.click()
+
+
+def button(scope, text):
+    """The Streamlit button (or form submit button) whose text matches `text` (a str or a pattern)."""
+    return scope.locator(BUTTON).filter(has_text=text)
+
+
+def sidebar_text(page) -> str:
+    """What the sidebar states: its text without the navigation, alerts and expanders, plus the values
+    its selectboxes show (a typed path in a text box is not counted)."""
+    return page.locator(SIDEBAR).evaluate(
+        """el => {
+            const copy = el.cloneNode(true);
+            copy.querySelectorAll(
+                '[data-testid="stSidebarNav"], [data-testid="stAlert"], [data-testid="stExpander"]'
+            ).forEach(node => node.remove());
+            const shown = [...el.querySelectorAll('input[role="combobox"]')].map(input => input.value);
+            return [copy.textContent, ...shown].join("\\n");
+        }"""
+    )
+
+
+def confusion_cells(chart) -> dict[str, int]:
+    """TN, FP, FN, TP read from a Plotly heatmap's cell text ({} when not drawn)."""
+    import re
+
+    text = " ".join(chart.locator("text").all_text_contents())
+    return {
+        name: int(count.replace(",", "")) for name, count in re.findall(r"\b(TN|FP|FN|TP)\s*(\d[\d,]*)", text)
+    }
+
+
+def select_table_row(page, table, cell_text: str) -> None:
+    """Select the st.dataframe row holding a cell with `cell_text`, by the keyboard: focus that cell
+    through the grid's accessible table (no pixel positions), then Shift+Space selects its row."""
+    cell = table.locator('td[role="gridcell"], td').filter(has_text=exact(cell_text)).first
+    cell.focus()
+    page.keyboard.press("Shift+Space")
+
+
+def multiselect_add(page, container, option_text: str) -> None:
+    """Add the option containing `option_text` to a Streamlit 1.67 multiselect (a react-aria combobox)."""
+    container.locator('button[aria-label="Open"]').click()
+    page.locator('[role="option"]', has_text=option_text).first.click()
+    page.keyboard.press("Escape")  # close the list; the choice is kept
