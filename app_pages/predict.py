@@ -11,10 +11,11 @@ import os
 import numpy as np
 import streamlit as st
 
-from app_pages.gallery import blend, explain_settings, heatmaps
+from app_pages.gallery import blend, explain_settings, explanation, method_name, scale_legend
 from app_pages.prediction_source import threshold_control
 from app_pages.shared import active_model_path, load_active_model, model_label, render_sidebar
 from core.errors import PatchLensError
+from core.explain import describe_strength
 from core.images import draw_centre_box
 from core.views import call_of, decode_uploads, page_bounds, upload_results
 
@@ -100,15 +101,26 @@ if n_pages > 1:
         f"Page (of {n_pages}, {PAGE_SIZE} patches each)", 1, n_pages, 1, key="predict_page"
     )
     start, stop, _ = page_bounds(len(batch.names), int(page), PAGE_SIZE)
-maps = heatmaps(model_path, batch.patches[start:stop], batch.digests[start:stop], settings, threshold)
-if maps is None:
+explained_page = explanation(
+    model_path, batch.patches[start:stop], batch.digests[start:stop], settings, threshold
+)
+if explained_page is None:
     st.stop()
+scale_legend(explained_page, settings)
+maps = explained_page.heatmaps
+references = explained_page.references
+shown_method = method_name(settings["method"])
 for k in range(start, stop):
     prob = float(probs[k])
     original, explained, text = st.columns([1, 1, 1.2])
     patch = batch.patches[k]
     original.image(draw_centre_box(patch) if settings["box"] else patch, caption="original", width="stretch")
-    explained.image(blend(patch, maps[k - start], settings), caption=settings["method"], width="stretch")
+    strength = describe_strength(
+        explained_page.strengths[k - start], None if references is None else references[k - start]
+    )
+    explained.image(
+        blend(patch, maps[k - start], settings), caption=f"{shown_method}, {strength}", width="stretch"
+    )
     call = call_of(prob, threshold)
     text.markdown(f"**{batch.names[k]}**  \nP(tumour) **{prob:.4f}**  \ncall at {threshold:.3f}: **{call}**")
     text.progress(prob)

@@ -1,8 +1,9 @@
 """`python -m core explain MODEL IMAGE --out overlay.png`: one patch, one heatmap, one PNG.
 
 The PNG shows the patch as it is (left) beside the heatmap overlay with the centre 32x32 box
-(right), each upscaled x2 with nearest-neighbour pixels (no invented detail), so 384x192 px:
-a 96 px patch is too small to read on a screen.
+(right), above the colour bar of the heatmap with what its ends stand for, all upscaled x2 with
+nearest-neighbour pixels (no invented detail), so 384x240 px: a 96 px patch is too small to read
+on a screen. The printed line says how the map was scaled and how strong it is (core.explain).
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from core.explain import (
     DEFAULT_ALPHA,
     DEFAULT_COLORMAP,
     DEFAULT_METHOD,
+    DEFAULT_SCALE,
     DEFAULT_TARGET,
     DEFAULT_THRESHOLD,
     METHODS,
+    SCALES,
     TARGETS,
 )
 from core.files import atomic_write_bytes
@@ -48,6 +51,13 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--threshold", type=unit_interval, default=DEFAULT_THRESHOLD)
     parser.add_argument(
+        "--scale",
+        choices=SCALES,
+        default=DEFAULT_SCALE,
+        help="shared: divide the map by a reference strength for this method and model, so a faint "
+        "map stays faint; own: stretch the map to its own range",
+    )
+    parser.add_argument(
         "--alpha",
         type=unit_interval,
         default=DEFAULT_ALPHA,
@@ -65,14 +75,14 @@ def register(subparsers) -> None:
 
 
 def run_explain(args: argparse.Namespace) -> int:
-    from core.explain import Explainer, overlay
+    from core.explain import Explainer, describe_strength, labelled_colour_bar, overlay, scale_labels
     from core.images import decode_patch
     from core.models import load_model
 
     patch = decode_patch(args.image)  # cheap, so a bad image fails before TensorFlow loads
     model = load_model(args.model)
     explanation = Explainer(model, threshold=args.threshold).explain(
-        patch, method=args.method, target=args.target
+        patch, method=args.method, target=args.target, scale=args.scale
     )
     blended = overlay(
         patch,
@@ -81,20 +91,30 @@ def run_explain(args: argparse.Namespace) -> int:
         alpha=args.alpha,
         draw_box=args.draw_box,
     )
-    write_png_atomically(args.out, side_by_side(patch, blended))
+    row = np.concatenate([patch, blended], axis=1)
+    bar = labelled_colour_bar(args.colormap, *scale_labels(explanation), width=row.shape[1])
+    write_png_atomically(args.out, upscaled(np.concatenate([row, bar], axis=0)))
     probability = float(explanation.probabilities)
     predicted = "tumour" if probability >= args.threshold else "normal"
+    reference = None if explanation.references is None else float(explanation.references)
     print(
-        f"P(tumour) = {probability:.4f} (predicted {predicted} at threshold "
-        f"{args.threshold:g}); {args.method} overlay written to {args.out}"
+        f"P(tumour) = {probability:.4f} (predicted {predicted} at threshold {args.threshold:g}); "
+        f"{args.method} {describe_strength(explanation.strengths, reference)}, {scale_note(explanation)}; "
+        f"overlay written to {args.out}"
     )
     return 0
 
 
-def side_by_side(*images: np.ndarray, scale: int = PANEL_SCALE) -> np.ndarray:
-    """Images of equal height in a row, each upscaled by repeating pixels."""
-    row = np.concatenate(images, axis=1)
-    return row.repeat(scale, axis=0).repeat(scale, axis=1)
+def scale_note(explanation) -> str:
+    """How the map in the PNG was scaled, in a few words."""
+    if explanation.references is None:
+        return "drawn on its own scale (its min to its max)"
+    return f"drawn on the shared scale (0 to {float(explanation.references):.3g}, the reference, or more)"
+
+
+def upscaled(image: np.ndarray, scale: int = PANEL_SCALE) -> np.ndarray:
+    """An image upscaled by repeating pixels."""
+    return image.repeat(scale, axis=0).repeat(scale, axis=1)
 
 
 def write_png_atomically(path: Path, array: np.ndarray) -> None:

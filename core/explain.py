@@ -13,6 +13,20 @@ The target says which score is explained: "tumour" explains the tumour score wha
 predicted; "predicted" explains the class the model chose at the threshold (the tumour score for
 patches at or above it, the normal score for the others).
 
+How maps are scaled for display (`scale`). Every method first gives a raw map in its own units
+(Grad-CAM: logit per unit of activation); its maximum is the map's *strength*. "shared" (the
+default) divides every map by one reference strength per method, score (tumour or normal) and
+model: the REFERENCE_PERCENTILE-th percentile of the strengths of that score's maps of real patches
+(REFERENCE_PER_CLASS[method] tumour and as many normal patches of the bundled sample), computed
+once per Explainer, the first time it is needed. A faint map is then drawn faint. "own" stretches
+each map from its own minimum to its own maximum, so the faintest map is drawn as red as the
+strongest: on a near-blank patch of the sample (P = 0.004) the bundled baseline's Grad-CAM++ map
+is ~200x weaker than on a confident tumour patch, yet that scale drew it as a strong red spot.
+
+Grad-CAM++ in tf-keras-vis multiplies every gradient by exp(score) (the paper's exponential score);
+its raw map is divided by that factor here, so its strength is in Grad-CAM's units instead of
+growing exponentially with the logit (the map's shape is unchanged).
+
 An `Explainer` is built once per model; the Streamlit pages cache it with `st.cache_resource`.
 Each tf-keras-vis visualizer clones the model once, lazily, the first time its method is asked
 for. TensorFlow and tf-keras-vis are imported inside the functions, never at module import.
@@ -20,6 +34,7 @@ for. TensorFlow and tf-keras-vis are imported inside the functions, never at mod
 
 from __future__ import annotations
 
+import csv
 import threading
 import warnings
 from typing import Any, NamedTuple
@@ -27,7 +42,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from core.constants import CENTRE_BOX, IMAGE_SIZE, PATCH_SHAPE
-from core.errors import ModelError, PatchError
+from core.errors import ModelError, PatchError, PatchLensError
 
 METHODS = ("gradcam", "gradcam++", "scorecam", "saliency")
 DEFAULT_METHOD = "gradcam"
@@ -41,6 +56,15 @@ SMOOTHGRAD_SAMPLES = 20  # noisy copies averaged by SmoothGrad
 SMOOTHGRAD_NOISE = 0.2  # noise sigma as a fraction of each patch's value range
 BATCH_SIZE = 32  # patches explained per tf-keras-vis call, to bound memory
 
+SCALES = ("shared", "own")
+DEFAULT_SCALE = "shared"
+# The shared scale: this percentile of the map strengths of REFERENCE_PER_CLASS[method] tumour and
+# as many normal patches of the bundled sample, per score, is drawn at the top colour. Fewer for the
+# slow methods: on the baseline, on 2 busy cores, 32 patches cost ~4 s (Grad-CAM/++), ~30 s
+# (SmoothGrad) and ~100 s (Score-CAM) per score.
+REFERENCE_PER_CLASS = {"gradcam": 16, "gradcam++": 16, "saliency": 8, "scorecam": 4}
+REFERENCE_PERCENTILE = 95
+
 COLORMAPS = ("jet", "inferno", "viridis")
 DEFAULT_COLORMAP = "jet"
 DEFAULT_ALPHA = 0.4
@@ -49,7 +73,17 @@ BOX_COLOUR = (255, 255, 255)
 
 
 class Explanation(NamedTuple):
-    """Heatmaps in [0, 1] (float32, 96x96 each) and the P(tumour) the model gave each patch.
+    """Heatmaps to draw, the raw maps behind them, and the P(tumour) the model gave each patch.
+
+    heatmaps : float32 in [0, 1], 96x96 each: the raw maps on the display `scale`.
+    probabilities : P(tumour) of each patch.
+    raw : float32, 96x96 each: the method's map before any scaling (its own units, >= 0).
+    strengths : the maximum of each raw map (on the conv grid, before upsampling).
+    scale : "shared" or "own" (see the module docstring).
+    references : on the shared scale, the raw value drawn at the top colour for each map (the
+        reference of the score it explains); None on the "own" scale.
+    score_references : on the shared scale, the reference of each score explained, e.g.
+        {"tumour": 0.56}; empty on the "own" scale.
 
     Shapes follow the input: a batch (n, 96, 96, 3) gives heatmaps (n, 96, 96) and
     probabilities (n,); one patch (96, 96, 3) gives one heatmap (96, 96) and a 0-d probability.
@@ -57,6 +91,17 @@ class Explanation(NamedTuple):
 
     heatmaps: np.ndarray
     probabilities: np.ndarray
+    raw: np.ndarray
+    strengths: np.ndarray
+    scale: str = DEFAULT_SCALE
+    references: np.ndarray | None = None
+    score_references: dict[str, float] = {}  # noqa: RUF012 - never mutated, NamedTuple default
+
+    def relative_strengths(self) -> np.ndarray | None:
+        """Each map's strength as a fraction of its reference; None on the "own" scale."""
+        if self.references is None:
+            return None
+        return np.asarray(self.strengths, dtype=np.float64) / self.references
 
 
 class Explainer:
@@ -70,6 +115,8 @@ class Explainer:
     layer : the conv layer Grad-CAM and ScoreCAM read. Default: the name stored with the model
         (`model.patchlens_meta["last_conv_layer"]`), else the last convolutional layer.
     scorecam_max_n, smoothgrad_samples : the cost/quality knobs of ScoreCAM and SmoothGrad.
+    reference_patches : uint8 patches (n, 96, 96, 3) that set the shared scale. Default: read
+        lazily from the bundled sample (`load_reference_patches`).
     """
 
     def __init__(
@@ -80,6 +127,7 @@ class Explainer:
         layer: str | None = None,
         scorecam_max_n: int = SCORECAM_MAX_N,
         smoothgrad_samples: int = SMOOTHGRAD_SAMPLES,
+        reference_patches: np.ndarray | None = None,
     ) -> None:
         _check_threshold(threshold)
         self.model = model
@@ -94,6 +142,9 @@ class Explainer:
         self._visualizers: dict[str, Any] = {}
         # One Explainer is shared by every Streamlit session: build each visualizer once.
         self._lock = threading.Lock()
+        self._reference_patches = reference_patches
+        self._references: dict[tuple[str, bool], float | None] = {}
+        self._reference_lock = threading.Lock()
 
     def probabilities(self, patches: np.ndarray) -> np.ndarray:
         """P(tumour) for a batch (n, 96, 96, 3) or one patch (96, 96, 3) of uint8 pixels."""
@@ -108,8 +159,9 @@ class Explainer:
         target: str = DEFAULT_TARGET,
         *,
         threshold: float | None = None,
+        scale: str = DEFAULT_SCALE,
     ) -> Explanation:
-        """Heatmaps of where the model looked, one per patch, resized to 96x96 and scaled to [0, 1].
+        """Heatmaps of where the model looked, one per patch, resized to 96x96, on a display scale.
 
         Parameters
         ----------
@@ -117,37 +169,102 @@ class Explainer:
         method : one of METHODS.
         target : "tumour" (explain P(tumour)) or "predicted" (explain the predicted class).
         threshold : overrides the Explainer's threshold for target="predicted".
+        scale : "shared" (divide by the method's reference strength, clip to [0, 1]) or "own"
+            (each map min-max scaled to [0, 1]). Without reference patches "shared" falls back to
+            "own", and the Explanation says so.
 
         Returns
         -------
-        Explanation(heatmaps, probabilities); shapes follow the input (see `Explanation`).
+        Explanation; shapes follow the input (see `Explanation`).
         A map with no spatial variation (e.g. all-zero gradients) comes back as all zeros.
         """
         if method not in METHODS:
             raise ValueError(f"Unknown method {method!r}; choose one of: {', '.join(METHODS)}.")
         if target not in TARGETS:
             raise ValueError(f"Unknown target {target!r}; choose one of: {', '.join(TARGETS)}.")
+        if scale not in SCALES:
+            raise ValueError(f"Unknown scale {scale!r}; choose one of: {', '.join(SCALES)}.")
         threshold = self.threshold if threshold is None else threshold
         _check_threshold(threshold)
         batch, single = _as_batch(patches)
+        raw, strengths, probabilities, tumour_wanted = self._raw_explanation(method, batch, target, threshold)
+        score_references = self._score_references(method, tumour_wanted) if scale == "shared" else None
+        if score_references is None:
+            scale, heatmaps, references, score_references = "own", _normalise(raw), None, {}
+        else:
+            names = np.where(tumour_wanted, "tumour", "normal")
+            references = np.array([score_references[name] for name in names], dtype=np.float32)
+            heatmaps = _on_shared_scale(raw, references)
+        if single:
+            references = None if references is None else references[0]
+            return Explanation(
+                heatmaps[0], probabilities[0], raw[0], strengths[0], scale, references, score_references
+            )
+        return Explanation(heatmaps, probabilities, raw, strengths, scale, references, score_references)
+
+    def reference_strength(self, method: str, tumour: bool = True) -> float | None:
+        """The raw value the shared scale draws at the top colour for `method`, computed once.
+
+        The REFERENCE_PERCENTILE-th percentile of the strengths of the reference patches' maps
+        for the tumour score (`tumour`) or the normal score. None when no reference patch can be
+        read.
+        """
+        with self._reference_lock:
+            if (method, tumour) not in self._references:
+                self._references[method, tumour] = self._compute_reference(method, tumour)
+            return self._references[method, tumour]
+
+    def _score_references(self, method: str, tumour_wanted: np.ndarray) -> dict[str, float] | None:
+        """{"tumour": reference, "normal": reference} for the scores explained; None if one is missing."""
+        wanted = {"tumour": True, "normal": False}
+        needed = [name for name in wanted if (tumour_wanted == wanted[name]).any()]
+        references = {name: self.reference_strength(method, wanted[name]) for name in needed}
+        return None if None in references.values() else references
+
+    def _compute_reference(self, method: str, tumour: bool) -> float | None:
+        patches = self._reference_patches
+        if patches is None:
+            try:
+                patches = load_reference_patches(REFERENCE_PER_CLASS[method])
+            except PatchLensError:
+                return None
+        batch, _ = _as_batch(patches)
+        if len(batch) == 0:
+            return None
+        _, strengths = self._raw_grids(method, batch, np.full(len(batch), tumour))
+        reference = float(np.percentile(strengths, REFERENCE_PERCENTILE))
+        if not np.isfinite(reference) or reference <= 0.0:
+            reference = float(strengths.max())
+        return reference if np.isfinite(reference) and reference > 0.0 else None
+
+    def _raw_explanation(self, method: str, batch: np.ndarray, target: str, threshold: float):
+        """Raw maps (n, 96, 96), their strengths (n,), P(tumour) (n,) and which score each explains."""
         fused = self._fused_gradcam() if method == "gradcam" else None
         if fused is not None:
             signed, probabilities = self._signed_gradcam(fused, batch)
         else:
-            probabilities = self._predict(batch)
+            signed, probabilities = None, self._predict(batch)
         tumour_wanted = np.ones(len(batch), dtype=bool) if target == "tumour" else probabilities >= threshold
-        heatmaps = np.zeros((len(batch), IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32)
+        grids, strengths = self._raw_grids(method, batch, tumour_wanted, signed=signed)
+        return _resize_to_patch(grids), strengths, probabilities, tumour_wanted
+
+    def _raw_grids(self, method, batch, tumour_wanted, *, signed=None) -> tuple[np.ndarray, np.ndarray]:
+        """Raw maps on the conv grid (non-finite values zeroed) and the maximum of each."""
+        fused = self._fused_gradcam() if method == "gradcam" and signed is None else None
+        if fused is not None:
+            signed, _ = self._signed_gradcam(fused, batch)
+        chunks = []
         for start in range(0, len(batch), BATCH_SIZE):
             chunk = slice(start, start + BATCH_SIZE)
-            if fused is not None:  # the normal score's gradients are the tumour score's, negated
+            if signed is not None:  # the normal score's gradients are the tumour score's, negated
                 sign = np.where(tumour_wanted[chunk], 1.0, -1.0).astype(np.float32)[:, None, None]
-                raw = np.maximum(signed[chunk] * sign, 0.0)
+                chunks.append(np.maximum(signed[chunk] * sign, 0.0))
             else:
-                raw = self._raw_maps(method, batch[chunk], tumour_wanted[chunk])
-            heatmaps[chunk] = _normalise(_resize_to_patch(raw))
-        if single:
-            return Explanation(heatmaps[0], probabilities[0])
-        return Explanation(heatmaps, probabilities)
+                chunks.append(self._raw_maps(method, batch[chunk], tumour_wanted[chunk]))
+        grids = np.concatenate(chunks) if chunks else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.float32)
+        grids = np.nan_to_num(grids.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        strengths = grids.max(axis=(1, 2)) if len(grids) else np.zeros(0, dtype=np.float32)
+        return grids, strengths.astype(np.float32)
 
     # --- tf-keras-vis -------------------------------------------------------------------------
 
@@ -165,7 +282,10 @@ class Explainer:
         with warnings.catch_warnings():
             # tf-keras-vis hands Keras a list for a single-input model; Keras warns, harmlessly.
             warnings.filterwarnings("ignore", message="The structure of `inputs`")
-            return self._call_visualizer(visualizer, method, batch, tumour_wanted)
+            maps = np.asarray(self._call_visualizer(visualizer, method, batch, tumour_wanted))
+            if method == "gradcam++":
+                maps = _without_exp_score(maps, visualizer.model, batch, tumour_wanted)
+        return maps
 
     def _call_visualizer(self, visualizer, method, batch, tumour_wanted):
         from tf_keras_vis.utils.scores import BinaryScore, CategoricalScore
@@ -307,6 +427,18 @@ def _build_fused_gradcam(original, layer_name: str):
     return fused
 
 
+def _without_exp_score(maps: np.ndarray, linear_model, batch: np.ndarray, tumour_wanted) -> np.ndarray:
+    """Grad-CAM++ maps divided by exp(score), the factor tf-keras-vis multiplies them by.
+
+    tf-keras-vis scales every gradient by exp(score) (score = the logit for the tumour score, minus
+    it for the normal score); the alphas cancel it, so the map is exactly exp(score) times the
+    map of the score itself. `linear_model` is the visualizer's copy with a linear output.
+    """
+    logits = np.asarray(linear_model(batch, training=False), dtype=np.float64).reshape(-1)
+    scores = np.where(tumour_wanted, logits, -logits)
+    return (maps.astype(np.float64) * np.exp(-scores)[:, None, None]).astype(np.float32)
+
+
 def _two_class_logits(model):
     """The one-logit model z seen as two classes with logits (0, z).
 
@@ -320,6 +452,24 @@ def _two_class_logits(model):
     logit = model.outputs[0]
     both = keras.ops.concatenate([keras.ops.zeros_like(logit), logit], axis=-1)
     return keras.Model(model.inputs, both, name=f"{model.name}_two_class")
+
+
+def load_reference_patches(per_class: int) -> np.ndarray:
+    """The first `per_class` tumour and `per_class` normal patches of the bundled sample.
+
+    Raises PatchLensError when the sample or one of its patches cannot be read.
+    """
+    from core.images import decode_patch
+    from core.settings import SAMPLE_DATASET
+
+    try:
+        with open(SAMPLE_DATASET / "train_labels.csv", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, csv.Error) as error:
+        raise PatchLensError(f"The bundled sample cannot be read: {error}") from error
+    ids = [row["id"] for row in rows if row.get("label") == "1"][:per_class]
+    ids += [row["id"] for row in rows if row.get("label") == "0"][:per_class]
+    return np.stack([decode_patch(SAMPLE_DATASET / "train" / f"{i}.tif") for i in ids])
 
 
 def _stored_last_conv_layer(model) -> str:
@@ -365,6 +515,13 @@ def _resize_to_patch(maps: np.ndarray) -> np.ndarray:
 
     factors = (1.0, IMAGE_SIZE / maps.shape[1], IMAGE_SIZE / maps.shape[2])
     return zoom(maps, factors, order=1, grid_mode=True, mode="nearest")
+
+
+def _on_shared_scale(maps: np.ndarray, references: np.ndarray) -> np.ndarray:
+    """Raw maps (n, h, w) divided by their reference strengths (n,) and clipped to [0, 1]."""
+    maps = np.nan_to_num(np.asarray(maps, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    divisors = np.asarray(references, dtype=np.float32).reshape(-1, 1, 1)
+    return np.clip(maps / divisors, 0.0, 1.0).astype(np.float32)
 
 
 def _normalise(maps: np.ndarray) -> np.ndarray:
@@ -457,3 +614,61 @@ def _check_heatmap(heatmap: np.ndarray) -> np.ndarray:
     if heatmap.ndim != 2:
         raise ValueError(f"Expected one 2-D heatmap; got shape {heatmap.shape}.")
     return np.clip(np.nan_to_num(heatmap, nan=0.0), 0.0, 1.0)
+
+
+# --- saying how maps are scaled -----------------------------------------------------------------
+
+COLOUR_BAR_HEIGHT = 10  # px of colour in a colour bar; the labels go in a white band below it
+LABEL_BAND_HEIGHT = 14
+
+
+def colour_bar(colormap: str = DEFAULT_COLORMAP, *, width: int = 192, height: int = COLOUR_BAR_HEIGHT):
+    """A horizontal strip of the colormap, heat 0 at the left, heat 1 at the right: uint8 (h, w, 3)."""
+    ramp = np.linspace(0.0, 1.0, width, dtype=np.float32)[None, :].repeat(height, axis=0)
+    return colorize(ramp, colormap)
+
+
+def labelled_colour_bar(colormap: str, low_label: str, high_label: str, *, width: int = 192) -> np.ndarray:
+    """The colour bar with `low_label` under its left end and `high_label` under its right end."""
+    from PIL import Image, ImageDraw
+
+    band = Image.new("RGB", (width, LABEL_BAND_HEIGHT), (255, 255, 255))
+    draw = ImageDraw.Draw(band)
+    draw.text((1, 1), low_label, fill=(0, 0, 0))
+    right = draw.textlength(high_label)
+    draw.text((max(width - right - 1, 0), 1), high_label, fill=(0, 0, 0))
+    return np.concatenate([colour_bar(colormap, width=width), np.asarray(band)], axis=0)
+
+
+def scale_labels(explanation: Explanation) -> tuple[str, str]:
+    """What the two ends of the colour bar stand for."""
+    if explanation.references is None:
+        return "map's min", "map's max"
+    references = np.unique(np.asarray(explanation.references))
+    return "0", (f"{references[0]:.3g} or more" if len(references) == 1 else "reference or more")
+
+
+def describe_scale(explanation: Explanation, method_name: str) -> str:
+    """A sentence or two on how the heatmaps of `explanation` were scaled for display."""
+    if explanation.references is None:
+        return (
+            f"Each {method_name} map is stretched to its own range (its weakest value at the left of "
+            "the colour bar, its strongest at the right), so a faint map looks as hot as a strong "
+            "one: compare the strengths, not the colours."
+        )
+    references = ", ".join(
+        f"{score} score {value:.3g}" for score, value in explanation.score_references.items()
+    )
+    return (
+        f"Shared scale: each {method_name} map is divided by a reference strength ({references}: the "
+        f"{REFERENCE_PERCENTILE}th percentile of the map strengths of reference patches of the bundled "
+        "sample, tumour and normal, for this model), so the right end of the colour bar is that "
+        "reference or more, and a faint map stays faint. Strength = a map's raw maximum."
+    )
+
+
+def describe_strength(strength: float, reference: float | None) -> str:
+    """A map's strength (its raw maximum), and its share of its reference when there is one."""
+    if reference is None:
+        return f"strength {float(strength):.3g}"
+    return f"strength {float(strength):.3g} ({float(strength) / float(reference):.0%} of the reference)"

@@ -2,7 +2,8 @@
 
 Every image that enters PatchLens goes through `decode_patch`, so its rules are the product's
 rules: only 96x96 patches are accepted (PCam/Kaggle crops), whatever their colour mode, and every
-failure is a PatchError whose message names the file and says why in plain words.
+failure is a PatchError whose message names the file and says why in plain words (its `reason`
+attribute holds the why alone, for pages that show the name beside it).
 
 The Kaggle TIFFs are uncompressed 8-bit RGB with a single strip. They take a fast path that reads
 the TIFF header and views the pixel bytes directly; Pillow handles every other file. Measured on
@@ -52,12 +53,12 @@ def decode_patch(source: bytes | str | Path, *, name: str | None = None) -> np.n
     Raises
     ------
     PatchError : the file is empty, unreadable, truncated, not an image, too large to decode
-        safely, or not 96x96 px.
+        safely, or not 96x96 px. Its message is "<name>: <reason>"; `error.reason` is the reason.
     """
     data, label = _read_source(source, name)
     if not data:
-        raise PatchError(f"{label}: the file is empty (0 bytes).")
-    fast = _raw_tiff_pixels(data)
+        raise refusal(label, "the file is empty (0 bytes).")
+    fast = _raw_tiff_pixels(data, label)
     if fast is not None:
         return fast
     return _decode_with_pillow(data, label)
@@ -104,6 +105,13 @@ def draw_centre_box(
     return np.asarray(image).copy()
 
 
+def refusal(label: str, reason: str) -> PatchError:
+    """The PatchError for patch `label`: message "<label>: <reason>", the reason alone in `.reason`."""
+    error = PatchError(f"{label}: {reason}")
+    error.reason = reason
+    return error
+
+
 # --- reading --------------------------------------------------------------------------------
 
 
@@ -116,17 +124,20 @@ def _read_source(source: bytes | str | Path, name: str | None) -> tuple[bytes, s
         try:
             return path.read_bytes(), label
         except FileNotFoundError:
-            raise PatchError(f"{label}: file not found ({path}).") from None
+            raise refusal(label, f"file not found ({path}).") from None
         except IsADirectoryError:
-            raise PatchError(f"{label}: is a folder, not an image file.") from None
+            raise refusal(label, "is a folder, not an image file.") from None
         except OSError as error:
-            raise PatchError(f"{label}: could not be read ({error.strerror or error}).") from None
+            raise refusal(label, f"could not be read ({error.strerror or error}).") from None
     raise TypeError(f"decode_patch expects bytes or a path, not {type(source).__name__}")
 
 
-def _raw_tiff_pixels(data: bytes) -> np.ndarray | None:
-    """Pixels of an uncompressed 8-bit RGB single-strip 96x96 TIFF, or None for anything else."""
-    if len(data) < 8 + RAW_PIXEL_BYTES or data[:4] not in (b"II*\x00", b"MM\x00*"):
+def _raw_tiff_pixels(data: bytes, label: str) -> np.ndarray | None:
+    """Pixels of an uncompressed 8-bit RGB single-strip 96x96 TIFF, or None for anything else.
+
+    Raises PatchError when such a TIFF's header is intact but the file ends before its pixels do.
+    """
+    if len(data) < 8 or data[:4] not in (b"II*\x00", b"MM\x00*"):
         return None
     order = "<" if data[0] == 0x49 else ">"
     try:
@@ -154,8 +165,14 @@ def _raw_tiff_pixels(data: bytes) -> np.ndarray | None:
         offset = value(273)
     except (struct.error, KeyError):
         return None
-    if offset is None or offset + RAW_PIXEL_BYTES > len(data):
-        return None  # truncated: let Pillow produce the precise error
+    if offset is None:
+        return None
+    if offset + RAW_PIXEL_BYTES > len(data):
+        raise refusal(
+            label,
+            f"the file is truncated: it ends after {len(data):,} of the {offset + RAW_PIXEL_BYTES:,} "
+            f"bytes this {IMAGE_SIZE}×{IMAGE_SIZE} RGB TIFF needs.",
+        )
     return np.frombuffer(data, np.uint8, RAW_PIXEL_BYTES, offset).reshape(PATCH_SHAPE).copy()
 
 
@@ -188,32 +205,39 @@ def _decode_with_pillow(data: bytes, label: str) -> np.ndarray:
             image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
             width, height = image.size
             if width * height > MAX_PIXELS:
-                raise PatchError(
-                    f"{label}: refused before decoding — the header claims {width}×{height} px, "
-                    f"far beyond a patch ({SIZE_RULE})."
+                raise refusal(
+                    label,
+                    f"refused before decoding — the header claims {width}×{height} px, "
+                    f"far beyond a patch ({SIZE_RULE}).",
                 )
             if (width, height) != (IMAGE_SIZE, IMAGE_SIZE):
-                raise PatchError(f"{label}: {SIZE_RULE}; got {width}×{height}.")
+                raise refusal(label, f"{SIZE_RULE}; got {width}×{height}.")
             image.seek(0)  # animated / multi-page: the first frame
             image.load()
             array = _to_rgb(image)
     except PatchError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise PatchError(
-            f"{label}: refused — the image claims too many pixels to decode safely ({SIZE_RULE})."
+        raise refusal(
+            label, f"refused — the image claims too many pixels to decode safely ({SIZE_RULE})."
         ) from None
     except Image.UnidentifiedImageError:
-        raise PatchError(f"{label}: not a readable image (TIFF, PNG or JPEG expected).") from None
+        raise refusal(label, "not a readable image (TIFF, PNG or JPEG expected).") from None
     except OSError as error:
-        raise PatchError(f"{label}: the image is damaged or truncated ({error}).") from None
+        raise refusal(label, _damage_reason(error)) from None
     except Exception as error:  # Pillow's parsers raise many types on hostile input
-        raise PatchError(
-            f"{label}: the image could not be decoded ({type(error).__name__}: {error})."
-        ) from None
+        raise refusal(label, f"the image could not be decoded ({type(error).__name__}: {error}).") from None
     if array.shape != PATCH_SHAPE:
-        raise PatchError(f"{label}: decoded to shape {array.shape}, expected {PATCH_SHAPE}.")
+        raise refusal(label, f"decoded to shape {array.shape}, expected {PATCH_SHAPE}.")
     return array
+
+
+def _damage_reason(error: OSError) -> str:
+    """Pillow's complaint in plain words; its "(N bytes not processed)" counts buffer bytes, not
+    what is missing, so a truncated file is called truncated without it."""
+    if "truncated" in str(error).lower():
+        return "the file is truncated or damaged: it ends before all of its pixels."
+    return f"the file is damaged or truncated ({error})."
 
 
 def _to_rgb(image: Image.Image) -> np.ndarray:

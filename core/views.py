@@ -209,7 +209,7 @@ class UploadBatch:
     names: list[str] = field(default_factory=list)
     patches: np.ndarray = field(default_factory=lambda: np.empty((0, 96, 96, 3), dtype=np.uint8))
     digests: list[str] = field(default_factory=list)
-    errors: list[tuple[str, str]] = field(default_factory=list)  # (file name, reason)
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (file name, reason without the name)
 
 
 def decode_uploads(files: list[tuple[str, bytes]]) -> UploadBatch:
@@ -219,8 +219,8 @@ def decode_uploads(files: list[tuple[str, bytes]]) -> UploadBatch:
     for name, data in files:
         try:
             patch = decode_patch(data, name=name)
-        except PatchError as error:
-            batch.errors.append((name, str(error)))
+        except PatchError as error:  # the name is kept beside the reason, not repeated inside it
+            batch.errors.append((name, getattr(error, "reason", str(error))))
             continue
         good.append(patch)
         batch.names.append(name)

@@ -255,7 +255,7 @@ def test_predict_an_uploaded_tiff_shows_a_probability_and_a_gradcam(server, page
         has_text=tiff.name
     )
     result.first.wait_for(timeout=LONG * 2)
-    caption = page.locator('[data-testid="stImageCaption"]', has_text="gradcam")
+    caption = page.locator('[data-testid="stImageCaption"]', has_text="Grad-CAM, strength")
     caption.first.wait_for(timeout=LONG)
     settle(page)
     assert_no_exception(page)
@@ -265,8 +265,9 @@ def test_predict_an_uploaded_tiff_shows_a_probability_and_a_gradcam(server, page
     assert re.search(r"call at 0\.500:\s+(tumour|normal)", text)
     assert ("tumour" if prob >= 0.5 else "normal") in text.split("call at 0.500:")[1]
     images = page.locator('[data-testid="stImage"] img')
-    assert images.count() == 2  # the original and its Grad-CAM overlay
-    for k in range(2):
+    assert images.count() == 3  # the colour bar, the original and its Grad-CAM overlay
+    assert page.get_by_text("Shared scale").count() == 1  # the caption beside the colour bar
+    for k in range(3):
         assert images.nth(k).evaluate("img => img.complete && img.naturalWidth > 0")
     scored = page.locator('[data-testid="stMetric"]', has_text="Scored")
     assert scored.locator('[data-testid="stMetricValue"]').inner_text() == "1"

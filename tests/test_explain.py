@@ -20,11 +20,13 @@ from core.constants import CENTRE_BOX, PATCH_SHAPE
 from core.errors import PatchError
 from core.explain import (
     BOX_COLOUR,
+    COLOUR_BAR_HEIGHT,
     METHODS,
     Explainer,
     _normalise,
     _resize_to_patch,
     colormap_table,
+    colour_bar,
     overlay,
 )
 
@@ -80,7 +82,7 @@ def saved_model(model, tmp_path_factory):
 
 def test_gradcam_heatmap_is_96x96_in_unit_range_and_not_constant(sample, explainer):
     patches, _, _ = sample
-    heatmap, probability = explainer.explain(patches[0])
+    heatmap, probability = explainer.explain(patches[0])[:2]
     assert heatmap.shape == (96, 96) and heatmap.dtype == np.float32
     assert heatmap.min() >= 0.0 and heatmap.max() <= 1.0
     assert heatmap.std() > 0.01
@@ -245,11 +247,15 @@ def test_cli_writes_the_patch_beside_its_overlay_as_png(sample, saved_model, tmp
     tif = str(sample[2][0])
     status = main(["explain", str(saved_model), tif, "--method", "gradcam++", "--out", str(out)])
     assert status == 0
-    assert "P(tumour) = " in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "P(tumour) = " in printed
+    assert "gradcam++ strength " in printed and "shared scale" in printed  # how strong, how drawn
     with Image.open(out) as image:
-        assert image.format == "PNG" and image.size == (384, 192)
+        assert image.format == "PNG" and image.size == (384, 240)  # the patches above the colour bar
         pixels = np.asarray(image.convert("RGB"))
-    np.testing.assert_array_equal(pixels[::2, :192:2], sample[0][0])  # left: the patch as it is
+    np.testing.assert_array_equal(pixels[:192:2, :192:2], sample[0][0])  # left: the patch as it is
+    bar = pixels[192 : 192 + 2 * COLOUR_BAR_HEIGHT : 2, ::2]
+    np.testing.assert_array_equal(bar, colour_bar("jet", width=192))  # under both: the colour bar
     assert list(tmp_path.joinpath("nested").iterdir()) == [out]  # no temporary file left
 
 

@@ -202,8 +202,30 @@ def test_truncated_tiff_raises_instead_of_padding(tiff_bytes, keep):
 
 def test_truncated_png_raises(patch):
     data = encoded(Image.fromarray(patch))
-    with pytest.raises(PatchError, match="damaged or truncated"):
+    with pytest.raises(PatchError, match="truncated or damaged") as refused:
         decode_patch(data[: len(data) // 2])
+    assert "bytes not processed" not in str(refused.value)  # Pillow's buffer count misleads
+
+
+def test_a_kaggle_tiff_missing_two_thirds_says_how_much_is_there(tiff_bytes):
+    cut = tiff_bytes[: len(tiff_bytes) // 3]
+    with pytest.raises(PatchError) as refused:
+        decode_patch(cut, name="truncated.tif")
+    reason = (
+        f"the file is truncated: it ends after {len(cut):,} of the {len(tiff_bytes):,} bytes "
+        "this 96×96 RGB TIFF needs."
+    )
+    assert str(refused.value) == f"truncated.tif: {reason}"
+    assert "bytes not processed" not in str(refused.value)
+
+
+def test_the_reason_is_also_given_without_the_name(tmp_path):
+    path = tmp_path / "notes.tif"
+    path.write_text("id,label\nabc,1\n")
+    with pytest.raises(PatchError) as refused:
+        decode_patch(path)
+    assert refused.value.reason == "not a readable image (TIFF, PNG or JPEG expected)."
+    assert str(refused.value) == f"notes.tif: {refused.value.reason}"
 
 
 def test_missing_file_and_folder(tmp_path):

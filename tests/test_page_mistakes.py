@@ -51,5 +51,6 @@ def test_gallery_filters_gradcam_and_csv_export(page):
     at.radio(key="mistakes_kind").set_value("both").run()
     at.toggle(key="mistakes_explain").set_value(True).run()  # Grad-CAM for this page only
     assert not at.exception and not at.error
-    assert len(at.get("image")) == min(24, len(expected)) + 2  # overlays + detail patch + its overlay
+    # overlays + detail patch + its overlay + the colour bars of the gallery and of the detail
+    assert len(at.get("image")) == min(24, len(expected)) + 2 + 2
     assert any(str(expected["id"].iloc[0]) in m.value for m in at.markdown)  # most confident first

@@ -1,5 +1,7 @@
 """AppTest of the Predict page with a tiny real model: a real TIFF, a PNG of a real patch and a
-broken file give two probabilities with overlays and one clear error; many files paginate."""
+broken file give two probabilities with overlays and one clear error; many files paginate; the
+heatmaps come with a colour bar and a caption that says how they are scaled and how strong each is;
+a truncated file is called truncated, with its name said once."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from core.images import decode_patch
 from core.settings import SAMPLE_DATASET
 
 TIFFS = sorted((SAMPLE_DATASET / "train").glob("*.tif"))
+BLANK = "96974eeef9a45bdc6335734620d6c60620a633f0"  # a near-blank real patch (white background)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +58,7 @@ def test_two_good_files_and_one_broken_file(predict):
     assert scored["probability"].between(0, 1).all()
     assert set(scored["call"]) <= {"tumour", "normal"}
     assert results.loc[results["file"] == "broken.tif", "probability"].isna().all()
-    assert len(at.get("image")) == 4  # each good patch: original + overlay
+    assert len(at.get("image")) == 1 + 4  # the colour bar, then each good patch: original + overlay
     assert at.get("download_button"), "the CSV export is offered"
 
     at.slider(key="threshold_slider").set_value(0.0).run()  # everything is tumour at 0
@@ -69,7 +72,48 @@ def test_many_files_are_paginated(predict):
     ).run()
     assert not at.exception and not at.error
     assert len(at.dataframe[0].value) == 10
-    assert len(at.get("image")) == 2 * 8
+    assert len(at.get("image")) == 1 + 2 * 8
     at.number_input(key="predict_page").set_value(2).run()
     assert not at.exception
-    assert len(at.get("image")) == 2 * 2
+    assert len(at.get("image")) == 1 + 2 * 2
+
+
+def image_captions(at) -> list[str]:
+    return [image.caption for element in at.get("image") for image in element.proto.imgs]
+
+
+def test_heatmaps_come_with_a_colour_bar_and_say_how_they_are_scaled(predict):
+    at = predict
+    blank = SAMPLE_DATASET / "train" / f"{BLANK}.tif"
+    at.file_uploader(key="predict_uploads").set_value([(blank.name, blank.read_bytes(), "image/tiff")]).run()
+    assert not at.exception and not at.error
+    assert at.selectbox(key="predict-scale").value == "shared"
+    captions = " ".join(caption.value for caption in at.caption)
+    assert "Shared scale" in captions and "tumour score" in captions
+    assert len(at.get("image")) == 1 + 2  # the colour bar, the patch, its overlay
+    overlay_caption = image_captions(at)[-1]
+    assert overlay_caption.startswith("Grad-CAM, strength ") and "% of the reference" in overlay_caption
+
+    at.selectbox(key="predict-scale").set_value("own").run()
+    assert not at.exception
+    captions = " ".join(caption.value for caption in at.caption)
+    assert "stretched to its own range" in captions and "Shared scale" not in captions
+    assert len(at.get("image")) == 1 + 2
+    assert "% of the reference" not in image_captions(at)[-1]
+
+
+def test_a_truncated_file_is_named_once_and_called_truncated(predict):
+    at = predict
+    whole = TIFFS[0].read_bytes()
+    at.file_uploader(key="predict_uploads").set_value([
+        (TIFFS[1].name, TIFFS[1].read_bytes(), "image/tiff"),
+        ("truncated.tif", whole[: len(whole) // 3], "image/tiff"),
+    ]).run()  # fmt: skip
+    assert not at.exception
+    assert len(at.error) == 1
+    message = at.error[0].value
+    assert message.count("truncated.tif") == 1
+    assert "bytes not processed" not in message
+    assert f"the file is truncated: it ends after {len(whole) // 3:,} of the {len(whole):,} bytes" in message
+    problem = at.dataframe[0].value.set_index("file").loc["truncated.tif", "problem"]
+    assert "truncated.tif" not in problem and problem.startswith("the file is truncated")

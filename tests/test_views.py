@@ -76,7 +76,7 @@ def test_decode_uploads_keeps_good_files_and_names_bad_ones():
     tif = sorted((SAMPLE_DATASET / "train").glob("*.tif"))[0]
     batch = decode_uploads([(tif.name, tif.read_bytes()), ("bad.png", b"not an image")])
     assert batch.names == [tif.name] and batch.patches.shape == (1, 96, 96, 3)
-    assert batch.errors[0][0] == "bad.png" and "bad.png" in batch.errors[0][1]
+    assert batch.errors[0] == ("bad.png", "not a readable image (TIFF, PNG or JPEG expected).")
     table = upload_results(batch, np.array([0.7]), 0.5)
     assert table["call"].tolist() == ["tumour", ""] and np.isnan(table["probability"].iloc[1])
 
