@@ -18,12 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.constants import IMAGE_SIZE
-
-# Ruifrok & Johnston stain vectors (rows: haematoxylin, eosin, DAB), as in skimage.color.rgb2hed.
-_RGB_FROM_HED = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]], dtype=np.float32)
-_RGB_FROM_HED[2] = np.cross(_RGB_FROM_HED[0], _RGB_FROM_HED[1])
-_RGB_FROM_HED /= np.linalg.norm(_RGB_FROM_HED, axis=1, keepdims=True)
-_HED_FROM_RGB = np.linalg.inv(_RGB_FROM_HED).astype(np.float32)
+from core.stains import HED_FROM_RGB, RGB_FROM_HED
 
 
 @dataclass(frozen=True)
@@ -85,10 +80,10 @@ def augment_batch(images, seed, config: AugmentConfig):
 
     if config.hed > 0:
         od = -tf.math.log(tf.maximum(x, 1.0) / 255.0)
-        hed = tf.einsum("bhwc,cd->bhwd", od, tf.constant(_HED_FROM_RGB))
+        hed = tf.einsum("bhwc,cd->bhwd", od, tf.constant(HED_FROM_RGB))
         scale = tf.reshape(_per_patch(seed, 4, [batch, 3], 1 - config.hed, 1 + config.hed), [-1, 1, 1, 3])
         shift = tf.reshape(_per_patch(seed, 5, [batch, 3], -config.hed, config.hed), [-1, 1, 1, 3])
-        od = tf.einsum("bhwd,dc->bhwc", hed * scale + shift, tf.constant(_RGB_FROM_HED))
+        od = tf.einsum("bhwd,dc->bhwc", hed * scale + shift, tf.constant(RGB_FROM_HED))
         x = 255.0 * tf.exp(-tf.maximum(od, 0.0))
 
     if config.brightness > 0:

@@ -1,4 +1,8 @@
-"""`python -m core inspect PATH` and `python -m core prepare PATH --out CACHE.h5`."""
+"""`python -m core inspect PATH` and `python -m core prepare PATH --out CACHE.h5`.
+
+`inspect` decodes every patch (unless --no-scan) and counts the input-quality flags of
+core.quality (`ok`, `background`, `not_he`, `blurred`; a patch with two flags counts for both).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,13 @@ import argparse
 import json
 import sys
 import time
+from collections import Counter
 from typing import TextIO
 
 from core.cache import cache_path_for, prepare
-from core.datasets import open_dataset
+from core.datasets import SCAN_CHUNK, Dataset, map_chunks, open_dataset
 from core.errors import DatasetError
+from core.quality import count_flags, quality_labels
 
 MAX_PROBLEM_ROWS = 30
 
@@ -22,7 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     inspect.add_argument("path", help="dataset folder or file (Kaggle, PCam HDF5, class folders, cache)")
     inspect.add_argument("--json", action="store_true", help="print the summary as JSON")
     inspect.add_argument(
-        "--no-scan", action="store_true", help="do not decode every patch (fast; counts listed files)"
+        "--no-scan",
+        action="store_true",
+        help="do not decode every patch (fast; counts listed files, no quality counts)",
     )
     inspect.add_argument("--workers", type=int, default=2, help="decoding processes for the scan")
     inspect.set_defaults(handler=run_inspect)
@@ -45,11 +53,37 @@ def run_inspect(args: argparse.Namespace) -> int:
     summary = dataset.describe()
     if summary["n_patches"] == 0:
         raise DatasetError(f"no readable patches in {args.path} ({len(summary['problems'])} problems).")
+    if not args.no_scan:
+        bar = ProgressBar("checking quality") if sys.stderr.isatty() else None
+        summary["quality"] = quality_counts(dataset, workers=args.workers, progress=bar)
+        if bar:
+            bar.finish()
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         print(format_summary(summary, str(dataset.path), scanned=not args.no_scan))
     return 0
+
+
+def quality_counts(dataset: Dataset, *, workers: int = 2, progress=None) -> dict[str, int]:
+    """{flag: patches with it, 'ok': patches with none} over every (readable) patch of `dataset`."""
+    total = len(dataset)
+    chunks = [list(range(start, min(start + SCAN_CHUNK, total))) for start in range(0, total, SCAN_CHUNK)]
+    counts: Counter[str] = Counter(count_flags([]))
+    done = 0
+    if progress:
+        progress(0, total)
+    results = map_chunks(dataset, _quality_chunk, chunks, workers=workers)
+    for chunk, chunk_counts in zip(chunks, results, strict=True):
+        counts.update(chunk_counts)
+        done += len(chunk)
+        if progress:
+            progress(done, total)
+    return dict(counts)
+
+
+def _quality_chunk(dataset: Dataset, indices: list[int]) -> dict[str, int]:
+    return count_flags(quality_labels(dataset.read_batch(indices)))
 
 
 def format_summary(summary: dict, path: str, *, scanned: bool) -> str:
@@ -69,6 +103,9 @@ def format_summary(summary: dict, path: str, *, scanned: bool) -> str:
         ]
     else:
         lines.append("labels    none (unlabelled)")
+    if "quality" in summary:
+        counts = "  ".join(f"{name} {count:,}" for name, count in summary["quality"].items())
+        lines.append(f"quality   {counts}")
     problems = summary["problems"]
     lines.append(f"problems  {len(problems):,}" + (" (items skipped)" if problems else ""))
     if problems:

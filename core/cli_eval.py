@@ -1,7 +1,9 @@
 """The `predict` and `evaluate` commands.
 
-  python -m core predict MODEL DATA --out preds.csv [--tta] [--batch-size N]
-      writes the Kaggle submission format `id,label` (label = tumour probability)
+  python -m core predict MODEL DATA --out preds.csv [--quality-report quality.csv] [--tta] [--batch-size N]
+      writes the Kaggle submission format `id,label` (label = tumour probability); with
+      --quality-report also `id,probability,quality` (quality = `ok` or the input-quality flags
+      joined by `;`, core.quality) for the same ids
   python -m core evaluate MODEL DATA [--threshold T] [--tta] [--json]
       prints the metrics of a labelled dataset, with 95% bootstrap intervals for AUC and accuracy
 
@@ -19,6 +21,7 @@ from pathlib import Path
 
 from core.cli_common import unit_interval
 from core.errors import DatasetError
+from core.quality import count_flags
 
 JSON_KEYS = (
     "n",
@@ -46,6 +49,13 @@ def register(subparsers) -> None:
     )
     _add_common(predict)
     predict.add_argument("--out", required=True, type=Path, help="CSV to write (id,label)")
+    predict.add_argument(
+        "--quality-report",
+        type=Path,
+        metavar="CSV",
+        help="also write id,probability,quality: 'ok' or the input-quality flags (background, not_he, "
+        "blurred) joined by ';'",
+    )
     predict.set_defaults(handler=run_predict)
 
     evaluate = subparsers.add_parser(
@@ -142,11 +152,27 @@ def run_predict(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         tta=args.tta,
         progress=_ProgressLine("predict"),
+        quality=args.quality_report is not None,
     )
     _report_skipped(frame)
     write_submission(frame, args.out)
     print(f"wrote {len(frame):,} predictions to {args.out}", file=sys.stderr)
+    if args.quality_report is not None:
+        write_quality_report(frame, args.quality_report)
+        counts = count_flags(frame["quality"])
+        summary = ", ".join(f"{name} {count:,}" for name, count in counts.items())
+        print(f"wrote the quality report to {args.quality_report} ({summary})", file=sys.stderr)
     return 0
+
+
+def write_quality_report(frame, path: Path) -> Path:
+    """`id,probability,quality` for every predicted patch, atomically."""
+    import pandas as pd
+
+    from core.evaluation import write_csv_atomic
+
+    report = pd.DataFrame({"id": frame["id"], "probability": frame["prob"], "quality": frame["quality"]})
+    return write_csv_atomic(report, path)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

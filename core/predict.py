@@ -31,6 +31,7 @@ import pandas as pd
 from core.constants import PATCH_SHAPE
 from core.evaluation import read_predictions, write_predictions
 from core.files import atomic_write_json
+from core.quality import quality_labels
 
 DEFAULT_BATCH_SIZE = 256
 PREFETCH_BATCHES = 2  # batches the reader thread may have ready ahead of the model
@@ -105,9 +106,13 @@ def predict_patches(model, patches: np.ndarray, *, tta: bool = False) -> np.ndar
 # --------------------------------------------------------------------------- a whole dataset
 
 
-def _read_ahead(dataset, batches: list[range], out: queue.Queue, stop: threading.Event) -> None:
-    """Producer: put (pixels, indices read, {index: problem}) per batch, then None. Errors are
-    passed on to the consumer rather than lost in the thread; `stop` ends it early."""
+def _read_ahead(
+    dataset, batches: list[range], out: queue.Queue, stop: threading.Event, quality: bool = False
+) -> None:
+    """Producer: put (pixels, indices read, {index: problem}, quality labels or None) per batch,
+    then None. Errors are passed on to the consumer rather than lost in the thread; `stop` ends
+    it early. With `quality`, the input-quality gate runs here on the pixels just read, while the
+    model scores the previous batch."""
 
     def put(item) -> None:
         while not stop.is_set():
@@ -121,7 +126,9 @@ def _read_ahead(dataset, batches: list[range], out: queue.Queue, stop: threading
         for indices in batches:
             if stop.is_set():
                 return
-            put(dataset.read_tolerant(list(indices)))
+            pixels, good, bad = dataset.read_tolerant(list(indices))
+            labels = quality_labels(pixels) if quality else None
+            put((pixels, good, bad, labels))
         put(None)
     except BaseException as error:  # re-raised in the consumer thread, never lost here
         put(error)
@@ -134,6 +141,7 @@ def predict_dataset(
     batch_size: int = DEFAULT_BATCH_SIZE,
     tta: bool = False,
     progress: Progress | None = None,
+    quality: bool = False,
 ) -> pd.DataFrame:
     """Predict every patch of a dataset in streamed batches.
 
@@ -144,10 +152,12 @@ def predict_dataset(
     batch_size : patches per forward pass; memory holds about two batches of pixels.
     tta : average over the 8 dihedral views (8x the compute).
     progress : optional callable(done, total), called after each batch.
+    quality : also run the input-quality gate (core.quality) on the same pixels.
 
     Returns
     -------
-    DataFrame with columns id, label (float, NaN when unlabelled) and prob, in dataset order.
+    DataFrame with columns id, label (float, NaN when unlabelled) and prob, in dataset order,
+    plus `quality` ('ok' or the flags joined by ';') when asked for.
     Patches that cannot be decoded are left out and listed in `frame.attrs["skipped"]`
     ({id: reason}), so one corrupt file never sinks a 220,000-patch run.
     """
@@ -161,13 +171,14 @@ def predict_dataset(
     stop = threading.Event()
     reader = threading.Thread(
         target=_read_ahead,
-        args=(dataset, batches, ready, stop),
+        args=(dataset, batches, ready, stop, quality),
         name="patch-reader",
         daemon=True,
     )
 
     kept_index: list[np.ndarray] = []
     probs: list[np.ndarray] = []
+    qualities: list[str] = []
     skipped: dict[str, str] = {}
     done = 0
     if progress:
@@ -180,10 +191,11 @@ def predict_dataset(
                 break
             if isinstance(item, BaseException):
                 raise item
-            pixels, good, bad = item
+            pixels, good, bad, labels = item
             if len(good):
                 probs.append(forward(pixels.astype(np.float32)).numpy())
                 kept_index.append(np.asarray(good, dtype=np.int64))
+                qualities.extend(labels or [])
             skipped.update({dataset.ids[i]: reason for i, reason in bad.items()})
             done += len(good) + len(bad)
             if progress:
@@ -203,6 +215,8 @@ def predict_dataset(
             "prob": np.concatenate(probs).astype(np.float64) if probs else np.empty(0),
         }
     )
+    if quality:
+        frame["quality"] = qualities
     frame.attrs["skipped"] = skipped
     return frame
 

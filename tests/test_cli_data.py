@@ -28,7 +28,15 @@ def test_inspect_json_counts_readable_patches_and_lists_problems(small_kaggle, s
     result = run_core("inspect", small_kaggle, "--json")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
-    assert set(summary) == {"layout", "n_patches", "n_labelled", "n_positive", "n_negative", "problems"}
+    assert set(summary) == {
+        "layout",
+        "n_patches",
+        "n_labelled",
+        "n_positive",
+        "n_negative",
+        "problems",
+        "quality",
+    }
     positives = sum(label for _, label in small_rows[1:])
     assert summary["layout"] == "kaggle"
     assert (summary["n_patches"], summary["n_labelled"]) == (len(small_rows) - 1, len(small_rows) - 1)
@@ -40,6 +48,30 @@ def test_inspect_no_scan_counts_listed_files(small_kaggle, small_rows):
     (small_kaggle / "train" / f"{small_rows[0][0]}.tif").write_text("junk")
     summary = json.loads(run_core("inspect", small_kaggle, "--json", "--no-scan").stdout)
     assert summary["n_patches"] == len(small_rows) and summary["problems"] == []
+    assert "quality" not in summary  # nothing decoded, nothing judged
+
+
+def test_inspect_counts_the_quality_flags(unlabelled_folder_dir):
+    from PIL import Image
+
+    from core.quality import count_flags, quality_labels
+
+    real = open_dataset(unlabelled_folder_dir)
+    expected = count_flags(quality_labels(real.read_batch(range(len(real)))))
+    blue = np.zeros((96, 96, 3), dtype=np.uint8)
+    blue[..., 2] = 255
+    Image.fromarray(blue).save(unlabelled_folder_dir / "blue_square.png")
+    Image.fromarray(np.full((96, 96, 3), 238, dtype=np.uint8)).save(unlabelled_folder_dir / "glass.png")
+
+    result = run_core("inspect", unlabelled_folder_dir, "--json")
+    assert result.returncode == 0, result.stderr
+    quality = json.loads(result.stdout)["quality"]
+    assert list(quality) == ["ok", "background", "not_he", "blurred"]
+    assert quality == {**expected, "not_he": expected["not_he"] + 1, "background": expected["background"] + 1}
+    assert quality["ok"] >= 0.8 * len(real)
+
+    text = run_core("inspect", unlabelled_folder_dir).stdout
+    assert f"quality   ok {quality['ok']}" in text and "not_he" in text
 
 
 def test_inspect_human_summary(pcam_h5_dir):

@@ -155,6 +155,37 @@ def test_predict_writes_a_kaggle_submission(request, capsys, run_dir, data_fixtu
     assert [p.name for p in out_path.parent.iterdir()] == ["submission.csv"]  # no temp file
 
 
+def test_predict_writes_a_quality_report_next_to_the_submission(capsys, run_dir, kaggle_dir, tmp_path):
+    from PIL import Image
+
+    data = tmp_path / "mixed"
+    shutil.copytree(kaggle_dir / "train", data)
+    blue = np.zeros((96, 96, 3), dtype=np.uint8)
+    blue[..., 2] = 255
+    Image.fromarray(blue).save(data / "blue_square.png")
+    noise = np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(data / "noise.png")
+    Image.fromarray(np.full((96, 96, 3), 238, dtype=np.uint8)).save(data / "glass.png")
+    preds, report = tmp_path / "preds.csv", tmp_path / "quality.csv"
+
+    code, _, err = run_cli(capsys, "predict", run_dir, data, "--out", preds, "--quality-report", report)
+    assert code == 0, err
+    assert preds.read_text().splitlines()[0] == "id,label"
+    assert report.read_text().splitlines()[0] == "id,probability,quality"
+    submission = pd.read_csv(preds, dtype={"id": str})
+    quality = pd.read_csv(report, dtype={"id": str}).set_index("id")
+    assert list(submission.columns) == ["id", "label"]
+    assert quality.index.tolist() == submission["id"].tolist() == open_dataset(data).ids
+    np.testing.assert_allclose(quality["probability"], submission["label"])
+    assert quality.loc["blue_square", "quality"] == "not_he"
+    assert quality.loc["noise", "quality"] == "not_he"
+    assert quality.loc["glass", "quality"] == "background"
+    real = quality.drop(index=["blue_square", "noise", "glass"])["quality"]
+    assert set("".join(real).replace("ok", "")) <= set("backgroundnot_heblurred;")
+    assert (real == "ok").mean() >= 0.8
+    assert "quality report" in err and "not_he 2" in err
+
+
 def test_predict_with_tta_changes_the_probabilities(capsys, run_dir, kaggle_dir, tmp_path):
     plain, tta = tmp_path / "plain.csv", tmp_path / "tta.csv"
     assert run_cli(capsys, "predict", run_dir, kaggle_dir, "--out", plain)[0] == 0

@@ -282,3 +282,26 @@ def test_cache_remembers_skipped_patches(model, model_path, kaggle_dir, tmp_path
     assert len(second) == len(first) == 2 * PER_CLASS - 1
     assert clear_prediction_cache(cache) == 1
     assert list(cache.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- the quality gate
+
+
+def test_quality_column_is_the_gate_on_the_same_pixels(model, kaggle_dir, tmp_path):
+    from core.predict import predict_dataset
+    from core.quality import quality_labels
+
+    folder = tmp_path / "with_a_broken_one"
+    shutil.copytree(kaggle_dir, folder)
+    victim = sorted((folder / "train").iterdir())[3]
+    victim.write_bytes(b"not a tiff at all")
+    dataset = open_dataset(folder)
+    plain = predict_dataset(model, dataset, batch_size=8)
+    frame = predict_dataset(model, dataset, batch_size=8, quality=True)
+
+    assert "quality" not in plain.columns
+    assert list(frame.columns) == ["id", "label", "prob", "quality"]
+    assert frame[["id", "prob"]].equals(plain[["id", "prob"]])
+    kept = [dataset.ids.index(i) for i in frame["id"]]
+    assert frame["quality"].tolist() == quality_labels(dataset.read_batch(kept))
+    assert victim.stem not in set(frame["id"]) and list(frame.attrs["skipped"]) == [victim.stem]
