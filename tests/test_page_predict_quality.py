@@ -1,8 +1,8 @@
 """AppTest of the Predict page's input-quality gate with a tiny real model: a real patch, a solid blue
-square, a crop of a cat photo and a blurred real patch are uploaded through the file uploader. The
-real patch gets its call and no badge; the others keep their probability but get a badge per flag in
-words, a greyed call that says it is not meaningful, a `quality` in the results table, and are
-counted as flagged, not as calls."""
+square, a crop of a cat photo, a blurred real patch and a near-blank real patch are uploaded through
+the file uploader. The real patch gets its call and no badge; the others keep their probability but
+get a badge per flag in words, a greyed call that says it is not meaningful, a `quality` in the
+results table and its CSV, and are counted as flagged, not as calls."""
 
 from __future__ import annotations
 
@@ -10,21 +10,24 @@ import io
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from page_helpers import app_test, tiny_model
 from PIL import Image, ImageFilter
 
 from core.images import decode_patch
 from core.settings import SAMPLE_DATASET
-from core.views import FLAG_BADGES, NOT_MEANINGFUL
+from core.views import FLAG_BADGES, NOT_MEANINGFUL, decode_uploads, upload_counts, upload_results
 
 TIFFS = sorted((SAMPLE_DATASET / "train").glob("*.tif"))
+BLANK = SAMPLE_DATASET / "train" / "96974eeef9a45bdc6335734620d6c60620a633f0.tif"  # white background
 CAT = Path(__file__).parent / "data" / "non_he" / "chelsea_r40_c60.png"
 EXPECTED_QUALITY = {
     TIFFS[0].name: "ok",
     "blue.png": "not_he",
     CAT.name: "not_he",
     "blurred.png": "blurred",
+    BLANK.name: "background",
 }
 
 
@@ -60,6 +63,7 @@ def uploads() -> list[tuple[str, bytes, str]]:
         ("blue.png", png_bytes(blue), "image/png"),
         (CAT.name, CAT.read_bytes(), "image/png"),
         ("blurred.png", png_bytes(np.asarray(blurred)), "image/png"),
+        (BLANK.name, BLANK.read_bytes(), "image/tiff"),
     ]
 
 
@@ -109,14 +113,31 @@ def test_flagged_patches_get_badges_no_call_and_are_counted_apart(predict):
         assert len(badges) == 1 and FLAG_BADGES[flag] in badges[0]
     assert "not an H&E patch — this probability is not meaningful" in " ".join(texts["blue.png"])
     assert "out of focus" in " ".join(texts["blurred.png"])
+    assert "mostly background" in " ".join(texts[BLANK.name])
     captions = [caption.value for caption in at.caption]
-    assert sum("Not counted as a call" in caption for caption in captions) == 3
+    assert sum("Not counted as a call" in caption for caption in captions) == 4
     assert len(at.get("progress")) == 1, "only the real patch gets a probability bar"
 
-    assert metric(at, "Scored") == "4"
-    assert metric(at, "Flagged") == "3"
+    assert metric(at, "Scored") == "5"
+    assert metric(at, "Flagged") == "4"
     called = int(metric(at, "Called tumour")) + int(metric(at, "Called normal"))
     assert called == 1, "flagged patches are not counted as calls"
 
     at.slider(key="threshold_slider").set_value(0.0).run()  # every ok patch is tumour at 0...
-    assert metric(at, "Called tumour") == "1" and metric(at, "Flagged") == "3"  # ...flagged ones are not
+    assert metric(at, "Called tumour") == "1" and metric(at, "Flagged") == "4"  # ...flagged ones are not
+
+
+def test_the_csv_says_the_quality_of_each_file():
+    batch = decode_uploads([(name, data) for name, data, _ in uploads()] + [("broken.tif", b"not an image")])
+    probs = np.linspace(0.1, 0.9, len(batch.names))
+    csv = pd.read_csv(
+        io.StringIO(upload_results(batch, probs, 0.5).to_csv(index=False)), keep_default_na=False
+    )
+    assert csv.set_index("file")["quality"].to_dict() == {**EXPECTED_QUALITY, "broken.tif": ""}
+    assert upload_counts(upload_results(batch, probs, 0.0)) == {
+        "scored": 5,
+        "tumour": 1,
+        "normal": 0,
+        "flagged": 4,
+        "unreadable": 1,
+    }
