@@ -4,6 +4,8 @@ model looked (Grad-CAM and friends), with a CSV of the results.
 Uploads are decoded in memory (no temporary files). A file that cannot be decoded gets its own
 error and the others still get predictions. All good patches go through the model in one batch;
 probabilities and heatmaps are cached per (model, file content), so moving a slider only redraws.
+Each patch also goes through the input-quality gate (core.quality): a flagged patch keeps its
+probability but gets a badge per flag and no call, and is counted as flagged, not as a call.
 """
 
 import os
@@ -17,10 +19,26 @@ from app_pages.shared import active_model_path, load_active_model, model_label, 
 from core.errors import PatchLensError
 from core.explain import describe_strength
 from core.images import draw_centre_box
-from core.views import call_of, decode_uploads, page_bounds, upload_results
+from core.quality import FLAG_MEANINGS
+from core.views import (
+    FLAG_BADGES,
+    NOT_MEANINGFUL,
+    call_of,
+    decode_uploads,
+    page_bounds,
+    quality_flags,
+    upload_counts,
+    upload_results,
+)
 
 PAGE_SIZE = 8  # patches per gallery page; each shows the original beside its overlay
 UPLOAD_TYPES = ["tif", "tiff", "png", "jpg", "jpeg"]
+CALLS_HELP = "Only patches that pass the input-quality check; flagged patches are counted under Flagged."
+FLAGGED_HELP = (
+    "Scored patches the input-quality check flags (see the quality column): their probability is not "
+    "meaningful and they are not counted as calls. "
+    + "; ".join(f"{flag}: {meaning}" for flag, meaning in FLAG_MEANINGS.items())
+)
 
 
 @st.cache_data(show_spinner="Predicting…", max_entries=32)
@@ -72,12 +90,13 @@ except (PatchLensError, ValueError) as error:
     st.stop()
 
 results = upload_results(batch, probs, threshold)
-n_tumour = int((probs >= threshold).sum())
-cards = st.columns(4)
-cards[0].metric("Scored", f"{len(batch.names):,}")
-cards[1].metric("Called tumour", f"{n_tumour:,}")
-cards[2].metric("Called normal", f"{len(batch.names) - n_tumour:,}")
-cards[3].metric("Not readable", f"{len(batch.errors):,}")
+counts = upload_counts(results)
+cards = st.columns(5)
+cards[0].metric("Scored", f"{counts['scored']:,}")
+cards[1].metric("Called tumour", f"{counts['tumour']:,}", help=CALLS_HELP)
+cards[2].metric("Called normal", f"{counts['normal']:,}", help=CALLS_HELP)
+cards[3].metric("Flagged", f"{counts['flagged']:,}", help=FLAGGED_HELP)
+cards[4].metric("Not readable", f"{counts['unreadable']:,}")
 st.dataframe(
     results,
     hide_index=True,
@@ -121,6 +140,12 @@ for k in range(start, stop):
     explained.image(
         blend(patch, maps[k - start], settings), caption=f"{shown_method}, {strength}", width="stretch"
     )
-    call = call_of(prob, threshold)
-    text.markdown(f"**{batch.names[k]}**  \nP(tumour) **{prob:.4f}**  \ncall at {threshold:.3f}: **{call}**")
-    text.progress(prob)
+    flags = quality_flags(batch.quality[k])
+    call = f":gray[{NOT_MEANINGFUL}]" if flags else f"**{call_of(prob, threshold)}**"
+    text.markdown(f"**{batch.names[k]}**  \nP(tumour) **{prob:.4f}**  \ncall at {threshold:.3f}: {call}")
+    for flag in flags:
+        text.badge(FLAG_BADGES[flag], icon="⚠️", color="orange", help=FLAG_MEANINGS[flag])
+    if flags:
+        text.caption("Not counted as a call: the input-quality check flagged this patch.")
+    else:
+        text.progress(prob)

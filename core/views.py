@@ -18,6 +18,7 @@ from core.constants import LABEL_NAMES, SPLIT_WARNING
 from core.errors import DatasetError, PatchError, PatchLensError
 from core.evaluation import read_predictions
 from core.images import decode_patch
+from core.quality import FLAG_SEPARATOR, OK, quality_labels
 
 VAL_PREDICTIONS = "val_predictions.csv"
 # The four cells of the confusion matrix, as (true label, predicted label).
@@ -202,18 +203,31 @@ def dataset_lookup(dataset) -> PatchLookup:
 # --------------------------------------------------------------------------- uploads
 
 
+# Per-flag badge on the Predict page: what the flag means for the probability beside it. The
+# flags' own meanings (the badges' help) live in core.quality.FLAG_MEANINGS.
+FLAG_BADGES = {
+    "not_he": "not an H&E patch — this probability is not meaningful",
+    "background": "mostly background — too little tissue to judge",
+    "blurred": "out of focus — too little fine detail to judge",
+}
+NOT_MEANINGFUL = "— (not meaningful)"  # the call shown for a flagged patch
+
+
 @dataclass
 class UploadBatch:
-    """Uploaded files decoded in memory: the good patches, stacked, and a reason per bad file."""
+    """Uploaded files decoded in memory: the good patches, stacked, their input-quality labels
+    (core.quality: 'ok' or the flags joined by ';'), and a reason per bad file."""
 
     names: list[str] = field(default_factory=list)
     patches: np.ndarray = field(default_factory=lambda: np.empty((0, 96, 96, 3), dtype=np.uint8))
     digests: list[str] = field(default_factory=list)
+    quality: list[str] = field(default_factory=list)
     errors: list[tuple[str, str]] = field(default_factory=list)  # (file name, reason without the name)
 
 
 def decode_uploads(files: list[tuple[str, bytes]]) -> UploadBatch:
-    """Decode each (name, bytes) with core.images.decode_patch; a bad file never stops the others."""
+    """Decode each (name, bytes) with core.images.decode_patch and judge the good ones with the
+    input-quality gate; a bad file never stops the others."""
     batch = UploadBatch()
     good: list[np.ndarray] = []
     for name, data in files:
@@ -227,6 +241,7 @@ def decode_uploads(files: list[tuple[str, bytes]]) -> UploadBatch:
         batch.digests.append(hashlib.sha256(data).hexdigest()[:16])
     if good:
         batch.patches = np.stack(good)
+        batch.quality = quality_labels(batch.patches)
     return batch
 
 
@@ -235,16 +250,47 @@ def call_of(prob: float, threshold: float) -> str:
     return LABEL_NAMES[int(prob >= threshold)]
 
 
+def quality_flags(label: str) -> list[str]:
+    """The flags of a quality label ('ok' → none)."""
+    return [] if label == OK else label.split(FLAG_SEPARATOR)
+
+
 def upload_results(batch: UploadBatch, probs: np.ndarray, threshold: float) -> pd.DataFrame:
-    """One row per uploaded file: file, probability, call at `threshold`, problem (bad files)."""
+    """One row per uploaded file: file, probability, call at `threshold`, quality, problem (bad files).
+
+    A flagged patch (quality not 'ok') keeps its probability but gets no call: the model's answer
+    on it is not meaningful, and its `quality` column says why.
+    """
+    quality = batch.quality or [OK] * len(batch.names)
     rows = [
-        {"file": name, "probability": float(p), "call": call_of(p, threshold), "problem": ""}
-        for name, p in zip(batch.names, np.asarray(probs, dtype=float), strict=True)
+        {
+            "file": name,
+            "probability": float(p),
+            "call": call_of(p, threshold) if label == OK else "",
+            "quality": label,
+            "problem": "",
+        }
+        for name, p, label in zip(batch.names, np.asarray(probs, dtype=float), quality, strict=True)
     ]
     rows += [
-        {"file": name, "probability": np.nan, "call": "", "problem": reason} for name, reason in batch.errors
+        {"file": name, "probability": np.nan, "call": "", "quality": "", "problem": reason}
+        for name, reason in batch.errors
     ]
-    return pd.DataFrame(rows, columns=["file", "probability", "call", "problem"])
+    return pd.DataFrame(rows, columns=["file", "probability", "call", "quality", "problem"])
+
+
+def upload_counts(results: pd.DataFrame) -> dict[str, int]:
+    """The Predict cards from an `upload_results` table: scored, called tumour / normal (ok patches
+    only), flagged (scored but not ok), not readable."""
+    scored = results["problem"] == ""
+    calls = results.loc[scored, "call"]
+    return {
+        "scored": int(scored.sum()),
+        "tumour": int((calls == LABEL_NAMES[1]).sum()),
+        "normal": int((calls == LABEL_NAMES[0]).sum()),
+        "flagged": int((results.loc[scored, "quality"] != OK).sum()),
+        "unreadable": int((~scored).sum()),
+    }
 
 
 # --------------------------------------------------------------------------- formatting
