@@ -7,7 +7,7 @@ id,label,prob that is cached, so moving the threshold never touches a model.
 
 Session state keys (one home for each):
   threshold                the decision threshold shared by Evaluate, Predict and Mistakes
-  threshold_slider         the slider widget that edits it (synced both ways)
+  threshold_slider         the slider widget that edits it (written from `threshold` every run)
   prediction_source_kind   "run" or "active"
   prediction_source_run    the chosen run's directory
   prediction_source_tta    test-time augmentation for the active-model source
@@ -47,6 +47,7 @@ SLIDER_KEY = "threshold_slider"
 KIND_KEY = "prediction_source_kind"
 RUN_KEY = "prediction_source_run"
 TTA_KEY = "prediction_source_tta"
+QUERY_KEY = "threshold"  # ?threshold=… in the URL: a reload or a shared link keeps it
 KINDS = {"run": "A run's validation predictions", "active": "The active model on the active dataset"}
 
 
@@ -74,8 +75,22 @@ def _mtime(path: str | Path) -> float:
 # --------------------------------------------------------------------------- the threshold
 
 
+def _threshold_from_url() -> float | None:
+    """The threshold a shared URL or a reload carries (?threshold=0.42), when it is a valid one."""
+    text = st.query_params.get(QUERY_KEY)
+    try:
+        value = float(text) if text is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and 0.0 <= value <= 1.0 else None
+
+
 def current_threshold() -> float:
-    return float(st.session_state.get(THRESHOLD_KEY, DEFAULT_THRESHOLD))
+    """The threshold in force; a new session starts from the URL's when it carries a valid one."""
+    if THRESHOLD_KEY not in st.session_state:
+        from_url = _threshold_from_url()
+        st.session_state[THRESHOLD_KEY] = DEFAULT_THRESHOLD if from_url is None else from_url
+    return float(st.session_state[THRESHOLD_KEY])
 
 
 def _slider_moved() -> None:
@@ -84,14 +99,27 @@ def _slider_moved() -> None:
 
 def _set_threshold(value: float) -> None:
     st.session_state[THRESHOLD_KEY] = float(value)
-    st.session_state[SLIDER_KEY] = float(value)
+
+
+def _keep_in_url(value: float) -> None:
+    if _threshold_from_url() != value:
+        st.query_params[QUERY_KEY] = repr(value)
 
 
 def threshold_control(presets: dict[str, float | None] | None = None) -> float:
-    """The shared threshold slider (+ preset buttons); returns the threshold in force."""
+    """The shared threshold slider (+ preset buttons); returns the threshold in force.
+
+    The slider never holds a value of its own: THRESHOLD_KEY is the one truth, and it is written
+    into the slider's key on EVERY run, before the slider is drawn. Streamlit then sends the value
+    to the browser each time (set_value). Writing it only when the two differ was the bug of
+    issue 9: after a run in which the slider was not drawn (a dataset not computed yet), the stale
+    key still equalled the threshold, nothing was written, and the browser mounted the slider at
+    its minimum, 0.000, and sent that back on the next click. A slider move reaches THRESHOLD_KEY
+    through on_change before the script runs, so the write below never undoes it.
+    """
     value = current_threshold()
-    if st.session_state.get(SLIDER_KEY) != value:  # edited on another page, or first visit
-        st.session_state[SLIDER_KEY] = value
+    st.session_state[SLIDER_KEY] = value
+    _keep_in_url(value)
     columns = st.columns([3, 2]) if presets else [st.container()]
     columns[0].slider(
         "Threshold — a patch is called tumour when P(tumour) ≥ threshold",

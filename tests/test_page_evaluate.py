@@ -113,3 +113,55 @@ def test_active_model_predictions_are_computed_once_then_read_from_disk(
     assert stored.stat().st_mtime_ns == written and not [
         b for b in at.button if b.label.startswith("Run the model")
     ]
+
+
+def value_sent_to_browser(slider) -> float:
+    """What the browser's slider shows after this run: the value Streamlit pushes (set_value), else
+    the element's default, which the browser falls back to when it mounts the slider afresh."""
+    proto = slider.proto
+    return float(proto.value[0] if proto.set_value else proto.default[0])
+
+
+def test_threshold_survives_a_run_without_the_slider(evaluate):
+    """Issue 9, item 1: a run in which the slider is not drawn (here: no model for the active
+    source) must not let the browser remount the slider at 0.000 and send that back."""
+    at, _ = evaluate
+    at.slider(key="threshold_slider").set_value(0.3).run()
+    assert value_sent_to_browser(at.slider(key="threshold_slider")) == pytest.approx(0.3)
+    at.session_state["model_path"] = None
+    at.radio(key="prediction_source_kind").set_value("active").run()
+    assert not at.exception and not at.slider  # the slider is gone for one run
+    at.radio(key="prediction_source_kind").set_value("run").run()
+    assert not at.exception
+    assert at.session_state["threshold"] == pytest.approx(0.3)
+    assert value_sent_to_browser(at.slider(key="threshold_slider")) == pytest.approx(0.3)
+    at.toggle(key="hist_log").set_value(True).run()  # any later click keeps it
+    assert at.session_state["threshold"] == pytest.approx(0.3)
+
+
+def test_threshold_is_read_from_and_written_to_the_url(run_without_model, monkeypatch):
+    workspace, _ = run_without_model
+    monkeypatch.setenv("PATCHLENS_HOME", str(workspace))
+    at = app_test()
+    at.query_params["threshold"] = "0.25"
+    at.run()
+    at.switch_page("app_pages/evaluate.py")
+    at.run()
+    assert not at.exception
+    assert at.session_state["threshold"] == pytest.approx(0.25)
+    assert at.slider(key="threshold_slider").value == pytest.approx(0.25)
+    at.slider(key="threshold_slider").set_value(0.4).run()
+    assert float(at.query_params["threshold"]) == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize("bad", ["abc", "1.5", "-0.1", "nan"])
+def test_an_invalid_threshold_in_the_url_is_ignored(run_without_model, monkeypatch, bad):
+    workspace, _ = run_without_model
+    monkeypatch.setenv("PATCHLENS_HOME", str(workspace))
+    at = app_test()
+    at.query_params["threshold"] = bad
+    at.run()
+    at.switch_page("app_pages/evaluate.py")
+    at.run()
+    assert not at.exception and not at.error
+    assert at.session_state["threshold"] == pytest.approx(0.5)
