@@ -3,6 +3,8 @@ no model call, the split warning, and the patches of a confusion-matrix cell."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from page_helpers import app_test, copy_kaggle_subset, finished_run, open_page, tiny_model
@@ -41,7 +43,9 @@ def run_without_model(tmp_path_factory):
 def evaluate(run_without_model, monkeypatch):
     workspace, run_dir = run_without_model
     monkeypatch.setenv("PATCHLENS_HOME", str(workspace))
-    return open_page(workspace, "evaluate"), run_dir
+    at = open_page(workspace, "evaluate")
+    at.radio(key="prediction_source_kind").set_value("run").run()
+    return at, run_dir
 
 
 def confusion_counts(at) -> list[int]:
@@ -86,33 +90,68 @@ def test_split_warning_curves_and_cell_patches(evaluate):
     assert len(at.get("image")) == min(24, n_true_negative)  # the cell's patches, read by id
 
 
-def test_active_model_predictions_are_computed_once_then_read_from_disk(
+def wait_for_job(key: str) -> dict:
+    """Poll the job file (an upper bound, not a timing assertion)."""
+    from core.prediction_jobs import read_job
+
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        job = read_job(key) or {}
+        if job.get("state") not in ("queued", "running"):
+            return job
+        time.sleep(0.5)
+    raise AssertionError(f"the prediction job did not end: {read_job(key)}")
+
+
+def test_active_model_predictions_are_computed_in_a_job_then_read_from_disk(
     run_without_model, tmp_path, monkeypatch
 ):
+    """Issue 9, items 6b and 1: the model runs in a background job that a second session finds
+    again; the results replace the 'not computed' banner and the threshold stays at 0.500."""
+    from core.datasets import open_dataset
+    from core.predict import prediction_cache_key
+
     workspace, _ = run_without_model
     monkeypatch.setenv("PATCHLENS_HOME", str(workspace))
     data = copy_kaggle_subset(tmp_path / "active", 6)
-    at = app_test()
-    at.session_state["model_path"] = str(tiny_model(tmp_path / "tiny.keras"))
-    at.session_state["dataset_path"] = str(data)
-    at.run()
-    at.switch_page("app_pages/evaluate.py")
-    at.run()
-    at.radio(key="prediction_source_kind").set_value("active").run()
+    model = tiny_model(tmp_path / "tiny.keras")
+
+    def session():
+        at = app_test()
+        at.session_state["model_path"] = str(model)
+        at.session_state["dataset_path"] = str(data)
+        at.run()
+        at.switch_page("app_pages/evaluate.py")
+        return at.run()
+
+    at = session()
+    assert at.radio(key="prediction_source_kind").value == "active"  # the sidebar's model and dataset
     assert not at.exception and not at.metric  # nothing computed until asked
+    assert any("not computed yet" in i.value for i in at.info)
     cache = workspace / "cache" / "predictions"
     assert not list(cache.glob("*.csv"))
-    next(b for b in at.button if b.label == "Run the model on this dataset").click().run()
+    at.button(key="start_prediction_job").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert not any("not computed yet" in i.value for i in at.info)
+    assert at.button(key="stop_prediction_job")  # the job runs: progress and a Stop button
+
+    second = session()  # another tab (or a reload) attaches to the same job
+    assert not any("not computed yet" in i.value for i in second.info)
+
+    job = wait_for_job(prediction_cache_key(model, open_dataset(data)))
+    assert job["state"] == "finished", job
+    at.run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     (stored,) = cache.glob("*.csv")
     assert len(read_predictions(stored)) == 12 and "AUC" in {m.label for m in at.metric}
+    assert not any("not computed yet" in i.value for i in at.info)
+    assert value_sent_to_browser(at.slider(key="threshold_slider")) == pytest.approx(0.5)
     written = stored.stat().st_mtime_ns
 
     at.slider(key="threshold_slider").set_value(0.0).run()
     assert not at.exception and confusion_counts(at) == [0, 6, 0, 6]
-    assert stored.stat().st_mtime_ns == written and not [
-        b for b in at.button if b.label.startswith("Run the model")
-    ]
+    assert stored.stat().st_mtime_ns == written
+    assert "start_prediction_job" not in {b.key for b in at.button}
 
 
 def value_sent_to_browser(slider) -> float:
@@ -144,6 +183,7 @@ def test_threshold_is_read_from_and_written_to_the_url(run_without_model, monkey
     monkeypatch.setenv("PATCHLENS_HOME", str(workspace))
     at = app_test()
     at.query_params["threshold"] = "0.25"
+    at.session_state["prediction_source_kind"] = "run"
     at.run()
     at.switch_page("app_pages/evaluate.py")
     at.run()
@@ -160,6 +200,7 @@ def test_an_invalid_threshold_in_the_url_is_ignored(run_without_model, monkeypat
     monkeypatch.setenv("PATCHLENS_HOME", str(workspace))
     at = app_test()
     at.query_params["threshold"] = bad
+    at.session_state["prediction_source_kind"] = "run"
     at.run()
     at.switch_page("app_pages/evaluate.py")
     at.run()
