@@ -42,7 +42,6 @@ CARDS = [  # (key, label, help)
 ]
 
 
-@st.cache_data(show_spinner="Bootstrapping 95 % intervals…", max_entries=64)
 def diagonal(name: str):
     """The dotted y = x reference line (chance on ROC, perfect calibration on the reliability plot)."""
     return go.Scatter(
@@ -50,6 +49,7 @@ def diagonal(name: str):
     )
 
 
+@st.cache_data(show_spinner="Bootstrapping 95 % intervals…", max_entries=64)
 def interval(source_key: str, metric: str, threshold: float, _labels, _probs):
     """Keyed by the predictions' identity (file + mtime); AUC ignores the threshold."""
     return bootstrap_ci(_labels, _probs, metric, threshold, n_boot=BOOTSTRAP_SAMPLES, seed=0)

@@ -206,3 +206,27 @@ def test_an_invalid_threshold_in_the_url_is_ignored(run_without_model, monkeypat
     at.run()
     assert not at.exception and not at.error
     assert at.session_state["threshold"] == pytest.approx(0.5)
+
+
+def bootstrap_computations() -> int:
+    """How many bootstrap intervals the page has computed: one st.cache_data entry each."""
+    from streamlit.runtime.caching.cache_data_api import _data_caches
+
+    caches = [c for by_key in _data_caches._function_caches.values() for c in by_key.values()]
+    bootstrap = [c for c in caches if c.display_name.split(".")[-1] == "interval"]
+    return sum(len(entries) for c in bootstrap for entries in c.get_stats().values())
+
+
+def test_moving_the_threshold_does_not_rerun_the_auc_bootstrap(evaluate):
+    """Issue 10: the 1,000-resample bootstrap is cached (AUC once; accuracy once per threshold)."""
+    import streamlit as st
+
+    at, _ = evaluate
+    st.cache_data.clear()
+    at.run()
+    assert bootstrap_computations() == 2  # AUC, accuracy at 0.5
+    at.slider(key="threshold_slider").set_value(0.3).run()
+    assert bootstrap_computations() == 3  # + accuracy at 0.3; the AUC interval is reused
+    at.slider(key="threshold_slider").set_value(0.5).run()
+    at.toggle(key="hist_log").set_value(True).run()
+    assert not at.exception and bootstrap_computations() == 3
