@@ -122,7 +122,7 @@ def threshold_control(presets: dict[str, float | None] | None = None) -> float:
     value = current_threshold()
     st.session_state[SLIDER_KEY] = value
     _keep_in_url(value)
-    columns = st.columns([3, 2]) if presets else [st.container()]
+    columns = st.columns([1, 1], vertical_alignment="bottom") if presets else [st.container()]
     columns[0].slider(
         "Threshold — a patch is called tumour when P(tumour) ≥ threshold",
         0.0,
@@ -135,11 +135,11 @@ def threshold_control(presets: dict[str, float | None] | None = None) -> float:
     )
     if presets:
         names = {"0.5": "0.5", "youden": "Youden's J"}
-        buttons = columns[1].columns(len(presets))
-        for button, (name, preset) in zip(buttons, presets.items(), strict=True):
+        row = columns[1].container(horizontal=True, wrap=True, gap="small")  # each label in full
+        for name, preset in presets.items():
             label = names.get(name, name.replace("sensitivity≥", "sens ≥ "))
             shown = f"{label} ({preset:.3f})" if preset is not None and name != "0.5" else label
-            button.button(
+            row.button(
                 shown,
                 key=f"preset-{name}",
                 on_click=_set_threshold,
@@ -153,7 +153,7 @@ def threshold_control(presets: dict[str, float | None] | None = None) -> float:
                     "The highest threshold whose sensitivity still reaches the target: the fewest "
                     "false alarms at that sensitivity.",
                 ),
-                width="stretch",
+                width="content",
             )
     return current_threshold()
 
