@@ -232,3 +232,33 @@ def test_moving_the_threshold_does_not_rerun_the_auc_bootstrap(evaluate):
     at.slider(key="threshold_slider").set_value(0.5).run()
     at.toggle(key="hist_log").set_value(True).run()
     assert not at.exception and bootstrap_computations() == 3
+
+
+def test_the_page_stops_a_job_and_reports_a_failed_one(run_without_model, tmp_path, monkeypatch):
+    from core.datasets import open_dataset
+    from core.predict import prediction_cache_key
+    from core.prediction_jobs import job_dir
+    from core.runs import write_status
+
+    workspace, _ = run_without_model
+    monkeypatch.setenv("PATCHLENS_HOME", str(workspace))
+    data = copy_kaggle_subset(tmp_path / "stopped", 4)
+    model = tiny_model(tmp_path / "tiny.keras")
+    key = prediction_cache_key(model, open_dataset(data))
+    at = app_test()
+    at.session_state["model_path"] = str(model)
+    at.session_state["dataset_path"] = str(data)
+    at.run()
+    at.switch_page("app_pages/evaluate.py")
+    at.run()
+    at.button(key="start_prediction_job").click().run()
+    at.button(key="stop_prediction_job").click().run()  # lands while TensorFlow still starts
+    assert wait_for_job(key)["state"] == "stopped"
+    at.run()
+    assert not at.exception and any("was stopped" in i.value for i in at.info)
+    assert at.button(key="start_prediction_job") and not at.metric
+
+    write_status(job_dir(key), "failed", error="out of memory (a test's own words)")
+    at.run()
+    assert any("out of memory (a test's own words)" in e.value for e in at.error)
+    assert at.button(key="start_prediction_job")  # and it can be run again
