@@ -4,7 +4,6 @@ calibration, all driven by ONE threshold and derived from one cached set of pred
 Moving the threshold re-derives every panel from the cached DataFrame; no model is called.
 """
 
-import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -22,10 +21,16 @@ from core.evaluation import (
     roc_points,
     threshold_presets,
 )
-from core.views import CELL_NAMES, CELLS, confusion_cell, format_interval, format_metric
+from core.views import CELL_NAMES, CELLS, clicked_cell, confusion_cell, format_interval, format_metric
 
 BOOTSTRAP_SAMPLES = 1000
 CELL_PATCHES = 24
+CELL_KEY = "evaluate_cell"  # the radio that picks the cell whose patches are shown
+MATRIX_KEY = "confusion"  # the matrix chart; its selection holds the last click
+CLICK_KEY = "evaluate_cell_clicked"  # the cell of the last click on the matrix seen
+DEFAULT_CELL = "FP"
+MATRIX_COLUMNS = {0: "called normal", 1: "called tumour"}
+MATRIX_ROWS = {0: "normal (0)", 1: "tumour (1)"}
 CLASS_COLOURS = {0: "#4c78a8", 1: "#e45756"}
 CARDS = [  # (key, label, help)
     ("auc", "AUC", "Area under the ROC curve; threshold-free."),
@@ -42,7 +47,6 @@ CARDS = [  # (key, label, help)
 ]
 
 
-@st.cache_data(show_spinner="Bootstrapping 95 % intervals…", max_entries=64)
 def diagonal(name: str):
     """The dotted y = x reference line (chance on ROC, perfect calibration on the reliability plot)."""
     return go.Scatter(
@@ -50,6 +54,7 @@ def diagonal(name: str):
     )
 
 
+@st.cache_data(show_spinner="Bootstrapping 95 % intervals…", max_entries=64)
 def interval(source_key: str, metric: str, threshold: float, _labels, _probs):
     """Keyed by the predictions' identity (file + mtime); AUC ignores the threshold."""
     return bootstrap_ci(_labels, _probs, metric, threshold, n_boot=BOOTSTRAP_SAMPLES, seed=0)
@@ -63,6 +68,44 @@ def presets_for(source_key: str, _labels, _probs):
 @st.cache_data(show_spinner=False, max_entries=16)
 def curves_for(source_key: str, _labels, _probs):
     return roc_points(_labels, _probs), pr_points(_labels, _probs), reliability_curve(_labels, _probs)
+
+
+def confusion_figure(counts: list[int], threshold: float, chosen: str) -> go.Figure:
+    """The 2x2 matrix as four big square markers (Plotly reports clicks on markers, not on a
+    heatmap's cells), in CELLS order; the chosen cell is outlined."""
+    names = list(CELLS)
+    total = max(sum(counts), 1)
+    text = [f"<b>{n}</b><br>{c:,}<br>({100 * c / total:.1f} %)" for n, c in zip(names, counts, strict=True)]
+    dark = [c > 0.6 * max(counts) for c in counts]
+    figure = go.Figure(go.Scatter(
+        x=[MATRIX_COLUMNS[CELLS[n][1]] for n in names], y=[MATRIX_ROWS[CELLS[n][0]] for n in names],
+        mode="markers+text", text=text, textfont=dict(color=["white" if d else "#1f2d3d" for d in dark], size=14),
+        marker=dict(symbol="square", size=92, color=counts, colorscale="Blues", cmin=0,
+                    line=dict(width=[4 if n == chosen else 0 for n in names], color="#e45756")),
+        selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=1)),
+        hovertemplate="%{text}<extra>click to show these patches</extra>",
+    ))  # fmt: skip
+    figure.update_xaxes(title=f"prediction at {threshold:.3f}", fixedrange=True, range=[-0.5, 1.5])
+    figure.update_yaxes(title="true label", autorange="reversed", fixedrange=True, range=[-0.5, 1.5])
+    figure.update_layout(height=300, margin=dict(t=10, b=10, l=10, r=10), clickmode="event+select")
+    return figure
+
+
+def matrix_clicks() -> list[dict]:
+    """The points selected on the matrix chart, as the browser reported them for this run."""
+    state = st.session_state.get(MATRIX_KEY) or {}
+    return list((state.get("selection") or {}).get("points") or [])
+
+
+def follow_click(cell: str | None) -> None:
+    """A new click on the matrix selects that cell in the radio below (drawn after the chart).
+
+    A click stays in the chart's selection on later reruns, so only a change is followed: choosing
+    another cell with the radio afterwards is not undone by the old click.
+    """
+    if cell is not None and cell != st.session_state.get(CLICK_KEY):
+        st.session_state[CELL_KEY] = cell
+    st.session_state[CLICK_KEY] = cell
 
 
 render_sidebar()
@@ -108,22 +151,19 @@ roc, pr, calibration = curves_for(source.key, labels, probs)
 left, right = st.columns([2, 3])
 with left:
     st.subheader("Confusion matrix")
-    counts = np.array([[tn, fp], [fn, tp]])
-    share = counts / max(counts.sum(), 1)
-    text = [
-        [f"{names}<br>{counts[i, j]:,}<br>({100 * share[i, j]:.1f} %)" for j, names in enumerate(row)]
-        for i, row in enumerate([["TN", "FP"], ["FN", "TP"]])
-    ]
-    figure = go.Figure(go.Heatmap(
-        z=counts, x=["called normal", "called tumour"], y=["normal (0)", "tumour (1)"], text=text,
-        texttemplate="%{text}", colorscale="Blues", showscale=False, hoverinfo="skip",
-    ))  # fmt: skip
-    figure.update_yaxes(autorange="reversed", title="true label")
-    figure.update_xaxes(title=f"prediction at {threshold:.3f}")
-    figure.update_layout(height=340, margin=dict(t=20, b=20, l=20, r=20))
-    st.plotly_chart(figure, width="stretch", key="confusion")
+    st.caption("Click a cell to see its patches.")
+    counts = [tn, fp, fn, tp]  # CELLS order
+    follow_click(clicked_cell(matrix_clicks()))  # before drawing, so the outline shows the new cell
+    st.plotly_chart(
+        confusion_figure(counts, threshold, st.session_state.get(CELL_KEY, DEFAULT_CELL)),
+        width="stretch",
+        key=MATRIX_KEY,
+        on_select="rerun",
+        selection_mode="points",
+        config={"displayModeBar": False},
+    )
     st.dataframe(
-        pd.DataFrame({"cell": list(CELLS), "count": [tn, fp, fn, tp]}).set_index("cell").T,
+        pd.DataFrame({"cell": list(CELLS), "count": counts}).set_index("cell").T,
         width="stretch",
         key="confusion_counts",
     )
@@ -135,8 +175,8 @@ with right:
         list(CELLS),
         format_func=lambda c: f"{c} · {CELL_NAMES[c]}",
         horizontal=True,
-        index=1,
-        key="evaluate_cell",
+        index=list(CELLS).index(DEFAULT_CELL),
+        key=CELL_KEY,
     )
     rows = confusion_cell(source.predictions, threshold, cell)
     st.caption(f"{len(rows):,} patches; the {min(CELL_PATCHES, len(rows))} most confident shown.")

@@ -13,7 +13,7 @@ from app_pages.prediction_source import pick_source, show_source_notes, threshol
 from app_pages.shared import render_sidebar
 from core.constants import LABEL_NAMES
 from core.evaluation import MISTAKE_KINDS, mistakes
-from core.views import page_bounds
+from core.views import mistakes_csv, page_bounds
 
 PAGE_SIZE = 24
 KIND_FILTERS = {"both": None, "false positives": "false positive", "false negatives": "false negative"}
@@ -51,10 +51,10 @@ cards[1].metric(
 cards[2].metric("Shown after filters", f"{len(wrong):,}")
 cards[3].metric("Threshold", f"{threshold:.3f}")
 
-export = wrong.assign(source=[source.lookup.source_of(i) if source.lookup else "" for i in wrong["id"]])
+sources = [source.lookup.source_of(i) if source.lookup else "" for i in wrong["id"]]
 st.download_button(
     "Download this list (CSV)",
-    data=export.to_csv(index=False).encode(),
+    data=mistakes_csv(wrong, sources),
     file_name=f"mistakes_at_{threshold:.3f}.csv",
     mime="text/csv",
     key="mistakes_csv",

@@ -1,13 +1,15 @@
 """Where Evaluate and Mistakes get their predictions, and the one threshold every page shares.
 
-A source is either a run's stored validation predictions (val_predictions.csv, no model call) or
-the active model's predictions on the active labelled dataset (computed once with a progress
-bar, kept on disk by core.predict.cached_predictions). Either way the page receives a DataFrame
-id,label,prob that is cached, so moving the threshold never touches a model.
+A source is the active model's predictions on the active labelled dataset (the default: what the
+sidebar shows) or a run's stored validation predictions (val_predictions.csv, no model call). The
+active model's are computed once by a background job in its own process (core.prediction_jobs),
+which the page follows and finds again after a reload, and kept on disk by
+core.predict.cached_predictions. Either way the page receives a DataFrame id,label,prob that is
+cached, so moving the threshold never touches a model.
 
 Session state keys (one home for each):
   threshold                the decision threshold shared by Evaluate, Predict and Mistakes
-  threshold_slider         the slider widget that edits it (synced both ways)
+  threshold_slider         the slider widget that edits it (written from `threshold` every run)
   prediction_source_kind   "run" or "active"
   prediction_source_run    the chosen run's directory
   prediction_source_tta    test-time augmentation for the active-model source
@@ -27,11 +29,11 @@ from app_pages.shared import (
     active_dataset,
     active_model_path,
     dataset_label,
-    load_active_model,
     model_label,
 )
 from core.errors import PatchLensError
 from core.evaluation import DEFAULT_THRESHOLD
+from core.prediction_jobs import LOADING_PHASE
 from core.runs import list_runs
 from core.views import (
     PatchLookup,
@@ -47,7 +49,8 @@ SLIDER_KEY = "threshold_slider"
 KIND_KEY = "prediction_source_kind"
 RUN_KEY = "prediction_source_run"
 TTA_KEY = "prediction_source_tta"
-KINDS = {"run": "A run's validation predictions", "active": "The active model on the active dataset"}
+QUERY_KEY = "threshold"  # ?threshold=… in the URL: a reload or a shared link keeps it
+KINDS = {"active": "The active model on the active dataset", "run": "A run's validation predictions"}
 
 
 @dataclass
@@ -74,8 +77,22 @@ def _mtime(path: str | Path) -> float:
 # --------------------------------------------------------------------------- the threshold
 
 
+def _threshold_from_url() -> float | None:
+    """The threshold a shared URL or a reload carries (?threshold=0.42), when it is a valid one."""
+    text = st.query_params.get(QUERY_KEY)
+    try:
+        value = float(text) if text is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and 0.0 <= value <= 1.0 else None
+
+
 def current_threshold() -> float:
-    return float(st.session_state.get(THRESHOLD_KEY, DEFAULT_THRESHOLD))
+    """The threshold in force; a new session starts from the URL's when it carries a valid one."""
+    if THRESHOLD_KEY not in st.session_state:
+        from_url = _threshold_from_url()
+        st.session_state[THRESHOLD_KEY] = DEFAULT_THRESHOLD if from_url is None else from_url
+    return float(st.session_state[THRESHOLD_KEY])
 
 
 def _slider_moved() -> None:
@@ -84,15 +101,28 @@ def _slider_moved() -> None:
 
 def _set_threshold(value: float) -> None:
     st.session_state[THRESHOLD_KEY] = float(value)
-    st.session_state[SLIDER_KEY] = float(value)
+
+
+def _keep_in_url(value: float) -> None:
+    if _threshold_from_url() != value:
+        st.query_params[QUERY_KEY] = repr(value)
 
 
 def threshold_control(presets: dict[str, float | None] | None = None) -> float:
-    """The shared threshold slider (+ preset buttons); returns the threshold in force."""
+    """The shared threshold slider (+ preset buttons); returns the threshold in force.
+
+    The slider never holds a value of its own: THRESHOLD_KEY is the one truth, and it is written
+    into the slider's key on EVERY run, before the slider is drawn. Streamlit then sends the value
+    to the browser each time (set_value). Writing it only when the two differ was the bug of
+    issue 9: after a run in which the slider was not drawn (a dataset not computed yet), the stale
+    key still equalled the threshold, nothing was written, and the browser mounted the slider at
+    its minimum, 0.000, and sent that back on the next click. A slider move reaches THRESHOLD_KEY
+    through on_change before the script runs, so the write below never undoes it.
+    """
     value = current_threshold()
-    if st.session_state.get(SLIDER_KEY) != value:  # edited on another page, or first visit
-        st.session_state[SLIDER_KEY] = value
-    columns = st.columns([3, 2]) if presets else [st.container()]
+    st.session_state[SLIDER_KEY] = value
+    _keep_in_url(value)
+    columns = st.columns([1, 1], vertical_alignment="bottom") if presets else [st.container()]
     columns[0].slider(
         "Threshold — a patch is called tumour when P(tumour) ≥ threshold",
         0.0,
@@ -105,11 +135,11 @@ def threshold_control(presets: dict[str, float | None] | None = None) -> float:
     )
     if presets:
         names = {"0.5": "0.5", "youden": "Youden's J"}
-        buttons = columns[1].columns(len(presets))
-        for button, (name, preset) in zip(buttons, presets.items(), strict=True):
+        row = columns[1].container(horizontal=True, wrap=True, gap="small")  # each label in full
+        for name, preset in presets.items():
             label = names.get(name, name.replace("sensitivity≥", "sens ≥ "))
             shown = f"{label} ({preset:.3f})" if preset is not None and name != "0.5" else label
-            button.button(
+            row.button(
                 shown,
                 key=f"preset-{name}",
                 on_click=_set_threshold,
@@ -123,7 +153,7 @@ def threshold_control(presets: dict[str, float | None] | None = None) -> float:
                     "The highest threshold whose sensitivity still reaches the target: the fewest "
                     "false alarms at that sensitivity.",
                 ),
-                width="stretch",
+                width="content",
             )
     return current_threshold()
 
@@ -159,7 +189,7 @@ def _active_lookup(path: str, n: int, fingerprint: str, _dataset) -> PatchLookup
 def pick_source() -> PredictionSource | None:
     """Draw the source picker; returns the chosen predictions, or None after saying why not."""
     runs = [r for r in list_runs() if run_predictions_path(r.path)]
-    st.session_state.setdefault(KIND_KEY, "run" if runs else "active")
+    st.session_state.setdefault(KIND_KEY, "active")  # what the sidebar shows; a run's is a choice
     kind = st.radio("Predictions", list(KINDS), format_func=KINDS.get, horizontal=True, key=KIND_KEY)
     if kind == "run":
         return _run_source(runs)
@@ -230,29 +260,12 @@ def _active_source() -> PredictionSource | None:
         return None
     csv_path = default_prediction_cache_dir() / f"{key}.csv"
     title = f"{model_label(model_path)} on {dataset_label(dataset_path)}" + (" (TTA)" if tta else "")
+    overlap = training_overlap_note((meta or {}).get("config"), dataset_path)
     if not csv_path.is_file():
-        st.info(
-            f"{title}: not computed yet. The model runs once over {len(dataset):,} patches; the result is "
-            "kept on disk, so every threshold and view afterwards is instant."
-        )
-        if not st.button("Run the model on this dataset", type="primary"):
-            return None
-        model = load_active_model()
-        if model is None:
-            return None
-        from core.predict import cached_predictions
-
-        bar = st.progress(0.0, text="Predicting…")
-
-        def progress(done: int, total: int) -> None:
-            bar.progress(done / max(total, 1), text=f"Predicting… {done:,}/{total:,} patches")
-
-        try:
-            cached_predictions(model_path, dataset, tta=tta, model=model, progress=progress)
-        except (PatchLensError, ValueError, OSError) as error:
-            st.error(f"The predictions could not be computed: {error}")
-            return None
-        bar.empty()
+        if overlap:
+            st.warning(overlap, icon="⚠️")
+        _prediction_job(key, title, model_path, dataset, tta)
+        return None
     try:
         predictions = _cached_file_predictions(str(csv_path), _mtime(csv_path))
     except (OSError, ValueError) as error:
@@ -275,11 +288,68 @@ def _active_source() -> PredictionSource | None:
         title=f"{title} — {len(predictions):,} predictions",
         predictions=predictions,
         note=None,
-        warning=training_overlap_note((meta or {}).get("config"), dataset_path),
+        warning=overlap,
         lookup=_active_lookup(str(dataset_path), len(dataset), fingerprint, dataset),
         model_path=model_path,
         skipped=skipped,
     )
+
+
+# --------------------------------------------------------------------------- the prediction job
+
+JOB_REFRESH_SECONDS = 1.0
+
+
+def _prediction_job(key: str, title: str, model_path: str, dataset, tta: bool) -> None:
+    """Start, follow or report the background job that computes these predictions.
+
+    The job runs in its own process (core.prediction_jobs) and is found by its cache key, so a
+    reload, a page switch or a second session attaches to the same job instead of losing it.
+    """
+    from core.prediction_jobs import read_job
+
+    job = read_job(key)
+    if job and job["state"] in ("queued", "running"):
+        _job_progress(key, title)
+        return
+    if job and job["state"] == "failed":
+        st.error(f"Computing {title} failed: {job.get('error') or 'no reason given'}")
+    elif job and job["state"] == "stopped":
+        st.info(f"Computing {title} was stopped before it finished.")
+    else:
+        st.info(
+            f"{title}: not computed yet. The model runs once over {len(dataset):,} patches in the "
+            "background; the result is kept on disk, so every threshold and view afterwards is instant."
+        )
+    if st.button("Run the model on this dataset", type="primary", key="start_prediction_job"):
+        from core.prediction_jobs import launch
+
+        try:
+            launch(model_path, dataset, tta=tta)
+        except (PatchLensError, OSError) as error:
+            st.error(f"The prediction job could not be started: {error}")
+            return
+        st.rerun()
+
+
+@st.fragment(run_every=JOB_REFRESH_SECONDS)
+def _job_progress(key: str, title: str) -> None:
+    """The running job's progress, refreshed every second; the whole page reruns once it ends."""
+    from core.prediction_jobs import read_job, stop_job
+
+    job = read_job(key) or {}
+    if job.get("state") not in ("queued", "running"):
+        st.rerun(scope="app")  # finished, failed or stopped: the page shows the outcome
+    done, total = int(job.get("done") or 0), int(job.get("total") or 0)
+    if job.get("phase") == LOADING_PHASE or not total:
+        text = LOADING_PHASE
+    else:
+        text = f"Predicting {title}… {done:,}/{total:,} patches"
+    st.progress(done / total if total else 0.0, text=text)
+    st.caption("This runs in the background: you may reload the page or come back later.")
+    if st.button("Stop", key="stop_prediction_job"):
+        stop_job(key)
+        st.toast("Stop requested: the job ends at its next batch.")
 
 
 def show_source_notes(source: PredictionSource) -> None:

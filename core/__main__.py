@@ -1,4 +1,4 @@
-"""Command line: python -m core inspect|prepare|train|evaluate|predict|explain.
+"""Command line: python -m core inspect|prepare|train|evaluate|predict|explain|predict-job.
 
 Each command lives in a small module with `register(subparsers)`; its handler returns an exit code.
 Errors core raises on purpose (PatchLensError) end in a one-line message and exit status 2.
@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "core.cli_train",
     "core.cli_eval",
     "core.cli_explain",
+    "core.cli_prediction_job",
 )
 
 
@@ -24,13 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="PatchLens command line")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as error:
-            if error.name == name:  # command module not written yet
-                continue
-            raise
-        module.register(subparsers)
+        importlib.import_module(name).register(subparsers)
     return parser
 
 

@@ -99,13 +99,6 @@ def _confusion(labels: np.ndarray, probs: np.ndarray, threshold: float) -> np.nd
     return np.array([[tn, fp], [fn, tp]], dtype=np.int64)
 
 
-def expected_calibration_error(labels, probs, bins: int = CALIBRATION_BINS) -> float:
-    """ECE: the count-weighted mean gap between mean predicted probability and observed tumour
-    fraction over `bins` equal-width probability bins."""
-    curve = reliability_curve(labels, probs, bins=bins)
-    return curve.ece
-
-
 def metrics_at(labels, probs, threshold: float = DEFAULT_THRESHOLD) -> dict:
     """Every headline metric of one set of predictions at one threshold.
 

@@ -51,6 +51,20 @@ def confusion_cell(predictions: pd.DataFrame, threshold: float, cell: str) -> pd
     return rows.reset_index(drop=True)
 
 
+def clicked_cell(points: list[dict]) -> str | None:
+    """The confusion cell a Plotly click selected, from st.plotly_chart's selection points.
+
+    The matrix is drawn as one scatter trace of four markers in CELLS order, so a point's index
+    names its cell; None when nothing (or something else) was clicked.
+    """
+    names = list(CELLS)
+    for point in points:
+        index = point.get("point_index", point.get("point_number"))
+        if isinstance(index, int) and 0 <= index < len(names):
+            return names[index]
+    return None
+
+
 # --------------------------------------------------------------------------- paging
 
 
@@ -62,6 +76,12 @@ def page_bounds(n_items: int, page: int, page_size: int) -> tuple[int, int, int]
     page = min(max(int(page), 1), n_pages)
     start = (page - 1) * page_size
     return start, min(start + page_size, n_items), n_pages
+
+
+def mistakes_csv(wrong: pd.DataFrame, sources: list[str]) -> bytes:
+    """The Mistakes page's download: its rows plus where each patch lives, labels as integers 0/1."""
+    export = wrong.assign(label=wrong["label"].astype(int), source=sources)
+    return export.to_csv(index=False).encode()
 
 
 # --------------------------------------------------------------------------- runs as sources

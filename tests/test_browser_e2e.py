@@ -335,6 +335,8 @@ def test_evaluate_the_threshold_moves_the_confusion_matrix(server, page):
     from core.evaluation import threshold_presets
 
     open_page(page, server, "evaluate", "Evaluate")
+    page.get_by_text("A run's validation predictions").click()  # the default is the sidebar's model
+    settle(page)
     choose(page, selectbox(page, "Run"), SEED_RUN)
     settle(page)
     assert_no_exception(page)

@@ -3,6 +3,8 @@ no model call, the split warning, and the patches of a confusion-matrix cell."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from page_helpers import app_test, copy_kaggle_subset, finished_run, open_page, tiny_model
@@ -41,7 +43,9 @@ def run_without_model(tmp_path_factory):
 def evaluate(run_without_model, monkeypatch):
     workspace, run_dir = run_without_model
     monkeypatch.setenv("PATCHLENS_HOME", str(workspace))
-    return open_page(workspace, "evaluate"), run_dir
+    at = open_page(workspace, "evaluate")
+    at.radio(key="prediction_source_kind").set_value("run").run()
+    return at, run_dir
 
 
 def confusion_counts(at) -> list[int]:
@@ -86,30 +90,175 @@ def test_split_warning_curves_and_cell_patches(evaluate):
     assert len(at.get("image")) == min(24, n_true_negative)  # the cell's patches, read by id
 
 
-def test_active_model_predictions_are_computed_once_then_read_from_disk(
+def wait_for_job(key: str) -> dict:
+    """Poll the job file (an upper bound, not a timing assertion)."""
+    from core.prediction_jobs import read_job
+
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        job = read_job(key) or {}
+        if job.get("state") not in ("queued", "running"):
+            return job
+        time.sleep(0.5)
+    raise AssertionError(f"the prediction job did not end: {read_job(key)}")
+
+
+def test_active_model_predictions_are_computed_in_a_job_then_read_from_disk(
     run_without_model, tmp_path, monkeypatch
 ):
+    """Issue 9, items 6b and 1: the model runs in a background job that a second session finds
+    again; the results replace the 'not computed' banner and the threshold stays at 0.500."""
+    from core.datasets import open_dataset
+    from core.predict import prediction_cache_key
+
     workspace, _ = run_without_model
     monkeypatch.setenv("PATCHLENS_HOME", str(workspace))
     data = copy_kaggle_subset(tmp_path / "active", 6)
-    at = app_test()
-    at.session_state["model_path"] = str(tiny_model(tmp_path / "tiny.keras"))
-    at.session_state["dataset_path"] = str(data)
-    at.run()
-    at.switch_page("app_pages/evaluate.py")
-    at.run()
-    at.radio(key="prediction_source_kind").set_value("active").run()
+    model = tiny_model(tmp_path / "tiny.keras")
+
+    def session():
+        at = app_test()
+        at.session_state["model_path"] = str(model)
+        at.session_state["dataset_path"] = str(data)
+        at.run()
+        at.switch_page("app_pages/evaluate.py")
+        return at.run()
+
+    at = session()
+    assert at.radio(key="prediction_source_kind").value == "active"  # the sidebar's model and dataset
     assert not at.exception and not at.metric  # nothing computed until asked
+    assert any("not computed yet" in i.value for i in at.info)
     cache = workspace / "cache" / "predictions"
     assert not list(cache.glob("*.csv"))
-    next(b for b in at.button if b.label == "Run the model on this dataset").click().run()
+    at.button(key="start_prediction_job").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert not any("not computed yet" in i.value for i in at.info)
+    assert at.button(key="stop_prediction_job")  # the job runs: progress and a Stop button
+    (bar,) = at.get("progress")  # while TensorFlow starts, it says so (not "Predicting… 0/12")
+    assert bar.proto.text == "Starting TensorFlow and loading the model…"
+
+    second = session()  # another tab (or a reload) attaches to the same job
+    assert not any("not computed yet" in i.value for i in second.info)
+
+    job = wait_for_job(prediction_cache_key(model, open_dataset(data)))
+    assert job["state"] == "finished", job
+    at.run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     (stored,) = cache.glob("*.csv")
     assert len(read_predictions(stored)) == 12 and "AUC" in {m.label for m in at.metric}
+    assert not any("not computed yet" in i.value for i in at.info)
+    assert value_sent_to_browser(at.slider(key="threshold_slider")) == pytest.approx(0.5)
     written = stored.stat().st_mtime_ns
 
     at.slider(key="threshold_slider").set_value(0.0).run()
     assert not at.exception and confusion_counts(at) == [0, 6, 0, 6]
-    assert stored.stat().st_mtime_ns == written and not [
-        b for b in at.button if b.label.startswith("Run the model")
-    ]
+    assert stored.stat().st_mtime_ns == written
+    assert "start_prediction_job" not in {b.key for b in at.button}
+
+
+def value_sent_to_browser(slider) -> float:
+    """What the browser's slider shows after this run: the value Streamlit pushes (set_value), else
+    the element's default, which the browser falls back to when it mounts the slider afresh."""
+    proto = slider.proto
+    return float(proto.value[0] if proto.set_value else proto.default[0])
+
+
+def test_threshold_survives_a_run_without_the_slider(evaluate):
+    """Issue 9, item 1: a run in which the slider is not drawn (here: no model for the active
+    source) must not let the browser remount the slider at 0.000 and send that back."""
+    at, _ = evaluate
+    at.slider(key="threshold_slider").set_value(0.3).run()
+    assert value_sent_to_browser(at.slider(key="threshold_slider")) == pytest.approx(0.3)
+    at.session_state["model_path"] = None
+    at.radio(key="prediction_source_kind").set_value("active").run()
+    assert not at.exception and not at.slider  # the slider is gone for one run
+    at.radio(key="prediction_source_kind").set_value("run").run()
+    assert not at.exception
+    assert at.session_state["threshold"] == pytest.approx(0.3)
+    assert value_sent_to_browser(at.slider(key="threshold_slider")) == pytest.approx(0.3)
+    at.toggle(key="hist_log").set_value(True).run()  # any later click keeps it
+    assert at.session_state["threshold"] == pytest.approx(0.3)
+
+
+def test_threshold_is_read_from_and_written_to_the_url(run_without_model, monkeypatch):
+    workspace, _ = run_without_model
+    monkeypatch.setenv("PATCHLENS_HOME", str(workspace))
+    at = app_test()
+    at.query_params["threshold"] = "0.25"
+    at.session_state["prediction_source_kind"] = "run"
+    at.run()
+    at.switch_page("app_pages/evaluate.py")
+    at.run()
+    assert not at.exception
+    assert at.session_state["threshold"] == pytest.approx(0.25)
+    assert at.slider(key="threshold_slider").value == pytest.approx(0.25)
+    at.slider(key="threshold_slider").set_value(0.4).run()
+    assert float(at.query_params["threshold"]) == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize("bad", ["abc", "1.5", "-0.1", "nan"])
+def test_an_invalid_threshold_in_the_url_is_ignored(run_without_model, monkeypatch, bad):
+    workspace, _ = run_without_model
+    monkeypatch.setenv("PATCHLENS_HOME", str(workspace))
+    at = app_test()
+    at.query_params["threshold"] = bad
+    at.session_state["prediction_source_kind"] = "run"
+    at.run()
+    at.switch_page("app_pages/evaluate.py")
+    at.run()
+    assert not at.exception and not at.error
+    assert at.session_state["threshold"] == pytest.approx(0.5)
+
+
+def bootstrap_computations() -> int:
+    """How many bootstrap intervals the page has computed: one st.cache_data entry each."""
+    from streamlit.runtime.caching.cache_data_api import _data_caches
+
+    caches = [c for by_key in _data_caches._function_caches.values() for c in by_key.values()]
+    bootstrap = [c for c in caches if c.display_name.split(".")[-1] == "interval"]
+    return sum(len(entries) for c in bootstrap for entries in c.get_stats().values())
+
+
+def test_moving_the_threshold_does_not_rerun_the_auc_bootstrap(evaluate):
+    """Issue 10: the 1,000-resample bootstrap is cached (AUC once; accuracy once per threshold)."""
+    import streamlit as st
+
+    at, _ = evaluate
+    st.cache_data.clear()
+    at.run()
+    assert bootstrap_computations() == 2  # AUC, accuracy at 0.5
+    at.slider(key="threshold_slider").set_value(0.3).run()
+    assert bootstrap_computations() == 3  # + accuracy at 0.3; the AUC interval is reused
+    at.slider(key="threshold_slider").set_value(0.5).run()
+    at.toggle(key="hist_log").set_value(True).run()
+    assert not at.exception and bootstrap_computations() == 3
+
+
+def test_the_page_stops_a_job_and_reports_a_failed_one(run_without_model, tmp_path, monkeypatch):
+    from core.datasets import open_dataset
+    from core.predict import prediction_cache_key
+    from core.prediction_jobs import job_dir
+    from core.runs import write_status
+
+    workspace, _ = run_without_model
+    monkeypatch.setenv("PATCHLENS_HOME", str(workspace))
+    data = copy_kaggle_subset(tmp_path / "stopped", 4)
+    model = tiny_model(tmp_path / "tiny.keras")
+    key = prediction_cache_key(model, open_dataset(data))
+    at = app_test()
+    at.session_state["model_path"] = str(model)
+    at.session_state["dataset_path"] = str(data)
+    at.run()
+    at.switch_page("app_pages/evaluate.py")
+    at.run()
+    at.button(key="start_prediction_job").click().run()
+    at.button(key="stop_prediction_job").click().run()  # lands while TensorFlow still starts
+    assert wait_for_job(key)["state"] == "stopped"
+    at.run()
+    assert not at.exception and any("was stopped" in i.value for i in at.info)
+    assert at.button(key="start_prediction_job") and not at.metric
+
+    write_status(job_dir(key), "failed", error="out of memory (a test's own words)")
+    at.run()
+    assert any("out of memory (a test's own words)" in e.value for e in at.error)
+    assert at.button(key="start_prediction_job")  # and it can be run again

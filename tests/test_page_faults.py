@@ -32,6 +32,7 @@ def test_train_page_survives_the_watched_run_being_deleted(run_on_screen):
 
 def test_evaluate_page_survives_the_chosen_run_being_deleted(run_on_screen):
     at = app_test()
+    at.session_state["prediction_source_kind"] = "run"  # the default is the sidebar's model
     at.switch_page("app_pages/evaluate.py")
     at.run()
     assert not at.exception

@@ -23,7 +23,9 @@ def run(tmp_path_factory):
 def page(run, monkeypatch):
     workspace, run_dir = run
     monkeypatch.setenv("PATCHLENS_HOME", str(workspace))
-    return open_page(workspace, "mistakes"), run_dir
+    at = open_page(workspace, "mistakes")
+    at.radio(key="prediction_source_kind").set_value("run").run()
+    return at, run_dir
 
 
 def test_gallery_filters_gradcam_and_csv_export(page):
@@ -54,3 +56,22 @@ def test_gallery_filters_gradcam_and_csv_export(page):
     # overlays + detail patch + its overlay + the colour bars of the gallery and of the detail
     assert len(at.get("image")) == min(24, len(expected)) + 2 + 2
     assert any(str(expected["id"].iloc[0]) in m.value for m in at.markdown)  # most confident first
+
+
+def test_opens_on_the_sidebars_model_and_dataset_and_names_a_training_overlap(run, monkeypatch):
+    """Issue 9, item 9: the default source is the active model on the active dataset; when that
+    model is a run's and the dataset its training data, the page says so before any computation."""
+    from page_helpers import app_test
+
+    workspace, run_dir = run
+    monkeypatch.setenv("PATCHLENS_HOME", str(workspace))
+    at = app_test()
+    at.session_state["model_path"] = str(run_dir / "model.keras")
+    at.session_state["dataset_path"] = str(workspace.parent / "data")
+    at.run()
+    at.switch_page("app_pages/mistakes.py")
+    at.run()
+    assert not at.exception
+    assert at.radio(key="prediction_source_kind").value == "active"
+    assert any("training data" in w.value for w in at.warning)
+    assert any("not computed yet" in i.value and "tiny-run" in i.value for i in at.info)

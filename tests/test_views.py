@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,10 +13,12 @@ from core.settings import SAMPLE_DATASET
 from core.views import (
     CELLS,
     PatchLookup,
+    clicked_cell,
     confusion_cell,
     decode_uploads,
     format_interval,
     format_metric,
+    mistakes_csv,
     page_bounds,
     training_overlap_note,
     upload_results,
@@ -86,3 +90,18 @@ def test_formatting():
     assert (
         format_interval(None) == "95 % CI undefined" and format_interval((0.1, 0.2)) == "95 % CI 0.100–0.200"
     )
+
+
+def test_mistakes_csv_writes_labels_as_integers():
+    from core.evaluation import mistakes
+
+    wrong = mistakes(PREDICTIONS, 0.5)
+    text = mistakes_csv(wrong, ["x"] * len(wrong)).decode()
+    frame = pd.read_csv(io.StringIO(text), dtype=str)
+    assert set(frame["label"]) == {"0", "1"}  # not 0.0 / 1.0
+    assert list(frame.columns) == ["id", "label", "prob", "kind", "confidence", "source"]
+
+
+def test_a_click_on_a_matrix_marker_names_its_cell():
+    assert [clicked_cell([{"point_index": k}]) for k in range(4)] == list(CELLS)
+    assert clicked_cell([]) is None and clicked_cell([{"point_index": 7}]) is None

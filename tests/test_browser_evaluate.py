@@ -1,0 +1,230 @@
+"""Real-browser tests of the Evaluate page (issue 9): what AppTest cannot see.
+
+One `streamlit run` server with a temporary PATCHLENS_HOME and two tiny Kaggle-layout copies of real
+bundled patches as data roots; the active model is the bundled baseline. The user's path: evaluate
+dataset A (a background job), open dataset B (not computed: no slider for one run), run the model
+on B, and the threshold must still read 0.500 after the next click. Then a second session attaches
+to a running job, a click on a confusion-matrix cell selects it, and every preset label is visible
+at 1440 and 1280 px. Screenshots go to test-artifacts/browser/evaluate-*.png.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+from browser_helpers import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    PLOTLY,
+    SIDEBAR,
+    assert_no_exception,
+    free_port,
+    settle,
+    shoot,
+    slider_thumb,
+    start_server,
+    stop_process_group,
+    wait_healthy,
+    wait_title,
+)
+
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"{CHROMIUM} is missing: the browser tests need Debian's chromium", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
+
+from page_helpers import copy_kaggle_subset  # noqa: E402
+
+from core.prediction_jobs import jobs_dir  # noqa: E402
+from core.runs import pid_alive  # noqa: E402
+from core.settings import BASELINE_MODEL, PROJECT_DIR  # noqa: E402
+
+if not BASELINE_MODEL.exists():
+    pytest.skip("the bundled baseline model is missing", allow_module_level=True)
+
+pytestmark = pytest.mark.browser
+
+ARTIFACTS = PROJECT_DIR / "test-artifacts" / "browser"
+JOB_MS = 300_000  # a job imports TensorFlow and loads the model on two busy cores
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("browser-evaluate")
+    copy_kaggle_subset(root / "data" / "first", 10)
+    copy_kaggle_subset(root / "data" / "second", 15)
+    home = root / "home"
+    env = dict(os.environ, PATCHLENS_HOME=str(home), PATCHLENS_DATA_ROOTS=str(root / "data"))
+    env.update(TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    port = free_port()
+    log = root / "streamlit.log"
+    process = start_server(PROJECT_DIR, port, env, log)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", process, log)
+        yield f"http://127.0.0.1:{port}", root / "data", home
+    finally:
+        stop_process_group(process)
+        for status in jobs_dir(home / "cache" / "predictions").glob("*/status.json"):
+            pid = json.loads(status.read_text()).get("pid")
+            if pid and pid_alive(pid):
+                os.kill(pid, 15)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+def new_page(browser, width: int = 1440):
+    context = browser.new_context(viewport={"width": width, "height": 1000})
+    context.set_default_timeout(60_000)
+    return context.new_page()
+
+
+def open_dataset(page, path: Path) -> None:
+    field = page.locator(SIDEBAR).get_by_placeholder("/path/to")
+    field.fill(str(path))
+    field.press("Enter")
+    settle(page)
+    page.locator(SIDEBAR).locator("button").filter(has_text=re.compile(r"^Open$")).first.click()
+    page.locator(SIDEBAR).get_by_text(f"Opened {path}").wait_for()
+    settle(page)
+    assert_no_exception(page)
+
+
+def click_and_settle(page, target) -> None:
+    """Click, give the rerun a moment to start (settle alone may see the idle state before it), settle."""
+    target.click()
+    page.wait_for_timeout(1500)
+    settle(page)
+
+
+def threshold_slider(page):
+    return page.locator('[data-testid="stSlider"]').filter(has_text="Threshold")
+
+
+def shown_threshold(page) -> float:
+    return float(slider_thumb(threshold_slider(page)).input_value())
+
+
+def caption_threshold(page) -> str:
+    caption = page.locator('[data-testid="stCaptionContainer"]').filter(has_text="patches (").first
+    return re.search(r"at threshold (\d\.\d{3})", caption.inner_text()).group(1)
+
+
+def run_and_wait(page) -> None:
+    """Click 'Run the model on this dataset' and wait for the results (the job ends in the background)."""
+    page.get_by_role("button", name="Run the model on this dataset").click()
+    threshold_slider(page).wait_for(timeout=JOB_MS)
+    settle(page)
+    assert_no_exception(page)
+
+
+def show_results(page, path: Path) -> None:
+    """Open a dataset and show its evaluation, running the model first when it is not cached."""
+    open_dataset(page, path)
+    if page.get_by_role("button", name="Run the model on this dataset").count():
+        run_and_wait(page)
+    threshold_slider(page).wait_for(timeout=JOB_MS)
+    settle(page)
+
+
+def test_a_new_evaluation_keeps_the_threshold_and_drops_the_banner(server, browser):
+    url, data, _ = server
+    page = new_page(browser)
+    page.goto(f"{url}/evaluate")
+    wait_title(page, "Evaluate")
+    settle(page)
+    open_dataset(page, data / "first")
+    run_and_wait(page)
+    assert shown_threshold(page) == pytest.approx(0.5)
+
+    open_dataset(page, data / "second")  # not computed yet: the slider is gone for a run
+    shoot(page, ARTIFACTS, "evaluate-second-dataset")
+    assert page.get_by_text("not computed yet").count() == 1 and threshold_slider(page).count() == 0
+    run_and_wait(page)
+    shoot(page, ARTIFACTS, "evaluate-new-results")
+    assert shown_threshold(page) == pytest.approx(0.5)
+    assert caption_threshold(page) == "0.500"
+    click_and_settle(page, page.get_by_text("Log count axis"))  # the next click used to send 0.000 back
+    assert shown_threshold(page) == pytest.approx(0.5) and caption_threshold(page) == "0.500"
+    assert page.get_by_text("not computed yet").count() == 0  # the banner is gone with the results
+    assert re.search(r"threshold=0\.5\b", page.url)  # the threshold is in the URL too
+    page.context.close()
+
+
+def test_a_second_session_finds_the_running_job(server, browser):
+    url, data, _ = server
+    first, second = new_page(browser), new_page(browser)
+    for page in (first, second):
+        page.goto(f"{url}/evaluate")
+        wait_title(page, "Evaluate")
+        settle(page)
+    open_dataset(first, data / "first")
+    click_and_settle(first, first.get_by_text("Test-time augmentation"))  # a new computation (TTA)
+    first.get_by_role("button", name="Run the model on this dataset").click()
+    first.get_by_text(re.compile("Starting TensorFlow")).first.wait_for()
+    shoot(first, ARTIFACTS, "evaluate-job-progress")
+
+    open_dataset(second, data / "first")
+    click_and_settle(second, second.get_by_text("Test-time augmentation"))
+    assert second.get_by_text("not computed yet").count() == 0  # it attached to the job
+    threshold_slider(second).wait_for(timeout=JOB_MS)  # and shows the results when it ends
+    settle(second)
+    assert_no_exception(second)
+    first.context.close()
+    second.context.close()
+
+
+def test_a_click_on_a_confusion_cell_selects_it(server, browser):
+    url, data, _ = server
+    page = new_page(browser)
+    page.goto(f"{url}/evaluate")
+    wait_title(page, "Evaluate")
+    settle(page)
+    show_results(page, data / "first")
+    radio = page.locator('[data-testid="stRadio"]').filter(has_text="TN ·")
+    assert radio.get_by_role("radio", name=re.compile("^FP")).is_checked()
+    chart = page.locator(PLOTLY).first
+    markers = chart.locator(".scatterlayer .trace .points path")
+    assert markers.count() == 4
+    box = markers.nth(0).bounding_box()  # TN
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_function(
+        "el => el.checked", arg=radio.get_by_role("radio", name=re.compile("^TN")).element_handle()
+    )
+    settle(page)
+    shoot(page, ARTIFACTS, "evaluate-clicked-TN")
+    click_and_settle(page, radio.get_by_text(re.compile("^TP ·")))  # the radio still works after a click
+    assert radio.get_by_role("radio", name=re.compile("^TP")).is_checked()
+    page.context.close()
+
+
+@pytest.mark.parametrize("width", [1440, 1280])
+def test_every_preset_label_is_visible(server, browser, width):
+    url, data, _ = server
+    page = new_page(browser, width)
+    page.goto(f"{url}/evaluate")
+    wait_title(page, "Evaluate")
+    settle(page)
+    show_results(page, data / "first")
+    buttons = page.locator('[data-testid="stBaseButton-secondary"]').filter(
+        has_text=re.compile(r"^(0\.5|Youden|sens)"), visible=True
+    )
+    assert buttons.count() == 3
+    for k in range(3):
+        button = buttons.nth(k)
+        clipped = button.evaluate(
+            "b => [b, ...b.querySelectorAll('*')].some(e => e.scrollWidth > e.clientWidth + 1)"
+        )
+        assert not clipped, f"{button.inner_text()!r} is cut off at {width} px"
+    assert re.search(r"Youden's J \(\d\.\d{3}\)", buttons.nth(1).inner_text())
+    page.locator('[data-testid="stSlider"]').filter(has_text="Threshold").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / f"evaluate-presets-{width}.png"))
+    page.context.close()

@@ -1,0 +1,93 @@
+"""The prediction job of the Evaluate page (core.prediction_jobs): a real process running a real tiny
+model over real patches, found again by its cache key, stoppable, and read as failed when it dies."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+from page_helpers import copy_kaggle_subset, tiny_model
+
+from core.datasets import open_dataset
+from core.evaluation import read_predictions
+from core.predict import cached_predictions, default_prediction_cache_dir, prediction_cache_key
+from core.prediction_jobs import LOADING_PHASE, job_dir, launch, read_job, run_job, stop_job
+from core.runs import write_status
+
+JOB_TIMEOUT_S = 300  # an upper bound for a process that imports TensorFlow on two busy cores
+
+
+@pytest.fixture(scope="module")
+def model_and_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("jobs")
+    return tiny_model(root / "tiny.keras"), copy_kaggle_subset(root / "data", 5)
+
+
+@pytest.fixture()
+def workspace(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATCHLENS_HOME", str(tmp_path / "workspace"))
+    return tmp_path / "workspace"
+
+
+def wait_for_end(key: str) -> dict:
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while time.monotonic() < deadline:
+        job = read_job(key)
+        if job and job["state"] not in ("queued", "running"):
+            return job
+        time.sleep(0.5)
+    raise AssertionError(f"the job did not end: {read_job(key)}")
+
+
+def test_a_launched_job_writes_the_cache_the_cli_reads(workspace, model_and_data):
+    model, data = model_and_data
+    dataset = open_dataset(data)
+    key = launch(model, dataset)
+    assert key == prediction_cache_key(model, dataset)
+    assert read_job(key)["state"] in ("queued", "running")
+    assert launch(model, dataset) == key  # a second session joins the running job
+    job = wait_for_end(key)
+    assert job["state"] == "finished", job
+    assert job["done"] == job["total"] == 10
+    stored = default_prediction_cache_dir() / f"{key}.csv"
+    frame = read_predictions(stored)
+    assert len(frame) == 10 and frame["prob"].between(0, 1).all()
+    again = cached_predictions(model, dataset)  # what `python -m core evaluate` reads: no model call
+    assert again.attrs["cached"] == str(stored)
+
+
+def test_a_stop_request_ends_the_job_as_stopped_without_a_cache_file(workspace, model_and_data):
+    model, data = model_and_data
+    key = prediction_cache_key(model, open_dataset(data))
+    job_dir(key).mkdir(parents=True)
+    stop_job(key)
+    status = run_job(model, data, key=key)
+    assert status["state"] == "stopped" and not status.get("error")
+    assert not (default_prediction_cache_dir() / f"{key}.csv").exists()
+
+
+def test_a_job_for_a_changed_dataset_fails_with_a_reason(workspace, model_and_data):
+    model, data = model_and_data
+    status = run_job(model, data, key="not-this-dataset")
+    assert status["state"] == "failed" and "changed since this job was started" in status["error"]
+    assert read_job("not-this-dataset")["state"] == "failed"
+
+
+def test_a_missing_model_fails_with_a_reason(workspace, model_and_data, tmp_path):
+    _, data = model_and_data
+    status = run_job(tmp_path / "gone.keras", data, key="page-key")
+    assert status["state"] == "failed" and "gone.keras" in status["error"]
+    assert read_job("page-key")["error"] == status["error"]  # what the waiting page reads
+
+
+def test_a_job_whose_process_died_reads_as_failed(workspace):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    folder = job_dir("dead-job")
+    folder.mkdir(parents=True)
+    write_status(folder, "running", pid=dead.pid, phase=LOADING_PHASE)
+    job = read_job("dead-job")
+    assert job["state"] == "failed" and "ended without reporting" in job["error"]
+    assert read_job("never-started") is None
