@@ -14,7 +14,7 @@ positions. Checks that a user would notice but that leave the journey walkable a
 run names every broken step; a step that cannot go on stops the test with what was collected so far.
 Screenshots: test-artifacts/browser/journey-*.png.
 
-Wording that the pending fixes may still change lives in the constants below (one place to adjust).
+The wording the journey looks for lives in the constants below (one place to adjust).
 """
 
 from __future__ import annotations
@@ -75,17 +75,9 @@ sync_api = pytest.importorskip(
 
 from core.settings import PROJECT_DIR, SAMPLE_DATASET  # noqa: E402
 
-# Issue 9's defects are being fixed on other branches. Until they are all merged this journey fails
-# where they are (that is its point); set to False after merging so that it must pass. To see today's
-# failures while it is True: `python -m pytest tests/test_browser_journey.py --runxfail`.
-ISSUE_9_OPEN = True
+pytestmark = pytest.mark.browser
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.xfail(ISSUE_9_OPEN, reason="issue 9 is not fixed on this branch yet", strict=False),
-]
-
-# ---- wording the fixes may change (adjust here after merging) --------------------------------------
+# ---- the wording the journey looks for (one place to adjust it) --------------------------------------
 OPEN_PATH_BOX = "Open a dataset by path"  # the sidebar's text box
 OPEN_BUTTON = re.compile(r"^\s*Open\s*$")
 START_TRAINING = "Start training"
