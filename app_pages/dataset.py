@@ -191,7 +191,8 @@ def patch_detail(dataset, path: str, on_page, with_box: bool) -> None:
     left.image(draw_centre_box(patch) if with_box else patch, width=288)
     label = label_name(dataset.labels[choice]) if dataset.labels is not None else "unlabelled"
     left.markdown(
-        f"**id** `{dataset.ids[choice]}`  \n**label** {label}  \n**source** `{dataset.source_of(choice)}`"
+        f"**id** `{dataset.ids[choice]}`  \n**label** {label}  \n**quality** {quality_labels(patch)[0]}  \n"
+        f"**source** `{dataset.source_of(choice)}`"
     )
     histogram = px.line(
         channel_histograms(patch),

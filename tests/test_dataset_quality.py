@@ -94,3 +94,18 @@ def test_sampled_quality_says_so_and_matches_the_sampled_patches(sample, monkeyp
     assert quality.sampled and len(quality.indices) == 40 and quality.n_patches == 1000
     assert quality.labels == tuple(quality_labels(sample.read_tolerant(quality.indices)[0]))
     assert sum(quality.counts.values()) >= 40
+
+
+def test_an_unlabelled_folder_is_one_stratum(tmp_path):
+    classes = mixed_class_folders(tmp_path / "classes")
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for image in classes.glob("*/*"):
+        image.rename(flat / image.name)
+    dataset = open_dataset(flat)
+    assert dataset.labels is None
+    chosen = quality_sample(dataset, max_all=10, size=6)
+    assert len(chosen) == 6 and len(set(chosen.tolist())) == 6
+    quality = dataset_quality(dataset)
+    assert len(quality.indices) == len(dataset) == 20
+    assert {dataset.ids[i] for i in quality.matching("not_he")} >= {"blue", CAT.stem}

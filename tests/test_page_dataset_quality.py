@@ -87,6 +87,7 @@ def test_not_he_filter_shows_exactly_the_not_he_patches_with_their_flag(page, fo
     assert grid_ids(page) == expected
     captions = [c for image in page.get("image") for c in image.captions if c]
     assert all("⚠ not_he" in c for c in captions)
+    assert any("**quality** not_he" in m.value for m in page.markdown)  # the detail of the first one
 
 
 def test_label_filter_and_quality_filter_combine(page, folder):
