@@ -19,10 +19,8 @@ from app_pages.shared import active_model_path, load_active_model, model_label, 
 from core.errors import PatchLensError
 from core.explain import describe_strength
 from core.images import draw_centre_box
-from core.quality import FLAG_MEANINGS
+from core.quality import FLAG_BADGES, FLAG_MEANINGS, NOT_MEANINGFUL
 from core.views import (
-    FLAG_BADGES,
-    NOT_MEANINGFUL,
     call_of,
     decode_uploads,
     page_bounds,

@@ -45,6 +45,13 @@ FLAG_MEANINGS = {
     "not_he": "colours or texture unlike an H&E stain (another stain, a photo, noise, a solid colour)",
     "blurred": "out of focus: far less fine detail than real patches show",
 }
+# Per-flag badge beside a probability (Predict page): what the flag means for that probability.
+FLAG_BADGES = {
+    "not_he": "not an H&E patch — this probability is not meaningful",
+    "background": "mostly background — too little tissue to judge",
+    "blurred": "out of focus — too little fine detail to judge",
+}
+NOT_MEANINGFUL = "— (not meaningful)"  # the call shown for a flagged patch
 
 # ----------------------------------------------------------------------------- thresholds
 # Calibrated with bench/calibrate_quality.py on every real patch of the shared data (3,329 Kaggle

@@ -18,7 +18,9 @@ from core.constants import LABEL_NAMES, SPLIT_WARNING
 from core.errors import DatasetError, PatchError, PatchLensError
 from core.evaluation import read_predictions
 from core.images import decode_patch
+from core.quality import FLAG_BADGES as FLAG_BADGES  # re-exported: the flag wording lives in core.quality
 from core.quality import FLAG_SEPARATOR, OK, quality_labels
+from core.quality import NOT_MEANINGFUL as NOT_MEANINGFUL
 
 VAL_PREDICTIONS = "val_predictions.csv"
 # The four cells of the confusion matrix, as (true label, predicted label).
@@ -221,16 +223,6 @@ def dataset_lookup(dataset) -> PatchLookup:
 
 
 # --------------------------------------------------------------------------- uploads
-
-
-# Per-flag badge on the Predict page: what the flag means for the probability beside it. The
-# flags' own meanings (the badges' help) live in core.quality.FLAG_MEANINGS.
-FLAG_BADGES = {
-    "not_he": "not an H&E patch — this probability is not meaningful",
-    "background": "mostly background — too little tissue to judge",
-    "blurred": "out of focus — too little fine detail to judge",
-}
-NOT_MEANINGFUL = "— (not meaningful)"  # the call shown for a flagged patch
 
 
 @dataclass
