@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from core.augment import AugmentConfig
 from core.errors import RunError
-
-DEFAULT_EPOCHS = 10
+from core.train_config import TrainConfig
 
 
 def register(subparsers) -> None:
@@ -35,7 +35,13 @@ def register(subparsers) -> None:
         "--val-fraction", type=float, default=0.2, help="held-out fraction when no --val-data"
     )
     parser.add_argument("--arch", default="patchnet", help="architecture (patchnet, seed, tiny)")
-    parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help=f"passes over the training data (default {TrainConfig.epochs}; with --resume: the new total, "
+        "default the earlier run's)",
+    )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3, help="initial learning rate")
     parser.add_argument("--schedule", default="cosine", choices=["cosine", "constant"])
@@ -66,14 +72,11 @@ def register(subparsers) -> None:
     parser.set_defaults(handler=run)
 
 
-def config_from_args(args: argparse.Namespace):
-    from core.training import TrainConfig
-
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if args.resume:
         from core.training import resume_config
 
-        epochs = args.epochs if args.epochs != DEFAULT_EPOCHS else None
-        return resume_config(args.resume, epochs=epochs)
+        return resume_config(args.resume, epochs=args.epochs)
     if args.config:
         try:
             return TrainConfig.from_dict(json.loads(Path(args.config).read_text()))
@@ -89,7 +92,7 @@ def config_from_args(args: argparse.Namespace):
         val_data=str(Path(args.val_data).resolve()) if args.val_data else None,
         val_fraction=args.val_fraction,
         architecture=args.arch,
-        epochs=args.epochs,
+        epochs=args.epochs if args.epochs is not None else TrainConfig.epochs,
         batch_size=args.batch_size,
         learning_rate=args.lr,
         schedule=args.schedule,
@@ -114,4 +117,6 @@ def run(args: argparse.Namespace) -> int:
     status = run_training(config, run_dir, verbose=not args.quiet)
     if status.get("state") == "failed":
         raise RunError(f"training failed: {status.get('error')} (see {run_dir / 'train.log'})")
+    if status.get("warning"):
+        print(f"warning: {status['warning']}", file=sys.stderr)
     return 0

@@ -4,7 +4,9 @@ Keras 3's `model.fit` fails under MultiWorkerMirroredStrategy ("Attempt to conve
 (PerReplica…)", keras-team/keras#20585, still open for Keras 3.15 / TF 2.21), so the multi-worker
 path runs TensorFlow's own distributed loop: `strategy.run` per step, losses scaled by the global
 batch, gradients all-reduced by the strategy, predictions gathered from every worker for the
-epoch metrics. It drives the same Keras callback as `fit`, so the run directory looks the same.
+epoch metrics. It drives the same Keras callbacks as `fit`, at the same points (`on_test_begin`
+between an epoch's training and its validation, where core.batch_norm re-estimates the BatchNorm
+statistics), so the run directory looks the same.
 """
 
 from __future__ import annotations
@@ -99,7 +101,12 @@ def fit_multiworker(
                 callback.on_train_batch_end(index, logs)
 
         logs = run_pass(train_dist, train_step, on_batch)
-        logs.update({f"val_{k}": v for k, v in run_pass(val_dist, eval_step).items()})
+        for callback in callbacks:
+            callback.on_test_begin()
+        val_logs = run_pass(val_dist, eval_step)
+        for callback in callbacks:
+            callback.on_test_end(val_logs)
+        logs.update({f"val_{k}": v for k, v in val_logs.items()})
         for callback in callbacks:
             callback.on_epoch_end(epoch, logs)
         if model.stop_training:

@@ -1,6 +1,6 @@
 """How a running job reports: status.json with a heartbeat thread, and a Keras callback that appends
-batch-window and epoch lines to metrics.jsonl, saves the best checkpoint and honours stop requests
-and the time budget."""
+batch-window and epoch lines to metrics.jsonl, saves the best checkpoint, warns when validation sits
+at chance (status `warning`, see core.chance) and honours stop requests and the time budget."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.chance import chance_warning
 from core.runs import HEARTBEAT_SECONDS, append_metrics, stop_requested, write_status
 
 BATCH_RECORD_SECONDS = 2.0  # how often a batch-window line is appended to metrics.jsonl
@@ -54,6 +55,7 @@ def make_callback(
     batch_size: int,
     deadline: float | None,
     printer: Callable[[str], None] | None,
+    val_majority_rate: float | None = None,
 ):
     import keras
 
@@ -65,6 +67,8 @@ def make_callback(
             self.best_auc = -1.0
             self.best_epoch = None
             self.best_weights = None
+            self.best_record: dict = {}
+            self.top_train_auc: float | None = None  # the highest training AUC of any epoch
             self.train_start = time.time()
 
         def on_epoch_begin(self, epoch, logs=None):
@@ -146,7 +150,7 @@ def make_callback(
                 )
             val_auc = record.get("val_auc", -1.0)
             if val_auc > self.best_auc:
-                self.best_auc, self.best_epoch = val_auc, epoch + 1
+                self.best_auc, self.best_epoch, self.best_record = val_auc, epoch + 1, record
                 self.best_weights = self.model.get_weights()
                 save_model(
                     self.model,
@@ -156,6 +160,28 @@ def make_callback(
                 job.update(
                     best={"epoch": epoch + 1, "val_auc": val_auc, "val_accuracy": record.get("val_accuracy")}
                 )
+            train_auc = record.get("auc", np.nan)
+            if not np.isnan(train_auc):
+                self.top_train_auc = max(train_auc, self.top_train_auc or train_auc)
+            self.report_chance(epoch + 1)
+
+        def report_chance(self, epoch: int) -> None:
+            """Set (or clear) status `warning` for the model the run would deliver (its best checkpoint):
+            its validation AUC at chance while the training AUC reached LEARNED_AUC at some epoch.
+            A warning also goes to metrics.jsonl as a note and to the terminal."""
+            warning = chance_warning(
+                self.top_train_auc,
+                self.best_record.get("val_auc"),
+                val_accuracy=self.best_record.get("val_accuracy"),
+                majority_rate=val_majority_rate,
+            )
+            if warning:
+                warning = f"After epoch {epoch}: {warning}"
+            job.update(warning=warning)
+            if warning:
+                append_metrics(job.run_dir, {"kind": "note", "text": warning, "time": time.time()})
+                if printer:
+                    printer(f"warning: {warning}", newline=True)
 
     return JobCallback()
 

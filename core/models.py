@@ -233,7 +233,3 @@ def load_model(path: str | Path):
     model.patchlens_meta = meta
     model.patchlens_path = str(path)
     return model
-
-
-def count_parameters(model) -> int:
-    return int(model.count_params())

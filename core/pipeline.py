@@ -37,6 +37,19 @@ class Selection:
     def n_bytes(self) -> int:
         return len(self) * PATCH_BYTES
 
+    def sample(self, n: int, seed: int = 0) -> Selection:
+        """At most `n` of these rows drawn at random (kept in cache order); all of them if fewer."""
+        if n >= len(self):
+            return self
+        keep = np.sort(np.random.default_rng(seed).permutation(len(self))[:n])
+        parts, offset = [], 0
+        for path, rows in self.parts:
+            mine = keep[(keep >= offset) & (keep < offset + len(rows))] - offset
+            if len(mine):
+                parts.append((path, rows[mine]))
+            offset += len(rows)
+        return Selection(parts=parts, labels=self.labels[keep], ids=[self.ids[i] for i in keep])
+
 
 def read_cache_index(path: str | Path) -> tuple[list[str], np.ndarray]:
     """Ids and labels (int8, -1 = unlabelled) of a cache, without touching the pixels."""
@@ -46,6 +59,15 @@ def read_cache_index(path: str | Path) -> tuple[list[str], np.ndarray]:
         ids = [i.decode() if isinstance(i, bytes) else str(i) for i in handle["ids"][:]]
         labels = handle["y"][:].astype(np.int8)
     return ids, labels
+
+
+def _read_rows(x, rows: np.ndarray) -> np.ndarray:
+    """Rows (sorted) of an HDF5 dataset: one contiguous read when they are dense, else only those
+    rows (a sparse random sample must not read the whole span between its first and last row)."""
+    lo, hi = int(rows[0]), int(rows[-1]) + 1
+    if hi - lo <= 4 * len(rows):
+        return x[lo:hi][rows - lo]
+    return x[rows]
 
 
 def load_pixels(selection: Selection) -> np.ndarray:
@@ -59,9 +81,7 @@ def load_pixels(selection: Selection) -> np.ndarray:
             x = handle["x"]
             for start in range(0, len(rows), BLOCK_ROWS * 4):
                 chunk_rows = rows[start : start + BLOCK_ROWS * 4]
-                lo, hi = int(chunk_rows[0]), int(chunk_rows[-1]) + 1
-                block = x[lo:hi]
-                out[filled : filled + len(chunk_rows)] = block[chunk_rows - lo]
+                out[filled : filled + len(chunk_rows)] = _read_rows(x, chunk_rows)
                 filled += len(chunk_rows)
     return out
 
@@ -88,8 +108,7 @@ def _stream_blocks(selection: Selection, seed: int, shuffle: bool):
                 if part not in handles:
                     handles[part] = h5py.File(path, "r")
                 chunk = rows[start:stop]
-                lo, hi = int(chunk[0]), int(chunk[-1]) + 1
-                xs.append(handles[part]["x"][lo:hi][chunk - lo])
+                xs.append(_read_rows(handles[part]["x"], chunk))
                 ys.append(selection.labels[global_start : global_start + len(chunk)])
             x, y = np.concatenate(xs), np.concatenate(ys)
             if shuffle:

@@ -132,6 +132,7 @@ def _train(config: TrainConfig, run_dir: Path, job: JobReporter, printer, starte
     import keras
     import tensorflow as tf
 
+    from core.batch_norm import PRECISE_BN_PATCHES, precise_batch_norm_callback
     from core.models import build_model, save_model
     from core.pipeline import make_dataset
 
@@ -159,10 +160,17 @@ def _train(config: TrainConfig, run_dir: Path, job: JobReporter, printer, starte
     val_ds = make_dataset(
         data.val, batch_size=max(global_batch, 128), shuffle=False, memory_limit_bytes=memory_limit
     )
+    batch_norm_ds = make_dataset(  # a fixed sample of un-augmented training patches (core.batch_norm)
+        data.train.sample(PRECISE_BN_PATCHES, seed=config.seed),
+        batch_size=global_batch,
+        shuffle=False,
+        memory_limit_bytes=memory_limit,
+    )
     if replicas > 1 or config.strategy == "multiworker":
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         train_ds, val_ds = train_ds.with_options(options), val_ds.with_options(options)
+        batch_norm_ds = batch_norm_ds.with_options(options)
     job.update(strategy=config.strategy, replicas=replicas, global_batch=global_batch, gpu=gpu)
 
     initial_epoch = 0
@@ -207,8 +215,10 @@ def _train(config: TrainConfig, run_dir: Path, job: JobReporter, printer, starte
         batch_size=global_batch,
         deadline=deadline,
         printer=printer,
+        val_majority_rate=float(max(data.val.labels.mean(), 1 - data.val.labels.mean())),
     )
-    callbacks = [callback]
+    # before each validation: BatchNorm statistics that match the weights (see core.batch_norm)
+    callbacks = [precise_batch_norm_callback(batch_norm_ds, strategy=strategy), callback]
     if config.early_stopping_patience > 0:
         callbacks.append(
             keras.callbacks.EarlyStopping(
@@ -306,16 +316,17 @@ def _restore_checkpoint(model, path: str | Path) -> int:
 
 
 def resume_config(run_dir: str | Path, *, epochs: int | None = None) -> TrainConfig:
-    """The configuration of an earlier run, set to continue from its best checkpoint."""
+    """The configuration of an earlier run, set to continue from its best checkpoint; `epochs`, when
+    given, is the new total (else the earlier run's)."""
     run_dir = Path(run_dir)
     data = read_json(run_dir / "config.json")
     if not data:
         raise RunError(f"{run_dir.name} has no readable config.json.")
     config = TrainConfig.from_dict(data)
     config.resume_from = str(resolve_checkpoint(run_dir))
-    if epochs:
+    if epochs is not None:
         config.epochs = epochs
-    return config
+    return config.validate()
 
 
 # ---------------------------------------------------------------- launching from the page

@@ -39,3 +39,14 @@ def test_a_shuffled_epoch_holds_every_patch_once(selection, limit):
     assert not np.array_equal(ordered, shuffled)
     key = lambda a: sorted(p.tobytes() for p in a)  # noqa: E731
     assert key(ordered) == key(shuffled)
+
+
+def test_a_sample_of_a_selection_reads_the_sampled_rows(selection):
+    whole_x, whole_y = batches(make_dataset(selection, batch_size=16, shuffle=False))
+    sample = selection.sample(10, seed=1)
+    x, y = batches(make_dataset(sample, batch_size=4, shuffle=False))
+    rows = [selection.ids.index(i) for i in sample.ids]
+    assert len(sample) == 10 and len(set(sample.ids)) == 10 and rows == sorted(rows)
+    np.testing.assert_array_equal(x, whole_x[rows])
+    np.testing.assert_array_equal(y, whole_y[rows])
+    assert selection.sample(len(selection) + 5) is selection

@@ -209,3 +209,30 @@ def test_resuming_into_an_incompatible_architecture_is_refused(tiny_data, worksp
     )
     status = run_training(other, workspace / "runs" / "second", verbose=False)
     assert status["state"] == "failed" and "does not match" in status["error"]
+
+
+@pytest.mark.parametrize(("given", "expected"), [([], 3), (["--epochs", "10"], 10), (["--epochs", "5"], 5)])
+def test_resume_takes_epochs_when_given_whatever_the_number(tmp_path, given, expected):
+    from core.__main__ import build_parser
+    from core.cli_train import config_from_args
+    from core.models import build_model, save_model
+    from core.runs import atomic_write_json
+    from core.settings import SAMPLE_DATASET
+    from core.training import TrainConfig
+
+    earlier = tmp_path / "earlier"
+    save_model(build_model("tiny", seed=0), earlier / "best.keras", {"epoch": 2})
+    atomic_write_json(earlier / "config.json", TrainConfig(data=[str(SAMPLE_DATASET)], epochs=3).to_dict())
+    args = build_parser().parse_args(["train", "--resume", str(earlier), *given])
+    config = config_from_args(args)
+    assert config.epochs == expected and config.resume_from == str(earlier / "best.keras")
+
+
+def test_epochs_default_to_the_configuration_default_without_resume():
+    from core.__main__ import build_parser
+    from core.cli_train import config_from_args
+    from core.settings import SAMPLE_DATASET
+    from core.training import TrainConfig
+
+    config = config_from_args(build_parser().parse_args(["train", str(SAMPLE_DATASET)]))
+    assert config.epochs == TrainConfig.epochs == 10

@@ -1,0 +1,102 @@
+"""Validation at chance while training is not: the definition on numbers, and a real run whose
+validation labels do not match its patches warns in status.json, metrics.jsonl and on the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import sample_rows, write_labels_csv
+
+from core.chance import CHANCE_AUC_MARGIN, LEARNED_AUC, auc_at_chance, chance_warning
+from core.settings import PROJECT_DIR, SAMPLE_DATASET
+
+
+@pytest.mark.parametrize(
+    ("auc", "at_chance"),
+    [(0.5, True), (0.21, True), (0.0, True), (0.6, True), (0.61, False), (0.87, False), (1.0, False)],
+)
+def test_an_auc_is_at_chance_up_to_the_margin_above_one_half(auc, at_chance):
+    assert CHANCE_AUC_MARGIN == pytest.approx(0.1)
+    assert auc_at_chance(auc) is at_chance
+
+
+@pytest.mark.parametrize("auc", [None, float("nan")])
+def test_a_missing_auc_is_not_judged(auc):
+    assert auc_at_chance(auc) is False
+    assert chance_warning(0.9, auc) is None
+
+
+def test_the_warning_needs_validation_at_chance_and_training_above_it():
+    assert LEARNED_AUC == pytest.approx(0.7)
+    assert chance_warning(train_auc=0.85, val_auc=0.5) is not None
+    assert chance_warning(train_auc=0.85, val_auc=0.21) is not None  # inverted ranking: no better
+    assert chance_warning(train_auc=0.7, val_auc=0.6) is not None  # both bounds included
+    assert chance_warning(train_auc=0.69, val_auc=0.5) is None  # nothing learned yet: no contrast
+    assert chance_warning(train_auc=0.85, val_auc=0.62) is None  # validation above chance
+    assert chance_warning(train_auc=None, val_auc=0.5) is None
+
+
+def test_the_warning_says_it_in_words_with_the_numbers():
+    text = chance_warning(train_auc=0.84, val_auc=0.51, val_accuracy=0.63, majority_rate=0.63)
+    assert "Validation is at chance" in text
+    assert "validation AUC is 0.51" in text and "training AUC reached 0.84" in text
+    assert "accuracy 0.63 vs 0.63 for always answering the larger class" in text
+
+
+@pytest.fixture()
+def mislabelled_validation(tmp_path):
+    """200 sample patches whose labels were shuffled: the same ids, labels unrelated to the pixels."""
+    rows = sample_rows()[:200]
+    labels = np.random.default_rng(0).permutation([label for _, label in rows])
+    root = tmp_path / "mislabelled"
+    (root / "train").mkdir(parents=True)
+    for item, _ in rows:
+        shutil.copy(SAMPLE_DATASET / "train" / f"{item}.tif", root / "train" / f"{item}.tif")
+    write_labels_csv(root / "train_labels.csv", [(item, int(y)) for (item, _), y in zip(rows, labels)])
+    return root
+
+
+def test_a_run_validated_on_shuffled_labels_warns_in_status_metrics_and_on_the_cli(
+    mislabelled_validation, tmp_path
+):
+    run_dir = tmp_path / "run"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "core",
+            "train",
+            str(SAMPLE_DATASET),  # its 200 ids in the validation set are left out of training
+            "--val-data",
+            str(mislabelled_validation),
+            "--arch",
+            "patchnet",
+            "--epochs",
+            "2",
+            "--out",
+            str(run_dir),
+            "--quiet",
+        ],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PATCHLENS_HOME": str(tmp_path / "home")},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["state"] == "finished"
+    assert status["warning"].startswith("After epoch 2: Validation is at chance")
+    assert f"warning: {status['warning']}" in result.stderr
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    notes = [r["text"] for r in records if r["kind"] == "note"]
+    assert any("Validation is at chance" in note for note in notes)
+    epochs = [r for r in records if r["kind"] == "epoch"]
+    assert max(r["auc"] for r in epochs) >= LEARNED_AUC
+    assert all(auc_at_chance(r["val_auc"]) for r in epochs)
