@@ -22,7 +22,7 @@ from pathlib import Path
 import streamlit as st
 
 from core.errors import PatchLensError
-from core.runs import list_runs
+from core.runs import CHECKPOINT_FILE, FINAL_MODEL_FILE, list_runs
 from core.settings import (
     BASELINE_MODEL,
     DATA_ROOTS_ENV,
@@ -204,7 +204,7 @@ def model_label(path: str | None) -> str:
     p = Path(path)
     if p == BASELINE_MODEL:
         return "bundled baseline"
-    return p.parent.name if p.name in ("model.keras", "best.keras") else p.name
+    return p.parent.name if p.name in (FINAL_MODEL_FILE, CHECKPOINT_FILE) else p.name
 
 
 def dataset_label(path: str | None) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from core.chance import chance_warning
-from core.runs import HEARTBEAT_SECONDS, append_metrics, stop_requested, write_status
+from core.runs import CHECKPOINT_FILE, HEARTBEAT_SECONDS, append_metrics, stop_requested, write_status
 
 BATCH_RECORD_SECONDS = 2.0  # how often a batch-window line is appended to metrics.jsonl
 
@@ -154,7 +154,7 @@ def make_callback(
                 self.best_weights = self.model.get_weights()
                 save_model(
                     self.model,
-                    job.run_dir / "best.keras",
+                    job.run_dir / CHECKPOINT_FILE,
                     {"epoch": epoch + 1, "val_auc": val_auc, "val_accuracy": record.get("val_accuracy")},
                 )
                 job.update(

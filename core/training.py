@@ -25,6 +25,8 @@ from core.distributed import is_chief, make_strategy
 from core.errors import JobConflictError, PatchLensError, RunError
 from core.job_reporting import JobReporter, make_callback, terminal_printer
 from core.runs import (
+    CHECKPOINT_FILE,
+    FINAL_MODEL_FILE,
     acquire_lock,
     active_run,
     append_metrics,
@@ -33,6 +35,7 @@ from core.runs import (
     new_run_dir,
     read_json,
     release_lock,
+    run_checkpoint_path,
     write_status,
 )
 from core.settings import PROJECT_DIR
@@ -281,7 +284,7 @@ def _train(config: TrainConfig, run_dir: Path, job: JobReporter, printer, starte
     }
     save_model(
         model,
-        run_dir / "model.keras",
+        run_dir / FINAL_MODEL_FILE,
         {"config": config.to_dict(), **summary, "duration_s": round(time.time() - started, 1)},
     )
     return summary
@@ -291,10 +294,10 @@ def resolve_checkpoint(path: str | Path) -> Path:
     """A run directory's best checkpoint (else its final model), or the .keras file itself."""
     path = Path(path)
     if path.is_dir():
-        for name in ("best.keras", "model.keras"):
-            if (path / name).is_file():
-                return path / name
-        raise RunError(f"{path.name} has no checkpoint to resume from (no best.keras).")
+        found = run_checkpoint_path(path)
+        if found is None:
+            raise RunError(f"{path.name} has no checkpoint to resume from (no {CHECKPOINT_FILE}).")
+        return found
     if not path.is_file():
         raise RunError(f"No checkpoint at {path}.")
     return path

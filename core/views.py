@@ -18,9 +18,7 @@ from core.constants import LABEL_NAMES, SPLIT_WARNING
 from core.errors import DatasetError, PatchError, PatchLensError
 from core.evaluation import read_predictions
 from core.images import decode_patch
-from core.quality import FLAG_BADGES as FLAG_BADGES  # re-exported: the flag wording lives in core.quality
 from core.quality import FLAG_SEPARATOR, OK, quality_labels
-from core.quality import NOT_MEANINGFUL as NOT_MEANINGFUL
 
 VAL_PREDICTIONS = "val_predictions.csv"
 # The four cells of the confusion matrix, as (true label, predicted label).

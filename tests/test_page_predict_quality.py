@@ -16,8 +16,9 @@ from page_helpers import app_test, tiny_model
 from PIL import Image, ImageFilter
 
 from core.images import decode_patch
+from core.quality import FLAG_BADGES, NOT_MEANINGFUL
 from core.settings import SAMPLE_DATASET
-from core.views import FLAG_BADGES, NOT_MEANINGFUL, decode_uploads, upload_counts, upload_results
+from core.views import decode_uploads, upload_counts, upload_results
 
 TIFFS = sorted((SAMPLE_DATASET / "train").glob("*.tif"))
 BLANK = SAMPLE_DATASET / "train" / "96974eeef9a45bdc6335734620d6c60620a633f0.tif"  # white background
