@@ -3,9 +3,10 @@
 The entry point only wires pages; every page is a short script in app_pages/ that starts by drawing
 the shared sidebar (app_pages.shared.render_sidebar), and all logic lives in core/. TensorFlow is
 imported only by the pages that run a model, and warmed in the background once the first page has
-been drawn (app_pages.warmup), so the first prediction does not wait for it. The folder is not called `pages/`: next to the entry
-script that name switches Streamlit into its legacy folder mode, where a deep link run before any
-visit of `/` skips this file and lists every module of the folder as a page.
+been drawn (app_pages.warmup), so the first prediction does not wait for it. The folder is not
+called `pages/`: next to the entry script that name switches Streamlit into its legacy folder mode,
+where a deep link run before any visit of `/` skips this file and lists every module of the folder
+as a page.
 """
 
 import streamlit as st
