@@ -16,6 +16,7 @@ import streamlit as st
 from app_pages.gallery import blend, explain_settings, explanation, method_name, scale_legend
 from app_pages.prediction_source import threshold_control
 from app_pages.shared import active_model_path, load_active_model, model_label, render_sidebar
+from core.dataset_stats import NAME_IN_TEXT, short_name
 from core.errors import PatchLensError
 from core.explain import describe_strength
 from core.images import draw_centre_box
@@ -140,7 +141,9 @@ for k in range(start, stop):
     )
     flags = quality_flags(batch.quality[k])
     call = f":gray[{NOT_MEANINGFUL}]" if flags else f"**{call_of(prob, threshold)}**"
-    text.markdown(f"**{batch.names[k]}**  \nP(tumour) **{prob:.4f}**  \ncall at {threshold:.3f}: {call}")
+    text.markdown(
+        f"**{short_name(batch.names[k], NAME_IN_TEXT)}**  \nP(tumour) **{prob:.4f}**  \ncall at {threshold:.3f}: {call}"
+    )
     for flag in flags:
         text.badge(FLAG_BADGES[flag], icon="⚠️", color="orange", help=FLAG_MEANINGS[flag])
     if flags:

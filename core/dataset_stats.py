@@ -99,6 +99,9 @@ def channel_histograms(patch: np.ndarray, bins: int = 32) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+NAME_IN_TEXT = 36  # characters of a file name shown in a page's text column (short_name)
+
+
 def short_name(name: str, limit: int = 20) -> str:
     """`name` cut in the middle with an ellipsis to at most `limit` characters, keeping its
     extension whole (e.g. 'f38a6374c348f90b…d9c.tif'), so a caption never breaks inside one."""

@@ -15,6 +15,7 @@ import pytest
 from page_helpers import app_test, tiny_model
 from PIL import Image, ImageFilter
 
+from core.dataset_stats import NAME_IN_TEXT, short_name
 from core.images import decode_patch
 from core.quality import FLAG_BADGES, NOT_MEANINGFUL
 from core.settings import SAMPLE_DATASET
@@ -74,7 +75,10 @@ def patch_texts(at) -> dict[str, list[str]]:
     current = None
     for element in at.markdown:
         value = element.value
-        header = next((name for name in EXPECTED_QUALITY if value.startswith(f"**{name}**")), None)
+        header = next(
+            (name for name in EXPECTED_QUALITY if value.startswith(f"**{short_name(name, NAME_IN_TEXT)}**")),
+            None,
+        )
         if header is not None:
             current = header
             texts[current] = [value]
