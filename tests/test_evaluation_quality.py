@@ -104,3 +104,14 @@ def test_an_old_file_and_a_runs_val_predictions_read_without_quality(tmp_path):
     frame = ev.read_predictions(old)
     assert list(frame.columns) == list(ev.PREDICTION_COLUMNS) and not ev.has_quality(frame)
     assert frame["id"].tolist() == ["00a1", "00b2"]
+
+
+def test_the_mistakes_csv_carries_the_quality_column(predictions):
+    import io
+
+    from core.views import mistakes_csv
+
+    wrong = ev.mistakes(predictions, 0.5, quality="not_he")
+    export = pd.read_csv(io.BytesIO(mistakes_csv(wrong, ["somewhere"] * len(wrong))))
+    assert export["quality"].tolist() == wrong["quality"].tolist()
+    assert all("not_he" in q for q in export["quality"])
