@@ -149,6 +149,7 @@ def test_active_model_predictions_are_computed_in_a_job_then_read_from_disk(
     assert not at.exception and not at.error, [e.value for e in at.error]
     (stored,) = cache.glob("*.csv")
     assert len(read_predictions(stored)) == 12 and "AUC" in {m.label for m in at.metric}
+    assert "quality" in read_predictions(stored).columns  # the job stores the input-quality flags too
     assert not any("not computed yet" in i.value for i in at.info)
     assert value_sent_to_browser(at.slider(key="threshold_slider")) == pytest.approx(0.5)
     written = stored.stat().st_mtime_ns
