@@ -13,13 +13,19 @@ from app_pages.prediction_source import pick_source, show_source_notes, threshol
 from app_pages.shared import render_sidebar
 from core.constants import LABEL_NAMES
 from core.evaluation import (
+    HEADLINE_METRICS,
+    OK,
     bootstrap_ci,
+    flagged_mask,
+    has_quality,
     labelled_arrays,
     metrics_at,
+    metrics_by_quality,
     pr_points,
     reliability_curve,
     roc_points,
     threshold_presets,
+    with_quality,
 )
 from core.views import CELL_NAMES, CELLS, clicked_cell, confusion_cell, format_interval, format_metric
 
@@ -32,6 +38,7 @@ DEFAULT_CELL = "FP"
 MATRIX_COLUMNS = {0: "called normal", 1: "called tumour"}
 MATRIX_ROWS = {0: "normal (0)", 1: "tumour (1)"}
 CLASS_COLOURS = {0: "#4c78a8", 1: "#e45756"}
+LEAVE_OUT_KEY = "evaluate_leave_out_flagged"  # the toggle: every panel on the unflagged patches only
 CARDS = [  # (key, label, help)
     ("auc", "AUC", "Area under the ROC curve; threshold-free."),
     ("accuracy", "Accuracy", None),
@@ -108,27 +115,57 @@ def follow_click(cell: str | None) -> None:
     st.session_state[CLICK_KEY] = cell
 
 
+def quality_comparison(predictions: pd.DataFrame, threshold: float) -> None:
+    """The headline metrics on all patches and without the flagged ones, when any is flagged."""
+    if not has_quality(predictions):
+        st.caption("No input-quality flags for these predictions (a run's stored validation predictions), "
+                   "so every patch is counted.")  # fmt: skip
+        return
+    if not flagged_mask(predictions).any():
+        st.caption("The input-quality gate flagged none of these patches.")
+        return
+    table = metrics_by_quality(predictions, threshold)
+    left_out = int(table["n_flagged_left_out"].iloc[-1])
+    st.markdown(
+        f"**All patches vs. without flagged patches** at {threshold:.3f} · n flagged left out: {left_out:,}"
+    )
+    shown = table[["n", *HEADLINE_METRICS]].rename(columns={m: m.capitalize() for m in HEADLINE_METRICS})
+    st.dataframe(shown.rename(columns={"Auc": "AUC"}), width="stretch", key="quality_metrics")
+
+
 render_sidebar()
 st.title("📈 Evaluate")
 source = pick_source()
 if source is None:
     st.stop()
 show_source_notes(source)
+predictions, view_key = source.predictions, source.key
+if flagged_mask(predictions).any():
+    leave_out = st.toggle(
+        "Leave out flagged patches",
+        False,
+        key=LEAVE_OUT_KEY,
+        help="Every panel below uses only the patches the input-quality gate passed (`ok`).",
+    )
+    if leave_out:
+        predictions = with_quality(predictions, OK)
+        view_key = f"{source.key}:{OK}"  # the cached views below are of these rows only
 try:
-    labels, probs = labelled_arrays(source.predictions)
+    labels, probs = labelled_arrays(predictions)
 except ValueError as error:
     st.error(f"These predictions cannot be evaluated: {error}")
     st.stop()
-if len(labels) < len(source.predictions):
-    st.caption(f"{len(source.predictions) - len(labels):,} unlabelled rows are left out.")
+if len(labels) < len(predictions):
+    st.caption(f"{len(predictions) - len(labels):,} unlabelled rows are left out.")
 
-threshold = threshold_control(presets_for(source.key, labels, probs))
+threshold = threshold_control(presets_for(view_key, labels, probs))
 metrics = metrics_at(labels, probs, threshold)
+quality_comparison(source.predictions, threshold)
 
 # --- metric cards ---------------------------------------------------------------------------
 intervals = {
-    "auc": interval(source.key, "auc", 0.5, labels, probs),
-    "accuracy": interval(source.key, "accuracy", threshold, labels, probs),
+    "auc": interval(view_key, "auc", 0.5, labels, probs),
+    "accuracy": interval(view_key, "accuracy", threshold, labels, probs),
 }
 for start in range(0, len(CARDS), 6):
     row = st.columns(6)
@@ -144,7 +181,7 @@ st.caption(
     "one slide are not independent, so true intervals are wider)."
 )
 
-roc, pr, calibration = curves_for(source.key, labels, probs)
+roc, pr, calibration = curves_for(view_key, labels, probs)
 (tn, fp), (fn, tp) = metrics["confusion"]
 
 # --- confusion matrix + patches of one cell ------------------------------------------------
@@ -178,7 +215,7 @@ with right:
         index=list(CELLS).index(DEFAULT_CELL),
         key=CELL_KEY,
     )
-    rows = confusion_cell(source.predictions, threshold, cell)
+    rows = confusion_cell(predictions, threshold, cell)
     st.caption(f"{len(rows):,} patches; the {min(CELL_PATCHES, len(rows))} most confident shown.")
     shown = rows.head(CELL_PATCHES)
     if source.lookup is not None and len(shown):

@@ -12,7 +12,8 @@ from app_pages.gallery import blend, explain_settings, heatmaps, patch_grid, wit
 from app_pages.prediction_source import pick_source, show_source_notes, threshold_control
 from app_pages.shared import render_sidebar
 from core.constants import LABEL_NAMES
-from core.evaluation import MISTAKE_KINDS, mistakes
+from core.evaluation import ALL_QUALITIES, MISTAKE_KINDS, OK, QUALITY_FLAGS, has_quality, mistakes
+from core.quality import FLAG_MEANINGS
 from core.views import mistakes_csv, page_bounds
 
 PAGE_SIZE = 24
@@ -28,13 +29,31 @@ if source is None:
 show_source_notes(source)
 threshold = threshold_control()
 
-filters = st.columns([2, 3])
+with_flags = has_quality(source.predictions)
+filters = st.columns([2, 3, 2] if with_flags else [2, 3])
 shown_kind = filters[0].radio("Show", list(KIND_FILTERS), horizontal=True, key="mistakes_kind")
 low, high = filters[1].slider("P(tumour) between", 0.0, 1.0, (0.0, 1.0), 0.01, key="mistakes_range")
+quality = ALL_QUALITIES
+if with_flags:
+    quality = filters[2].selectbox(
+        "Input quality",
+        [ALL_QUALITIES, OK, *QUALITY_FLAGS],
+        format_func=lambda q: {ALL_QUALITIES: "all patches", OK: "ok (not flagged)"}.get(q, f"flagged {q}"),
+        key="mistakes_quality",
+        help="Flags of the input-quality gate: "
+        + "; ".join(f"{flag}: {meaning}" for flag, meaning in FLAG_MEANINGS.items()),
+    )
+else:
+    st.caption("No input-quality flags for these predictions, so they cannot be filtered by quality.")
 try:
     every = mistakes(source.predictions, threshold)
     wrong = mistakes(
-        source.predictions, threshold, kind=KIND_FILTERS[shown_kind], min_prob=low, max_prob=high
+        source.predictions,
+        threshold,
+        kind=KIND_FILTERS[shown_kind],
+        min_prob=low,
+        max_prob=high,
+        quality=quality,
     )
 except ValueError as error:
     st.error(f"These predictions cannot be searched for mistakes: {error}")
@@ -90,7 +109,9 @@ images = [
     for k, patch in enumerate(patches)
 ]
 captions = [
-    f"{SHORT[row.kind]} · p={row.prob:.3f} · {LABEL_NAMES[int(row.label)]}" for row in rows.itertuples()
+    f"{SHORT[row.kind]} · p={row.prob:.3f} · {LABEL_NAMES[int(row.label)]}"
+    + (f" · {row.quality}" if with_flags and row.quality != OK else "")
+    for row in rows.itertuples()
 ]
 patch_grid(images, captions)
 if missing:
@@ -123,6 +144,7 @@ details = {
     "true label": f"{LABEL_NAMES[int(row['label'])]} ({int(row['label'])})",
     "P(tumour)": f"{row['prob']:.4f}",
     "confidence": f"{row['confidence']:.4f}",
+    **({"input quality": row["quality"]} if with_flags else {}),
     "threshold": f"{threshold:.3f}",
     "source": f"`{source.lookup.source_of(chosen)}`",
     "predictions": source.title,

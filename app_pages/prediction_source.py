@@ -5,7 +5,8 @@ sidebar shows) or a run's stored validation predictions (val_predictions.csv, no
 active model's are computed once by a background job in its own process (core.prediction_jobs),
 which the page follows and finds again after a reload, and kept on disk by
 core.predict.cached_predictions. Either way the page receives a DataFrame id,label,prob that is
-cached, so moving the threshold never touches a model.
+cached, so moving the threshold never touches a model; the active model's also carries `quality`
+(the input-quality gate's flags per patch), a run's stored predictions do not.
 
 Session state keys (one home for each):
   threshold                the decision threshold shared by Evaluate, Predict and Mistakes

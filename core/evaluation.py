@@ -1,7 +1,8 @@
 """Predictions and the metrics derived from them: compute predictions once, derive every view.
 
 A set of predictions is a DataFrame with columns `id`, `label` (0/1, NaN when unknown) and `prob`
-(the model's probability of tumour). Every function here is pure: labels and probabilities in,
+(the model's probability of tumour), and optionally `quality` (`ok` or the input-quality flags of
+core.quality joined by `;`), which splits every view into all patches and the unflagged ones. Every function here is pure: labels and probabilities in,
 numbers, arrays or small frames out. Inputs are validated once at the boundary (`_check`), after
 which the code trusts them. A patch is predicted tumour when `prob >= threshold`, the same rule
 scikit-learn's curves use, so a threshold read off a curve reproduces its point exactly.
@@ -21,10 +22,16 @@ import pandas as pd
 from sklearn import metrics as skm
 
 from core.files import atomic_write_bytes
+from core.quality import FLAG_SEPARATOR, OK, QUALITY_FLAGS
 
 CALIBRATION_BINS = 10
 DEFAULT_THRESHOLD = 0.5
 PREDICTION_COLUMNS = ("id", "label", "prob")
+QUALITY_COLUMN = "quality"  # optional: `ok` or the patch's input-quality flags joined by `;`
+ALL_QUALITIES = "all"  # the quality filter that keeps every patch
+HEADLINE_METRICS = ("auc", "accuracy", "sensitivity", "specificity")
+ALL_PATCHES = "all patches"
+WITHOUT_FLAGGED = "without flagged patches"
 MISTAKE_KINDS = ("false positive", "false negative")
 BOOTSTRAP_METRICS = ("auc", "accuracy")
 _MAX_BOOTSTRAP_CELLS = 4_000_000  # resampled indices held at once: bounds memory on 220,000 rows
@@ -387,13 +394,15 @@ def mistakes(
     kind: str | None = None,
     min_prob: float = 0.0,
     max_prob: float = 1.0,
+    quality: str = ALL_QUALITIES,
 ) -> pd.DataFrame:
     """False positives and false negatives, most confident first.
 
-    `confidence` = |prob - label|: how far the model leaned the wrong way (1 = certain and
-    wrong). Unlabelled rows are ignored. Filter with `kind` ("false positive" or
-    "false negative") and an inclusive probability range [min_prob, max_prob]. Keeps every column
-    of `predictions` and adds `kind` and `confidence`; the index is reset.
+        `confidence` = |prob - label|: how far the model leaned the wrong way (1 = certain and
+        wrong). Unlabelled rows are ignored. Filter with `kind` ("false positive" or
+        "false negative"), an inclusive probability range [min_prob, max_prob] and `quality` (see
+    `with_quality`). Keeps every column
+        of `predictions` and adds `kind` and `confidence`; the index is reset.
     """
     _check_columns(predictions, ("id", "label", "prob"))
     threshold = _check_threshold(threshold)
@@ -412,8 +421,65 @@ def mistakes(
     if kind is not None:
         wrong = wrong[wrong["kind"] == kind]
     wrong = wrong[(wrong["prob"] >= min_prob) & (wrong["prob"] <= max_prob)]
+    wrong = with_quality(wrong, quality)
     wrong = wrong.sort_values(["confidence", "id"], ascending=[False, True], kind="stable")
     return wrong.reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- input quality
+
+
+def has_quality(predictions: pd.DataFrame) -> bool:
+    """Whether these predictions carry the input-quality gate's verdict per patch."""
+    return QUALITY_COLUMN in predictions.columns
+
+
+def flagged_mask(predictions: pd.DataFrame) -> pd.Series:
+    """True for each row the input-quality gate flagged (False everywhere without a quality column)."""
+    if not has_quality(predictions):
+        return pd.Series(False, index=predictions.index)
+    return predictions[QUALITY_COLUMN].fillna(OK).astype(str) != OK
+
+
+def with_quality(predictions: pd.DataFrame, quality: str = ALL_QUALITIES) -> pd.DataFrame:
+    """The rows whose quality matches: `all` (every row), `ok` (unflagged) or one flag (rows that
+    carry it, alone or with others). Without a quality column nothing counts as flagged: `ok` keeps
+    every row and a flag none."""
+    if quality == ALL_QUALITIES:
+        return predictions
+    flagged = flagged_mask(predictions)
+    if quality == OK:
+        return predictions[~flagged]
+    if quality not in QUALITY_FLAGS:
+        raise ValueError(
+            f"quality must be {ALL_QUALITIES!r}, {OK!r} or one of {QUALITY_FLAGS}; got {quality!r}."
+        )
+    if not has_quality(predictions):
+        return predictions.iloc[:0]
+    flags = predictions[QUALITY_COLUMN].fillna(OK).astype(str).str.split(FLAG_SEPARATOR)
+    return predictions[flags.map(lambda found: quality in found)]
+
+
+def metrics_by_quality(predictions: pd.DataFrame, threshold: float = DEFAULT_THRESHOLD) -> pd.DataFrame:
+    """The headline metrics (AUC, accuracy, sensitivity, specificity) at `threshold` on all labelled
+    patches and on the unflagged ones: one row each (index ALL_PATCHES, WITHOUT_FLAGGED), columns
+    n, n_flagged_left_out (ints) and HEADLINE_METRICS (NaN where undefined).
+
+    The second row is `metrics_at` on exactly `with_quality(predictions, "ok")`'s labelled rows; it
+    is all None (n 0) when every patch is flagged."""
+    known = predictions[predictions["label"].notna()]
+    rows = []
+    for subset in (known, with_quality(known, OK)):
+        row = {"n": len(subset), "n_flagged_left_out": len(known) - len(subset)}
+        if len(subset):
+            metrics = metrics_at(*labelled_arrays(subset), threshold)
+            row.update({key: metrics[key] for key in HEADLINE_METRICS})
+        else:
+            row.update(dict.fromkeys(HEADLINE_METRICS))
+        rows.append(row)
+    return pd.DataFrame(rows, index=[ALL_PATCHES, WITHOUT_FLAGGED]).astype(
+        {key: float for key in HEADLINE_METRICS}
+    )
 
 
 # --------------------------------------------------------------------------- files
@@ -442,24 +508,29 @@ def write_csv_atomic(frame: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
+def _stored_columns(frame: pd.DataFrame) -> list[str]:
+    return list(PREDICTION_COLUMNS) + ([QUALITY_COLUMN] if has_quality(frame) else [])
+
+
 def write_predictions(predictions: pd.DataFrame, path: str | Path) -> Path:
-    """Store predictions as CSV (id,label,prob; label empty when unknown), atomically."""
+    """Store predictions as CSV (id,label,prob[,quality]; label empty when unknown), atomically."""
     _check_columns(predictions, ("id", "prob"))
     frame = predictions.copy()
     if "label" not in frame.columns:
         frame["label"] = np.nan
-    return write_csv_atomic(frame[list(PREDICTION_COLUMNS)], path)
+    return write_csv_atomic(frame[_stored_columns(frame)], path)
 
 
 def read_predictions(path: str | Path) -> pd.DataFrame:
-    """Read a predictions CSV: id as text, label as float (NaN when unknown), prob as float."""
-    frame = pd.read_csv(path, dtype={"id": str})
+    """Read a predictions CSV: id as text, label as float (NaN when unknown), prob as float, and
+    `quality` as text when the file has it (older files and runs' val_predictions.csv do not)."""
+    frame = pd.read_csv(path, dtype={"id": str, QUALITY_COLUMN: str}, keep_default_na=True)
     _check_columns(frame, ("id", "prob"))
     if "label" not in frame.columns:
         frame["label"] = np.nan
     frame["label"] = pd.to_numeric(frame["label"], errors="raise").astype(np.float64)
     frame["prob"] = pd.to_numeric(frame["prob"], errors="raise").astype(np.float64)
-    return frame[list(PREDICTION_COLUMNS)]
+    return frame[_stored_columns(frame)]
 
 
 def write_submission(predictions: pd.DataFrame, path: str | Path) -> Path:

@@ -29,13 +29,13 @@ import numpy as np
 import pandas as pd
 
 from core.constants import PATCH_SHAPE
-from core.evaluation import read_predictions, write_predictions
+from core.evaluation import has_quality, read_predictions, write_predictions
 from core.files import atomic_write_json
 from core.quality import quality_labels
 
 DEFAULT_BATCH_SIZE = 256
 PREFETCH_BATCHES = 2  # batches the reader thread may have ready ahead of the model
-CACHE_FORMAT = 1  # bump when the stored predictions change meaning
+CACHE_FORMAT = 2  # bump when the stored predictions change meaning (2: a `quality` column)
 
 Progress = Callable[[int, int], None]
 
@@ -271,7 +271,9 @@ def cached_predictions(
 
     `cache_dir` defaults to <workspace>/cache/predictions. Pass an already loaded `model` to
     skip loading it again on a miss. A changed model file (new mtime or size) or dataset
-    misses the cache. Returns the same frame as `predict_dataset`, with `attrs["cached"]` =
+    misses the cache. The predictions carry the input-quality gate's `quality` column (an entry
+    without one, written before it existed, is recomputed). Returns the same frame as
+    `predict_dataset(..., quality=True)`, with `attrs["cached"]` =
     the CSV. Next to each `<key>.csv`, `<key>.json` records what the key stands for and the
     patches that could not be read.
     """
@@ -283,7 +285,7 @@ def cached_predictions(
     if path.is_file():
         try:
             frame = read_predictions(path)
-            if len(frame) <= len(dataset):
+            if len(frame) <= len(dataset) and has_quality(frame):
                 info = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
                 frame.attrs["skipped"] = info.get("skipped", {})
                 frame.attrs["cached"] = str(path)
@@ -296,7 +298,7 @@ def cached_predictions(
         from core.models import load_model
 
         model = load_model(model_path)
-    frame = predict_dataset(model, dataset, batch_size=batch_size, tta=tta, progress=progress)
+    frame = predict_dataset(model, dataset, batch_size=batch_size, tta=tta, progress=progress, quality=True)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_json(sidecar, {**description, "skipped": frame.attrs["skipped"]})
     write_predictions(frame, path)  # last: a CSV present means its sidecar is complete

@@ -49,7 +49,8 @@ def evaluate(run_without_model, monkeypatch):
 
 
 def confusion_counts(at) -> list[int]:
-    table = at.dataframe[0].value  # the counts under the heatmap: one row, columns TN FP FN TP
+    # the counts under the heatmap: one row, columns TN FP FN TP
+    table = next(frame.value for frame in at.dataframe if "TN" in frame.value.columns)
     return [int(table[cell].iloc[0]) for cell in ("TN", "FP", "FN", "TP")]
 
 
@@ -58,6 +59,8 @@ def test_cards_and_the_threshold_drive_the_confusion_matrix_without_a_model(eval
     assert not at.error, [e.value for e in at.error]
     assert CARD_LABELS <= {m.label for m in at.metric}
     assert any("95 % CI" in c.value for c in at.caption)
+    assert any("No input-quality flags" in c.value for c in at.caption)  # a run's file has none
+    assert not any(t.label == "Leave out flagged patches" for t in at.toggle)
     predictions = read_predictions(run_dir / "val_predictions.csv")
     labels, probs = predictions["label"].to_numpy(), predictions["prob"].to_numpy()
     (tn, fp), (fn, tp) = confusion_at(labels, probs, 0.5)
@@ -146,6 +149,7 @@ def test_active_model_predictions_are_computed_in_a_job_then_read_from_disk(
     assert not at.exception and not at.error, [e.value for e in at.error]
     (stored,) = cache.glob("*.csv")
     assert len(read_predictions(stored)) == 12 and "AUC" in {m.label for m in at.metric}
+    assert "quality" in read_predictions(stored).columns  # the job stores the input-quality flags too
     assert not any("not computed yet" in i.value for i in at.info)
     assert value_sent_to_browser(at.slider(key="threshold_slider")) == pytest.approx(0.5)
     written = stored.stat().st_mtime_ns

@@ -38,6 +38,7 @@ def test_gallery_filters_gradcam_and_csv_export(page):
     expected = mistakes(predictions, threshold)
     assert len(expected) > 0
     assert any("random patch-level split" in w.value for w in at.warning)
+    assert any("No input-quality flags" in c.value for c in at.caption)  # a run's file has none
     assert len(at.get("image")) == min(24, len(expected)) + 1  # gallery + detail view patch
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Shown after filters"] == str(len(expected))

@@ -305,3 +305,24 @@ def test_quality_column_is_the_gate_on_the_same_pixels(model, kaggle_dir, tmp_pa
     kept = [dataset.ids.index(i) for i in frame["id"]]
     assert frame["quality"].tolist() == quality_labels(dataset.read_batch(kept))
     assert victim.stem not in set(frame["id"]) and list(frame.attrs["skipped"]) == [victim.stem]
+
+
+def test_cached_predictions_carry_quality_and_an_old_entry_without_it_is_recomputed(
+    model, model_path, kaggle_dir, tmp_path
+):
+    from core.evaluation import read_predictions, write_predictions
+    from core.predict import cached_predictions, predict_dataset
+
+    dataset = open_dataset(kaggle_dir)
+    cache = tmp_path / "predictions"
+    first = cached_predictions(model_path, dataset, cache_dir=cache, model=model)
+    (stored,) = cache.glob("*.csv")
+    expected = predict_dataset(model, dataset, quality=True)["quality"].tolist()
+    assert first["quality"].tolist() == expected
+    assert read_predictions(stored)["quality"].tolist() == expected
+
+    write_predictions(first.drop(columns="quality"), stored)  # an entry written before the column
+    assert "quality" not in read_predictions(stored).columns
+    again = cached_predictions(model_path, open_dataset(kaggle_dir), cache_dir=cache, model=model)
+    assert again["quality"].tolist() == expected
+    assert read_predictions(stored)["quality"].tolist() == expected  # rewritten with the column
