@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import traceback
@@ -33,10 +31,10 @@ from core.runs import (
     STALE_AFTER_SECONDS,
     pid_alive,
     request_stop,
+    start_core_command,
     stop_requested,
     write_status,
 )
-from core.settings import PROJECT_DIR
 
 LOADING_PHASE = "Starting TensorFlow and loading the model…"
 PREDICTING_PHASE = "predicting"
@@ -109,19 +107,10 @@ def launch(model_path: str | Path, dataset, *, tta: bool = False, cache_dir: str
     (folder / "status.json").unlink(missing_ok=True)  # a new attempt forgets the last one's fields
     (folder / "stop.request").unlink(missing_ok=True)
     write_status(folder, "queued", pid=os.getpid(), created=time.time(), phase=LOADING_PHASE, done=0)
-    command = [sys.executable, "-m", "core", "predict-job", str(model_path), str(dataset.path), "--key", key]
-    command += ["--tta"] if tta else []
-    command += ["--cache-dir", str(cache_dir)] if cache_dir is not None else []
-    with open(folder / LOG_NAME, "ab") as log:
-        process = subprocess.Popen(
-            command,
-            cwd=PROJECT_DIR,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    write_status(folder, "queued", pid=process.pid)
+    arguments = ["predict-job", str(model_path), str(dataset.path), "--key", key]
+    arguments += ["--tta"] if tta else []
+    arguments += ["--cache-dir", str(cache_dir)] if cache_dir is not None else []
+    write_status(folder, "queued", pid=start_core_command(arguments, folder / LOG_NAME))
     return key
 
 

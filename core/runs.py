@@ -20,7 +20,7 @@ from pathlib import Path
 
 from core.errors import JobConflictError, RunError
 from core.files import atomic_write_bytes, atomic_write_json, read_json
-from core.settings import runs_dir, workspace_dir
+from core.settings import PROJECT_DIR, runs_dir, workspace_dir
 
 STATES = ("queued", "running", "finished", "failed", "stopped")
 ACTIVE_STATES = ("queued", "running")
@@ -60,6 +60,24 @@ def pid_alive(pid: int | None) -> bool:
         return stat.rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return True
+
+
+def start_core_command(arguments: list[str], log_path: str | Path) -> int:
+    """Start `python -m core ARGUMENTS` in its own session (it outlives page reruns and reloads),
+    its output appended to `log_path`; returns its pid. How the Train and Evaluate pages start jobs."""
+    import subprocess
+    import sys
+
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "core", *arguments],
+            cwd=PROJECT_DIR,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    return process.pid
 
 
 # ---------------------------------------------------------------- status

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -36,9 +34,9 @@ from core.runs import (
     read_json,
     release_lock,
     run_checkpoint_path,
+    start_core_command,
     write_status,
 )
-from core.settings import PROJECT_DIR
 from core.train_config import DEFAULT_BATCH_SIZE, GPU_BATCH_SIZE, TrainConfig
 from core.training_data import prepare_data
 
@@ -355,25 +353,6 @@ def launch(config: TrainConfig, run_dir: str | Path | None = None) -> Path:
 
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
-    command = [
-        sys.executable,
-        "-m",
-        "core",
-        "train",
-        "--config",
-        str(run_dir / "config.json"),
-        "--out",
-        str(run_dir),
-        "--quiet",
-    ]
-    with open(run_dir / "train.log", "ab") as log:
-        process = subprocess.Popen(
-            command,
-            cwd=PROJECT_DIR,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    write_status(run_dir, "queued", pid=process.pid)
+    arguments = ["train", "--config", str(run_dir / "config.json"), "--out", str(run_dir), "--quiet"]
+    write_status(run_dir, "queued", pid=start_core_command(arguments, run_dir / "train.log"))
     return run_dir
