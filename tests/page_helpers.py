@@ -56,9 +56,12 @@ def app_test():
     return AppTest.from_file(APP, default_timeout=RUN_TIMEOUT)
 
 
-def open_page(workspace: Path, page: str):
-    """An AppTest of the real app with PATCHLENS_HOME already pointing at `workspace`, on `page`."""
+def open_page(workspace: Path, page: str, *, model: Path | None = None):
+    """An AppTest of the real app with PATCHLENS_HOME already pointing at `workspace`, on `page`
+    (with `model` as the session's active model when given)."""
     at = app_test()
+    if model is not None:
+        at.session_state["model_path"] = str(model)
     at.run()
     at.switch_page(f"app_pages/{page}.py")
     at.run()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from page_helpers import app_test, tiny_model
+from page_helpers import open_page, tiny_model
 from PIL import Image
 
 from core.images import decode_patch
@@ -26,13 +26,7 @@ def model_path(tmp_path_factory):
 @pytest.fixture()
 def predict(model_path, tmp_path, monkeypatch):
     monkeypatch.setenv("PATCHLENS_HOME", str(tmp_path / "workspace"))
-    at = app_test()
-    at.session_state["model_path"] = str(model_path)
-    at.run()
-    at.switch_page("app_pages/predict.py")
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_page(tmp_path / "workspace", "predict", model=model_path)
 
 
 def png_of(path) -> bytes:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from page_helpers import app_test, tiny_model
+from page_helpers import open_page, tiny_model
 from PIL import Image, ImageFilter
 
 from core.dataset_stats import NAME_IN_TEXT, short_name
@@ -41,13 +41,7 @@ def model_path(tmp_path_factory):
 @pytest.fixture()
 def predict(model_path, tmp_path, monkeypatch):
     monkeypatch.setenv("PATCHLENS_HOME", str(tmp_path / "workspace"))
-    at = app_test()
-    at.session_state["model_path"] = str(model_path)
-    at.run()
-    at.switch_page("app_pages/predict.py")
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_page(tmp_path / "workspace", "predict", model=model_path)
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:
