@@ -155,8 +155,16 @@ def show_run(run_dir: Path) -> None:
         st.plotly_chart(curves_figure(curves), width="stretch", key=f"live-{run_dir.name}")
 
 
-@st.fragment(run_every=REFRESH_SECONDS)
 def live_panel() -> None:
+    """The watched job, refreshed every REFRESH_SECONDS while it is queued or running, and still
+    once it has ended: a refreshing panel (its chart redrawn) closed any list the user had open on
+    the page, such as the run picker, every two seconds."""
+    drawn = st.session_state.get(DRAWN_KEY)
+    active = drawn is not None and drawn[1] in ACTIVE_STATES
+    st.fragment(_live_panel_body, run_every=REFRESH_SECONDS if active else None)()
+
+
+def _live_panel_body() -> None:
     if watched_state() != st.session_state.get(DRAWN_KEY):
         st.rerun()  # the job started, ended or vanished: redraw the table, buttons and sidebar too
     run_dir = watched_run()
