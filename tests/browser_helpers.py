@@ -1,7 +1,9 @@
-"""Helpers for the real-browser tests (tests/test_browser_e2e.py): a Streamlit server in its own
-process group, job clean-up, and a few Playwright moves on Streamlit 1.67's DOM.
+"""Helpers for the real-browser tests (tests/test_browser_*.py): the one home of their set-up (a
+Chromium launch, a Streamlit server in its own process group with a temporary workspace, fresh browser
+sessions, job clean-up) and of a few Playwright moves on Streamlit 1.67's DOM.
 
-Not a test module (no test_ prefix). Nothing here imports TensorFlow or Streamlit.
+Not a test module (no test_ prefix). Nothing here imports TensorFlow or Streamlit, and Playwright only
+inside `launch_browser`, so a module can import this and still skip when Playwright is missing.
 """
 
 from __future__ import annotations
@@ -14,9 +16,13 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from core.runs import pid_alive
+from core.settings import PROJECT_DIR
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -160,6 +166,134 @@ def stop_jobs(workspace: Path, timeout: float = 30.0) -> None:
                 pass
 
 
+def stop_prediction_jobs(home: Path) -> None:
+    """SIGTERM every prediction job (the Evaluate page's) of the workspace `home` still alive."""
+    from core.prediction_jobs import jobs_dir
+
+    for status in jobs_dir(home / "cache" / "predictions").glob("*/status.json"):
+        pid = json.loads(status.read_text()).get("pid")
+        if pid and pid_alive(pid):
+            os.kill(pid, signal.SIGTERM)
+
+
+# --------------------------------------------------------------------------- the set-up
+
+
+def require_browser():
+    """Skip the calling test module when Debian's chromium or Playwright is missing; else return
+    playwright.sync_api. Call it at module level, before anything that needs them."""
+    import pytest
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(
+            f"{CHROMIUM} is missing: the browser tests need Debian's chromium (apt-get install -y chromium)",
+            allow_module_level=True,
+        )
+    return pytest.importorskip(
+        "playwright.sync_api", reason="Playwright for Python is not installed (pip install playwright)"
+    )
+
+
+def launch_browser() -> Iterator:
+    """Headless Debian Chromium through Playwright, for a module fixture: `yield from launch_browser()`."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@dataclass
+class ServedApp:
+    """A running `streamlit run` server: its URL, workspace (PATCHLENS_HOME), data set and environment."""
+
+    url: str
+    root: Path  # the temporary folder holding home/, data/ and the server's log
+    home: Path
+    data: Path | None
+    env: dict
+
+    def run_dirs(self) -> set[Path]:
+        runs = self.home / "runs"
+        return (
+            {p for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")}
+            if runs.is_dir()
+            else set()
+        )
+
+
+def app_env(root: Path, env_extra: dict | None = None) -> dict:
+    """The server's environment: PATCHLENS_HOME=<root>/home, PATCHLENS_DATA_ROOTS=<root>/data."""
+    env = dict(os.environ)
+    env.update(
+        PATCHLENS_HOME=str(root / "home"),
+        PATCHLENS_DATA_ROOTS=str(root / "data"),
+        TF_CPP_MIN_LOG_LEVEL="2",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(env_extra or {})
+    return env
+
+
+@contextmanager
+def serve_app(root: Path, env_extra: dict | None = None, data: Path | None = None) -> Iterator[ServedApp]:
+    """Start the app from the project root on a free port with the workspace `root`/home and the data
+    roots `root`/data, wait until it is healthy, and at the end stop every job and the server's whole
+    process group, then check that nothing outlived it."""
+    env = app_env(root, env_extra)
+    home = Path(env["PATCHLENS_HOME"])
+    port = free_port()
+    log = root / "streamlit.log"
+    process = start_server(PROJECT_DIR, port, env, log)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(url, process, log)
+        yield ServedApp(url, root, home, data, env)
+    finally:
+        stop_jobs(home)
+        stop_process_group(process)
+        stop_jobs(home)
+        stop_prediction_jobs(home)
+    assert process.poll() is not None, "the streamlit server is still running"
+    assert not job_pids(home), "a training process outlived the tests"
+
+
+def new_session(browser, width: int = 1440, height: int = 1400):
+    """A fresh browser context (= a fresh Streamlit session) whose waits time out after 60 s."""
+    context = browser.new_context(viewport={"width": width, "height": height})
+    context.set_default_timeout(60_000)
+    return context
+
+
+@contextmanager
+def contexts(browser, home: Path | None = None, height: int = 1400) -> Iterator:
+    """Yield `make()`, which opens a page in a fresh session; at the end close them all and, with
+    `home`, stop that workspace's jobs."""
+    opened = []
+
+    def make():
+        context = new_session(browser, height=height)
+        opened.append(context)
+        return context.new_page()
+
+    try:
+        yield make
+    finally:
+        for context in opened:
+            context.close()
+        if home is not None:
+            stop_jobs(home)
+
+
+def open_page(page, url: str, path: str, title: str) -> None:
+    """Go to `url`/`path`, wait for the h1 `title` and the end of the script run; no exception box."""
+    page.goto(f"{url}/{path}")
+    wait_title(page, title)
+    settle(page)
+    assert_no_exception(page)
+
+
 # --------------------------------------------------------------------------- page moves
 
 
@@ -214,6 +348,42 @@ def shoot(page, folder: Path, name: str) -> Path:
     path = folder / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+# --------------------------------------------------------------------------- the Train page's form
+
+TRAIN_FORM = '[data-testid="stForm"]'
+
+
+def fill_train_form(page, data: Path, epochs: int, enter: bool = False) -> None:
+    """Fill the Train form for a tiny job (architecture tiny, batch size 16); with `enter`, the Epochs
+    box is left by pressing Enter instead of Tab."""
+    form = page.locator(TRAIN_FORM)
+    area = form.locator('[data-testid="stTextArea"]').filter(has_text="Training dataset").locator("textarea")
+    area.fill(str(data))
+    area.press("Tab")
+    choose(page, selectbox(page, "Architecture", TRAIN_FORM), "tiny")
+    batch = slider_thumb(form.locator('[data-testid="stSlider"]').filter(has_text="Batch size"))
+    batch.focus()
+    batch.press("Home")  # the smallest batch size, 16
+    number = form.locator('[data-testid="stNumberInput"]').filter(has_text="Epochs").locator("input")
+    number.fill(str(epochs))
+    number.press("Enter" if enter else "Tab")
+    assert batch.get_attribute("aria-valuetext") == "16"
+
+
+def start_training(page, server: ServedApp, timeout: float = 30.0) -> Path:
+    """Click Start training and return the run directory it creates."""
+    before = server.run_dirs()
+    page.get_by_role("button", name="Start training").click()
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        new = server.run_dirs() - before
+        if new:
+            (run_dir,) = new
+            return run_dir
+        time.sleep(0.2)
+    raise AssertionError("Start training created no run directory")
 
 
 # --------------------------------------------------------------------------- reading what a user sees

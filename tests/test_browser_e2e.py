@@ -11,7 +11,6 @@ server's whole process group are ended at teardown, and the teardown checks noth
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -20,37 +19,31 @@ from pathlib import Path
 
 import pytest
 from browser_helpers import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     NAV_LINK,
     PLOTLY,
     SIDEBAR,
+    ServedApp,
+    app_env,
     assert_no_exception,
     choose,
-    free_port,
+    contexts,
+    fill_train_form,
     go_nav,
-    job_pids,
+    launch_browser,
+    open_page,
     plot_points,
+    require_browser,
     run_status,
     selectbox,
+    serve_app,
     settle,
     shoot,
     slider_thumb,
-    start_server,
-    stop_jobs,
-    stop_process_group,
-    wait_healthy,
+    start_training,
     wait_title,
 )
 
-if not Path(CHROMIUM).exists():
-    pytest.skip(
-        f"{CHROMIUM} is missing: the browser tests need Debian's chromium (apt-get install -y chromium)",
-        allow_module_level=True,
-    )
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="Playwright for Python is not installed (pip install playwright)"
-)
+require_browser()
 
 from page_helpers import copy_kaggle_subset  # noqa: E402
 
@@ -70,24 +63,12 @@ PAGES = [  # (sidebar label, h1 text, URL path)
 ]
 
 
-class Server:
-    def __init__(self, url: str, home: Path, data: Path):
-        self.url, self.home, self.data = url, home, data
-        self.fresh_deep_link: dict = {}  # what the very first visit (a deep link to /train) saw
-
-    def run_dirs(self) -> set[Path]:
-        return {p for p in (self.home / "runs").iterdir() if p.is_dir() and not p.name.startswith(".")}
-
-
 @pytest.fixture(scope="module")
 def browser():
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
+    yield from launch_browser()
 
 
-def first_visit_by_deep_link(browser, server: Server) -> dict:
+def first_visit_by_deep_link(browser, server: ServedApp) -> dict:
     """Open /train as the server's very first session (a bookmark, or a tab reconnecting after a
     restart) and record the navigation it shows."""
     context = browser.new_context(viewport={"width": 1440, "height": 1000})
@@ -106,60 +87,44 @@ def first_visit_by_deep_link(browser, server: Server) -> dict:
 
 
 @pytest.fixture(scope="module")
-def server(browser, tmp_path_factory):
+def seeded_server(browser, tmp_path_factory):
+    """The server, once the seed run has finished, and what its very first session (a deep link) saw."""
     root = tmp_path_factory.mktemp("browser")
     data = copy_kaggle_subset(root / "data" / "kaggle", 20)  # 40 real patches, balanced
-    home = root / "home"
-    env = dict(os.environ)
-    env.update(
-        PATCHLENS_HOME=str(home),
-        PATCHLENS_DATA_ROOTS=str(root / "data"),
-        TF_CPP_MIN_LOG_LEVEL="2",
-        PYTHONUNBUFFERED="1",
-    )
+    env = app_env(root)
+    home = Path(env["PATCHLENS_HOME"])
     seed = subprocess.Popen(  # the seed model trains while the server boots
         [sys.executable, "-m", "core", "train", str(data), "--arch", "tiny", "--epochs", "1",
          "--batch-size", "16", "--val-fraction", "0.5", "--out", str(home / "runs" / SEED_RUN), "--quiet"],
         cwd=PROJECT_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
-    port = free_port()
-    log = root / "streamlit.log"
-    process = start_server(PROJECT_DIR, port, env, log)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_healthy(url, process, log)
-        _, stderr = seed.communicate(timeout=300)
-        assert seed.returncode == 0, stderr.decode()[-3000:]
-        assert run_status(home / "runs" / SEED_RUN).get("state") == "finished"
-        served = Server(url, home, data)
-        served.fresh_deep_link = first_visit_by_deep_link(browser, served)
-        yield served
-    finally:
-        if seed.poll() is None:
-            seed.kill()
-            seed.wait()
-        stop_jobs(home)
-        stop_process_group(process)
-        stop_jobs(home)
-    assert process.poll() is not None, "the streamlit server is still running"
-    assert not job_pids(home), "a training process outlived the tests"
+    with serve_app(root, data=data) as served:
+        try:
+            _, stderr = seed.communicate(timeout=300)
+            assert seed.returncode == 0, stderr.decode()[-3000:]
+            assert run_status(home / "runs" / SEED_RUN).get("state") == "finished"
+            yield served, first_visit_by_deep_link(browser, served)
+        finally:
+            if seed.poll() is None:
+                seed.kill()
+                seed.wait()
+
+
+@pytest.fixture(scope="module")
+def server(seeded_server) -> ServedApp:
+    return seeded_server[0]
+
+
+@pytest.fixture(scope="module")
+def fresh_deep_link(seeded_server) -> dict:
+    return seeded_server[1]
 
 
 @pytest.fixture()
 def new_page(browser, server):
     """Open pages in fresh browser contexts (= fresh Streamlit sessions); stop any job afterwards."""
-    contexts = []
-
-    def make():
-        context = browser.new_context(viewport={"width": 1440, "height": 1400})
-        context.set_default_timeout(60_000)
-        contexts.append(context)
-        return context.new_page()
-
-    yield make
-    for context in contexts:
-        context.close()
-    stop_jobs(server.home)
+    with contexts(browser, server.home, height=1400) as make:
+        yield make
 
 
 @pytest.fixture()
@@ -167,44 +132,13 @@ def page(new_page):
     return new_page()
 
 
-def open_page(page, server, path: str, title: str) -> None:
-    page.goto(f"{server.url}/{path}")
-    wait_title(page, title)
-    settle(page)
-    assert_no_exception(page)
-
-
 # --------------------------------------------------------------------------- Train form moves
-
-
-def fill_train_form(page, data: Path, epochs: int) -> None:
-    form = page.locator('[data-testid="stForm"]')
-    area = form.locator('[data-testid="stTextArea"]').filter(has_text="Training dataset").locator("textarea")
-    area.fill(str(data))
-    area.press("Tab")
-    choose(page, selectbox(page, "Architecture", '[data-testid="stForm"]'), "tiny")
-    number = form.locator('[data-testid="stNumberInput"]').filter(has_text="Epochs").locator("input")
-    number.fill(str(epochs))
-    number.press("Tab")
-    batch = slider_thumb(form.locator('[data-testid="stSlider"]').filter(has_text="Batch size"))
-    batch.focus()
-    batch.press("Home")  # the smallest batch size, 16
-    assert batch.get_attribute("aria-valuetext") == "16"
 
 
 def start_job(page, server, epochs: int) -> Path:
     """Fill the form, click Start training, and return the new run directory."""
-    before = server.run_dirs()
     fill_train_form(page, server.data, epochs)
-    page.get_by_role("button", name="Start training").click()
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        new = server.run_dirs() - before
-        if new:
-            (run_dir,) = new
-            return run_dir
-        time.sleep(0.2)
-    raise AssertionError("Start training created no run directory")
+    return start_training(page, server)
 
 
 def job_header(page, run_dir: Path):
@@ -219,7 +153,7 @@ def stop_button(page, run_dir: Path):
 
 
 def test_every_page_loads_without_an_exception(server, page):
-    open_page(page, server, "", "PatchLens")
+    open_page(page, server.url, "", "PatchLens")
     shoot(page, ARTIFACTS, "01-home")
     for label, title, path in PAGES:  # in-session navigation through the sidebar links
         go_nav(page, label)
@@ -229,11 +163,11 @@ def test_every_page_loads_without_an_exception(server, page):
         assert_no_exception(page)
         shoot(page, ARTIFACTS, f"01-{path}")
     for _, title, path in PAGES:  # and each URL path opens its page in a fresh session
-        open_page(page, server, path, title)
+        open_page(page, server.url, path, title)
 
 
-def test_a_deep_link_on_a_fresh_server_shows_the_apps_navigation(server):
-    seen = server.fresh_deep_link
+def test_a_deep_link_on_a_fresh_server_shows_the_apps_navigation(fresh_deep_link):
+    seen = fresh_deep_link
     expected = [label for label, _, _ in [("Home", "", ""), *PAGES]]
     assert seen["nav"] == expected, seen["nav"]  # only the app's pages, from its own navigation
     assert seen["title"] == "PatchLens"
@@ -243,7 +177,7 @@ def test_a_deep_link_on_a_fresh_server_shows_the_apps_navigation(server):
 
 
 def test_predict_an_uploaded_tiff_shows_a_probability_and_a_gradcam(server, page):
-    open_page(page, server, "predict", "Predict")
+    open_page(page, server.url, "predict", "Predict")
     choose(page, selectbox(page, "", SIDEBAR), f"run {SEED_RUN}")
     # the rerun after choosing may not have started when settle() looks: wait for its result
     page.get_by_text(f"Model: {SEED_RUN}").first.wait_for(timeout=LONG)
@@ -278,7 +212,7 @@ def test_predict_an_uploaded_tiff_shows_a_probability_and_a_gradcam(server, page
 
 
 def test_train_from_the_page_with_a_live_chart_until_finished(server, page):
-    open_page(page, server, "train", "Train")
+    open_page(page, server.url, "train", "Train")
     assert page.get_by_text("No job is running").count() == 1
     run_dir = start_job(page, server, epochs=40)  # long enough to watch the chart grow
     shoot(page, ARTIFACTS, "03-train-started")
@@ -334,7 +268,7 @@ def test_evaluate_the_threshold_moves_the_confusion_matrix(server, page):
 
     from core.evaluation import threshold_presets
 
-    open_page(page, server, "evaluate", "Evaluate")
+    open_page(page, server.url, "evaluate", "Evaluate")
     page.get_by_text("A run's validation predictions").click()  # the default is the sidebar's model
     settle(page)
     choose(page, selectbox(page, "Run"), SEED_RUN)
@@ -389,7 +323,7 @@ def test_evaluate_the_threshold_moves_the_confusion_matrix(server, page):
 
 
 def test_a_reload_reattaches_to_the_running_job_then_stop(server, page):
-    open_page(page, server, "train", "Train")
+    open_page(page, server.url, "train", "Train")
     run_dir = start_job(page, server, epochs=50)
     page.get_by_text(re.compile(r"epoch \d+/50 · step")).first.wait_for(timeout=LONG)  # it trains
     assert job_header(page, run_dir).count() == 1
@@ -421,11 +355,11 @@ def test_a_reload_reattaches_to_the_running_job_then_stop(server, page):
 
 def test_two_sessions_share_the_running_job_and_a_second_start_is_refused(server, new_page):
     first, second = new_page(), new_page()
-    open_page(first, server, "train", "Train")
+    open_page(first, server.url, "train", "Train")
     run_dir = start_job(first, server, epochs=50)
     job_header(first, run_dir).wait_for(timeout=LONG)
 
-    open_page(second, server, "train", "Train")
+    open_page(second, server.url, "train", "Train")
     job_header(second, run_dir).wait_for(timeout=LONG)  # the other session's job, seen from here
     before = server.run_dirs()
     fill_train_form(second, server.data, epochs=1)

@@ -10,36 +10,28 @@ at 1440 and 1280 px. Screenshots go to test-artifacts/browser/evaluate-*.png.
 
 from __future__ import annotations
 
-import json
-import os
 import re
 from pathlib import Path
 
 import pytest
 from browser_helpers import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     PLOTLY,
     SIDEBAR,
     assert_no_exception,
-    free_port,
+    launch_browser,
+    new_session,
+    require_browser,
+    serve_app,
     settle,
     shoot,
     slider_thumb,
-    start_server,
-    stop_process_group,
-    wait_healthy,
     wait_title,
 )
 
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"{CHROMIUM} is missing: the browser tests need Debian's chromium", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
+require_browser()
 
 from page_helpers import copy_kaggle_subset  # noqa: E402
 
-from core.prediction_jobs import jobs_dir  # noqa: E402
-from core.runs import pid_alive  # noqa: E402
 from core.settings import BASELINE_MODEL, PROJECT_DIR  # noqa: E402
 
 if not BASELINE_MODEL.exists():
@@ -56,35 +48,17 @@ def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser-evaluate")
     copy_kaggle_subset(root / "data" / "first", 10)
     copy_kaggle_subset(root / "data" / "second", 15)
-    home = root / "home"
-    env = dict(os.environ, PATCHLENS_HOME=str(home), PATCHLENS_DATA_ROOTS=str(root / "data"))
-    env.update(TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
-    port = free_port()
-    log = root / "streamlit.log"
-    process = start_server(PROJECT_DIR, port, env, log)
-    try:
-        wait_healthy(f"http://127.0.0.1:{port}", process, log)
-        yield f"http://127.0.0.1:{port}", root / "data", home
-    finally:
-        stop_process_group(process)
-        for status in jobs_dir(home / "cache" / "predictions").glob("*/status.json"):
-            pid = json.loads(status.read_text()).get("pid")
-            if pid and pid_alive(pid):
-                os.kill(pid, 15)
+    with serve_app(root, data=root / "data") as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
+    yield from launch_browser()
 
 
 def new_page(browser, width: int = 1440):
-    context = browser.new_context(viewport={"width": width, "height": 1000})
-    context.set_default_timeout(60_000)
-    return context.new_page()
+    return new_session(browser, width, height=1000).new_page()
 
 
 def open_dataset(page, path: Path) -> None:
@@ -136,7 +110,7 @@ def show_results(page, path: Path) -> None:
 
 
 def test_a_new_evaluation_keeps_the_threshold_and_drops_the_banner(server, browser):
-    url, data, _ = server
+    url, data = server.url, server.data
     page = new_page(browser)
     page.goto(f"{url}/evaluate")
     wait_title(page, "Evaluate")
@@ -160,7 +134,7 @@ def test_a_new_evaluation_keeps_the_threshold_and_drops_the_banner(server, brows
 
 
 def test_a_second_session_finds_the_running_job(server, browser):
-    url, data, _ = server
+    url, data = server.url, server.data
     first, second = new_page(browser), new_page(browser)
     for page in (first, second):
         page.goto(f"{url}/evaluate")
@@ -183,7 +157,7 @@ def test_a_second_session_finds_the_running_job(server, browser):
 
 
 def test_a_click_on_a_confusion_cell_selects_it(server, browser):
-    url, data, _ = server
+    url, data = server.url, server.data
     page = new_page(browser)
     page.goto(f"{url}/evaluate")
     wait_title(page, "Evaluate")
@@ -208,7 +182,7 @@ def test_a_click_on_a_confusion_cell_selects_it(server, browser):
 
 @pytest.mark.parametrize("width", [1440, 1280])
 def test_every_preset_label_is_visible(server, browser, width):
-    url, data, _ = server
+    url, data = server.url, server.data
     page = new_page(browser, width)
     page.goto(f"{url}/evaluate")
     wait_title(page, "Evaluate")

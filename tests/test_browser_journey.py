@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 import subprocess
 import sys
@@ -31,47 +30,37 @@ from pathlib import Path
 import pytest
 from browser_helpers import (
     APP,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     EXCEPTION,
     PLOTLY,
     SIDEBAR,
     SLIDER,
+    ServedApp,
     button,
     choose,
     click_radio,
     confusion_cells,
-    free_port,
     go_nav,
-    job_pids,
+    launch_browser,
     metric_value,
     multiselect_add,
+    new_session,
     radio_choice,
+    require_browser,
     run_status,
     select_table_row,
     selectbox,
+    serve_app,
     set_slider,
     settle,
     shoot,
     sidebar_text,
     slider_thumb,
     slider_value,
-    start_server,
-    stop_jobs,
-    stop_process_group,
-    wait_healthy,
     wait_title,
     wait_until,
 )
 
-if not Path(CHROMIUM).exists():
-    pytest.skip(
-        f"{CHROMIUM} is missing: the browser tests need Debian's chromium (apt-get install -y chromium)",
-        allow_module_level=True,
-    )
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="Playwright for Python is not installed (pip install playwright)"
-)
+sync_api = require_browser()
 
 from core.settings import PROJECT_DIR, SAMPLE_DATASET  # noqa: E402
 
@@ -164,54 +153,18 @@ def threshold_between_the_scores(submission: Path) -> float:
     return float(grid[int(np.argmax(distance))])
 
 
-class Server:
-    def __init__(self, url: str, home: Path, data: Path, uploads: Path, env: dict):
-        self.url, self.home, self.data, self.uploads, self.env = url, home, data, uploads, env
-
-    def run_dirs(self) -> set[Path]:
-        runs = self.home / "runs"
-        return (
-            {p for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")}
-            if runs.is_dir()
-            else set()
-        )
-
-
 @pytest.fixture(scope="module")
 def browser():
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
+    yield from launch_browser()
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("journey")
     data = build_class_folders(root / "data" / DATASET_NAME, PER_CLASS)
-    uploads = root / "uploads"
-    uploads.mkdir()
-    home = root / "home"
-    env = dict(os.environ)
-    env.update(
-        PATCHLENS_HOME=str(home),
-        PATCHLENS_DATA_ROOTS=str(root / "data"),
-        TF_CPP_MIN_LOG_LEVEL="2",
-        PYTHONUNBUFFERED="1",
-    )
-    log = root / "streamlit.log"
-    port = free_port()
-    process = start_server(PROJECT_DIR, port, env, log)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_healthy(url, process, log)
-        yield Server(url, home, data, uploads, env)
-    finally:
-        stop_jobs(home)
-        stop_process_group(process)
-        stop_jobs(home)
-    assert process.poll() is not None, "the streamlit server is still running"
-    assert not job_pids(home), "a job outlived the test"
+    (root / "uploads").mkdir()
+    with serve_app(root, data=data) as served:
+        yield served
 
 
 # --------------------------------------------------------------------------- the journey's bookkeeping
@@ -331,7 +284,7 @@ def results_or_not(page) -> None:
 # --------------------------------------------------------------------------- the steps
 
 
-def step_open_dataset(journey: Journey, server: Server, inspected: dict) -> None:
+def step_open_dataset(journey: Journey, server: ServedApp, inspected: dict) -> None:
     page = journey.page
     journey.begin("1 open my dataset")
     page.goto(server.url)
@@ -365,7 +318,7 @@ def step_open_dataset(journey: Journey, server: Server, inspected: dict) -> None
     journey.shoot("02-dataset")
 
 
-def step_train(journey: Journey, server: Server) -> Path:
+def step_train(journey: Journey, server: ServedApp) -> Path:
     page = journey.page
     journey.begin("2 train a short run")
     open_by_nav(page, "Train")
@@ -485,14 +438,14 @@ def step_compare_with_cli(journey: Journey, shown: dict, cli_metrics: dict) -> N
     )
 
 
-def step_predict(journey: Journey, server: Server, threshold: float) -> None:
+def step_predict(journey: Journey, server: ServedApp, threshold: float) -> None:
     page = journey.page
     journey.begin("4 predict")
     open_by_nav(page, "Predict")
     journey.no_exception()
     journey.equal(slider_value(page, THRESHOLD), threshold, "Predict: the threshold slider")
     real = sorted((server.data / "1").glob("*.png"))[0]
-    blue = solid_image(server.uploads / "blue.png")
+    blue = solid_image(server.root / "uploads" / "blue.png")
     page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files([str(real), str(blue)])
     for upload in (real, blue):
         text = page.locator('[data-testid="stMarkdownContainer"]', has_text=upload.name).filter(
@@ -570,8 +523,7 @@ def _query(url: str):
 
 def step_second_session(journey: Journey, browser, url: str, run_dir: Path, shown: dict) -> None:
     journey.begin("7 a second session on the shared URL")
-    context = browser.new_context(viewport={"width": 1440, "height": 1400})
-    context.set_default_timeout(60_000)
+    context = new_session(browser)
     try:
         page = context.new_page()
         page.goto(url)
@@ -600,8 +552,7 @@ def test_a_new_users_first_hour(server, browser, tmp_path):
     inspect = cli(server.env, "inspect", str(server.data), "--json")
     cli_env = dict(server.env, PATCHLENS_HOME=str(tmp_path / "cli-home"))  # its own prediction cache
     scores, evaluation = None, None
-    context = browser.new_context(viewport={"width": 1440, "height": 1400})
-    context.set_default_timeout(60_000)
+    context = new_session(browser)
     journey = Journey(context.new_page())
 
     def choose_threshold() -> float:  # then the CLI evaluates the same model file at it, meanwhile

@@ -17,25 +17,21 @@ from pathlib import Path
 
 import pytest
 from browser_helpers import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     SIDEBAR,
     assert_no_exception,
     choose,
-    free_port,
+    contexts,
     go_nav,
+    launch_browser,
+    require_browser,
     selectbox,
+    serve_app,
     settle,
     shoot,
-    start_server,
-    stop_process_group,
-    wait_healthy,
     wait_title,
 )
 
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"{CHROMIUM} is missing: the browser tests need Debian's chromium", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
+require_browser()
 
 from page_helpers import copy_kaggle_subset  # noqa: E402
 
@@ -77,45 +73,20 @@ def server(tmp_path_factory):
     shutil.copy(BASELINE_MODEL, run / "model.keras")
     (run / "config.json").write_text(json.dumps({"architecture": "patchnet", "data": [], "epochs": 1}))
     (run / "status.json").write_text(json.dumps({"state": "finished"}))
-    env = {
-        **os.environ,
-        "PATCHLENS_HOME": str(home),
-        "PATCHLENS_DATA_ROOTS": str(root / "data"),
-        "PATCHLENS_WARMUP": "0",  # these tests never predict: keep TensorFlow out of the server
-        "PYTHONUNBUFFERED": "1",
-    }
-    port = free_port()
-    log = root / "streamlit.log"
-    process = start_server(PROJECT_DIR, port, env, log)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_healthy(url, process, log)
-        yield {"url": url, "data": data, "large": large, "model": str(run / "model.keras")}
-    finally:
-        stop_process_group(process)
+    extra = {"PATCHLENS_WARMUP": "0"}  # these tests never predict: keep TensorFlow out of the server
+    with serve_app(root, extra, data=data) as served:
+        yield {"url": served.url, "data": data, "large": large, "model": str(run / "model.keras")}
 
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
+    yield from launch_browser()
 
 
 @pytest.fixture()
 def new_page(browser):
-    contexts = []
-
-    def make():
-        context = browser.new_context(viewport={"width": 1440, "height": 1200})
-        context.set_default_timeout(60_000)
-        contexts.append(context)
-        return context.new_page()
-
-    yield make
-    for context in contexts:
-        context.close()
+    with contexts(browser, height=1200) as make:
+        yield make
 
 
 def sidebar_open(page, path: Path) -> None:
