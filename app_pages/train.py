@@ -16,7 +16,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app_pages.shared import DATASET_KEY, MODEL_KEY, extra_roots, render_sidebar
+from app_pages.shared import DATASET_KEY, MODEL_KEY, default_model, extra_roots, render_sidebar
 from core.augment import AugmentConfig
 from core.constants import SPLIT_WARNING
 from core.errors import PatchLensError, RunError
@@ -34,7 +34,7 @@ from core.runs import (
     run_progress,
     summarize_run,
 )
-from core.settings import BASELINE_MODEL, check_allowed
+from core.settings import check_allowed
 from core.train_config import SCHEDULES, TrainConfig
 
 WATCHED_KEY = "watched_run"  # the run directory shown under "Current job"
@@ -303,10 +303,6 @@ def train_form() -> None:
 
 
 # ---------------------------------------------------------------- the runs
-
-
-def default_model() -> str | None:
-    return str(BASELINE_MODEL) if BASELINE_MODEL.exists() else None
 
 
 def make_active(run_dir: str) -> None:

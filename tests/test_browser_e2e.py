@@ -47,6 +47,7 @@ require_browser()
 
 from page_helpers import copy_kaggle_subset  # noqa: E402
 
+from core.dataset_stats import NAME_IN_TEXT, short_name  # noqa: E402
 from core.settings import PROJECT_DIR  # noqa: E402
 
 pytestmark = pytest.mark.browser
@@ -186,7 +187,7 @@ def test_predict_an_uploaded_tiff_shows_a_probability_and_a_gradcam(server, page
     tiff = sorted((server.data / "train").glob("*.tif"))[0]
     page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(tiff))
     result = page.locator('[data-testid="stMarkdownContainer"]', has_text="P(tumour)").filter(
-        has_text=tiff.name
+        has_text=short_name(tiff.name, NAME_IN_TEXT)  # the page shortens long names
     )
     result.first.wait_for(timeout=LONG * 2)
     caption = page.locator('[data-testid="stImageCaption"]', has_text="Grad-CAM, strength")

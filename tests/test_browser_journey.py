@@ -62,6 +62,7 @@ from browser_helpers import (
 
 sync_api = require_browser()
 
+from core.dataset_stats import NAME_IN_TEXT, short_name  # noqa: E402
 from core.settings import PROJECT_DIR, SAMPLE_DATASET  # noqa: E402
 
 pytestmark = pytest.mark.browser
@@ -448,7 +449,8 @@ def step_predict(journey: Journey, server: ServedApp, threshold: float) -> None:
     blue = solid_image(server.root / "uploads" / "blue.png")
     page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files([str(real), str(blue)])
     for upload in (real, blue):
-        text = page.locator('[data-testid="stMarkdownContainer"]', has_text=upload.name).filter(
+        shown_name = short_name(upload.name, NAME_IN_TEXT)  # the page shortens long names
+        text = page.locator('[data-testid="stMarkdownContainer"]', has_text=shown_name).filter(
             has_text=PROBABILITY_TEXT
         )
         if not journey.expect(
