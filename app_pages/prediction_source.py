@@ -27,6 +27,8 @@ import streamlit as st
 
 from app_pages.shared import (
     DATASET_KEY,
+    THRESHOLD_KEY,
+    URL_THRESHOLD,
     active_dataset,
     active_model_path,
     dataset_label,
@@ -45,12 +47,10 @@ from core.views import (
     validation_info,
 )
 
-THRESHOLD_KEY = "threshold"
 SLIDER_KEY = "threshold_slider"
 KIND_KEY = "prediction_source_kind"
 RUN_KEY = "prediction_source_run"
 TTA_KEY = "prediction_source_tta"
-QUERY_KEY = "threshold"  # ?threshold=… in the URL: a reload or a shared link keeps it
 KINDS = {"active": "The active model on the active dataset", "run": "A run's validation predictions"}
 
 
@@ -80,7 +80,7 @@ def _mtime(path: str | Path) -> float:
 
 def _threshold_from_url() -> float | None:
     """The threshold a shared URL or a reload carries (?threshold=0.42), when it is a valid one."""
-    text = st.query_params.get(QUERY_KEY)
+    text = st.query_params.get(URL_THRESHOLD)
     try:
         value = float(text) if text is not None else None
     except ValueError:
@@ -104,11 +104,6 @@ def _set_threshold(value: float) -> None:
     st.session_state[THRESHOLD_KEY] = float(value)
 
 
-def _keep_in_url(value: float) -> None:
-    if _threshold_from_url() != value:
-        st.query_params[QUERY_KEY] = repr(value)
-
-
 def threshold_control(presets: dict[str, float | None] | None = None) -> float:
     """The shared threshold slider (+ preset buttons); returns the threshold in force.
 
@@ -122,7 +117,6 @@ def threshold_control(presets: dict[str, float | None] | None = None) -> float:
     """
     value = current_threshold()
     st.session_state[SLIDER_KEY] = value
-    _keep_in_url(value)
     columns = st.columns([1, 1], vertical_alignment="bottom") if presets else [st.container()]
     columns[0].slider(
         "Threshold — a patch is called tumour when P(tumour) ≥ threshold",

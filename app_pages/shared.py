@@ -21,6 +21,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from core.constants import DEFAULT_THRESHOLD
 from core.errors import PatchLensError
 from core.runs import CHECKPOINT_FILE, FINAL_MODEL_FILE, list_runs
 from core.settings import (
@@ -41,6 +42,8 @@ MODEL_PICKER_KEY = "model_picker"  # the sidebar's model selectbox (mirrors MODE
 NOTICES_KEY = "sidebar_notices"  # [(place, level, text)] shown once, where `place` is drawn next
 URL_DATASET = "dataset"
 URL_MODEL = "model"
+THRESHOLD_KEY = "threshold"  # the decision threshold shared by Evaluate, Predict and Mistakes
+URL_THRESHOLD = "threshold"
 
 
 # --------------------------------------------------------------------------- session state and URL
@@ -109,12 +112,16 @@ def check_offered_model(path: str) -> Path:
 
 
 def sync_url() -> None:
-    """Write the active dataset and model into the URL (only what differs, defaults left out)."""
+    """Write the active dataset, model and threshold into the URL (only what differs, defaults left
+    out): every run, since a page switch drops the query parameters."""
     wanted = {
         URL_DATASET: st.session_state.get(DATASET_KEY),
         URL_MODEL: st.session_state.get(MODEL_KEY),
     }
     defaults = {URL_DATASET: str(SAMPLE_DATASET), URL_MODEL: default_model()}
+    if THRESHOLD_KEY in st.session_state:  # until a page with the threshold reads it, the URL's stays
+        wanted[URL_THRESHOLD] = repr(float(st.session_state[THRESHOLD_KEY]))
+        defaults[URL_THRESHOLD] = repr(DEFAULT_THRESHOLD)
     for key, value in wanted.items():
         if not value or value == defaults[key]:
             if key in st.query_params:

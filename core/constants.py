@@ -19,3 +19,6 @@ SPLIT_WARNING = (
     "A random patch-level split shares slides between training and validation, "
     "so validation numbers read optimistic compared with unseen slides."
 )
+
+# A patch is called tumour when P(tumour) >= the threshold; the conventional one until a user moves it.
+DEFAULT_THRESHOLD = 0.5

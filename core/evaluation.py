@@ -21,11 +21,11 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
+from core.constants import DEFAULT_THRESHOLD
 from core.files import atomic_write_bytes
 from core.quality import FLAG_SEPARATOR, OK, QUALITY_FLAGS
 
 CALIBRATION_BINS = 10
-DEFAULT_THRESHOLD = 0.5
 PREDICTION_COLUMNS = ("id", "label", "prob")
 QUALITY_COLUMN = "quality"  # optional: `ok` or the patch's input-quality flags joined by `;`
 ALL_QUALITIES = "all"  # the quality filter that keeps every patch

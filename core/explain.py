@@ -41,14 +41,13 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from core.constants import CENTRE_BOX, IMAGE_SIZE, PATCH_SHAPE
+from core.constants import CENTRE_BOX, DEFAULT_THRESHOLD, IMAGE_SIZE, PATCH_SHAPE
 from core.errors import ModelError, PatchError, PatchLensError
 
 METHODS = ("gradcam", "gradcam++", "scorecam", "saliency")
 DEFAULT_METHOD = "gradcam"
 TARGETS = ("tumour", "predicted")
 DEFAULT_TARGET = "tumour"
-DEFAULT_THRESHOLD = 0.5
 
 # Activation maps ScoreCAM masks the patch with; each costs one forward pass per patch.
 SCORECAM_MAX_N = 32
