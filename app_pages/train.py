@@ -156,26 +156,19 @@ def show_run(run_dir: Path) -> None:
 
 
 def live_panel() -> None:
-    """The watched job. While it is queued or running, a fragment redraws it every REFRESH_SECONDS;
-    once it has ended it is drawn once, outside the fragment: a chart redrawn every two seconds
-    closed any list the user had open on the page (the run picker). The fragment keeps ticking,
-    empty, to notice a job that starts or ends, here or in another session, and redraw the page."""
+    """The watched job, redrawn every REFRESH_SECONDS while it is queued or running, then once it
+    has ended. No refresh while nothing runs: any fragment rerun closed the list the user had open
+    on the page (the run picker) every two seconds. So an idle page shows a job started in another
+    session at its next rerun (a click, a reload), and the running job's panel redraws the whole
+    page when the job ends."""
     drawn = st.session_state.get(DRAWN_KEY)
     active = drawn is not None and drawn[1] in ACTIVE_STATES
-    if not active:
-        _draw_watched()
-    _live_refresh(active)
+    st.fragment(_live_panel_body, run_every=REFRESH_SECONDS if active else None)()
 
 
-@st.fragment(run_every=REFRESH_SECONDS)
-def _live_refresh(active: bool) -> None:
+def _live_panel_body() -> None:
     if watched_state() != st.session_state.get(DRAWN_KEY):
         st.rerun()  # the job started, ended or vanished: redraw the table, buttons and sidebar too
-    if active:
-        _draw_watched()
-
-
-def _draw_watched() -> None:
     run_dir = watched_run()
     if run_dir is None:
         st.info("No job is running. Configure one below.")

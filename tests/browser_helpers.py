@@ -513,8 +513,19 @@ def select_table_row(page, table, cell_text: str) -> None:
     page.keyboard.press("Shift+Space")
 
 
-def multiselect_add(page, container, option_text: str) -> None:
-    """Add the option containing `option_text` to a Streamlit 1.67 multiselect (a react-aria combobox)."""
-    container.locator('button[aria-label="Open"]').click()
-    page.locator('[role="option"]', has_text=option_text).first.click()
+def multiselect_add(page, container, option_text: str, attempts: int = 4) -> None:
+    """Add the option containing `option_text` to a Streamlit 1.67 multiselect (a react-aria combobox).
+
+    A rerun of the page (a fragment's last refresh after a job ended) closes an open list, as it
+    would for a person, who opens it again: so does this, a few times."""
+    option = page.locator('[role="option"]', has_text=option_text).first
+    for attempt in range(attempts):
+        container.locator('button[aria-label="Open"]').click()
+        try:
+            option.click(timeout=15_000 if attempt < attempts - 1 else 60_000)
+            break
+        except Exception:  # playwright's TimeoutError: the list closed before the click
+            if attempt == attempts - 1:
+                raise
+            page.keyboard.press("Escape")
     page.keyboard.press("Escape")  # close the list; the choice is kept

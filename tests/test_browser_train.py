@@ -106,15 +106,17 @@ def test_a_refused_start_clears_and_the_table_follows_when_the_job_ends(server, 
     run_dir = start_training(first, server)
     first.get_by_text(run_dir.name).first.wait_for(timeout=LONG)
 
-    second.locator('[data-testid="stMarkdownContainer"]', has_text=f"{run_dir.name} —").first.wait_for(
-        timeout=LONG
-    )
+    # The second session was idle when the job started: it shows the job at its next rerun (an idle
+    # Train page does not refresh by itself; a refresh closed any list the user had open).
     settle(second)
     fill_train_form(second, server.data, epochs=1)
     second.get_by_role("button", name="Start training").click()
     refusal = second.locator(ERROR, has_text="already running")
     refusal.wait_for(timeout=LONG)
     assert run_dir.name in refusal.inner_text()
+    second.locator('[data-testid="stMarkdownContainer"]', has_text=f"{run_dir.name} —").first.wait_for(
+        timeout=LONG
+    )
     shoot(second, ARTIFACTS, "train-02-refused")
 
     first.get_by_text("step").first.wait_for(timeout=LONG)  # it trains; now stop it from the first session
