@@ -31,7 +31,7 @@ import urllib.request
 from pathlib import Path
 
 from bigdata import cache_of, pcam_folder
-from common import PROJECT_DIR, SCRATCH, free_port, log, median, parser, report, spread, table
+from common import PROJECT_DIR, SCRATCH, free_port, log, median, parser, report, spread, stop_server, table
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -65,15 +65,6 @@ def start_server(env: dict) -> tuple[subprocess.Popen, int, float, float]:
             pass
         time.sleep(0.02)
     raise RuntimeError("streamlit did not answer /_stcore/health within 120 s")
-
-
-def stop_server(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def wait_idle(page) -> None:

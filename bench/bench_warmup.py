@@ -25,7 +25,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from common import PROJECT_DIR, SCRATCH, free_port, log, median, parser, report, spread, table
+from common import PROJECT_DIR, SCRATCH, free_port, log, median, parser, report, spread, stop_server, table
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run"]
@@ -52,15 +52,6 @@ def start_server(env: dict) -> tuple[subprocess.Popen, int]:
             time.sleep(0.02)
     process.kill()
     raise RuntimeError("streamlit did not answer /_stcore/health within 120 s")
-
-
-def stop_server(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def one_run(browser, warmup: str, drop_after: float) -> dict[str, float]:

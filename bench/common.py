@@ -170,5 +170,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_server(process) -> None:
+    """End a server started by a benchmark: SIGTERM, then SIGKILL after 10 s."""
+    import subprocess
+
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def log(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
