@@ -27,7 +27,7 @@ from browser_helpers import (
     start_training,
 )
 
-require_browser()
+sync_api = require_browser()
 
 from page_helpers import copy_kaggle_subset  # noqa: E402
 
@@ -90,7 +90,10 @@ def test_enter_in_the_epochs_box_does_not_start_a_job(server, new_page):
     deadline = time.time() + 240
     while time.time() < deadline and finished.count() == 0:
         if progress.count():
-            seen.append(progress.first.inner_text().strip())
+            try:  # the bar may vanish between count() and inner_text(): the job just ended
+                seen.append(progress.first.inner_text(timeout=2000).strip())
+            except sync_api.TimeoutError:
+                pass
         time.sleep(0.3)
     assert finished.count() == 1, f"not finished: {run_status(run_dir)}"
     settle(page)
