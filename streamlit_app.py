@@ -1,32 +1,102 @@
-"""PatchLens: train, check and explain histopathology patch classifiers.
+"""PatchLens: train, check and explain histopathology patch classifiers. This script is the Home page.
 
-The entry point only wires pages; every page is a short script in app_pages/ that starts by drawing
-the shared sidebar (app_pages.shared.render_sidebar), and all logic lives in core/. TensorFlow is
-imported only by the pages that run a model, and warmed in the background once the first page has
-been drawn (app_pages.warmup), so the first prediction does not wait for it. The folder is not
-called `pages/`: next to the entry script that name switches Streamlit into its legacy folder mode,
-where a deep link run before any visit of `/` skips this file and lists every module of the folder
-as a page.
-"""
+`streamlit run streamlit_app.py` serves it in Streamlit's classic multipage mode: this script is Home
+(what PatchLens is, what is loaded, what is running, where to go next) and every script in pages/ is a
+page. Pages are thin: shared widgets live in ui/, all logic in core/. No TensorFlow here; it is warmed
+in the background once a page has been drawn (ui.warmup)."""
 
 import streamlit as st
 
-from app_pages.shared import active_model_path, init_state
-from app_pages.warmup import start_warmup
+from core.constants import LABEL_MEANING, SPLIT_WARNING
+from core.errors import RunError
+from core.settings import BASELINE_INFO, workspace_dir
+from core.train.runs import active_run, read_json, read_status
+from ui.frame import page, page_script
+from ui.shared import (
+    DATASET_KEY,
+    MODEL_KEY,
+    active_dataset,
+    dataset_label,
+    model_label,
+)
 
-st.set_page_config(page_title="PatchLens", page_icon="🔬", layout="wide")
-init_state()
+with page("Home"):
+    st.title("🔬 PatchLens")
+    st.markdown(
+        "Train, check and explain classifiers of **96×96 H&E patches of lymph-node sections** "
+        "(the Kaggle *Histopathologic Cancer Detection* / PatchCamelyon task). "
+        f"Label meaning: {LABEL_MEANING}."
+    )
 
-PAGES = [
-    st.Page("app_pages/home.py", title="Home", icon="🏠", default=True),
-    st.Page("app_pages/dataset.py", title="Dataset", icon="🗂️"),
-    st.Page("app_pages/train.py", title="Train", icon="🏋️"),
-    st.Page("app_pages/evaluate.py", title="Evaluate", icon="📈"),
-    st.Page("app_pages/predict.py", title="Predict", icon="🔍"),
-    st.Page("app_pages/mistakes.py", title="Mistakes", icon="⚠️"),
-]
+    dataset = active_dataset()
+    left, middle, right = st.columns(3)
+    with left:
+        st.subheader("Dataset")
+        st.metric("Active dataset", dataset_label(st.session_state[DATASET_KEY]))
+        if dataset is not None:
+            summary = dataset.describe()
+            st.caption(
+                f"{summary['n_patches']:,} patches · layout {summary['layout']} · "
+                f"{summary['n_positive']:,} tumour / {summary['n_negative']:,} normal · "
+                f"{len(summary['problems'])} problems"
+            )
+    with middle:
+        st.subheader("Model")
+        st.metric("Active model", model_label(st.session_state.get(MODEL_KEY)))
+        info = read_json(BASELINE_INFO, {}) or {}
+        if (
+            st.session_state.get(MODEL_KEY)
+            and model_label(st.session_state[MODEL_KEY]) == "bundled baseline"
+            and info
+        ):
+            metrics = info.get("metrics", {})
+            st.caption(
+                f"Baseline: validation AUC {metrics.get('val_auc', float('nan')):.3f}, accuracy "
+                f"{metrics.get('val_accuracy', float('nan')):.3f} on the bundled sample, which it never "
+                "trained on. The sample shares slides with the training patches, so expect a little "
+                "less on new slides."
+            )
+    with right:
+        st.subheader("Training")
+        running = active_run()
+        if running is None:
+            st.metric("Job", "idle")
+            st.caption(f"Workspace: {workspace_dir()}")
+        else:
+            try:
+                status = read_status(running)
+            except RunError:
+                status = {}
+            progress = status.get("progress") or {}
+            st.metric("Job", running.name)
+            st.caption(
+                f"{status.get('state', '?')} · {status.get('phase', '')} · epoch "
+                f"{progress.get('epoch', 0)}/{progress.get('epochs', '?')}"
+            )
 
-try:
-    st.navigation(PAGES).run()
-finally:  # also after st.stop(): the page has been drawn; warm TensorFlow and the model now
-    start_warmup(active_model_path())
+    st.divider()
+    st.subheader("Where to go next")
+    st.page_link(
+        page_script("Dataset"),
+        label="Dataset: label balance, patch grid, colour statistics, broken files",
+        icon="🗂️",
+    )
+    st.page_link(
+        page_script("Train"), label="Train: start a job, watch live curves, stop it, compare runs", icon="🏋️"
+    )
+    st.page_link(
+        page_script("Evaluate"),
+        label="Evaluate: metrics, ROC/PR, calibration, confusion matrix at your threshold",
+        icon="📈",
+    )
+    st.page_link(
+        page_script("Predict"),
+        label="Predict: drop patches for a probability and a Grad-CAM overlay",
+        icon="🔍",
+    )
+    st.page_link(
+        page_script("Mistakes"),
+        label="Mistakes: false positives and negatives, most confident first",
+        icon="⚠️",
+    )
+    st.caption(SPLIT_WARNING)

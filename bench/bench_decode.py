@@ -96,8 +96,8 @@ def pillow_decode(path: Path) -> np.ndarray:
 
 
 def prepare_rate(folder: Path, workers: int) -> float:
-    from core.cache import prepare
-    from core.datasets import open_dataset
+    from core.data.cache import prepare
+    from core.data.dataset import open_dataset
 
     dataset = open_dataset(folder)  # listing is outside the timing: prepare's own summary rate
     with tempfile.TemporaryDirectory(dir=SCRATCH) as tmp:
@@ -117,7 +117,7 @@ def inspect_seconds(folder: Path, *extra: str) -> float:
 
 def main() -> None:
     args = parser(__doc__.splitlines()[0]).parse_args()
-    from core.images import decode_patch
+    from core.data.images import decode_patch
 
     SCRATCH.mkdir(parents=True, exist_ok=True)
     quick = args.quick
@@ -196,7 +196,7 @@ def main() -> None:
         "Files are read from the page cache (warmed before timing); a cold disk adds its read time.",
         "prepare rates are CacheSummary.patches_per_second (decode + HDF5 write, open_dataset excluded); "
         "2 workers include the spawn start-up of the worker processes (~0.5 s each).",
-        f"core.datasets.MIN_PARALLEL_PATCHES = 4096: the 3,329-file Kaggle sample runs inline even with "
+        f"core.data.scan.MIN_PARALLEL_PATCHES = 4096: the 3,329-file Kaggle sample runs inline even with "
         f"workers=2, so it cannot show a speed-up; the ×{TIFF_REPEAT} set (every TIFF symlinked {TIFF_REPEAT} times "
         "under new ids) does.",
         "ratio = figure / reference, both measured in this run; > 1 means faster than the reference "

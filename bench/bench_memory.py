@@ -79,7 +79,7 @@ def bench_model(env: dict) -> Path:
     path = SCRATCH / "untrained-patchnet.keras"
     if not path.exists():
         code = (
-            "from core.models import build_model, save_model; "
+            "from core.model.io import build_model, save_model; "
             f"save_model(build_model('patchnet', seed=0), {str(path)!r})"
         )
         subprocess.run(
@@ -89,7 +89,7 @@ def bench_model(env: dict) -> Path:
 
 
 def cli_has_memory_flag() -> bool:
-    from core import cli_train
+    from core.cli import train as cli_train
 
     return "--memory-limit-gb" in Path(cli_train.__file__).read_text()
 

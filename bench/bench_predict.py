@@ -1,4 +1,4 @@
-"""Prediction throughput and latency: core.predict vs plain Keras, and Grad-CAM latency.
+"""Prediction throughput and latency: core.evaluate.predict vs plain Keras, and Grad-CAM latency.
 
 Figures (median of --repeats runs, variants interleaved):
   throughput (patches/s, batch 256) on data/sample (1,000 Kaggle TIFFs):
@@ -7,7 +7,7 @@ Figures (median of --repeats runs, variants interleaved):
     and model.predict on the already decoded array                          (compute only)
   single-patch latency (ms, median and p90 of LATENCY_CALLS calls a run):
     predict_patches(model, patch) vs model.predict(patch[None]) vs model(patch[None]) (direct call)
-  Grad-CAM and Grad-CAM++ latency for one patch (core.explain.Explainer), steady state, plus the
+  Grad-CAM and Grad-CAM++ latency for one patch (core.evaluate.explain.Explainer), steady state, plus the
   first call of each (visualizer build + trace; one per process, so one figure).
 
 Uses models/baseline.keras when it exists, else an untrained patchnet (the table says which).
@@ -29,7 +29,8 @@ GRADCAM_CALLS = 20
 
 
 def load_bench_model():
-    from core.models import build_model, load_model
+    from core.model.architectures import build_model
+    from core.model.io import load_model
     from core.settings import BASELINE_MODEL
 
     if BASELINE_MODEL.exists():
@@ -48,9 +49,9 @@ def latencies_ms(call, n: int) -> list[float]:
 
 def main() -> None:
     args = parser(__doc__.splitlines()[0]).parse_args()
-    from core.datasets import open_dataset
-    from core.explain import Explainer
-    from core.predict import predict_dataset, predict_patches
+    from core.data.dataset import open_dataset
+    from core.evaluate.explain import Explainer
+    from core.evaluate.predict import predict_dataset, predict_patches
 
     model, model_name = load_bench_model()
     dataset = open_dataset(BUNDLED_SAMPLE)

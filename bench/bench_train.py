@@ -1,11 +1,11 @@
 """Training throughput of the default architecture (patchnet) fed by different input pipelines.
 
 Every variant trains the same compiled patchnet (Adam, binary cross-entropy, accuracy + AUC, op
-determinism on — as core.training does) with `model.fit` at batch 64 for WARMUP + TIMED steps; the
+determinism on — as core.train.job does) with `model.fit` at batch 64 for WARMUP + TIMED steps; the
 rate is TIMED x 64 patches over the time between the end of step WARMUP and the end of the last
 step (steady state: tracing, iterator start-up and shuffle buffers are in the warm-up).
 
-  (a) real pipeline     core.pipeline.make_dataset over a prepared HDF5 cache of the 3,329 Kaggle
+  (a) real pipeline     core.train.pipeline.make_dataset over a prepared HDF5 cache of the 3,329 Kaggle
                         TIFFs, shuffle + default augmentation (AugmentConfig()), in memory
   (a') streaming        the same with memory_limit_bytes=0 (forces HDF5 block streaming)
   (a'') no augmentation the in-memory pipeline without augmentation (diagnostic: what augmenting costs)
@@ -33,7 +33,7 @@ NAIVE_JPEG_FILES = 5000
 
 
 def selection_of(cache: Path):
-    from core.pipeline import Selection, read_cache_index
+    from core.train.pipeline import Selection, read_cache_index
 
     ids, labels = read_cache_index(cache)
     rows = np.flatnonzero(labels >= 0)
@@ -81,7 +81,7 @@ def jpeg_files_and_labels(n: int) -> tuple[list[Path], np.ndarray]:
 def compiled_patchnet():
     import keras
 
-    from core.models import build_model
+    from core.model.architectures import build_model
 
     model = build_model("patchnet", seed=0)
     model.compile(
@@ -127,10 +127,10 @@ def main() -> None:
 
     import tensorflow as tf
 
-    from core.augment import AugmentConfig
-    from core.pipeline import load_pixels, make_dataset
+    from core.model.augment import AugmentConfig
+    from core.train.pipeline import load_pixels, make_dataset
 
-    tf.config.experimental.enable_op_determinism()  # as core.training does
+    tf.config.experimental.enable_op_determinism()  # as core.train.job does
     cache = kaggle_cache()
     selection = selection_of(cache)
     fixed_pixels = load_pixels(selection)[:BATCH].astype(np.float32)

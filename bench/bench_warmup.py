@@ -1,4 +1,4 @@
-"""Cold start with and without the background warm-up (app_pages/warmup.py), in a real browser.
+"""Cold start with and without the background warm-up (ui/warmup.py), in a real browser.
 
 Each run starts a fresh `streamlit run streamlit_app.py` (temp PATCHLENS_HOME, a free port,
 PATCHLENS_WARMUP=0 or 1) and a fresh headless Chromium context:
@@ -66,7 +66,7 @@ def one_run(browser, warmup: str, drop_after: float) -> dict[str, float]:
         page.goto(f"http://127.0.0.1:{port}/", timeout=TIMEOUT_MS)
         page.locator('[data-testid="stMain"] h1', has_text="PatchLens").wait_for(timeout=TIMEOUT_MS)
         out["first paint"] = time.perf_counter() - opened
-        page.locator('[data-testid="stSidebarNavLink"]', has_text="Predict").click()
+        page.locator('[data-testid="stSidebar"] [data-testid="stPageLink-NavLink"]', has_text="Predict").click()
         uploader = page.locator('[data-testid="stFileUploader"] input[type="file"]')
         uploader.wait_for(state="attached", timeout=TIMEOUT_MS)
         page.wait_for_timeout(max(0.0, drop_after - (time.perf_counter() - opened)) * 1000)

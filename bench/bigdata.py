@@ -19,8 +19,8 @@ WRITE_ROWS = 4096
 
 
 def kaggle_cache() -> Path:
-    """The HDF5 cache of the 3,329 real Kaggle TIFFs, written once by core.cache.prepare."""
-    from core.cache import prepare
+    """The HDF5 cache of the 3,329 real Kaggle TIFFs, written once by core.data.cache.prepare."""
+    from core.data.cache import prepare
 
     path = SCRATCH / "kaggle-sample-cache.h5"
     if not path.exists():
@@ -31,7 +31,7 @@ def kaggle_cache() -> Path:
 
 def sample_cache() -> Path:
     """The cache of the bundled 1,000-patch sample (a small validation set for training runs)."""
-    from core.cache import prepare
+    from core.data.cache import prepare
 
     path = SCRATCH / "sample-cache.h5"
     if not path.exists():

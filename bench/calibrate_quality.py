@@ -1,4 +1,4 @@
-"""Calibrate and check the input-quality gate (core.quality) on real and non-H&E images.
+"""Calibrate and check the input-quality gate (core.data.quality) on real and non-H&E images.
 
 Figures:
   1. flag rates on the REAL shared patches, per source (3,329 Kaggle TIFFs, 21,745 PCam JPEGs):
@@ -35,7 +35,7 @@ from common import KAGGLE_SAMPLE, PCAM_JPEG, PROJECT_DIR, log, median, parser, r
 sys.path.insert(0, str(PROJECT_DIR / "tests"))
 import non_he_images as made_up  # noqa: E402
 
-from core import quality  # noqa: E402
+from core.data import quality  # noqa: E402
 
 PHOTOS = {  # file in scikit-image's data folder: licence stated in skimage/data/_fetchers.py
     "chelsea.png": "cat photo, CC0 (Stefan van der Walt)",
@@ -51,7 +51,7 @@ QUANTILES = (0.1, 0.5, 1, 2, 50, 98, 99, 99.5, 99.9)
 
 
 def load_real(quick: bool) -> dict[str, np.ndarray]:
-    from core.datasets import open_dataset
+    from core.data.dataset import open_dataset
 
     out = {}
     for name, path in (("Kaggle TIFF", KAGGLE_SAMPLE), ("PCam JPEG", PCAM_JPEG)):
@@ -215,7 +215,7 @@ def main() -> None:
     }
     body = "\n\n".join(
         [
-            "Thresholds (core/quality.py): " + ", ".join(f"`{k} = {v}`" for k, v in thresholds.items()),
+            "Thresholds (core/data/quality.py): " + ", ".join(f"`{k} = {v}`" for k, v in thresholds.items()),
             real_table,
             made_table,
             speed_line,

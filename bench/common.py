@@ -73,7 +73,7 @@ def code_version() -> str:
             return ""
 
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = git("status", "--porcelain", "--", "core", "streamlit_app.py", "app_pages", "pages")
+    dirty = git("status", "--porcelain", "--", "core", "streamlit_app.py", "ui", "pages")
     return f"commit {commit}" + (" + uncommitted changes in core/app" if dirty else "")
 
 

@@ -1,12 +1,12 @@
 """Three hot paths the other benchmarks pointed at, each timed against a candidate fix (not in core).
 
-  augmentation   core.augment.augment_batch on a float32 batch of 64, per component; the dihedral
+  augmentation   core.model.augment.augment_batch on a float32 batch of 64, per component; the dihedral
                  part (three tf.where with a (B,1,1,1) mask over full images) vs one tf.gather
                  through a table of the 8 dihedral pixel orders
   Grad-CAM       Explainer.explain(patch, "gradcam") and its parts (the eager forward pass for the
                  probability; the eager tf-keras-vis call) vs one tf.function computing the same
                  map (checked equal to tf-keras-vis's raw map)
-  colour stats   core.dataset_stats.colour_statistics's per-chunk reductions over (B, 9216, 3)
+  colour stats   core.data.stats.colour_statistics's per-chunk reductions over (B, 9216, 3)
                  float32 (strided axis) vs the same reductions on a planar (B, 3, 9216) copy
 
 Usage: /work/venv/bin/python bench/profile_hotpaths.py [--repeats 3] [--quick]
@@ -101,10 +101,11 @@ def main() -> None:
     calls = 3 if args.quick else 10
     import tensorflow as tf
 
-    from core.augment import AugmentConfig, augment_batch
-    from core.datasets import open_dataset
-    from core.explain import Explainer
-    from core.models import build_model, load_model
+    from core.data.dataset import open_dataset
+    from core.evaluate.explain import Explainer
+    from core.model.architectures import build_model
+    from core.model.augment import AugmentConfig, augment_batch
+    from core.model.io import load_model
     from core.settings import BASELINE_MODEL
 
     dataset = open_dataset(BUNDLED_SAMPLE)

@@ -1,6 +1,6 @@
 """`python -m core train …` run in-process, for bench_memory.py, with two additions for measuring:
 
-  --memory-limit-bytes N   the default `memory_limit_bytes` of core.pipeline.make_dataset, for a CLI
+  --memory-limit-bytes N   the default `memory_limit_bytes` of core.train.pipeline.make_dataset, for a CLI
                            without --memory-limit-gb (newer ones pass the limit explicitly, so use
                            that flag); 0 forces the HDF5 streaming path
   --rss-log FILE           a thread samples this process's resident memory every 0.1 s and writes
@@ -51,11 +51,11 @@ def main() -> int:
     args = parser.parse_args(sys.argv[1:split])
     train_args = sys.argv[split + 1 :]
 
-    import core.pipeline
-    from core.__main__ import main as core_main
+    import core.train.pipeline
+    from core.cli import main as core_main
 
     if args.memory_limit_bytes is not None:
-        core.pipeline.make_dataset.__kwdefaults__["memory_limit_bytes"] = args.memory_limit_bytes
+        core.train.pipeline.make_dataset.__kwdefaults__["memory_limit_bytes"] = args.memory_limit_bytes
     run_dir = Path(train_args[train_args.index("--out") + 1])
     peaks: dict[str, int] = {}
     stop = threading.Event()

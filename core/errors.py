@@ -31,3 +31,9 @@ class JobConflictError(RunError):
 
 class StorageError(PatchLensError):
     """A file could not be written (disk full, no permission); nothing already saved was changed."""
+
+
+class InputError(PatchLensError, ValueError):
+    """Values handed to a core function are unusable: a threshold outside [0, 1], labels and
+    probabilities of different lengths, an unknown method name. Also a ValueError, as numpy and
+    scikit-learn callers expect."""

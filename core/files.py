@@ -1,4 +1,5 @@
-"""Files that are never half-written: write a temp file in the same folder, fsync, rename.
+"""Files that are never half-written (write a temp file in the same folder, fsync, rename), and the one
+modification-time helper.
 
 A crash or a full disk leaves either the old file or the new one under the real name, never a
 mixture, and never a stray temp file.
@@ -38,3 +39,19 @@ def read_json(path: str | Path, default=None):
         return json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return default
+
+
+def modified_ns(path: str | Path) -> int:
+    """The file's modification time in nanoseconds, or 0 when it cannot be read: the one mtime helper,
+    used in dataset fingerprints and as the cache key that reloads a changed file."""
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return 0
+
+
+def atomic_write_csv(frame, path: str | Path) -> Path:
+    """Write a pandas DataFrame as CSV (no index), atomically."""
+    path = Path(path)
+    atomic_write_bytes(path, frame.to_csv(index=False).encode())
+    return path

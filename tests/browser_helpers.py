@@ -21,8 +21,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.runs import pid_alive
 from core.settings import PROJECT_DIR
+from core.train.runs import pid_alive
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -42,7 +42,7 @@ APP = '[data-testid="stApp"]'
 EXCEPTION = '[data-testid="stException"]'
 STATUS_WIDGET = '[data-testid="stStatusWidget"]'
 SIDEBAR = '[data-testid="stSidebar"]'
-NAV_LINK = '[data-testid="stSidebarNavLink"]'
+NAV_LINK = '[data-testid="stSidebar"] [data-testid="stPageLink-NavLink"]'  # the app's own navigation (ui/frame.py)
 SELECTBOX = '[data-testid="stSelectbox"]'
 PLOTLY = '[data-testid="stPlotlyChart"]'
 
@@ -168,7 +168,7 @@ def stop_jobs(workspace: Path, timeout: float = 30.0) -> None:
 
 def stop_prediction_jobs(home: Path) -> None:
     """SIGTERM every prediction job (the Evaluate page's) of the workspace `home` still alive."""
-    from core.prediction_jobs import jobs_dir
+    from core.evaluate.jobs import jobs_dir
 
     for status in jobs_dir(home / "cache" / "predictions").glob("*/status.json"):
         pid = json.loads(status.read_text()).get("pid")
@@ -487,7 +487,7 @@ def sidebar_text(page) -> str:
         """el => {
             const copy = el.cloneNode(true);
             copy.querySelectorAll(
-                '[data-testid="stSidebarNav"], [data-testid="stAlert"], [data-testid="stExpander"]'
+                '[data-testid="stPageLink"], [data-testid="stAlert"], [data-testid="stExpander"]'
             ).forEach(node => node.remove());
             const shown = [...el.querySelectorAll('input[role="combobox"]')].map(input => input.value);
             return [copy.textContent, ...shown].join("\\n");

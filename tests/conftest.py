@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.images import decode_patch
+from core.data.images import decode_patch
 from core.settings import SAMPLE_DATASET
 
 SMALL_N = 40  # patches per small fixture: enough for both classes, cheap to copy
@@ -121,8 +121,9 @@ def _fit_tiny_model(data_dir: Path, out_path: Path, *, epochs: int = 3) -> Path:
     """The tiny CNN fitted for a few steps on every patch of `data_dir`, saved to `out_path`."""
     import keras
 
-    from core.datasets import open_dataset
-    from core.models import build_model, save_model
+    from core.data.dataset import open_dataset
+    from core.model.architectures import build_model
+    from core.model.io import save_model
 
     dataset = open_dataset(data_dir)
     x = dataset.read_batch(range(len(dataset)))

@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
 from core.constants import IMAGE_SIZE
-from core.stains import DAB, HAEMATOXYLIN, HED_FROM_RGB, RGB_FROM_HED, optical_density
+from core.data.stains import DAB, HAEMATOXYLIN, HED_FROM_RGB, RGB_FROM_HED, optical_density
 
 NON_HE_DIR = Path(__file__).resolve().parent / "data" / "non_he"
 SIZE = IMAGE_SIZE

@@ -1,7 +1,7 @@
 """Shared by the page tests: a tiny real dataset, a real finished run, and an AppTest on the app.
 
 Not a test module (no test_ prefix): the page tests import it. Everything is real — real patches
-from data/sample, a real (tiny) model trained by core.training.run_training — and small enough to
+from data/sample, a real (tiny) model trained by core.train.job.run_training — and small enough to
 keep each test file well under a minute on two shared cores.
 """
 
@@ -12,6 +12,10 @@ import shutil
 from pathlib import Path
 
 from core.settings import PROJECT_DIR, SAMPLE_DATASET
+from ui.frame import PAGES
+
+# AppTest.switch_page takes a page by its script: {"home": "streamlit_app.py", "evaluate": "pages/3_evaluate.py", …}
+PAGE_SCRIPTS = {entry.title.lower(): entry.script for entry in PAGES}
 
 APP = str(PROJECT_DIR / "streamlit_app.py")
 RUN_TIMEOUT = 120  # seconds for one script run: TensorFlow import + a model load on a busy machine
@@ -39,7 +43,7 @@ def finished_run(workspace: Path, data: Path, name: str = "tiny-run", epochs: in
 
     The caller must have pointed PATCHLENS_HOME at `workspace`.
     """
-    from core.training import TrainConfig, run_training
+    from core.train.job import TrainConfig, run_training
 
     run_dir = workspace / "runs" / name
     config = TrainConfig(
@@ -63,7 +67,7 @@ def open_page(workspace: Path, page: str, *, model: Path | None = None):
     if model is not None:
         at.session_state["model_path"] = str(model)
     at.run()
-    at.switch_page(f"app_pages/{page}.py")
+    at.switch_page(PAGE_SCRIPTS[page])
     at.run()
     assert not at.exception, at.exception
     return at
@@ -73,8 +77,9 @@ def tiny_model(path: Path, n_patches: int = 60) -> Path:
     """A tiny real model fitted for 2 epochs on `n_patches` real sample patches, saved to `path`."""
     import numpy as np
 
-    from core.images import decode_patch
-    from core.models import build_model, save_model
+    from core.data.images import decode_patch
+    from core.model.architectures import build_model
+    from core.model.io import save_model
 
     with open(SAMPLE_DATASET / "train_labels.csv") as handle:
         rows = list(csv.DictReader(handle))[:n_patches]

@@ -11,7 +11,7 @@ import numpy as np
 from non_he_images import NON_HE_DIR, blurred
 from PIL import Image
 
-from core.images import decode_patch
+from core.data.images import decode_patch
 from core.settings import SAMPLE_DATASET
 
 BLANK_ID = "96974eeef9a45bdc6335734620d6c60620a633f0"  # a real sample patch of white background

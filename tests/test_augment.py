@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.augment import AugmentConfig, augment_batch
+from core.model.augment import AugmentConfig, augment_batch
 
 ORIENTATION_ONLY = AugmentConfig(brightness=0, contrast=0, saturation=0, hue=0, hed=0)
 

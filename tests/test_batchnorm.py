@@ -1,4 +1,4 @@
-"""Precise BatchNorm (core.batch_norm): a short patchnet run scores in inference mode as it does with
+"""Precise BatchNorm (core.train.batch_norm): a short patchnet run scores in inference mode as it does with
 batch statistics, and the re-estimated statistics are the exact population statistics."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import csv
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from core.images import decode_patch
+from core.data.images import decode_patch
 from core.settings import SAMPLE_DATASET
 
 
@@ -33,8 +33,8 @@ def batch_statistics_probs(model, pixels, batch_size=128):
 
 
 def test_a_three_epoch_patchnet_run_scores_well_above_chance_in_inference_mode(tmp_path):
-    from core.models import load_model
-    from core.training import TrainConfig, run_training
+    from core.model.io import load_model
+    from core.train.job import TrainConfig, run_training
 
     run_dir = tmp_path / "run"
     config = TrainConfig(data=[str(SAMPLE_DATASET)], architecture="patchnet", epochs=3, seed=0)
@@ -54,7 +54,7 @@ def test_recomputed_statistics_are_the_population_statistics_of_each_layer_input
     import keras
     import tensorflow as tf
 
-    from core.batch_norm import recompute_batch_norm
+    from core.train.batch_norm import recompute_batch_norm
 
     inputs = keras.Input(shape=small_patches.shape[1:])
     x = keras.layers.Rescaling(1.0 / 255.0)(inputs)
@@ -87,8 +87,8 @@ def test_recomputed_statistics_are_the_population_statistics_of_each_layer_input
 def test_a_model_without_batch_norm_is_left_untouched(small_patches):
     import tensorflow as tf
 
-    from core.batch_norm import recompute_batch_norm
-    from core.models import build_model
+    from core.model.architectures import build_model
+    from core.train.batch_norm import recompute_batch_norm
 
     model = build_model("tiny", seed=0)
     before = [w.copy() for w in model.get_weights()]

@@ -47,7 +47,7 @@ require_browser()
 
 from page_helpers import copy_kaggle_subset  # noqa: E402
 
-from core.dataset_stats import NAME_IN_TEXT, short_name  # noqa: E402
+from core.formatting import NAME_IN_TEXT, short_name  # noqa: E402
 from core.settings import PROJECT_DIR  # noqa: E402
 
 pytestmark = pytest.mark.browser
@@ -267,7 +267,7 @@ def expected_confusion(labels, probs, threshold: float) -> list[int]:
 def test_evaluate_the_threshold_moves_the_confusion_matrix(server, page):
     import pandas as pd
 
-    from core.evaluation import threshold_presets
+    from core.evaluate.metrics import threshold_presets
 
     open_page(page, server.url, "evaluate", "Evaluate")
     page.get_by_text("A run's validation predictions").click()  # the default is the sidebar's model

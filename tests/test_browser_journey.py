@@ -62,7 +62,7 @@ from browser_helpers import (
 
 sync_api = require_browser()
 
-from core.dataset_stats import NAME_IN_TEXT, short_name  # noqa: E402
+from core.formatting import NAME_IN_TEXT, short_name  # noqa: E402
 from core.settings import PROJECT_DIR, SAMPLE_DATASET  # noqa: E402
 
 pytestmark = pytest.mark.browser
@@ -100,7 +100,7 @@ def build_class_folders(target: Path, per_class: int) -> Path:
     """Class folders 0/ and 1/ of PNGs holding the first `per_class` real sample patches of each class."""
     from PIL import Image
 
-    from core.images import decode_patch
+    from core.data.images import decode_patch
 
     with open(SAMPLE_DATASET / "train_labels.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))

@@ -35,7 +35,7 @@ require_browser()
 
 from page_helpers import copy_kaggle_subset  # noqa: E402
 
-from core.datasets import DECODE_AT_OPEN_MAX  # noqa: E402
+from core.data.dataset import DECODE_AT_OPEN_MAX  # noqa: E402
 from core.settings import BASELINE_MODEL, PROJECT_DIR, SAMPLE_DATASET  # noqa: E402
 
 pytestmark = pytest.mark.browser

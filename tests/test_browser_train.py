@@ -31,8 +31,8 @@ sync_api = require_browser()
 
 from page_helpers import copy_kaggle_subset  # noqa: E402
 
-from core.runs import STARTING_TEXT  # noqa: E402
 from core.settings import PROJECT_DIR  # noqa: E402
+from core.train.runs import STARTING_TEXT  # noqa: E402
 
 pytestmark = pytest.mark.browser
 

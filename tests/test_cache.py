@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import datasets
-from core.cache import cache_path_for, open_cache, prepare
-from core.datasets import open_dataset
+from core.data import scan
+from core.data.cache import cache_path_for, prepare
+from core.data.dataset import open_dataset
+from core.data.layouts import open_cache
 from core.errors import DatasetError
 from core.settings import WORKSPACE_ENV
 
@@ -63,7 +64,7 @@ def test_parallel_prepare_matches_single_process(sample_dir, tmp_path, monkeypat
     dataset = open_dataset(sample_dir)
     one = prepare(dataset, tmp_path / "one.h5", workers=1, chunk=128)
     # 1,000 patches is below the size where worker processes pay off: lower the threshold.
-    monkeypatch.setattr(datasets, "MIN_PARALLEL_PATCHES", 0)
+    monkeypatch.setattr(scan, "MIN_PARALLEL_PATCHES", 0)
     two = prepare(dataset, tmp_path / "two.h5", workers=2, chunk=128)
     assert one.n_patches == two.n_patches == 1000
     with h5py.File(one.path) as a, h5py.File(two.path) as b:

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from conftest import sample_rows, write_labels_csv
 
-from core.chance import CHANCE_AUC_MARGIN, LEARNED_AUC, auc_at_chance, chance_warning
 from core.settings import PROJECT_DIR, SAMPLE_DATASET
+from core.train.chance import CHANCE_AUC_MARGIN, LEARNED_AUC, auc_at_chance, chance_warning
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from core.datasets import open_dataset
+from core.data.dataset import open_dataset
 from core.settings import PROJECT_DIR
 
 
@@ -54,7 +54,7 @@ def test_inspect_no_scan_counts_listed_files(small_kaggle, small_rows):
 def test_inspect_counts_the_quality_flags(unlabelled_folder_dir):
     from PIL import Image
 
-    from core.quality import count_flags, quality_labels
+    from core.data.quality import count_flags, quality_labels
 
     real = open_dataset(unlabelled_folder_dir)
     expected = count_flags(quality_labels(real.read_batch(range(len(real)))))
@@ -107,7 +107,7 @@ def test_prepare_writes_a_cache_equal_to_the_source(small_kaggle, small_patches,
 
 def test_data_modules_import_without_tensorflow_or_streamlit():
     code = (
-        "import sys, core.images, core.datasets, core.cache, core.cli_data; "
+        "import sys, core.data.images, core.data.dataset, core.data.cache, core.cli.data; "
         "print(sorted(m for m in ('tensorflow', 'keras', 'streamlit', 'h5py') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_DIR, capture_output=True, text=True)

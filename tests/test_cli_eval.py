@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.__main__ import main
-from core.cli_eval import JSON_KEYS
-from core.datasets import open_dataset
+from core.cli import main
+from core.cli.evaluate import JSON_KEYS
+from core.data.dataset import open_dataset
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 SAMPLE = PROJECT_DIR / "data" / "sample"
@@ -90,9 +90,9 @@ def test_json_keys_are_exactly_the_documented_ones():
 
 
 def test_evaluate_json(capsys, run_dir, kaggle_dir):
-    from core.evaluation import metrics_at
-    from core.models import load_model
-    from core.predict import predict_dataset
+    from core.evaluate.metrics import metrics_at
+    from core.evaluate.predict import predict_dataset
+    from core.model.io import load_model
 
     code, out, err = run_cli(capsys, "evaluate", run_dir, kaggle_dir, "--json", "--threshold", 0.4)
     assert code == 0, err

@@ -1,4 +1,4 @@
-"""core.dataset_stats.dataset_quality on real patches: labels aligned with dataset positions, the
+"""core.data.stats.dataset_quality on real patches: labels aligned with dataset positions, the
 sampling bound, stratified shares, unreadable patches skipped, bounded batches, and the filter."""
 
 from __future__ import annotations
@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 from quality_folders import CAT, mixed_class_folders
 
-import core.dataset_stats as stats
-from core.dataset_stats import (
+import core.data.stats as stats
+from core.data.dataset import open_dataset
+from core.data.quality import count_flags, quality_labels
+from core.data.stats import (
     ALL,
     QUALITY_BATCH,
     dataset_quality,
@@ -16,8 +18,6 @@ from core.dataset_stats import (
     quality_sample,
     with_quality,
 )
-from core.datasets import open_dataset
-from core.quality import count_flags, quality_labels
 from core.settings import SAMPLE_DATASET
 
 

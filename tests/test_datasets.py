@@ -13,10 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from core.dataset_stats import short_name
-from core.datasets import map_chunks, open_checked, open_dataset, parse_labels_csv
+from core.data.dataset import open_checked, open_dataset
+from core.data.images import decode_patch
+from core.data.layouts import parse_labels_csv
+from core.data.scan import map_chunks
 from core.errors import DatasetError, PatchError
-from core.images import decode_patch
+from core.formatting import short_name
 
 DESCRIBE_KEYS = {"layout", "n_patches", "n_labelled", "n_positive", "n_negative", "problems"}
 

@@ -1,4 +1,4 @@
-"""core.evaluation: every metric agrees with scikit-learn, thresholds and mistakes behave."""
+"""core.evaluate.metrics: every metric agrees with scikit-learn, thresholds and mistakes behave."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
-from core import evaluation as ev
+from core.evaluate import metrics as ev
+from core.evaluate import predictions as pr
+from core.evaluate.interpret import Interpretation
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +211,7 @@ def _predictions():
 
 
 def test_mistakes_most_confident_first():
-    wrong = ev.mistakes(_predictions(), 0.5)
+    wrong = Interpretation(_predictions()).mistakes(0.5)
     # false positives: normals at 0.8 (p3), 0.5 (p2); false negative: tumour at 0.2 (p4)
     assert wrong["id"].tolist() == ["p3", "p4", "p2"]
     assert wrong["kind"].tolist() == [
@@ -223,37 +225,37 @@ def test_mistakes_most_confident_first():
 
 def test_mistakes_filters():
     predictions = _predictions()
-    fps = ev.mistakes(predictions, 0.5, kind="false positive")
+    fps = Interpretation(predictions).mistakes(0.5, kind="false positive")
     assert set(fps["kind"]) == {"false positive"} and len(fps) == 2
-    fns = ev.mistakes(predictions, 0.5, kind="false negative")
+    fns = Interpretation(predictions).mistakes(0.5, kind="false negative")
     assert fns["id"].tolist() == ["p4"]
-    assert ev.mistakes(predictions, 0.5, min_prob=0.6)["id"].tolist() == ["p3"]
-    assert ev.mistakes(predictions, 0.5, max_prob=0.3)["id"].tolist() == ["p4"]
+    assert Interpretation(predictions).mistakes(0.5, min_prob=0.6)["id"].tolist() == ["p3"]
+    assert Interpretation(predictions).mistakes(0.5, max_prob=0.3)["id"].tolist() == ["p4"]
     with pytest.raises(ValueError, match="kind must be one of"):
-        ev.mistakes(predictions, 0.5, kind="wrong")
+        Interpretation(predictions).mistakes(0.5, kind="wrong")
 
 
 def test_predictions_round_trip_atomically(tmp_path):
     predictions = _predictions()
-    path = ev.write_predictions(predictions, tmp_path / "preds.csv")
+    path = pr.write_predictions(predictions, tmp_path / "preds.csv")
     assert [p.name for p in tmp_path.iterdir()] == ["preds.csv"]  # no temp file left behind
-    back = ev.read_predictions(path)
+    back = pr.read_predictions(path)
     assert back["id"].tolist() == predictions["id"].tolist()
     np.testing.assert_array_equal(back["prob"], predictions["prob"])
     assert back["label"].isna().tolist() == predictions["label"].isna().tolist()
-    labels, _ = ev.labelled_arrays(back)
+    labels, _ = pr.labelled_arrays(back)
     assert len(labels) == len(HAND_LABELS)
 
 
 def test_read_predictions_keeps_hex_ids_as_text(tmp_path):
     path = tmp_path / "preds.csv"
     path.write_text("id,label,prob\n0012,1,0.5\n1e10,0,0.25\n")
-    back = ev.read_predictions(path)
+    back = pr.read_predictions(path)
     assert back["id"].tolist() == ["0012", "1e10"]
 
 
 def test_submission_has_kaggle_columns(tmp_path):
-    path = ev.write_submission(_predictions(), tmp_path / "submission.csv")
+    path = pr.write_submission(_predictions(), tmp_path / "submission.csv")
     frame = pd.read_csv(path)
     assert list(frame.columns) == ["id", "label"]
     np.testing.assert_allclose(frame["label"], _predictions()["prob"])

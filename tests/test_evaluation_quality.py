@@ -1,4 +1,4 @@
-"""core.evaluation with the input-quality gate's `quality` column: the filter, the metrics with and
+"""core.evaluate.metrics with the input-quality gate's `quality` column: the filter, the metrics with and
 without flagged patches, mistakes by quality, and the prediction files with and without the column."""
 
 from __future__ import annotations
@@ -7,8 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import evaluation as ev
-from core.quality import OK
+from core.data.quality import OK
+from core.evaluate import metrics as ev
+from core.evaluate import predictions as pr
+from core.evaluate.interpret import Interpretation
 
 
 @pytest.fixture()
@@ -31,87 +33,87 @@ def predictions() -> pd.DataFrame:
 
 
 def test_the_quality_filter_keeps_all_ok_or_one_flag(predictions):
-    assert ev.with_quality(predictions, "all").equals(predictions)
-    assert (ev.with_quality(predictions, "ok")["quality"] == OK).all()
-    assert len(ev.with_quality(predictions, "ok")) == 175
-    assert ev.with_quality(predictions, "not_he")["id"].tolist() == [
+    assert pr.with_quality(predictions, "all").equals(predictions)
+    assert (pr.with_quality(predictions, "ok")["quality"] == OK).all()
+    assert len(pr.with_quality(predictions, "ok")) == 175
+    assert pr.with_quality(predictions, "not_he")["id"].tolist() == [
         f"p{i:03d}" for i in (*range(12), *range(26, 30))
     ]
-    assert len(ev.with_quality(predictions, "blurred")) == 10  # alone or with not_he
-    assert ev.flagged_mask(predictions).sum() == 30
+    assert len(pr.with_quality(predictions, "blurred")) == 10  # alone or with not_he
+    assert pr.flagged_mask(predictions).sum() == 30
     with pytest.raises(ValueError, match="quality must be"):
-        ev.with_quality(predictions, "smudged")
+        pr.with_quality(predictions, "smudged")
 
 
 def test_without_a_quality_column_nothing_is_flagged(predictions):
     plain = predictions.drop(columns="quality")
-    assert not ev.has_quality(plain) and not ev.flagged_mask(plain).any()
-    assert ev.with_quality(plain, "ok").equals(plain) and ev.with_quality(plain, "not_he").empty
-    table = ev.metrics_by_quality(plain, 0.5)
-    assert table.loc[ev.WITHOUT_FLAGGED, "n_flagged_left_out"] == 0
-    assert table.loc[ev.ALL_PATCHES, "auc"] == table.loc[ev.WITHOUT_FLAGGED, "auc"]
+    assert not pr.has_quality(plain) and not pr.flagged_mask(plain).any()
+    assert pr.with_quality(plain, "ok").equals(plain) and pr.with_quality(plain, "not_he").empty
+    table = pr.metrics_by_quality(plain, 0.5)
+    assert table.loc[pr.WITHOUT_FLAGGED, "n_flagged_left_out"] == 0
+    assert table.loc[pr.ALL_PATCHES, "auc"] == table.loc[pr.WITHOUT_FLAGGED, "auc"]
 
 
 @pytest.mark.parametrize("threshold", [0.3, 0.5, 0.7])
 def test_metrics_with_and_without_flagged_equal_metrics_at_on_those_rows(predictions, threshold):
-    table = ev.metrics_by_quality(predictions, threshold)
-    assert list(table.index) == [ev.ALL_PATCHES, ev.WITHOUT_FLAGGED]
-    everything = ev.metrics_at(*ev.labelled_arrays(predictions), threshold)
+    table = pr.metrics_by_quality(predictions, threshold)
+    assert list(table.index) == [pr.ALL_PATCHES, pr.WITHOUT_FLAGGED]
+    everything = ev.metrics_at(*pr.labelled_arrays(predictions), threshold)
     ok_rows = predictions[predictions["quality"] == OK]
-    unflagged = ev.metrics_at(*ev.labelled_arrays(ok_rows), threshold)
-    for name, expected in ((ev.ALL_PATCHES, everything), (ev.WITHOUT_FLAGGED, unflagged)):
+    unflagged = ev.metrics_at(*pr.labelled_arrays(ok_rows), threshold)
+    for name, expected in ((pr.ALL_PATCHES, everything), (pr.WITHOUT_FLAGGED, unflagged)):
         assert table.loc[name, "n"] == expected["n"]
-        for metric in ev.HEADLINE_METRICS:
+        for metric in pr.HEADLINE_METRICS:
             assert table.loc[name, metric] == pytest.approx(expected[metric])
-    assert table.loc[ev.ALL_PATCHES, "n"] == 200 and table.loc[ev.WITHOUT_FLAGGED, "n"] == 170
-    assert table.loc[ev.WITHOUT_FLAGGED, "n_flagged_left_out"] == 30
-    assert table.loc[ev.WITHOUT_FLAGGED, "auc"] > table.loc[ev.ALL_PATCHES, "auc"]
+    assert table.loc[pr.ALL_PATCHES, "n"] == 200 and table.loc[pr.WITHOUT_FLAGGED, "n"] == 170
+    assert table.loc[pr.WITHOUT_FLAGGED, "n_flagged_left_out"] == 30
+    assert table.loc[pr.WITHOUT_FLAGGED, "auc"] > table.loc[pr.ALL_PATCHES, "auc"]
 
 
 def test_every_patch_flagged_leaves_an_empty_row(predictions):
     flagged = predictions.assign(quality="background")
-    row = ev.metrics_by_quality(flagged, 0.5).loc[ev.WITHOUT_FLAGGED]
+    row = pr.metrics_by_quality(flagged, 0.5).loc[pr.WITHOUT_FLAGGED]
     assert row["n"] == 0 and np.isnan(row["auc"]) and np.isnan(row["accuracy"])
 
 
 def test_mistakes_combine_the_quality_filter_with_kind_and_range(predictions):
-    every = ev.mistakes(predictions, 0.5)
+    every = Interpretation(predictions).mistakes(0.5)
     assert "quality" in every.columns
-    flagged = ev.mistakes(predictions, 0.5, quality="not_he", kind="false positive", min_prob=0.6)
+    flagged = Interpretation(predictions).mistakes(0.5, quality="not_he", kind="false positive", min_prob=0.6)
     expected = every[
         every["quality"].str.contains("not_he") & (every["kind"] == "false positive") & (every["prob"] >= 0.6)
     ]
     assert len(flagged) > 0
     assert flagged["id"].tolist() == expected["id"].tolist()
-    assert (ev.mistakes(predictions, 0.5, quality="ok")["quality"] == OK).all()
+    assert (Interpretation(predictions).mistakes(0.5, quality="ok")["quality"] == OK).all()
 
 
 def test_predictions_round_trip_with_and_without_quality(predictions, tmp_path):
-    with_column = ev.read_predictions(ev.write_predictions(predictions, tmp_path / "q.csv"))
+    with_column = pr.read_predictions(pr.write_predictions(predictions, tmp_path / "q.csv"))
     assert list(with_column.columns) == ["id", "label", "prob", "quality"]
     assert with_column["quality"].tolist() == predictions["quality"].tolist()
     np.testing.assert_array_equal(with_column["prob"], predictions["prob"])
 
     plain = predictions.drop(columns="quality")
-    without = ev.read_predictions(ev.write_predictions(plain, tmp_path / "plain.csv"))
-    assert list(without.columns) == list(ev.PREDICTION_COLUMNS)
+    without = pr.read_predictions(pr.write_predictions(plain, tmp_path / "plain.csv"))
+    assert list(without.columns) == list(pr.PREDICTION_COLUMNS)
     assert (tmp_path / "plain.csv").read_text().splitlines()[0] == "id,label,prob"
 
 
 def test_an_old_file_and_a_runs_val_predictions_read_without_quality(tmp_path):
     old = tmp_path / "val_predictions.csv"
     old.write_text("id,label,prob\n00a1,1,0.8\n00b2,0,0.1\n")
-    frame = ev.read_predictions(old)
-    assert list(frame.columns) == list(ev.PREDICTION_COLUMNS) and not ev.has_quality(frame)
+    frame = pr.read_predictions(old)
+    assert list(frame.columns) == list(pr.PREDICTION_COLUMNS) and not pr.has_quality(frame)
     assert frame["id"].tolist() == ["00a1", "00b2"]
 
 
 def test_the_mistakes_csv_carries_the_quality_column(predictions):
     import io
 
-    from core.views import mistakes_csv
+    from core.evaluate.interpret import mistakes_csv
 
-    wrong = ev.mistakes(predictions, 0.5, quality="not_he")
+    wrong = Interpretation(predictions).mistakes(0.5, quality="not_he")
     export = pd.read_csv(io.BytesIO(mistakes_csv(wrong, ["somewhere"] * len(wrong))))
     assert export["quality"].tolist() == wrong["quality"].tolist()
     assert all("not_he" in q for q in export["quality"])

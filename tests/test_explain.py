@@ -18,16 +18,15 @@ from PIL import Image
 
 from core.constants import CENTRE_BOX, PATCH_SHAPE
 from core.errors import PatchError
-from core.explain import (
+from core.evaluate.explain import METHODS, Explainer
+from core.evaluate.heatmaps import (
     BOX_COLOUR,
     COLOUR_BAR_HEIGHT,
-    METHODS,
-    Explainer,
-    _normalise,
-    _resize_to_patch,
     colormap_table,
     colour_bar,
+    normalise,
     overlay,
+    resize_to_patch,
 )
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -56,7 +55,7 @@ def sample():
 def model(sample):
     import keras
 
-    from core.models import build_model
+    from core.model.architectures import build_model
 
     patches, labels, _ = sample
     model = build_model("tiny", seed=0)
@@ -72,7 +71,7 @@ def explainer(model):
 
 @pytest.fixture(scope="module")
 def saved_model(model, tmp_path_factory):
-    from core.models import save_model
+    from core.model.io import save_model
 
     return save_model(model, tmp_path_factory.mktemp("model") / "model.keras")
 
@@ -130,7 +129,7 @@ def test_predicted_target_explains_the_class_chosen_at_the_threshold(sample, exp
 
 
 def test_all_zero_gradients_give_an_all_zero_map_not_nan(sample):
-    from core.models import build_model
+    from core.model.architectures import build_model
 
     model = build_model("tiny", seed=0)
     dense = model.get_layer("tumour_probability")
@@ -147,7 +146,7 @@ def test_normalise_maps_constant_and_non_finite_values_to_zero():
             np.arange(96 * 96.0).reshape(96, 96),
         ]
     )
-    normalised = _normalise(maps)
+    normalised = normalise(maps)
     assert not normalised[0].any() and not normalised[1].any()
     assert normalised[2].min() == 0.0 and normalised[2].max() == 1.0
 
@@ -155,7 +154,7 @@ def test_normalise_maps_constant_and_non_finite_values_to_zero():
 def test_upsampling_puts_each_conv_cell_over_the_pixels_it_covers():
     grid = np.zeros((1, 6, 6), dtype=np.float32)
     grid[0, 2, 2] = 1.0  # on a 6x6 grid, cell (2, 2) covers pixels 32-47: the centre box's corner
-    heatmap = _resize_to_patch(grid)[0]
+    heatmap = resize_to_patch(grid)[0]
     assert heatmap.shape == (96, 96)
     row, col = np.unravel_index(heatmap.argmax(), heatmap.shape)
     assert 32 <= row < 48 and 32 <= col < 48
@@ -172,7 +171,7 @@ def test_explain_refuses_patches_that_are_not_uint8_96x96_rgb(explainer):
 
 
 def test_tf_keras_vis_works_on_a_model_loaded_back_from_a_keras_file(sample, explainer, saved_model):
-    from core.models import load_model
+    from core.model.io import load_model
 
     patches, _, _ = sample
     loaded = Explainer(load_model(saved_model))
@@ -241,7 +240,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_cli_writes_the_patch_beside_its_overlay_as_png(sample, saved_model, tmp_path, capsys):
-    from core.__main__ import main
+    from core.cli import main
 
     out = tmp_path / "nested" / "overlay.png"
     tif = str(sample[2][0])
@@ -260,7 +259,7 @@ def test_cli_writes_the_patch_beside_its_overlay_as_png(sample, saved_model, tmp
 
 
 def test_cli_accepts_a_run_directory(sample, saved_model, tmp_path, capsys):
-    from core.__main__ import main
+    from core.cli import main
 
     out = tmp_path / "overlay.png"
     status = main(
@@ -302,7 +301,7 @@ def test_cli_rejects_a_model_path_that_is_not_a_keras_file(sample, tmp_path, mod
 @pytest.mark.parametrize("architecture", ["patchnet", "seed"])
 def test_compiled_gradcam_equals_tf_keras_vis(sample, model, architecture):
     """The fused tf.function gives tf-keras-vis's Grad-CAM map for the tumour and the normal score."""
-    from core.models import build_model
+    from core.model.architectures import build_model
 
     patches = sample[0][:8]
     for candidate in (model, build_model(architecture, seed=1)):

@@ -13,18 +13,18 @@ import numpy as np
 import pytest
 from scipy.ndimage import zoom
 
-from core.explain import (
+from core.data.images import decode_patch
+from core.evaluate.explain import Explainer
+from core.evaluate.heatmaps import (
     COLOUR_BAR_HEIGHT,
     LABEL_BAND_HEIGHT,
-    Explainer,
-    _resize_to_patch,
     colormap_table,
     describe_scale,
     describe_strength,
     labelled_colour_bar,
+    resize_to_patch,
     scale_labels,
 )
-from core.images import decode_patch
 from core.settings import PROJECT_DIR, SAMPLE_DATASET
 
 BLANK = "96974eeef9a45bdc6335734620d6c60620a633f0"  # white background, P(tumour) 0.004
@@ -38,7 +38,7 @@ def read(patch_id: str) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def explainer():
-    from core.models import load_model
+    from core.model.io import load_model
 
     return Explainer(load_model(PROJECT_DIR / "models" / "baseline.keras"))
 
@@ -100,7 +100,7 @@ def test_a_uniform_patch_gets_no_edge_band_from_padding(explainer, grey):
 def test_one_hot_conv_cell_lands_centred_in_its_16px_block(cell):
     grid = np.zeros((1, 6, 6), dtype=np.float32)
     grid[(0, *cell)] = 1.0
-    heatmap = _resize_to_patch(grid)[0]
+    heatmap = resize_to_patch(grid)[0]
     rows, cols = np.mgrid[0:96, 0:96]
     centre = (heatmap * rows).sum() / heatmap.sum(), (heatmap * cols).sum() / heatmap.sum()
     expected = (16 * cell[0] + 7.5, 16 * cell[1] + 7.5)  # the middle of pixels 16i .. 16i + 15
@@ -114,7 +114,7 @@ def test_one_hot_conv_cell_lands_centred_in_its_16px_block(cell):
 
 
 def test_without_reference_patches_the_shared_scale_falls_back_to_own_and_says_so():
-    from core.models import build_model
+    from core.model.architectures import build_model
 
     model = build_model("tiny", seed=0)
     explainer = Explainer(model, reference_patches=np.zeros((0, 96, 96, 3), dtype=np.uint8))

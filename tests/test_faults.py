@@ -59,7 +59,8 @@ def test_saving_a_model_on_a_full_disk_keeps_the_previous_model(tmp_path):
     target = tmp_path / "model.keras"
     script = textwrap.dedent(f"""
         import sys
-        from core.models import build_model, save_model
+        from core.model.architectures import build_model
+        from core.model.io import save_model
         save_model(build_model("tiny", seed=0), {str(target)!r})
         print("saved")
     """)

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from core.constants import CENTRE_BOX, PATCH_SHAPE
+from core.data.images import decode_patch, draw_centre_box, encode_png
 from core.errors import PatchError
-from core.images import decode_patch, draw_centre_box, encode_png
 
 
 @pytest.fixture(scope="module")

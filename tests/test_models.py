@@ -6,14 +6,8 @@ import numpy as np
 import pytest
 
 from core.errors import ModelError
-from core.models import (
-    ARCHITECTURES,
-    build_model,
-    find_last_conv_layer,
-    load_model,
-    read_model_meta,
-    save_model,
-)
+from core.model.architectures import ARCHITECTURES, build_model, find_last_conv_layer
+from core.model.io import load_model, read_model_meta, save_model
 
 
 @pytest.mark.parametrize("name", list(ARCHITECTURES))

@@ -9,8 +9,8 @@ import socket
 import subprocess
 import sys
 
-from core.runs import RUN_FILES
 from core.settings import PROJECT_DIR
+from core.train.runs import RUN_FILES
 
 
 def free_port() -> int:
@@ -75,8 +75,8 @@ def test_two_workers_on_localhost_train_together_and_only_the_chief_writes(small
     # precise BatchNorm ran in the multi-worker loop: after 2 steps at momentum 0.99 the first
     # layer's moving variance would still be ~0.98 (from its initial 1); re-estimated, it is the
     # variance of the first convolution of 0-1 pixels, far smaller
-    from core.batch_norm import batch_norm_layers
-    from core.models import load_model
+    from core.model.io import load_model
+    from core.train.batch_norm import batch_norm_layers
 
     first = batch_norm_layers(load_model(run_dir))[0]
     assert float(first.moving_variance.numpy().mean()) < 0.5, first.moving_variance.numpy()

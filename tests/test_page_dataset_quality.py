@@ -5,17 +5,19 @@ quality filter shows exactly the flagged patches, and it combines with the label
 from __future__ import annotations
 
 import pytest
+from page_helpers import PAGE_SCRIPTS
 from quality_folders import CAT, mixed_class_folders
 from streamlit.testing.v1 import AppTest
 
-import core.dataset_stats as stats
-from core.dataset_stats import dataset_quality, short_name
-from core.datasets import open_dataset
+import core.data.stats as stats
+from core.data.dataset import open_dataset
+from core.data.stats import dataset_quality
+from core.formatting import short_name
 from core.settings import PROJECT_DIR
 
 APP = str(PROJECT_DIR / "streamlit_app.py")
 TAB_KEY = "dataset_tab"  # the Dataset page's st.tabs key
-CAPTION_CHARS = 16  # app_pages/dataset.py: the longest id a grid caption shows
+CAPTION_CHARS = 16  # pages/1_dataset.py: the longest id a grid caption shows
 FLAG_CARDS = ("ok", "background", "not_he", "blurred")
 
 
@@ -33,7 +35,7 @@ def page(folder):
     at.run()
     at.text_input(key="open_path").set_value(str(folder))
     next(b for b in at.button if b.label == "Open").click().run()
-    at.switch_page("app_pages/dataset.py")
+    at.switch_page(PAGE_SCRIPTS["dataset"])
     at.run()
     assert not at.exception, at.exception
     return at
@@ -114,7 +116,7 @@ def test_a_large_dataset_is_sampled_and_the_page_says_so(folder, monkeypatch):
     at.run()
     at.text_input(key="open_path").set_value(str(folder))
     next(b for b in at.button if b.label == "Open").click().run()
-    at.switch_page("app_pages/dataset.py")
+    at.switch_page(PAGE_SCRIPTS["dataset"])
     at.run()
     open_tab(at, "Quality")
     assert any("stratified random sample of 8 of 20 patches" in c.value for c in at.caption)

@@ -7,9 +7,10 @@ import time
 
 import numpy as np
 import pytest
-from page_helpers import app_test, copy_kaggle_subset, finished_run, open_page, tiny_model
+from page_helpers import PAGE_SCRIPTS, app_test, copy_kaggle_subset, finished_run, open_page, tiny_model
 
-from core.evaluation import confusion_at, read_predictions, threshold_presets
+from core.evaluate.metrics import confusion_at, threshold_presets
+from core.evaluate.predictions import read_predictions
 
 CARD_LABELS = {
     "AUC",
@@ -95,7 +96,7 @@ def test_split_warning_curves_and_cell_patches(evaluate):
 
 def wait_for_job(key: str) -> dict:
     """Poll the job file (an upper bound, not a timing assertion)."""
-    from core.prediction_jobs import read_job
+    from core.evaluate.jobs import read_job
 
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -111,8 +112,8 @@ def test_active_model_predictions_are_computed_in_a_job_then_read_from_disk(
 ):
     """Issue 9, items 6b and 1: the model runs in a background job that a second session finds
     again; the results replace the 'not computed' banner and the threshold stays at 0.500."""
-    from core.datasets import open_dataset
-    from core.predict import prediction_cache_key
+    from core.data.dataset import open_dataset
+    from core.evaluate.predictions import prediction_cache_key
 
     workspace, _ = run_without_model
     monkeypatch.setenv("PATCHLENS_HOME", str(workspace))
@@ -124,7 +125,7 @@ def test_active_model_predictions_are_computed_in_a_job_then_read_from_disk(
         at.session_state["model_path"] = str(model)
         at.session_state["dataset_path"] = str(data)
         at.run()
-        at.switch_page("app_pages/evaluate.py")
+        at.switch_page(PAGE_SCRIPTS["evaluate"])
         return at.run()
 
     at = session()
@@ -191,7 +192,7 @@ def test_threshold_is_read_from_and_written_to_the_url(run_without_model, monkey
     at.query_params["threshold"] = "0.25"
     at.session_state["prediction_source_kind"] = "run"
     at.run()
-    at.switch_page("app_pages/evaluate.py")
+    at.switch_page(PAGE_SCRIPTS["evaluate"])
     at.run()
     assert not at.exception
     assert at.session_state["threshold"] == pytest.approx(0.25)
@@ -208,7 +209,7 @@ def test_an_invalid_threshold_in_the_url_is_ignored(run_without_model, monkeypat
     at.query_params["threshold"] = bad
     at.session_state["prediction_source_kind"] = "run"
     at.run()
-    at.switch_page("app_pages/evaluate.py")
+    at.switch_page(PAGE_SCRIPTS["evaluate"])
     at.run()
     assert not at.exception and not at.error
     assert at.session_state["threshold"] == pytest.approx(0.5)
@@ -239,10 +240,10 @@ def test_moving_the_threshold_does_not_rerun_the_auc_bootstrap(evaluate):
 
 
 def test_the_page_stops_a_job_and_reports_a_failed_one(run_without_model, tmp_path, monkeypatch):
-    from core.datasets import open_dataset
-    from core.predict import prediction_cache_key
-    from core.prediction_jobs import job_dir
-    from core.runs import write_status
+    from core.data.dataset import open_dataset
+    from core.evaluate.jobs import job_dir
+    from core.evaluate.predictions import prediction_cache_key
+    from core.train.runs import write_status
 
     workspace, _ = run_without_model
     monkeypatch.setenv("PATCHLENS_HOME", str(workspace))
@@ -253,7 +254,7 @@ def test_the_page_stops_a_job_and_reports_a_failed_one(run_without_model, tmp_pa
     at.session_state["model_path"] = str(model)
     at.session_state["dataset_path"] = str(data)
     at.run()
-    at.switch_page("app_pages/evaluate.py")
+    at.switch_page(PAGE_SCRIPTS["evaluate"])
     at.run()
     at.button(key="start_prediction_job").click().run()
     at.button(key="stop_prediction_job").click().run()  # lands while TensorFlow still starts

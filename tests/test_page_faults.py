@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from page_helpers import app_test, copy_kaggle_subset, finished_run
+from page_helpers import PAGE_SCRIPTS, app_test, copy_kaggle_subset, finished_run
 
 
 @pytest.fixture()
@@ -19,7 +19,7 @@ def run_on_screen(tmp_path, monkeypatch):
 def test_train_page_survives_the_watched_run_being_deleted(run_on_screen):
     at = app_test()
     at.session_state["watched_run"] = str(run_on_screen)
-    at.switch_page("app_pages/train.py")
+    at.switch_page(PAGE_SCRIPTS["train"])
     at.run()
     assert not at.exception
     assert any(s.value.startswith("Finished") for s in at.success)
@@ -33,7 +33,7 @@ def test_train_page_survives_the_watched_run_being_deleted(run_on_screen):
 def test_evaluate_page_survives_the_chosen_run_being_deleted(run_on_screen):
     at = app_test()
     at.session_state["prediction_source_kind"] = "run"  # the default is the sidebar's model
-    at.switch_page("app_pages/evaluate.py")
+    at.switch_page(PAGE_SCRIPTS["evaluate"])
     at.run()
     assert not at.exception
     assert at.metric, "metric cards for the run's validation predictions"

@@ -4,9 +4,10 @@ threshold, the filters, Grad-CAM on demand, the detail view and the CSV export."
 from __future__ import annotations
 
 import pytest
-from page_helpers import copy_kaggle_subset, finished_run, open_page
+from page_helpers import PAGE_SCRIPTS, copy_kaggle_subset, finished_run, open_page
 
-from core.evaluation import mistakes, read_predictions
+from core.evaluate.interpret import Interpretation
+from core.evaluate.predictions import read_predictions
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def test_gallery_filters_gradcam_and_csv_export(page):
     threshold = float(predictions["prob"].median())
     at.slider(key="threshold_slider").set_value(threshold).run()
     assert not at.exception and not at.error
-    expected = mistakes(predictions, threshold)
+    expected = Interpretation(predictions).mistakes(threshold)
     assert len(expected) > 0
     assert any("random patch-level split" in w.value for w in at.warning)
     assert any("No input-quality flags" in c.value for c in at.caption)  # a run's file has none
@@ -48,7 +49,7 @@ def test_gallery_filters_gradcam_and_csv_export(page):
     assert export.proto.url and not export.proto.disabled  # the CSV is attached and can be downloaded
 
     at.radio(key="mistakes_kind").set_value("false negatives").run()
-    only_fn = mistakes(predictions, threshold, kind="false negative")
+    only_fn = Interpretation(predictions).mistakes(threshold, kind="false negative")
     assert {m.label: m.value for m in at.metric}["Shown after filters"] == str(len(only_fn))
 
     at.radio(key="mistakes_kind").set_value("both").run()
@@ -70,7 +71,7 @@ def test_opens_on_the_sidebars_model_and_dataset_and_names_a_training_overlap(ru
     at.session_state["model_path"] = str(run_dir / "model.keras")
     at.session_state["dataset_path"] = str(workspace.parent / "data")
     at.run()
-    at.switch_page("app_pages/mistakes.py")
+    at.switch_page(PAGE_SCRIPTS["mistakes"])
     at.run()
     assert not at.exception
     assert at.radio(key="prediction_source_kind").value == "active"

@@ -11,7 +11,7 @@ import pytest
 from page_helpers import open_page, tiny_model
 from PIL import Image
 
-from core.images import decode_patch
+from core.data.images import decode_patch
 from core.settings import SAMPLE_DATASET
 
 TIFFS = sorted((SAMPLE_DATASET / "train").glob("*.tif"))

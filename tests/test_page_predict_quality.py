@@ -15,11 +15,11 @@ import pytest
 from page_helpers import open_page, tiny_model
 from PIL import Image, ImageFilter
 
-from core.dataset_stats import NAME_IN_TEXT, short_name
-from core.images import decode_patch
-from core.quality import FLAG_BADGES, NOT_MEANINGFUL
+from core.data.images import decode_patch
+from core.data.quality import FLAG_BADGES, NOT_MEANINGFUL
+from core.evaluate.uploads import decode_uploads, upload_counts, upload_results
+from core.formatting import NAME_IN_TEXT, short_name
 from core.settings import SAMPLE_DATASET
-from core.views import decode_uploads, upload_counts, upload_results
 
 TIFFS = sorted((SAMPLE_DATASET / "train").glob("*.tif"))
 BLANK = SAMPLE_DATASET / "train" / "96974eeef9a45bdc6335734620d6c60620a633f0.tif"  # white background

@@ -7,28 +7,28 @@ every panel to the unflagged patches; Mistakes filters by quality and names the 
 from __future__ import annotations
 
 import pytest
-from page_helpers import app_test, tiny_model
+from page_helpers import PAGE_SCRIPTS, app_test, tiny_model
 from quality_folders import CAT, mixed_class_folders
 
-from core.evaluation import (
+from core.data.quality import OK
+from core.evaluate.interpret import Interpretation
+from core.evaluate.metrics import confusion_at
+from core.evaluate.predictions import (
     ALL_PATCHES,
     HEADLINE_METRICS,
     WITHOUT_FLAGGED,
-    confusion_at,
     labelled_arrays,
     metrics_by_quality,
-    mistakes,
     with_quality,
 )
-from core.quality import OK
 
 
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory):
     """(workspace, dataset folder, model, cached predictions): the prediction cache is filled in
     this process, as the page's background job would, so the pages only read it."""
-    from core.datasets import open_dataset
-    from core.predict import cached_predictions
+    from core.data.dataset import open_dataset
+    from core.evaluate.predictions import cached_predictions
 
     root = tmp_path_factory.mktemp("quality_eval")
     data = mixed_class_folders(root / "classes", n_per_class=8)
@@ -48,7 +48,7 @@ def open_on(scored, monkeypatch, page: str):
     at.session_state["model_path"] = str(model)
     at.session_state["dataset_path"] = str(data)
     at.run()
-    at.switch_page(f"app_pages/{page}.py")
+    at.switch_page(PAGE_SCRIPTS[page])
     at.run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     return at
@@ -103,13 +103,13 @@ def test_mistakes_quality_filter_shows_only_flagged_mistakes(scored, monkeypatch
     flag = "not_he"  # the solid blue square is a normal patch flagged not_he
     at.selectbox(key="mistakes_quality").set_value(flag).run()
     assert not at.exception and not at.error
-    expected = mistakes(predictions, 0.0, quality=flag)
-    assert len(expected) >= 1 and len(expected) < len(mistakes(predictions, 0.0))
+    expected = Interpretation(predictions).mistakes(0.0, quality=flag)
+    assert len(expected) >= 1 and len(expected) < len(Interpretation(predictions).mistakes(0.0))
     assert {m.label: m.value for m in at.metric}["Shown after filters"] == str(len(expected))
     gallery = [c for image in at.get("image") for c in image.captions if c.startswith(("FP", "FN"))]
     assert len(gallery) == len(expected) and all(flag in c.split(" · ")[-1].split(";") for c in gallery)
     assert any("**input quality** not_he" in m.value for m in at.markdown)
 
     at.selectbox(key="mistakes_quality").set_value(OK).run()
-    only_ok = mistakes(predictions, 0.0, quality=OK)
+    only_ok = Interpretation(predictions).mistakes(0.0, quality=OK)
     assert {m.label: m.value for m in at.metric}["Shown after filters"] == str(len(only_ok))

@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 
 import pytest
+from page_helpers import PAGE_SCRIPTS
 from streamlit.testing.v1 import AppTest
 
-from core.runs import list_runs, read_metrics, read_status
 from core.settings import PROJECT_DIR
+from core.train.runs import list_runs, read_metrics, read_status
 
 APP = str(PROJECT_DIR / "streamlit_app.py")
 
@@ -20,7 +21,7 @@ def train_page(tmp_path, monkeypatch, small_kaggle):
     at = AppTest.from_file(APP, default_timeout=120)
     at.session_state["dataset_path"] = str(small_kaggle)
     at.run()
-    at.switch_page("app_pages/train.py")
+    at.switch_page(PAGE_SCRIPTS["train"])
     at.run()
     assert not at.exception
     return at

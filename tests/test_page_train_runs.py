@@ -16,8 +16,8 @@ import pytest
 from browser_helpers import stop_jobs
 from page_helpers import copy_kaggle_subset, finished_run, open_page
 
-from app_pages.shared import MODEL_KEY
-from core.runs import STARTING_TEXT, list_runs, write_status
+from core.train.runs import STARTING_TEXT, list_runs, write_status
+from ui.shared import MODEL_KEY
 
 OLD, NEW = "20260101-000000-tiny", "20260102-000000-tiny"
 SELECTED = "train_selected_runs"

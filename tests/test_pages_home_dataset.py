@@ -8,15 +8,15 @@ import sys
 import textwrap
 
 import pytest
-from page_helpers import copy_kaggle_subset
+from page_helpers import PAGE_SCRIPTS, copy_kaggle_subset
 from streamlit.testing.v1 import AppTest
 
-import core.datasets
+import core.data.dataset
 from core.settings import PROJECT_DIR, SAMPLE_DATASET
 
 APP = str(PROJECT_DIR / "streamlit_app.py")
 TAB_KEY = "dataset_tab"  # the Dataset page's st.tabs key (a page script cannot be imported)
-CAPTION_CHARS = 16  # app_pages/dataset.py: the longest id a grid caption shows
+CAPTION_CHARS = 16  # pages/1_dataset.py: the longest id a grid caption shows
 
 
 @pytest.fixture()
@@ -46,7 +46,7 @@ def test_home_and_dataset_pages_never_import_tensorflow(tmp_path):
         at = AppTest.from_file({APP!r}, default_timeout=120)
         at.run()
         assert not at.exception, at.exception
-        at.switch_page("app_pages/dataset.py")
+        at.switch_page({PAGE_SCRIPTS["dataset"]!r})
         at.run()
         assert not at.exception, at.exception
         print("TF_LOADED" if "tensorflow" in sys.modules or "keras" in sys.modules else "TF_ABSENT")
@@ -72,7 +72,7 @@ def sidebar_open(at, path) -> None:
 
 
 def test_dataset_page_cards_grid_colour_and_problems(app):
-    app.switch_page("app_pages/dataset.py")
+    app.switch_page(PAGE_SCRIPTS["dataset"])
     app.run()
     assert not app.exception
     cards = metric_values(app)
@@ -113,7 +113,7 @@ BROKEN = {"truncated", "text", "empty"}
 
 def test_broken_files_of_a_small_folder_are_counted_at_open(app, broken_folder):
     sidebar_open(app, broken_folder)
-    app.switch_page("app_pages/dataset.py")
+    app.switch_page(PAGE_SCRIPTS["dataset"])
     app.run()
     cards = metric_values(app)
     assert cards["Patches"] == "10" and cards["Problems"] == "3"  # decoded at open: all three known
@@ -127,9 +127,9 @@ def test_broken_files_of_a_small_folder_are_counted_at_open(app, broken_folder):
 
 
 def test_a_large_folder_counts_what_the_grid_found_and_check_keeps_the_tab(app, broken_folder, monkeypatch):
-    monkeypatch.setattr(core.datasets, "DECODE_AT_OPEN_MAX", 0)  # as if too large to decode at open
+    monkeypatch.setattr(core.data.dataset, "DECODE_AT_OPEN_MAX", 0)  # as if too large to decode at open
     sidebar_open(app, broken_folder)
-    app.switch_page("app_pages/dataset.py")
+    app.switch_page(PAGE_SCRIPTS["dataset"])
     app.run()
     cards = metric_values(app)
     assert cards["Patches"] == "12" and cards["Problems"] == "1"  # listed: only the empty file is known
@@ -149,7 +149,7 @@ def test_a_large_folder_counts_what_the_grid_found_and_check_keeps_the_tab(app, 
 def test_grid_page_and_chosen_patch_do_not_carry_over_to_another_dataset(app, tmp_path, monkeypatch):
     other = copy_kaggle_subset(tmp_path / "roots" / "other", 40)  # 80 patches: 4 pages
     monkeypatch.setenv("PATCHLENS_DATA_ROOTS", str(tmp_path / "roots"))
-    app.switch_page("app_pages/dataset.py")
+    app.switch_page(PAGE_SCRIPTS["dataset"])
     app.run()
     open_tab(app, "Patches")
     app.number_input[0].set_value(3).run()
@@ -185,7 +185,7 @@ def test_switching_to_another_layout_and_refusing_a_path_outside_the_roots(app, 
     assert any("outside the data roots" in e.value for e in app.error)
 
     sidebar_open(app, classes)
-    app.switch_page("app_pages/dataset.py")
+    app.switch_page(PAGE_SCRIPTS["dataset"])
     app.run()
     cards = metric_values(app)
     assert cards["Layout"] == "class-folders"

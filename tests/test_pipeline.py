@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.cache import prepare
-from core.pipeline import Selection, make_dataset, read_cache_index
+from core.data.cache import prepare
+from core.train.pipeline import Selection, make_dataset, read_cache_index
 
 
 @pytest.fixture()

@@ -1,4 +1,4 @@
-"""core.predict on a real tiny CNN trained for seconds on real patches of the bundled sample.
+"""core.evaluate.predict on a real tiny CNN trained for seconds on real patches of the bundled sample.
 
 Every dataset layout is built in a temporary folder from the real Kaggle TIFFs of data/sample:
 Kaggle (TIFFs + CSV), an unlabelled folder, class folders 0/ and 1/, and PCam HDF5 files.
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.datasets import open_dataset
+from core.data.dataset import open_dataset
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 SAMPLE = PROJECT_DIR / "data" / "sample"
@@ -89,7 +89,7 @@ def model_path(kaggle_dir, tmp_path_factory, fit_tiny_model) -> Path:
 
 @pytest.fixture(scope="module")
 def model(model_path):
-    from core.models import load_model
+    from core.model.io import load_model
 
     return load_model(model_path)
 
@@ -107,7 +107,7 @@ def model(model_path):
     ],
 )
 def test_one_row_per_patch_in_every_layout(request, model, layout_fixture, layout):
-    from core.predict import predict_dataset
+    from core.evaluate.predict import predict_dataset
 
     dataset = open_dataset(request.getfixturevalue(layout_fixture))
     assert dataset.layout == layout
@@ -124,7 +124,7 @@ def test_one_row_per_patch_in_every_layout(request, model, layout_fixture, layou
 
 
 def test_streamed_predictions_equal_the_model_on_the_whole_batch(model, kaggle_dir):
-    from core.predict import predict_dataset
+    from core.evaluate.predict import predict_dataset
 
     dataset = open_dataset(kaggle_dir)
     expected = model(dataset.read_batch(range(len(dataset))).astype("float32"), training=False)
@@ -136,14 +136,14 @@ def test_streamed_predictions_equal_the_model_on_the_whole_batch(model, kaggle_d
 
 def test_the_model_has_learned_something(model, kaggle_dir):
     """Guards the fixture: constant predictions would make the TTA tests vacuous."""
-    from core.predict import predict_dataset
+    from core.evaluate.predict import predict_dataset
 
     frame = predict_dataset(model, open_dataset(kaggle_dir))
     assert frame["prob"].std() > 1e-3
 
 
 def test_progress_reports_every_batch_up_to_the_total(model, kaggle_dir):
-    from core.predict import predict_dataset
+    from core.evaluate.predict import predict_dataset
 
     calls: list[tuple[int, int]] = []
     predict_dataset(
@@ -156,7 +156,7 @@ def test_progress_reports_every_batch_up_to_the_total(model, kaggle_dir):
 
 
 def test_a_broken_patch_is_skipped_and_named(model, kaggle_dir, tmp_path):
-    from core.predict import predict_dataset
+    from core.evaluate.predict import predict_dataset
 
     folder = tmp_path / "broken"
     shutil.copytree(kaggle_dir, folder)
@@ -170,7 +170,7 @@ def test_a_broken_patch_is_skipped_and_named(model, kaggle_dir, tmp_path):
 
 
 def test_bad_batch_size_is_refused(model, kaggle_dir):
-    from core.predict import predict_dataset
+    from core.evaluate.predict import predict_dataset
 
     with pytest.raises(ValueError, match="batch_size"):
         predict_dataset(model, open_dataset(kaggle_dir), batch_size=0)
@@ -180,7 +180,7 @@ def test_bad_batch_size_is_refused(model, kaggle_dir):
 
 
 def test_predict_patches_one_or_many(model, kaggle_dir):
-    from core.predict import predict_dataset, predict_patches
+    from core.evaluate.predict import predict_dataset, predict_patches
 
     dataset = open_dataset(kaggle_dir)
     patches = dataset.read_batch(range(5))
@@ -194,14 +194,14 @@ def test_predict_patches_one_or_many(model, kaggle_dir):
 
 
 def test_predict_patches_refuses_a_wrong_shape(model):
-    from core.predict import predict_patches
+    from core.evaluate.predict import predict_patches
 
     with pytest.raises(ValueError, match=r"\(96, 96, 3\)"):
         predict_patches(model, np.zeros((64, 64, 3), np.uint8))
 
 
 def test_tta_differs_but_keeps_the_shape(model, kaggle_dir):
-    from core.predict import predict_dataset
+    from core.evaluate.predict import predict_dataset
 
     dataset = open_dataset(kaggle_dir)
     plain = predict_dataset(model, dataset, batch_size=16)
@@ -213,7 +213,7 @@ def test_tta_differs_but_keeps_the_shape(model, kaggle_dir):
 
 
 def test_tta_is_invariant_to_flips_and_rotations(model, kaggle_dir):
-    from core.predict import predict_patches
+    from core.evaluate.predict import predict_patches
 
     patches = open_dataset(kaggle_dir).read_batch(range(6))
     reference = predict_patches(model, patches, tta=True)
@@ -232,7 +232,8 @@ def test_tta_is_invariant_to_flips_and_rotations(model, kaggle_dir):
 
 
 def test_cached_predictions_run_the_model_once(model, model_path, kaggle_dir, tmp_path):
-    from core.predict import cached_predictions, predict_dataset
+    from core.evaluate.predict import predict_dataset
+    from core.evaluate.predictions import cached_predictions
 
     dataset = open_dataset(kaggle_dir)
     cache = tmp_path / "predictions"
@@ -256,7 +257,7 @@ def test_cached_predictions_run_the_model_once(model, model_path, kaggle_dir, tm
 
 
 def test_cache_key_depends_on_the_dataset(model_path, kaggle_dir, unlabelled_dir):
-    from core.predict import prediction_cache_key
+    from core.evaluate.predictions import prediction_cache_key
 
     kaggle = open_dataset(kaggle_dir)
     keys = {
@@ -269,7 +270,7 @@ def test_cache_key_depends_on_the_dataset(model_path, kaggle_dir, unlabelled_dir
 
 
 def test_cache_remembers_skipped_patches(model, model_path, kaggle_dir, tmp_path):
-    from core.predict import cached_predictions, clear_prediction_cache
+    from core.evaluate.predictions import cached_predictions, clear_prediction_cache
 
     folder = tmp_path / "broken"
     shutil.copytree(kaggle_dir, folder)
@@ -288,8 +289,8 @@ def test_cache_remembers_skipped_patches(model, model_path, kaggle_dir, tmp_path
 
 
 def test_quality_column_is_the_gate_on_the_same_pixels(model, kaggle_dir, tmp_path):
-    from core.predict import predict_dataset
-    from core.quality import quality_labels
+    from core.data.quality import quality_labels
+    from core.evaluate.predict import predict_dataset
 
     folder = tmp_path / "with_a_broken_one"
     shutil.copytree(kaggle_dir, folder)
@@ -310,8 +311,8 @@ def test_quality_column_is_the_gate_on_the_same_pixels(model, kaggle_dir, tmp_pa
 def test_cached_predictions_carry_quality_and_an_old_entry_without_it_is_recomputed(
     model, model_path, kaggle_dir, tmp_path
 ):
-    from core.evaluation import read_predictions, write_predictions
-    from core.predict import cached_predictions, predict_dataset
+    from core.evaluate.predict import predict_dataset
+    from core.evaluate.predictions import cached_predictions, read_predictions, write_predictions
 
     dataset = open_dataset(kaggle_dir)
     cache = tmp_path / "predictions"

@@ -1,4 +1,4 @@
-"""The prediction job of the Evaluate page (core.prediction_jobs): a real process running a real tiny
+"""The prediction job of the Evaluate page (core.evaluate.jobs): a real process running a real tiny
 model over real patches, found again by its cache key, stoppable, and read as failed when it dies."""
 
 from __future__ import annotations
@@ -10,11 +10,15 @@ import time
 import pytest
 from page_helpers import copy_kaggle_subset, tiny_model
 
-from core.datasets import open_dataset
-from core.evaluation import read_predictions
-from core.predict import cached_predictions, default_prediction_cache_dir, prediction_cache_key
-from core.prediction_jobs import LOADING_PHASE, job_dir, launch, read_job, run_job, stop_job
-from core.runs import write_status
+from core.data.dataset import open_dataset
+from core.evaluate.jobs import LOADING_PHASE, job_dir, launch, read_job, run_job, stop_job
+from core.evaluate.predictions import (
+    cached_predictions,
+    default_prediction_cache_dir,
+    prediction_cache_key,
+    read_predictions,
+)
+from core.train.runs import write_status
 
 JOB_TIMEOUT_S = 300  # an upper bound for a process that imports TensorFlow on two busy cores
 

@@ -1,4 +1,4 @@
-"""The input-quality gate (core.quality) on the real patches of data/sample and on images that are
+"""The input-quality gate (core.data.quality) on the real patches of data/sample and on images that are
 not H&E: photographs and a real IHC slide shipped in tests/data/non_he/, and made-up ones
 (tests/non_he_images.py)."""
 
@@ -18,10 +18,11 @@ from non_he_images import (
     uniform_noise,
 )
 
-from core import augment, quality, stains
-from core.datasets import open_dataset
+from core.data import quality, stains
+from core.data.dataset import open_dataset
+from core.data.quality import OK, QUALITY_FLAGS, assess, count_flags, quality_label, quality_labels
 from core.errors import PatchError
-from core.quality import OK, QUALITY_FLAGS, assess, count_flags, quality_label, quality_labels
+from core.model import augment
 from core.settings import SAMPLE_DATASET
 
 N_MADE_UP = 60  # images a made-up family: 95 % of 60 allows up to 3 misses

@@ -1,20 +1,12 @@
-"""core.runs views for the Train page: the progress of a job in words, which file a run offers
+"""core.train.runs views for the Train page: the progress of a job in words, which file a run offers
 for use and which it resumes from, and which runs can be resumed."""
 
 from __future__ import annotations
 
 import pytest
 
-from core.runs import (
-    CHECKPOINT_FILE,
-    FINAL_MODEL_FILE,
-    STARTING_TEXT,
-    run_checkpoint_path,
-    run_model_path,
-    run_progress,
-    summarize_run,
-    write_status,
-)
+from core.model.io import CHECKPOINT_FILE, FINAL_MODEL_FILE, run_checkpoint_path, run_model_path
+from core.train.runs import STARTING_TEXT, run_progress, summarize_run, write_status
 
 
 @pytest.mark.parametrize(

@@ -11,10 +11,10 @@ import json
 import shutil
 
 import pytest
-from page_helpers import app_test, copy_kaggle_subset
+from page_helpers import PAGE_SCRIPTS, app_test, copy_kaggle_subset
 
-from app_pages.shared import DATASET_KEY, MODEL_KEY
 from core.settings import BASELINE_MODEL, SAMPLE_DATASET
+from ui.shared import DATASET_KEY, MODEL_KEY
 
 RUN_NAME = "second-model"
 
@@ -161,7 +161,7 @@ def test_the_url_follows_the_sidebar_on_every_page(env):
     assert at.query_params["model"] == env["model"]
     for page in ("dataset", "train", "home"):
         at.query_params.clear()  # what a page switch in the browser may do
-        at.switch_page(f"app_pages/{page}.py")
+        at.switch_page(PAGE_SCRIPTS[page])
         at.run()
         assert not at.exception
         assert at.query_params.get("dataset") == str(env["data"]), page

@@ -15,8 +15,8 @@ import pytest
 from page_helpers import copy_kaggle_subset
 
 from core.errors import JobConflictError
-from core.runs import RUN_FILES, read_metrics, read_status, request_stop
 from core.settings import PROJECT_DIR
+from core.train.runs import RUN_FILES, read_metrics, read_status, request_stop
 
 EPOCH_KEYS = {"epoch", "loss", "accuracy", "auc", "val_loss", "val_accuracy", "val_auc", "lr"}
 BATCH_KEYS = {"epoch", "step", "steps", "loss", "accuracy", "patches_per_s", "eta_s"}
@@ -88,7 +88,7 @@ def test_cli_train_leaves_every_file_and_a_model_that_keeps_the_contract(tiny_da
     assert len(predictions) == 12 and set(predictions[0]) == {"id", "label", "prob"}
     assert all(0.0 <= float(p["prob"]) <= 1.0 for p in predictions)
 
-    from core.models import load_model, read_model_meta
+    from core.model.io import load_model, read_model_meta
 
     model = load_model(run_dir)
     patches = np.stack(
@@ -103,7 +103,7 @@ def test_cli_train_leaves_every_file_and_a_model_that_keeps_the_contract(tiny_da
 
 
 def test_same_seed_same_data_gives_the_same_metrics(tiny_data, workspace):
-    from core.training import TrainConfig, run_training
+    from core.train.job import TrainConfig, run_training
 
     results = []
     for name in ("a", "b"):
@@ -120,7 +120,7 @@ def test_same_seed_same_data_gives_the_same_metrics(tiny_data, workspace):
 
 
 def test_stop_sigkill_and_the_one_job_lock(tiny_data, workspace):
-    from core.training import TrainConfig, launch
+    from core.train.job import TrainConfig, launch
 
     config = TrainConfig(data=[str(tiny_data)], architecture="tiny", epochs=500, batch_size=8, seed=1)
     first = launch(config)
@@ -176,8 +176,8 @@ def test_a_corrupt_dataset_ends_failed_with_a_readable_error(tmp_path, workspace
 
 
 def test_a_killed_run_keeps_a_loadable_checkpoint_and_resumes_from_it(tiny_data, workspace):
-    from core.models import load_model, read_model_meta
-    from core.training import TrainConfig, launch, resume_config, run_training
+    from core.model.io import load_model, read_model_meta
+    from core.train.job import TrainConfig, launch, resume_config, run_training
 
     config = TrainConfig(data=[str(tiny_data)], architecture="tiny", epochs=500, batch_size=8, seed=3)
     killed = launch(config)
@@ -198,7 +198,7 @@ def test_a_killed_run_keeps_a_loadable_checkpoint_and_resumes_from_it(tiny_data,
 
 
 def test_resuming_into_an_incompatible_architecture_is_refused(tiny_data, workspace):
-    from core.training import TrainConfig, run_training
+    from core.train.job import TrainConfig, run_training
 
     first = workspace / "runs" / "first"
     run_training(
@@ -213,12 +213,13 @@ def test_resuming_into_an_incompatible_architecture_is_refused(tiny_data, worksp
 
 @pytest.mark.parametrize(("given", "expected"), [([], 3), (["--epochs", "10"], 10), (["--epochs", "5"], 5)])
 def test_resume_takes_epochs_when_given_whatever_the_number(tmp_path, given, expected):
-    from core.__main__ import build_parser
-    from core.cli_train import config_from_args
-    from core.models import build_model, save_model
-    from core.runs import atomic_write_json
+    from core.cli import build_parser
+    from core.cli.train import config_from_args
+    from core.model.architectures import build_model
+    from core.model.io import save_model
     from core.settings import SAMPLE_DATASET
-    from core.training import TrainConfig
+    from core.train.job import TrainConfig
+    from core.train.runs import atomic_write_json
 
     earlier = tmp_path / "earlier"
     save_model(build_model("tiny", seed=0), earlier / "best.keras", {"epoch": 2})
@@ -229,10 +230,10 @@ def test_resume_takes_epochs_when_given_whatever_the_number(tmp_path, given, exp
 
 
 def test_epochs_default_to_the_configuration_default_without_resume():
-    from core.__main__ import build_parser
-    from core.cli_train import config_from_args
+    from core.cli import build_parser
+    from core.cli.train import config_from_args
     from core.settings import SAMPLE_DATASET
-    from core.training import TrainConfig
+    from core.train.job import TrainConfig
 
     config = config_from_args(build_parser().parse_args(["train", str(SAMPLE_DATASET)]))
     assert config.epochs == TrainConfig.epochs == 10

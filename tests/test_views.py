@@ -1,4 +1,4 @@
-"""core.views: the pure helpers behind the Evaluate, Predict and Mistakes pages, on real patches."""
+"""core.evaluate.interpret: the pure helpers behind the Evaluate, Predict and Mistakes pages, on real patches."""
 
 from __future__ import annotations
 
@@ -8,22 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.evaluation import confusion_at
+from core.evaluate.interpret import CELLS, Interpretation, clicked_cell, mistakes_csv
+from core.evaluate.metrics import confusion_at
+from core.evaluate.sources import PatchLookup, training_overlap_note, validation_info
+from core.evaluate.uploads import decode_uploads, upload_results
+from core.formatting import format_interval, format_metric, page_bounds
 from core.settings import SAMPLE_DATASET
-from core.views import (
-    CELLS,
-    PatchLookup,
-    clicked_cell,
-    confusion_cell,
-    decode_uploads,
-    format_interval,
-    format_metric,
-    mistakes_csv,
-    page_bounds,
-    training_overlap_note,
-    upload_results,
-    validation_info,
-)
 
 PREDICTIONS = pd.DataFrame(
     {
@@ -35,14 +25,14 @@ PREDICTIONS = pd.DataFrame(
 
 
 def test_confusion_cells_partition_the_labelled_rows_and_sort_by_confidence():
-    sizes = {cell: len(confusion_cell(PREDICTIONS, 0.5, cell)) for cell in CELLS}
+    sizes = {cell: len(Interpretation(PREDICTIONS).cell(cell, 0.5)) for cell in CELLS}
     known = PREDICTIONS.dropna()
     (tn, fp), (fn, tp) = confusion_at(known["label"], known["prob"], 0.5)
     assert sizes == {"TN": tn, "FP": fp, "FN": fn, "TP": tp}
-    assert confusion_cell(PREDICTIONS, 0.5, "FP")["id"].tolist() == ["c", "b"]  # 0.95 before 0.6
-    assert confusion_cell(PREDICTIONS, 0.5, "TN")["id"].tolist() == ["a", "d"]  # 0.1 before 0.3
+    assert Interpretation(PREDICTIONS).cell("FP", 0.5)["id"].tolist() == ["c", "b"]  # 0.95 before 0.6
+    assert Interpretation(PREDICTIONS).cell("TN", 0.5)["id"].tolist() == ["a", "d"]  # 0.1 before 0.3
     with pytest.raises(ValueError, match="cell"):
-        confusion_cell(PREDICTIONS, 0.5, "XX")
+        Interpretation(PREDICTIONS).cell("XX", 0.5)
 
 
 def test_page_bounds_clamp():
@@ -93,9 +83,9 @@ def test_formatting():
 
 
 def test_mistakes_csv_writes_labels_as_integers():
-    from core.evaluation import mistakes
+    from core.evaluate.interpret import Interpretation
 
-    wrong = mistakes(PREDICTIONS, 0.5)
+    wrong = Interpretation(PREDICTIONS).mistakes(0.5)
     text = mistakes_csv(wrong, ["x"] * len(wrong)).decode()
     frame = pd.read_csv(io.StringIO(text), dtype=str)
     assert set(frame["label"]) == {"0", "1"}  # not 0.0 / 1.0

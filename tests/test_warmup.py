@@ -19,7 +19,7 @@ APP = str(PROJECT_DIR / "streamlit_app.py")
 SCRIPT = textwrap.dedent(f"""
     import json, sys
     from streamlit.testing.v1 import AppTest
-    from app_pages import warmup
+    from ui import warmup
 
     at = AppTest.from_file({APP!r}, default_timeout=120)
     at.run()
@@ -28,8 +28,8 @@ SCRIPT = textwrap.dedent(f"""
     assert thread is not None, "no warm-up started"
     thread.join(300)
 
-    from app_pages.gallery import _explainer, _model_file
-    from app_pages.shared import load_model_cached
+    from ui.gallery import _explainer, _model_file
+    from ui.shared import load_model_cached
     resolved, mtime = _model_file(warmup.report["model"])
     model = load_model_cached(resolved, mtime)  # a cache hit: the page's loader sees the warm model
     explainer = _explainer(resolved, mtime)

@@ -1,0 +1,45 @@
+"""The command line (`python -m core …`): inspect|prepare|train|evaluate|predict|explain|predict-job.
+
+Each command lives in a small module with `register(subparsers)`; its handler returns an exit code.
+Errors core raises on purpose (PatchLensError) end in a one-line message and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from core.errors import PatchLensError
+
+COMMAND_MODULES = (
+    "core.cli.data",
+    "core.cli.train",
+    "core.cli.evaluate",
+    "core.cli.explain",
+    "core.cli.prediction_job",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core", description="PatchLens command line")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except PatchLensError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a full disk, a permission problem: say what and where, no traceback
+        where = f" ({error.filename})" if error.filename else ""
+        print(f"error: {error.strerror or error}{where}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,274 @@
+"""The `predict` and `evaluate` commands.
+
+  python -m core predict MODEL DATA --out preds.csv [--quality-report quality.csv] [--tta] [--batch-size N]
+      writes the Kaggle submission format `id,label` (label = tumour probability); with
+      --quality-report also `id,probability,quality` (quality = `ok` or the input-quality flags
+      joined by `;`, core.data.quality) for the same ids
+  python -m core evaluate MODEL DATA [--threshold T] [--tta] [--json]
+      prints the metrics of a labelled dataset, with 95% bootstrap intervals for AUC and accuracy
+
+MODEL is a .keras file or a run directory. Progress goes to stderr as plain `\\r` text, so stdout
+stays clean for `--json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from core.cli.common import unit_interval
+from core.constants import DEFAULT_THRESHOLD
+from core.data.quality import count_flags
+from core.errors import DatasetError
+
+JSON_KEYS = (
+    "n",
+    "auc",
+    "accuracy",
+    "sensitivity",
+    "specificity",
+    "precision",
+    "f1",
+    "average_precision",
+    "log_loss",
+    "brier",
+    "ece",
+    "threshold",
+    "confusion",
+)
+BOOTSTRAP_SAMPLES = 1000
+
+
+def register(subparsers) -> None:
+    predict = subparsers.add_parser(
+        "predict",
+        help="predict every patch of a dataset; write a Kaggle submission CSV",
+        description="Write id,label (label = tumour probability) for every patch of DATA.",
+    )
+    _add_common(predict)
+    predict.add_argument("--out", required=True, type=Path, help="CSV to write (id,label)")
+    predict.add_argument(
+        "--quality-report",
+        type=Path,
+        metavar="CSV",
+        help="also write id,probability,quality: 'ok' or the input-quality flags (background, not_he, "
+        "blurred) joined by ';'",
+    )
+    predict.set_defaults(handler=run_predict)
+
+    evaluate = subparsers.add_parser(
+        "evaluate",
+        help="metrics of a model on a labelled dataset",
+        description="Print AUC, accuracy, sensitivity, ... of MODEL on the labelled DATA.",
+    )
+    _add_common(evaluate)
+    evaluate.add_argument(
+        "--threshold",
+        type=unit_interval,
+        default=DEFAULT_THRESHOLD,
+        help=f"predict tumour when prob >= T (default {DEFAULT_THRESHOLD})",
+    )
+    evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    evaluate.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="always run the model (default: reuse predictions cached in the workspace)",
+    )
+    evaluate.set_defaults(handler=run_evaluate)
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="a .keras model file or a run directory")
+    parser.add_argument("data", help="a dataset folder or file (any layout)")
+    parser.add_argument(
+        "--tta",
+        action="store_true",
+        help="average over the 8 flips/rotations (8x slower)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=256,
+        help="patches per batch (default 256)",
+    )
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+class _ProgressLine:
+    """`\\r`-rewritten progress text on stderr, at most ~5 updates a second."""
+
+    def __init__(self, verb: str) -> None:
+        self.verb = verb
+        self.started = time.monotonic()
+        self.last = 0.0
+        self.width = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - self.last < 0.2:
+            return
+        self.last = now
+        elapsed = max(now - self.started, 1e-9)
+        percent = 100.0 * done / total if total else 100.0
+        rate = done / elapsed
+        text = f"{self.verb} {done:,}/{total:,} patches ({percent:5.1f}%)  {rate:,.0f} patches/s"
+        sys.stderr.write("\r" + text.ljust(self.width))  # pad: erase a longer previous line
+        self.width = len(text)
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def _report_skipped(frame) -> None:
+    skipped = frame.attrs.get("skipped") or {}
+    if skipped:
+        first = next(iter(skipped.items()))
+        print(
+            f"warning: {len(skipped)} patch(es) could not be read and were left out "
+            f"(first: {first[0]}: {first[1]})",
+            file=sys.stderr,
+        )
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from core.data.dataset import open_dataset
+    from core.evaluate.predict import predict_dataset
+    from core.evaluate.predictions import write_submission
+    from core.model.io import load_model
+
+    model = load_model(args.model)
+    dataset = open_dataset(args.data)
+    frame = predict_dataset(
+        model,
+        dataset,
+        batch_size=args.batch_size,
+        tta=args.tta,
+        progress=_ProgressLine("predict"),
+        quality=args.quality_report is not None,
+    )
+    _report_skipped(frame)
+    write_submission(frame, args.out)
+    print(f"wrote {len(frame):,} predictions to {args.out}", file=sys.stderr)
+    if args.quality_report is not None:
+        write_quality_report(frame, args.quality_report)
+        counts = count_flags(frame["quality"])
+        summary = ", ".join(f"{name} {count:,}" for name, count in counts.items())
+        print(f"wrote the quality report to {args.quality_report} ({summary})", file=sys.stderr)
+    return 0
+
+
+def write_quality_report(frame, path: Path) -> Path:
+    """`id,probability,quality` for every predicted patch, atomically."""
+    import pandas as pd
+
+    from core.files import atomic_write_csv
+
+    report = pd.DataFrame({"id": frame["id"], "probability": frame["prob"], "quality": frame["quality"]})
+    return atomic_write_csv(report, path)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from core.data.dataset import open_dataset
+    from core.evaluate.metrics import bootstrap_ci, metrics_at
+    from core.evaluate.predict import predict_dataset
+    from core.evaluate.predictions import cached_predictions, labelled_arrays
+    from core.model.io import load_model, resolve_model_path
+
+    model_file = resolve_model_path(args.model)
+    dataset = open_dataset(args.data)
+    if dataset.labels is None:
+        raise DatasetError(
+            f"{args.data} is unlabelled ({dataset.layout} layout): evaluate needs labels. "
+            "Use `predict` to score unlabelled patches."
+        )
+    progress = _ProgressLine("evaluate")
+    if args.no_cache:
+        model = load_model(model_file)
+        frame = predict_dataset(model, dataset, batch_size=args.batch_size, tta=args.tta, progress=progress)
+    else:  # the model is loaded only when these predictions are not cached yet
+        frame = cached_predictions(
+            model_file,
+            dataset,
+            tta=args.tta,
+            batch_size=args.batch_size,
+            progress=progress,
+        )
+    _report_skipped(frame)
+    if frame["label"].notna().sum() == 0:
+        raise DatasetError(f"no labelled patch of {args.data} could be read.")
+    labels, probs = labelled_arrays(frame)
+    metrics = metrics_at(labels, probs, args.threshold)
+
+    if args.json:
+        print(json.dumps({key: metrics[key] for key in JSON_KEYS}, indent=2))
+        return 0
+    intervals = {
+        name: bootstrap_ci(labels, probs, name, args.threshold, n_boot=BOOTSTRAP_SAMPLES)
+        for name in ("auc", "accuracy")
+    }
+    print(format_report(metrics, intervals, model=str(model_file), data=args.data, tta=args.tta))
+    return 0
+
+
+def _number(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def format_report(
+    metrics: dict,
+    intervals: dict[str, tuple[float, float] | None],
+    *,
+    model: str,
+    data: str,
+    tta: bool,
+) -> str:
+    """The human-readable table: metrics, intervals, confusion matrix."""
+    (tn, fp), (fn, tp) = metrics["confusion"]
+    rows = [
+        ("AUC (ROC)", "auc"),
+        ("accuracy", "accuracy"),
+        ("balanced accuracy", "balanced_accuracy"),
+        ("sensitivity (recall)", "sensitivity"),
+        ("specificity", "specificity"),
+        ("precision", "precision"),
+        ("F1", "f1"),
+        ("average precision", "average_precision"),
+        ("log loss", "log_loss"),
+        ("Brier score", "brier"),
+        ("ECE (10 bins)", "ece"),
+    ]
+    counts = f"{metrics['n']:,} labelled patches: {tp + fn:,} tumour, {tn + fp:,} normal"
+    views = "  with TTA (8 views)" if tta else ""
+    lines = [
+        f"model      {model}",
+        f"data       {data}  ({counts})",
+        f"threshold  {metrics['threshold']:g}  (tumour when prob >= threshold){views}",
+        "",
+        f"{'metric':<22}{'value':>8}   95% bootstrap interval",
+    ]
+    for title, key in rows:
+        line = f"{title:<22}{_number(metrics[key]):>8}"
+        if key in intervals:
+            interval = intervals[key]
+            line += "   " + (f"[{interval[0]:.4f}, {interval[1]:.4f}]" if interval else "n/a")
+        lines.append(line.rstrip())
+    for key, reason in metrics.get("undefined", {}).items():
+        lines.append(f"  note: {key} {reason}")
+    width = max(len(f"{v:,}") for v in (tn, fp, fn, tp)) + 2
+    lines += [
+        "",
+        "confusion matrix (rows = true class, columns = predicted)",
+        f"{'':<14}{'normal':>{width + 4}}{'tumour':>{width + 4}}",
+        f"{'true normal':<14}{tn:>{width + 4},}{fp:>{width + 4},}",
+        f"{'true tumour':<14}{fn:>{width + 4},}{tp:>{width + 4},}",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,37 @@
+"""The `predict-job` command: what the Evaluate page starts in its own process.
+
+python -m core predict-job MODEL DATA [--key KEY] [--tta] [--cache-dir DIR]
+    computes the cached predictions of MODEL on DATA (the file `python -m core evaluate` reads),
+    reporting state and progress in <cache>/jobs/<KEY>/status.json (see core.evaluate.jobs)
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "predict-job",
+        help="cache a model's predictions on a dataset as a job the Evaluate page can follow",
+        description="Compute and cache the predictions of MODEL on DATA, reporting progress in a job file.",
+    )
+    parser.add_argument("model", help="a .keras model file or a run directory")
+    parser.add_argument("data", help="a dataset folder or file (any layout)")
+    parser.add_argument("--key", help="the job key the page waits on (default: computed)")
+    parser.add_argument("--tta", action="store_true", help="average over the 8 flips/rotations")
+    parser.add_argument(
+        "--cache-dir", type=Path, help="prediction cache (default: <workspace>/cache/predictions)"
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from core.evaluate.jobs import run_job
+
+    status = run_job(args.model, args.data, key=args.key, tta=args.tta, cache_dir=args.cache_dir)
+    if status.get("state") != "finished":
+        print(f"{status.get('state')}: {status.get('error') or ''}".strip())
+        return 1
+    return 0

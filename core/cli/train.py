@@ -1,0 +1,122 @@
+"""`python -m core train`: the same code path as the Train page, with a progress line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from core.errors import RunError
+from core.model.augment import AugmentConfig
+from core.train.config import TrainConfig
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model on one or more datasets",
+        description="Train a model; writes config.json, status.json, metrics.jsonl, best.keras, "
+        "model.keras and val_predictions.csv into the run directory.",
+    )
+    parser.add_argument("data", nargs="*", help="training dataset(s): any supported layout")
+    parser.add_argument("--out", help="run directory (default: a new one under the workspace)")
+    parser.add_argument("--config", help="read the whole configuration from this config.json")
+    parser.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue an earlier (failed or stopped) run from its best checkpoint, with its configuration; "
+        "--epochs, if given, sets the new total",
+    )
+    parser.add_argument(
+        "--val-data", help="a separate validation dataset (its ids are excluded from training)"
+    )
+    parser.add_argument(
+        "--val-fraction", type=float, default=0.2, help="held-out fraction when no --val-data"
+    )
+    parser.add_argument("--arch", default="patchnet", help="architecture (patchnet, seed, tiny)")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help=f"passes over the training data (default {TrainConfig.epochs}; with --resume: the new total, "
+        "default the earlier run's)",
+    )
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-3, help="initial learning rate")
+    parser.add_argument("--schedule", default="cosine", choices=["cosine", "constant"])
+    parser.add_argument("--no-dihedral", action="store_true", help="no flips / 90° rotations")
+    parser.add_argument(
+        "--color-jitter",
+        type=float,
+        default=1.0,
+        help="strength of brightness/contrast/saturation/hue jitter (0 = off, 1 = default)",
+    )
+    parser.add_argument("--hed-jitter", type=float, default=0.0, help="HED stain jitter strength (e.g. 0.05)")
+    parser.add_argument(
+        "--patience", type=int, default=0, help="early stopping patience on val AUC (0 = off)"
+    )
+    parser.add_argument("--class-weights", action="store_true", help="weight classes inversely to frequency")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-minutes", type=float, help="wall-clock budget; stops gracefully when reached")
+    parser.add_argument("--limit", type=int, help="use at most this many training patches")
+    parser.add_argument("--workers", type=int, default=2, help="processes for the one-time cache conversion")
+    parser.add_argument("--strategy", default="default", choices=["default", "mirrored", "multiworker"])
+    parser.add_argument(
+        "--memory-limit-gb",
+        type=float,
+        default=1.0,
+        help="training data up to this size is held in memory; larger sets stream from the HDF5 cache",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress line")
+    parser.set_defaults(handler=run)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    if args.resume:
+        from core.train.job import resume_config
+
+        return resume_config(args.resume, epochs=args.epochs)
+    if args.config:
+        try:
+            return TrainConfig.from_dict(json.loads(Path(args.config).read_text()))
+        except (OSError, ValueError, TypeError) as error:
+            raise RunError(f"Cannot read the configuration {args.config}: {error}") from error
+    if not args.data:
+        raise RunError("Name at least one training dataset (or --config).")
+    augment = AugmentConfig.with_strength(
+        args.color_jitter, dihedral=not args.no_dihedral, hed=args.hed_jitter
+    )
+    return TrainConfig(
+        data=[str(Path(d).resolve()) for d in args.data],
+        val_data=str(Path(args.val_data).resolve()) if args.val_data else None,
+        val_fraction=args.val_fraction,
+        architecture=args.arch,
+        epochs=args.epochs if args.epochs is not None else TrainConfig.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        schedule=args.schedule,
+        augment=augment,
+        early_stopping_patience=args.patience,
+        class_weighting=args.class_weights,
+        seed=args.seed,
+        max_minutes=args.max_minutes,
+        limit=args.limit,
+        workers=args.workers,
+        strategy=args.strategy,
+        memory_limit_gb=args.memory_limit_gb,
+    ).validate()
+
+
+def run(args: argparse.Namespace) -> int:
+    from core.train.job import run_training
+    from core.train.runs import new_run_dir
+
+    config = config_from_args(args)
+    run_dir = Path(args.out) if args.out else new_run_dir(config.architecture)
+    status = run_training(config, run_dir, verbose=not args.quiet)
+    if status.get("state") == "failed":
+        raise RunError(f"training failed: {status.get('error')} (see {run_dir / 'train.log'})")
+    if status.get("warning"):
+        print(f"warning: {status['warning']}", file=sys.stderr)
+    return 0

@@ -1,0 +1,377 @@
+"""One reader per folder layout, and the detection of which one a path holds.
+
+kaggle        `<id>.tif` files (in `train/` or the folder itself) + a CSV with `id,label` columns
+class-folders subfolders `0/` and `1/` (or `normal/` and `tumour/`/`tumor/`) of image files
+unlabelled    a folder of image files with neither
+pcam-hdf5     detected here, read by core.data.pcam
+cache         a `.h5` file written by `core.data.cache.prepare` (its reader is here, the writer there)
+
+Bad items (a CSV id without a file, a file without a label, duplicate ids, labels other than 0/1,
+empty files) are skipped and listed as problems; they never sink the dataset.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from core.constants import IMAGE_EXTENSIONS, PATCH_SHAPE
+from core.data.base import Dataset, FileDataset, HDF5Dataset, Problem
+from core.data.pcam import PCAM_FILE, open_pcam
+from core.errors import DatasetError
+from core.files import modified_ns
+
+PREFERRED_CSV = "train_labels.csv"
+CLASS_FOLDERS = {"0": 0, "1": 1, "normal": 0, "tumour": 1, "tumor": 1}
+CACHE_MARK = "patchlens_cache"
+CACHE_VERSION = 1
+UNLABELLED = -1  # the label a cache stores for an unlabelled patch
+
+
+def open_file(path: Path) -> Dataset:
+    if path.suffix.lower() in (".h5", ".hdf5"):
+        if PCAM_FILE.match(path.name):
+            split = PCAM_FILE.match(path.name)["split"]
+            return open_pcam(path.parent, [split])
+        return open_cache(path)
+    if PCAM_FILE.match(path.name):
+        return open_pcam(path.parent, [PCAM_FILE.match(path.name)["split"]])
+    raise DatasetError(
+        f"{path.name} is a single file; open the folder that holds the patches "
+        "(a Kaggle folder, PCam .h5 files, class folders 0/ and 1/, or a PatchLens cache .h5)."
+    )
+
+
+def open_folder(path: Path) -> Dataset:
+    entries = _list_folder(path)
+    splits = sorted({m["split"] for name in entries if (m := PCAM_FILE.match(name)) and m["kind"] == "x"})
+    if splits:
+        return open_pcam(path, splits)
+    class_dirs = {
+        name: label for name, label in CLASS_FOLDERS.items() if entries.get(name, (None, -1))[0] == "dir"
+    }
+    is_class_folders = bool(class_dirs) and set(class_dirs.values()) == {0, 1}
+    # Class folders win over a CSV that labels no image beside it (e.g. an exported predictions.csv).
+    if is_class_folders and not _has_images(path, entries):
+        return _open_class_folders(path, class_dirs)
+    csv_path = _labels_csv(path, entries)
+    if csv_path is not None:
+        return _open_kaggle(path, csv_path)
+    if is_class_folders:
+        return _open_class_folders(path, class_dirs)
+    if any(_is_image(name) for name, (kind, _) in entries.items() if kind == "file"):
+        return _open_unlabelled(path, entries)
+    if entries.get("train", ("", 0))[0] == "dir":
+        return _open_unlabelled(path / "train", _list_folder(path / "train"))
+    raise DatasetError(
+        f"{path} is not a recognised dataset: expected a Kaggle folder (images + id,label CSV), "
+        "PCam camelyonpatch_*.h5 files, class folders 0/ and 1/, or a folder of .tif/.png/.jpg patches."
+    )
+
+
+def _list_folder(path: Path) -> dict[str, tuple[str, int]]:
+    """{name: ("file" | "dir", size in bytes)} in one pass; hidden entries are ignored."""
+    listing: dict[str, tuple[str, int]] = {}
+    try:
+        with os.scandir(path) as scan:
+            for entry in scan:
+                if entry.name.startswith("."):
+                    continue
+                try:
+                    if entry.is_dir():
+                        listing[entry.name] = ("dir", 0)
+                    elif entry.is_file():
+                        listing[entry.name] = ("file", entry.stat().st_size)
+                except OSError:
+                    continue
+    except OSError as error:
+        raise DatasetError(f"{path} could not be listed ({error.strerror or error}).") from None
+    return listing
+
+
+def _is_image(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _stem(name: str) -> str:
+    return name.rsplit(".", 1)[0] if _is_image(name) else name
+
+
+# --- Kaggle -----------------------------------------------------------------------------------
+
+
+def _labels_csv(folder: Path, entries: dict[str, tuple[str, int]]) -> Path | None:
+    """The label CSV of a Kaggle folder: train_labels.csv, else any CSV with id and label columns.
+
+    A CSV that sits next to images but has no id/label header is an error, not a silent
+    unlabelled dataset: the user meant it to label the patches.
+    """
+    names = sorted(n for n, (kind, _) in entries.items() if kind == "file" and n.lower().endswith(".csv"))
+    names.sort(key=lambda n: n.lower() != PREFERRED_CSV)
+    if not names:
+        return None
+    for name in names:
+        if _csv_columns(folder / name) is not None:
+            return folder / name
+    if PREFERRED_CSV in [n.lower() for n in names] or _has_images(folder, entries):
+        first = folder / names[0]
+        raise DatasetError(
+            f"{first.name} has no 'id' and 'label' header (first line: {_first_line(first)!r}); "
+            "a Kaggle label CSV starts with the line 'id,label'."
+        )
+    return None
+
+
+def _has_images(folder: Path, entries: dict[str, tuple[str, int]]) -> bool:
+    if entries.get("train", ("", 0))[0] == "dir":
+        return True
+    return any(_is_image(n) for n in entries)
+
+
+def _first_line(path: Path) -> str:
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace") as handle:
+            return handle.readline().strip()[:80]
+    except OSError:
+        return ""
+
+
+def _csv_columns(path: Path) -> tuple[int, int] | None:
+    """Positions of the id and label columns in the CSV header, or None."""
+    return _header_columns(_first_line(path))
+
+
+def _header_columns(line: str) -> tuple[int, int] | None:
+    header = [h.strip().lower() for h in next(csv.reader([line]), [])]
+    if "id" in header and "label" in header:
+        return header.index("id"), header.index("label")
+    return None
+
+
+def parse_labels_csv(text: str, *, name: str = "labels.csv") -> tuple[list[str], np.ndarray, list[Problem]]:
+    """Parse a Kaggle label CSV: (unique ids in file order, int8 0/1 labels, problems).
+
+    Header names are matched case- and whitespace-insensitively; extra columns are ignored;
+    ids may carry an image extension. Rows with a label other than 0/1 are skipped; a repeated id
+    keeps its first label when the repeats agree and is dropped when they disagree.
+    Raises DatasetError when the header has no id and label columns.
+    """
+    text = text.removeprefix("\ufeff")
+    try:
+        return _parse_labels_rows(csv.reader(io.StringIO(text, newline="")), name)
+    except csv.Error as error:
+        raise DatasetError(f"{name} could not be parsed as CSV ({error}).") from None
+
+
+def _parse_labels_rows(rows: Iterator[list[str]], name: str) -> tuple[list[str], np.ndarray, list[Problem]]:
+    header = next(rows, None)
+    columns = _header_columns(",".join(header)) if header else None
+    if header is None or columns is None:
+        first = ",".join(header or [])[:80]
+        raise DatasetError(
+            f"{name} has no 'id' and 'label' header (first line: {first!r}); "
+            "a Kaggle label CSV starts with the line 'id,label'."
+        )
+    id_col, label_col = columns
+    labels: dict[str, int] = {}
+    conflicting: set[str] = set()
+    problems: list[Problem] = []
+    for line_no, row in enumerate(rows, start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) <= max(id_col, label_col):
+            problems.append(Problem(f"{name} line {line_no}", "row has no id or no label"))
+            continue
+        item = _stem(row[id_col].strip())
+        if not item:
+            problems.append(Problem(f"{name} line {line_no}", "empty id"))
+            continue
+        label = _parse_label(row[label_col])
+        if label is None:
+            problems.append(Problem(item, f"label {row[label_col].strip()!r} is not 0 or 1"))
+            continue
+        if item in labels:
+            if labels[item] != label:
+                conflicting.add(item)
+                problems.append(
+                    Problem(item, f"duplicate id in {name} with a different label (line {line_no}); dropped")
+                )
+            else:
+                problems.append(Problem(item, f"duplicate id in {name} (line {line_no}); kept the first"))
+            continue
+        labels[item] = label
+    ids = [item for item in labels if item not in conflicting]
+    return ids, np.array([labels[i] for i in ids], dtype=np.int8), problems
+
+
+def _parse_label(text: str) -> int | None:
+    try:
+        value = float(text.strip())
+    except ValueError:
+        return None
+    return int(value) if value in (0.0, 1.0) else None
+
+
+def _open_kaggle(folder: Path, csv_path: Path) -> Dataset:
+    try:
+        text = csv_path.read_text(encoding="utf-8-sig", errors="replace")
+    except OSError as error:
+        raise DatasetError(f"{csv_path.name} could not be read ({error.strerror or error}).") from None
+    ids, labels, problems = parse_labels_csv(text, name=csv_path.name)
+    entries = _list_folder(folder)
+    image_dir = folder
+    if entries.get("train", ("", 0))[0] == "dir":
+        image_dir = folder / "train"
+        entries = _list_folder(image_dir)
+    files = {}
+    for name, (kind, size) in entries.items():
+        if kind == "file" and _is_image(name):
+            stem = _stem(name)
+            if stem in files:
+                problems.append(
+                    Problem(stem, f"two files for one id ({files[stem][0]}, {name}); kept the first")
+                )
+                continue
+            files[stem] = (name, size)
+    keep_ids, keep_labels, paths = [], [], []
+    for item, label in zip(ids, labels, strict=True):
+        if item not in files:
+            problems.append(Problem(item, "listed in CSV but no file"))
+            continue
+        name, size = files[item]
+        if size == 0:
+            problems.append(Problem(item, "empty file (0 bytes)"))
+            continue
+        keep_ids.append(item)
+        keep_labels.append(label)
+        paths.append(str(image_dir / name))
+    mentioned = set(ids) | {p.item for p in problems}  # a file whose row was refused is reported once
+    for stem in sorted(files.keys() - mentioned):
+        problems.append(Problem(stem, f"file has no label in {csv_path.name}"))
+    fingerprint = (str(folder.resolve()), len(files), modified_ns(image_dir), modified_ns(csv_path))
+    return FileDataset(
+        folder, "kaggle", keep_ids, np.array(keep_labels, dtype=np.int8), problems,
+        files=paths, fingerprint=fingerprint,
+    )  # fmt: skip
+
+
+# --- class folders and unlabelled folders ----------------------------------------------------
+
+
+def _open_class_folders(folder: Path, class_dirs: dict[str, int]) -> Dataset:
+    found: dict[str, list[tuple[str, int]]] = {}  # id -> [(path, label)]
+    problems: list[Problem] = []
+    mtimes = [modified_ns(folder)]
+    for dirname, label in sorted(class_dirs.items()):
+        sub = folder / dirname
+        mtimes.append(modified_ns(sub))
+        for name, (kind, size) in sorted(_list_folder(sub).items()):
+            if kind != "file" or not _is_image(name):
+                continue
+            if size == 0:
+                problems.append(Problem(f"{dirname}/{name}", "empty file (0 bytes)"))
+                continue
+            found.setdefault(_stem(name), []).append((str(sub / name), label))
+    ids, labels, files = [], [], []
+    for item, copies in found.items():
+        if len({label for _, label in copies}) > 1:
+            where = ", ".join(Path(p).parent.name + "/" + Path(p).name for p, _ in copies)
+            problems.append(Problem(item, f"in both classes ({where}); dropped"))
+            continue
+        if len(copies) > 1:
+            problems.append(Problem(item, f"duplicate id ({len(copies)} files); kept the first"))
+        ids.append(item)
+        labels.append(copies[0][1])
+        files.append(copies[0][0])
+    fingerprint = (str(folder.resolve()), len(files), *mtimes)
+    return FileDataset(
+        folder,
+        "class-folders",
+        ids,
+        np.array(labels, dtype=np.int8),
+        problems,
+        files=files,
+        fingerprint=fingerprint,
+    )
+
+
+def _open_unlabelled(folder: Path, entries: dict[str, tuple[str, int]]) -> Dataset:
+    problems: list[Problem] = []
+    ids, files = [], []
+    seen: dict[str, str] = {}
+    for name, (kind, size) in sorted(entries.items()):
+        if kind != "file" or not _is_image(name):
+            continue
+        stem = _stem(name)
+        if size == 0:
+            problems.append(Problem(name, "empty file (0 bytes)"))
+            continue
+        if stem in seen:
+            problems.append(Problem(stem, f"two files for one id ({seen[stem]}, {name}); kept the first"))
+            continue
+        seen[stem] = name
+        ids.append(stem)
+        files.append(str(folder / name))
+    fingerprint = (str(folder.resolve()), len(files), modified_ns(folder))
+    return FileDataset(folder, "unlabelled", ids, None, problems, files=files, fingerprint=fingerprint)
+
+
+# --- the PatchLens cache -------------------------------------------------------------------
+
+
+def open_cache(path: str | Path) -> HDF5Dataset:
+    """Open a cache written by `prepare` as a Dataset of layout "cache" (pixels read lazily)."""
+    import h5py
+
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as handle:
+            if int(handle.attrs.get(CACHE_MARK, 0)) != CACHE_VERSION:
+                raise DatasetError(
+                    f"{path.name} is an HDF5 file but not a PatchLens cache (made by `python -m core prepare`) "
+                    "nor a PCam camelyonpatch_level_2_split_*_x.h5 file."
+                )
+            x = handle.get("x")
+            if x is None or x.shape[1:] != PATCH_SHAPE or x.dtype != np.uint8:
+                found = "nothing" if x is None else f"shape {x.shape}, dtype {x.dtype}"
+                raise DatasetError(f"{path.name}: cache 'x' should be (N, 96, 96, 3) uint8; found {found}.")
+            n = int(x.shape[0])
+            ids = [s.decode() if isinstance(s, bytes) else str(s) for s in handle["ids"][...]]
+            y = np.asarray(handle["y"][...], dtype=np.int8)
+            groups = [s.decode() for s in handle["groups"][...]] if "groups" in handle else None
+            problems = _stored_problems(handle)
+            mtime = path.stat().st_mtime_ns
+    except OSError as error:
+        raise DatasetError(f"{path.name} is not a readable HDF5 file ({error}).") from None
+    if len(ids) != n or len(y) != n:
+        raise DatasetError(f"{path.name}: cache has {n} patches but {len(ids)} ids and {len(y)} labels.")
+    labelled = y != UNLABELLED
+    mixed = labelled.any() and not labelled.all()
+    if mixed:  # keep the labelled part, say so
+        problems.append(
+            Problem(path.name, f"{int((~labelled).sum())} unlabelled patches in a labelled cache skipped")
+        )
+    dataset = HDF5Dataset(
+        path, "cache", ids, y if labelled.any() else None, problems, groups=groups, fingerprint=(str(path.resolve()), n, mtime),
+        x_files=[str(path)], file_index=np.zeros(n, dtype=np.int32), rows=np.arange(n, dtype=np.int64),
+    )  # fmt: skip
+    if mixed:
+        dataset._keep(labelled)
+    return dataset
+
+
+def _stored_problems(handle) -> list[Problem]:
+    if "problems" not in handle:
+        return []
+    raw = handle["problems"][()]
+    try:
+        items = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+        return [Problem(str(p["item"]), str(p["problem"])) for p in items]
+    except (ValueError, KeyError, TypeError):
+        return [Problem("problems", "the cache's problem list could not be read")]

@@ -1,0 +1,183 @@
+"""Prediction jobs: the model over a whole labelled dataset in its own process, for the Evaluate page.
+
+`launch(model_path, dataset)` starts `python -m core predict-job MODEL DATA --key KEY` as its own
+process and returns KEY, the prediction cache key (core.evaluate.predict.prediction_cache_key). A page finds
+the job again after a reload, or from a second session, by computing the same key. The job writes
+its result through core.evaluate.predict.cached_predictions, so the file is the very one `python -m core
+evaluate` and the page read. It reports only through files in `<prediction cache>/jobs/<KEY>/`:
+status.json (state, phase, done/total, pid, heartbeat, error; written atomically by
+core.train.reporting.JobReporter), stop.request and job.log (the process's own output).
+
+A job that dies without reporting (killed, out of memory) is read back as failed once its process
+is gone or its heartbeat is stale. Nothing here imports Streamlit; TensorFlow is imported only by
+the job process, when it loads the model.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from core.errors import PatchLensError, RunError
+from core.files import read_json
+from core.train.reporting import JobReporter
+from core.train.runs import (
+    ACTIVE_STATES,
+    QUEUED_GRACE_SECONDS,
+    STALE_AFTER_SECONDS,
+    pid_alive,
+    request_stop,
+    start_core_command,
+    stop_requested,
+    write_status,
+)
+
+LOADING_PHASE = "Starting TensorFlow and loading the model…"
+PREDICTING_PHASE = "predicting"
+LOG_NAME = "job.log"
+
+
+class JobStopped(PatchLensError):
+    """The job was asked to stop (the page's Stop button, or SIGTERM)."""
+
+
+def jobs_dir(cache_dir: str | Path | None = None) -> Path:
+    from core.evaluate.predictions import default_prediction_cache_dir
+
+    return (Path(cache_dir) if cache_dir is not None else default_prediction_cache_dir()) / "jobs"
+
+
+def job_dir(key: str, cache_dir: str | Path | None = None) -> Path:
+    return jobs_dir(cache_dir) / key
+
+
+def read_job(key: str, cache_dir: str | Path | None = None) -> dict | None:
+    """The job's status, or None when no job was ever started for `key`.
+
+    An active job whose process is gone, or whose heartbeat is stale, is reported as failed.
+    """
+    status = read_json(job_dir(key, cache_dir) / "status.json")
+    if not status:
+        return None
+    if status.get("state") in ACTIVE_STATES:
+        age = time.time() - float(status.get("heartbeat") or 0)
+        limit = QUEUED_GRACE_SECONDS if status["state"] == "queued" else STALE_AFTER_SECONDS
+        pid = status.get("pid")
+        if (pid is not None and not pid_alive(pid)) or age > limit:
+            log = job_dir(key, cache_dir) / LOG_NAME
+            status = {
+                **status,
+                "state": "failed",
+                "stale": True,
+                "error": f"The prediction process (pid {pid}) ended without reporting a result "
+                f"(last heartbeat {age:.0f} s ago); see {log}.",
+            }
+    return status
+
+
+def is_running(key: str, cache_dir: str | Path | None = None) -> bool:
+    job = read_job(key, cache_dir)
+    return bool(job) and job["state"] in ACTIVE_STATES
+
+
+def stop_job(key: str, cache_dir: str | Path | None = None) -> None:
+    """Ask the job to stop at its next batch (it ends as `stopped`; no cache file is written)."""
+    folder = job_dir(key, cache_dir)
+    if not folder.is_dir():
+        raise RunError(f"No prediction job {key} to stop.")
+    request_stop(folder)
+
+
+def launch(model_path: str | Path, dataset, *, tta: bool = False, cache_dir: str | Path | None = None) -> str:
+    """Start the job for (model, dataset, tta) in its own process; returns its key.
+
+    A job already running for the same key is joined, never started twice.
+    """
+    from core.evaluate.predictions import prediction_cache_key
+
+    key = prediction_cache_key(model_path, dataset, tta=tta)
+    if is_running(key, cache_dir):
+        return key
+    folder = job_dir(key, cache_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "status.json").unlink(missing_ok=True)  # a new attempt forgets the last one's fields
+    (folder / "stop.request").unlink(missing_ok=True)
+    write_status(folder, "queued", pid=os.getpid(), created=time.time(), phase=LOADING_PHASE, done=0)
+    arguments = ["predict-job", str(model_path), str(dataset.path), "--key", key]
+    arguments += ["--tta"] if tta else []
+    arguments += ["--cache-dir", str(cache_dir)] if cache_dir is not None else []
+    write_status(folder, "queued", pid=start_core_command(arguments, folder / LOG_NAME))
+    return key
+
+
+def run_job(
+    model_path: str | Path,
+    dataset_path: str | Path,
+    *,
+    key: str | None = None,
+    tta: bool = False,
+    cache_dir: str | Path | None = None,
+) -> dict:
+    """Compute and cache the predictions in this process, reporting in the job folder.
+
+    `key` (from `launch`) is the key the page waits on; the job fails with a clear message when the
+    model or dataset changed since, so the page never waits for a file that will not come.
+    Returns the final status (finished, stopped or failed); never raises for a job failure.
+    """
+    from core.data.dataset import open_dataset
+    from core.evaluate.predictions import prediction_cache_key
+
+    if key is None:  # run by hand: the key follows from the inputs, and bad inputs fail right here
+        key = prediction_cache_key(model_path, open_dataset(dataset_path), tta=tta)
+    folder = job_dir(key, cache_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    job = JobReporter(folder)
+    started = time.time()
+    job.update("running", pid=os.getpid(), started=started, phase=LOADING_PHASE, done=0)
+    job.start_heartbeat()
+    previous = _stop_on_sigterm(folder)
+    try:
+        dataset = open_dataset(dataset_path)
+        job.update(total=len(dataset))
+        if prediction_cache_key(model_path, dataset, tta=tta) != key:
+            raise RunError("The model file or the dataset changed since this job was started; run it again.")
+        _predict(model_path, dataset, tta, cache_dir, job, folder)
+        job.update("finished", phase="done", finished=time.time(), duration_s=round(time.time() - started, 1))
+    except BaseException as error:  # the job must always end in a state the page can show
+        state = "stopped" if isinstance(error, (JobStopped, KeyboardInterrupt)) else "failed"
+        message = str(error) if isinstance(error, PatchLensError) else f"{type(error).__name__}: {error}"
+        if state == "failed":
+            traceback.print_exc()
+        job.update(state, phase=state, error=message if state == "failed" else None, finished=time.time())
+        if not isinstance(error, (Exception, KeyboardInterrupt)):
+            raise
+    finally:
+        job.stop_heartbeat()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    return read_json(folder / "status.json", {})
+
+
+def _predict(model_path, dataset, tta: bool, cache_dir, job: JobReporter, folder: Path) -> None:
+    from core.evaluate.predictions import cached_predictions
+    from core.model.io import load_model
+
+    model = load_model(model_path)
+
+    def progress(done: int, total: int) -> None:
+        if stop_requested(folder):
+            raise JobStopped("stopped on request")
+        job.update(phase=PREDICTING_PHASE, done=done, total=total)
+
+    cached_predictions(model_path, dataset, tta=tta, cache_dir=cache_dir, model=model, progress=progress)
+
+
+def _stop_on_sigterm(folder: Path):
+    """SIGTERM becomes a stop request (the job ends as `stopped` at its next batch)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, lambda signum, frame: request_stop(folder))

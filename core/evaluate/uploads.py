@@ -1,0 +1,91 @@
+"""Patches a user uploads on the Predict page: decoded in memory, judged by the input-quality gate,
+and the table and counts the page shows once the model has scored them."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from core.constants import LABEL_NAMES
+from core.data.images import decode_patch
+from core.data.quality import FLAG_SEPARATOR, OK, quality_labels
+from core.errors import PatchError
+from core.evaluate.interpret import call_of
+
+
+@dataclass
+class UploadBatch:
+    """Uploaded files decoded in memory: the good patches, stacked, their input-quality labels
+    (core.data.quality: 'ok' or the flags joined by ';'), and a reason per bad file."""
+
+    names: list[str] = field(default_factory=list)
+    patches: np.ndarray = field(default_factory=lambda: np.empty((0, 96, 96, 3), dtype=np.uint8))
+    digests: list[str] = field(default_factory=list)
+    quality: list[str] = field(default_factory=list)
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (file name, reason without the name)
+
+
+def decode_uploads(files: list[tuple[str, bytes]]) -> UploadBatch:
+    """Decode each (name, bytes) with core.data.images.decode_patch and judge the good ones with the
+    input-quality gate; a bad file never stops the others."""
+    batch = UploadBatch()
+    good: list[np.ndarray] = []
+    for name, data in files:
+        try:
+            patch = decode_patch(data, name=name)
+        except PatchError as error:  # the name is kept beside the reason, not repeated inside it
+            batch.errors.append((name, getattr(error, "reason", str(error))))
+            continue
+        good.append(patch)
+        batch.names.append(name)
+        batch.digests.append(hashlib.sha256(data).hexdigest()[:16])
+    if good:
+        batch.patches = np.stack(good)
+        batch.quality = quality_labels(batch.patches)
+    return batch
+
+
+def quality_flags(label: str) -> list[str]:
+    """The flags of a quality label ('ok' → none)."""
+    return [] if label == OK else label.split(FLAG_SEPARATOR)
+
+
+def upload_results(batch: UploadBatch, probs: np.ndarray, threshold: float) -> pd.DataFrame:
+    """One row per uploaded file: file, probability, call at `threshold`, quality, problem (bad files).
+
+    A flagged patch (quality not 'ok') keeps its probability but gets no call: the model's answer
+    on it is not meaningful, and its `quality` column says why.
+    """
+    quality = batch.quality or [OK] * len(batch.names)
+    rows = [
+        {
+            "file": name,
+            "probability": float(p),
+            "call": call_of(p, threshold) if label == OK else "",
+            "quality": label,
+            "problem": "",
+        }
+        for name, p, label in zip(batch.names, np.asarray(probs, dtype=float), quality, strict=True)
+    ]
+    rows += [
+        {"file": name, "probability": np.nan, "call": "", "quality": "", "problem": reason}
+        for name, reason in batch.errors
+    ]
+    return pd.DataFrame(rows, columns=["file", "probability", "call", "quality", "problem"])
+
+
+def upload_counts(results: pd.DataFrame) -> dict[str, int]:
+    """The Predict cards from an `upload_results` table: scored, called tumour / normal (ok patches
+    only), flagged (scored but not ok), not readable."""
+    scored = results["problem"] == ""
+    calls = results.loc[scored, "call"]
+    return {
+        "scored": int(scored.sum()),
+        "tumour": int((calls == LABEL_NAMES[1]).sum()),
+        "normal": int((calls == LABEL_NAMES[0]).sum()),
+        "flagged": int((results.loc[scored, "quality"] != OK).sum()),
+        "unreadable": int((~scored).sum()),
+    }

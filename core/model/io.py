@@ -1,0 +1,125 @@
+"""Model files: saving atomically with the PatchLens metadata inside, loading safely with the model
+contract checked, and which .keras file a run directory offers.
+
+Contract of a saved model: input RGB patches (N, 96, 96, 3) with values 0-255 (scaling happens
+inside the model), output (N, 1) = probability of tumour in the centre 32x32 px. The name of the
+last convolutional layer (the Grad-CAM target) is stored inside the .keras file as
+`patchlens.json`, with the architecture name and anything else the trainer wants to keep.
+TensorFlow is imported inside the functions, never at module import.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+from core.constants import PATCH_SHAPE
+from core.errors import ModelError
+from core.model.architectures import find_last_conv_layer
+
+META_ENTRY = "patchlens.json"
+FINAL_MODEL_FILE = "model.keras"  # what a finished run delivers
+CHECKPOINT_FILE = "best.keras"  # the best validation AUC so far, written after each better epoch
+
+
+def _first_file(run_dir: str | Path, names: tuple[str, ...]) -> Path | None:
+    for name in names:
+        if (Path(run_dir) / name).is_file():
+            return Path(run_dir) / name
+    return None
+
+
+def run_model_path(run_dir: str | Path) -> Path | None:
+    """The model a run offers for use: its final model, else its best checkpoint, else None."""
+    return _first_file(run_dir, (FINAL_MODEL_FILE, CHECKPOINT_FILE))
+
+
+def run_checkpoint_path(run_dir: str | Path) -> Path | None:
+    """The file a run resumes from: its best checkpoint, else its final model, else None."""
+    return _first_file(run_dir, (CHECKPOINT_FILE, FINAL_MODEL_FILE))
+
+
+def save_model(model, path: str | Path, meta: dict | None = None) -> Path:
+    """Save atomically (temp file in the same folder, then rename) with `patchlens.json` inside."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    info = {"architecture": model.name, "last_conv_layer": find_last_conv_layer(model)}
+    info.update(meta or {})
+    if getattr(model, "optimizer", None) is not None:
+        model = _without_optimizer(model)  # the optimizer state would triple the file
+    fd, tmp = tempfile.mkstemp(suffix=".keras", prefix=f".{path.stem}-", dir=path.parent)
+    os.close(fd)
+    os.chmod(tmp, 0o644)
+    try:
+        model.save(tmp)
+        with zipfile.ZipFile(tmp, "a") as archive:
+            archive.writestr(META_ENTRY, json.dumps(info, indent=2, default=str))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _without_optimizer(model):
+    """A copy of the model with the same layers and weights and no optimizer state."""
+    import keras
+
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def read_model_meta(path: str | Path) -> dict:
+    """The `patchlens.json` stored in a .keras file ({} for a Keras file saved elsewhere)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if META_ENTRY not in archive.namelist():
+                return {}
+            return json.loads(archive.read(META_ENTRY))
+    except (OSError, zipfile.BadZipFile, ValueError) as error:
+        raise ModelError(f"{Path(path).name} is not a Keras model file ({error}).") from error
+
+
+def resolve_model_path(path: str | Path) -> Path:
+    """A .keras file, or a run directory (its final model, else its best checkpoint)."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        found = run_model_path(path)
+        if found is None:
+            raise ModelError(f"{path} holds no model.keras or best.keras yet.")
+        return found
+    if not path.is_file():
+        raise ModelError(f"No model file at {path}.")
+    if path.suffix != ".keras":
+        raise ModelError(f"{path.name} is not a .keras model file (Keras 3 format expected).")
+    return path
+
+
+def load_model(path: str | Path):
+    """Load a model safely (safe_mode=True: a Lambda layer's code is never executed) and check the
+    contract: input (None, 96, 96, 3), output (None, 1). Raises ModelError otherwise."""
+    path = resolve_model_path(path)
+    meta = read_model_meta(path)  # also rejects files that are not zip archives
+    import keras
+
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as error:  # Keras raises many types for foreign or unsafe files
+        reason = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
+        raise ModelError(f"{path.name} could not be loaded safely as a Keras model: {reason}") from error
+    input_shape = tuple(model.input_shape) if not isinstance(model.input_shape, list) else None
+    if input_shape is None or tuple(input_shape[1:]) != PATCH_SHAPE:
+        raise ModelError(
+            f"{path.name} expects input {model.input_shape}; PatchLens models take (None, 96, 96, 3)."
+        )
+    if tuple(model.output_shape[1:]) != (1,):
+        raise ModelError(
+            f"{path.name} outputs {model.output_shape}; PatchLens models output (None, 1) = P(tumour)."
+        )
+    model.patchlens_meta = meta
+    model.patchlens_path = str(path)
+    return model

@@ -1,0 +1,72 @@
+"""The configuration of a training run: everything that defines it, saved as config.json."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from core.errors import RunError
+from core.model.augment import AugmentConfig
+
+SCHEDULES = ("cosine", "constant")
+STRATEGIES = ("default", "mirrored", "multiworker")
+DEFAULT_BATCH_SIZE = 64  # per replica, sized for a CPU
+GPU_BATCH_SIZE = 256  # per GPU, used when a GPU is present and the batch size was left at the default
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; saved as config.json in the run directory."""
+
+    data: list[str]
+    val_data: str | None = None  # a second dataset; when None, a fraction of `data` is held out
+    val_fraction: float = 0.2
+    architecture: str = "patchnet"
+    epochs: int = 10
+    batch_size: int = DEFAULT_BATCH_SIZE
+    learning_rate: float = 1e-3
+    schedule: str = "cosine"
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    early_stopping_patience: int = 0  # epochs without a better val AUC before stopping; 0 = off
+    class_weighting: bool = False
+    seed: int = 0
+    max_minutes: float | None = None  # wall-clock budget; stops gracefully when reached
+    limit: int | None = None  # use at most this many training patches (quick trials)
+    workers: int = 2  # processes for the one-time conversion into the HDF5 cache
+    strategy: str = "default"  # default | mirrored (several GPUs) | multiworker (TF_CONFIG)
+    memory_limit_gb: float = 1.0  # selections larger than this stream from the HDF5 cache
+    resume_from: str | None = None  # a checkpoint (.keras) or run directory to continue from
+
+    def validate(self) -> TrainConfig:
+        from core.model.architectures import ARCHITECTURES
+
+        if isinstance(self.data, (str, Path)):
+            self.data = [str(self.data)]
+        self.data = [str(d) for d in self.data]
+        if not self.data:
+            raise RunError("Choose at least one training dataset.")
+        for path in [*self.data, *([self.val_data] if self.val_data else [])]:
+            if not Path(path).exists():
+                raise RunError(f"No dataset at {path}.")
+        if isinstance(self.augment, dict):
+            self.augment = AugmentConfig(**self.augment)
+        if self.architecture not in ARCHITECTURES:
+            raise RunError(f"Unknown architecture {self.architecture!r}: {', '.join(ARCHITECTURES)}.")
+        if not self.val_data and not 0.0 < self.val_fraction < 1.0:
+            raise RunError("The validation fraction must lie between 0 and 1.")
+        if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:
+            raise RunError("Epochs, batch size and learning rate must be positive.")
+        if self.schedule not in SCHEDULES:
+            raise RunError(f"Unknown schedule {self.schedule!r}: {', '.join(SCHEDULES)}.")
+        if self.strategy not in STRATEGIES:
+            raise RunError(f"Unknown strategy {self.strategy!r}.")
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        config = cls(**{k: v for k, v in data.items() if k in known})
+        return config.validate()

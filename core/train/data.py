@@ -1,0 +1,127 @@
+"""The data of a training run: every dataset converted once into its HDF5 cache, then the training
+and validation selections (a stratified random split, or a separate validation set whose ids are
+excluded from training)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import RunError
+from core.train.config import TrainConfig
+
+
+@dataclass
+class TrainingData:
+    train: object  # core.train.pipeline.Selection
+    val: object
+    notes: list[str]
+
+
+def _cache_for(path: str, workers: int, report: Callable[[str], None]) -> Path:
+    """The HDF5 cache of a dataset, converting it once (reused by every later run)."""
+    from core.data.cache import cache_path_for, prepare
+    from core.data.dataset import open_dataset
+
+    dataset = open_dataset(path)
+    if dataset.layout == "cache":
+        return Path(dataset.path)
+    target = cache_path_for(dataset)
+    if not target.exists():
+        start = time.time()
+
+        def progress(done: int, total: int) -> None:
+            report(f"Converting {Path(path).name} into a cache: {done}/{total} patches")
+
+        prepare(dataset, target, workers=workers, progress=progress)
+        report(f"Cached {len(dataset)} patches of {Path(path).name} in {time.time() - start:.0f} s")
+    return target
+
+
+def prepare_data(config: TrainConfig, report: Callable[[str], None] = lambda _: None) -> TrainingData:
+    """Caches for every dataset, then the training and validation selections."""
+    from core.train.pipeline import Selection, read_cache_index
+
+    rng = np.random.default_rng(config.seed)
+    notes: list[str] = []
+    entries = []  # (cache path, ids, labels)
+    for path in config.data:
+        cache = _cache_for(path, config.workers, report)
+        ids, labels = read_cache_index(cache)
+        entries.append((cache, ids, labels))
+
+    def select(parts_rows, all_ids, all_labels) -> Selection:
+        parts, ids, labels = [], [], []
+        for (cache, rows), part_ids, part_labels in zip(parts_rows, all_ids, all_labels):
+            rows = np.sort(rows)
+            if len(rows):
+                parts.append((cache, rows))
+                ids += [part_ids[r] for r in rows]
+                labels.append(part_labels[rows])
+        label_array = np.concatenate(labels).astype(np.float32) if labels else np.zeros(0, np.float32)
+        return Selection(parts=parts, labels=label_array, ids=ids)
+
+    labelled = [np.flatnonzero(labels >= 0) for _, _, labels in entries]
+    n_unlabelled = sum(len(ids) - len(rows) for (_, ids, _), rows in zip(entries, labelled))
+    if n_unlabelled:
+        notes.append(f"{n_unlabelled} unlabelled patches were left out of training.")
+
+    if config.val_data:
+        val_cache = _cache_for(config.val_data, config.workers, report)
+        val_ids, val_labels = read_cache_index(val_cache)
+        val_rows = np.flatnonzero(val_labels >= 0)
+        if len(val_rows) == 0:
+            raise RunError(f"The validation dataset {config.val_data} has no labelled patches.")
+        held_out = {val_ids[r] for r in val_rows}
+        train_rows = []
+        excluded = 0
+        for (_, ids, _), rows in zip(entries, labelled):
+            keep = np.array([ids[r] not in held_out for r in rows], dtype=bool)
+            excluded += int((~keep).sum())
+            train_rows.append(rows[keep])
+        if excluded:
+            notes.append(f"{excluded} training patches also in the validation set were excluded.")
+        val = select([(val_cache, val_rows)], [val_ids], [val_labels])
+    else:
+        # One stratified random split over all labelled patches (shares slides: optimistic).
+        train_rows, val_rows_parts = [], []
+        for _, _, labels in entries:
+            rows = np.flatnonzero(labels >= 0)
+            val_mask = np.zeros(len(rows), dtype=bool)
+            for cls in (0, 1):
+                members = np.flatnonzero(labels[rows] == cls)
+                n_val = int(round(len(members) * config.val_fraction))
+                val_mask[rng.permutation(members)[:n_val]] = True
+            train_rows.append(rows[~val_mask])
+            val_rows_parts.append(rows[val_mask])
+        val = select(
+            [(c, r) for (c, _, _), r in zip(entries, val_rows_parts)],
+            [ids for _, ids, _ in entries],
+            [labels for _, _, labels in entries],
+        )
+    if config.limit:
+        total = sum(len(r) for r in train_rows)
+        if total > config.limit:
+            keep = np.sort(rng.permutation(total)[: config.limit])
+            bounds = np.cumsum([0] + [len(r) for r in train_rows])
+            train_rows = [
+                rows[keep[(keep >= lo) & (keep < hi)] - lo]
+                for rows, lo, hi in zip(train_rows, bounds[:-1], bounds[1:])
+            ]
+            notes.append(f"Training limited to {config.limit} of {total} patches.")
+    train = select(
+        [(c, r) for (c, _, _), r in zip(entries, train_rows)],
+        [ids for _, ids, _ in entries],
+        [labels for _, _, labels in entries],
+    )
+    if len(train) == 0:
+        raise RunError("No labelled training patches are left after the validation split.")
+    if len(val) == 0:
+        raise RunError("The validation set is empty; raise the validation fraction.")
+    if len(np.unique(train.labels)) < 2:
+        raise RunError("The training patches hold only one class; a classifier needs both.")
+    return TrainingData(train=train, val=val, notes=notes)

@@ -1,0 +1,357 @@
+"""A training job: a TrainConfig and a run directory in, a trained model and its record out.
+
+`launch(config)` (the Train page) writes the run directory and starts `python -m core train
+--config RUN/config.json --out RUN` as its own process, so training survives page reruns and
+browser reloads. The CLI's `train` calls `run_training` directly: both take the same code path.
+The job reports only through files (see core.train.runs and core.train.reporting); the page reads them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import JobConflictError, PatchLensError, RunError
+from core.model.io import CHECKPOINT_FILE, FINAL_MODEL_FILE, run_checkpoint_path
+from core.train.config import DEFAULT_BATCH_SIZE, GPU_BATCH_SIZE, TrainConfig
+from core.train.data import prepare_data
+from core.train.distributed import is_chief, make_strategy
+from core.train.reporting import JobReporter, make_callback, terminal_printer
+from core.train.runs import (
+    acquire_lock,
+    active_run,
+    append_metrics,
+    atomic_write_json,
+    job_conflict,
+    new_run_dir,
+    read_json,
+    release_lock,
+    start_core_command,
+    write_status,
+)
+
+__all__ = ["TrainConfig", "launch", "prepare_data", "resume_config", "run_training"]
+
+
+def run_training(config: TrainConfig, run_dir: str | Path, *, verbose: bool = True) -> dict:
+    """Train in this process, writing everything into `run_dir`. Returns the final status.
+
+    Errors end in status `failed` with a readable message (and the traceback in train.log);
+    a stop request or SIGTERM ends the run gracefully as `stopped`, keeping the best checkpoint.
+    """
+    config.validate()
+    chief = config.strategy != "multiworker" or is_chief()
+    if not chief:  # other workers train in step with the chief but write only to a scratch folder
+        run_dir = Path(tempfile.mkdtemp(prefix="patchlens-worker-"))
+    run_dir = Path(run_dir).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    existing = read_json(run_dir / "status.json")
+    if existing and existing.get("state") != "queued":
+        raise RunError(f"{run_dir} already holds a run ({existing.get('state')}); choose a new --out.")
+    if chief:
+        acquire_lock(run_dir)
+    atomic_write_json(run_dir / "config.json", config.to_dict())
+    job = JobReporter(run_dir)
+    started = time.time()
+    job.update("running", pid=os.getpid(), started=started, phase="starting", error=None)
+    job.start_heartbeat()
+    printer = terminal_printer() if verbose else None
+    previous_sigterm = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum, frame):
+        job.stop_reason = "stopped by SIGTERM"
+        (run_dir / "stop.request").touch()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        result = _train(config, run_dir, job, printer, started)
+        state = "stopped" if job.stop_reason and job.stop_reason.startswith("stopped") else "finished"
+        job.update(
+            state,
+            phase="done",
+            finished=time.time(),
+            duration_s=round(time.time() - started, 1),
+            note=job.stop_reason,
+            **result,
+        )
+    except BaseException as error:  # the job must always end in a state the page can show
+        message = str(error) if isinstance(error, PatchLensError) else f"{type(error).__name__}: {error}"
+        if isinstance(error, KeyboardInterrupt):
+            message = "interrupted"
+        with open(run_dir / "train.log", "a") as log:
+            log.write(traceback.format_exc())
+        job.update(
+            "failed",
+            phase="failed",
+            error=message,
+            finished=time.time(),
+            duration_s=round(time.time() - started, 1),
+        )
+        if not isinstance(error, (Exception, KeyboardInterrupt)):
+            raise
+    finally:
+        job.stop_heartbeat()
+        if chief:
+            release_lock(run_dir)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous_sigterm)
+    final = json.loads((run_dir / "status.json").read_text())
+    if not chief:
+        import shutil
+
+        shutil.rmtree(run_dir, ignore_errors=True)
+    elif printer:
+        printer(f"{job.state}: {run_dir}", newline=True)
+    return final
+
+
+def _train(config: TrainConfig, run_dir: Path, job: JobReporter, printer, started: float) -> dict:
+    job.update(phase="preparing data")
+    data = prepare_data(config, report=lambda text: job.update(phase=text))
+    for note in data.notes:
+        append_metrics(run_dir, {"kind": "note", "text": note, "time": time.time()})
+    job.update(
+        phase="building the model",
+        n_train=len(data.train),
+        n_val=len(data.val),
+        n_train_positive=int(data.train.labels.sum()),
+        n_val_positive=int(data.val.labels.sum()),
+        notes=data.notes,
+    )
+
+    import keras
+    import tensorflow as tf
+
+    from core.model.architectures import build_model
+    from core.model.io import save_model
+    from core.train.batch_norm import PRECISE_BN_PATCHES, precise_batch_norm_callback
+    from core.train.pipeline import make_dataset
+
+    strategy = make_strategy(config.strategy)
+    replicas = strategy.num_replicas_in_sync
+    gpu = bool(tf.config.list_physical_devices("GPU"))
+    if gpu:  # mixed precision pays on a GPU only; the output layer stays float32
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    keras.utils.set_random_seed(config.seed)
+    tf.config.experimental.enable_op_determinism()
+    per_replica = config.batch_size
+    if gpu and config.batch_size == DEFAULT_BATCH_SIZE:  # a GPU is starved by the CPU-sized default
+        per_replica = GPU_BATCH_SIZE
+    global_batch = per_replica * replicas  # batch_size is per replica
+    steps_per_epoch = int(np.ceil(len(data.train) / global_batch))
+    memory_limit = int(config.memory_limit_gb * 1024**3)
+    train_ds = make_dataset(
+        data.train,
+        batch_size=global_batch,
+        shuffle=True,
+        augment=config.augment,
+        seed=config.seed,
+        memory_limit_bytes=memory_limit,
+    )
+    val_ds = make_dataset(
+        data.val, batch_size=max(global_batch, 128), shuffle=False, memory_limit_bytes=memory_limit
+    )
+    batch_norm_ds = make_dataset(  # a fixed sample of un-augmented training patches (core.train.batch_norm)
+        data.train.sample(PRECISE_BN_PATCHES, seed=config.seed),
+        batch_size=global_batch,
+        shuffle=False,
+        memory_limit_bytes=memory_limit,
+    )
+    if replicas > 1 or config.strategy == "multiworker":
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        train_ds, val_ds = train_ds.with_options(options), val_ds.with_options(options)
+        batch_norm_ds = batch_norm_ds.with_options(options)
+    job.update(strategy=config.strategy, replicas=replicas, global_batch=global_batch, gpu=gpu)
+
+    initial_epoch = 0
+    with strategy.scope():
+        model = build_model(config.architecture, seed=config.seed)
+        if config.resume_from:
+            initial_epoch = _restore_checkpoint(model, config.resume_from)
+            append_metrics(
+                run_dir,
+                {
+                    "kind": "note",
+                    "text": f"Resumed from {config.resume_from} after epoch {initial_epoch}.",
+                    "time": time.time(),
+                },
+            )
+        if config.schedule == "cosine":
+            lr = keras.optimizers.schedules.CosineDecay(
+                config.learning_rate, decay_steps=steps_per_epoch * config.epochs, alpha=0.02
+            )
+        else:
+            lr = config.learning_rate
+        model.compile(
+            optimizer=keras.optimizers.Adam(lr),
+            loss="binary_crossentropy",
+            metrics=["accuracy", keras.metrics.AUC(name="auc")],
+        )
+        if initial_epoch:  # continue the learning-rate schedule where the checkpoint left it
+            model.optimizer.iterations.assign(initial_epoch * steps_per_epoch)
+    if initial_epoch >= config.epochs:
+        raise RunError(
+            f"The checkpoint is from epoch {initial_epoch}; ask for more than {initial_epoch} epochs to resume."
+        )
+    class_weight = None
+    if config.class_weighting:
+        n, n_pos = len(data.train.labels), float(data.train.labels.sum())
+        class_weight = {0: n / (2 * (n - n_pos)), 1: n / (2 * n_pos)}
+    deadline = started + 60 * config.max_minutes if config.max_minutes else None
+    callback = make_callback(
+        job,
+        steps_per_epoch=steps_per_epoch,
+        epochs=config.epochs,
+        batch_size=global_batch,
+        deadline=deadline,
+        printer=printer,
+        val_majority_rate=float(max(data.val.labels.mean(), 1 - data.val.labels.mean())),
+    )
+    # before each validation: BatchNorm statistics that match the weights (see core.train.batch_norm)
+    callbacks = [precise_batch_norm_callback(batch_norm_ds, strategy=strategy), callback]
+    if config.early_stopping_patience > 0:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_auc", mode="max", patience=config.early_stopping_patience
+            )
+        )
+    job.update(
+        phase="training", progress={"epoch": 0, "epochs": config.epochs, "step": 0, "steps": steps_per_epoch}
+    )
+    if config.strategy == "multiworker":
+        from core.train.distributed import fit_multiworker
+
+        if class_weight is not None:
+            raise RunError("Class weighting is not available with --strategy multiworker.")
+        fit_multiworker(
+            model,
+            strategy,
+            train_ds,
+            val_ds,
+            epochs=config.epochs,
+            global_batch=global_batch,
+            callbacks=callbacks,
+            initial_epoch=initial_epoch,
+        )
+    else:
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=config.epochs,
+            callbacks=callbacks,
+            class_weight=class_weight,
+            initial_epoch=initial_epoch,
+            shuffle=False,  # the tf.data pipeline shuffles
+            verbose=0,
+        )
+
+    if callback.best_weights is not None:
+        model.set_weights(callback.best_weights)  # the final model is the best by validation AUC
+    job.update(phase="predicting the validation set")
+    if config.strategy == "multiworker":  # every worker predicts the whole validation set, unsharded
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+        val_ds = val_ds.with_options(options)
+    probs = model.predict(val_ds, verbose=0).reshape(-1)[: len(data.val)]
+    import pandas as pd
+    from sklearn.metrics import roc_auc_score
+
+    from core.evaluate.predictions import write_predictions
+
+    labels = data.val.labels.astype(int)
+    write_predictions(
+        pd.DataFrame({"id": data.val.ids, "label": labels, "prob": probs}), run_dir / "val_predictions.csv"
+    )
+    summary = {
+        "best_epoch": callback.best_epoch,
+        "val_auc": float(roc_auc_score(labels, probs)) if len(np.unique(labels)) == 2 else None,
+        "val_accuracy": float(np.mean((probs >= 0.5) == labels)),
+        "n_train": len(data.train),
+        "n_val": len(data.val),
+    }
+    save_model(
+        model,
+        run_dir / FINAL_MODEL_FILE,
+        {"config": config.to_dict(), **summary, "duration_s": round(time.time() - started, 1)},
+    )
+    return summary
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A run directory's best checkpoint (else its final model), or the .keras file itself."""
+    path = Path(path)
+    if path.is_dir():
+        found = run_checkpoint_path(path)
+        if found is None:
+            raise RunError(f"{path.name} has no checkpoint to resume from (no {CHECKPOINT_FILE}).")
+        return found
+    if not path.is_file():
+        raise RunError(f"No checkpoint at {path}.")
+    return path
+
+
+def _restore_checkpoint(model, path: str | Path) -> int:
+    """Load a checkpoint's weights (safely) into `model`; returns the epoch it was saved after."""
+    from core.model.io import load_model, read_model_meta
+
+    checkpoint = resolve_checkpoint(path)
+    saved = load_model(checkpoint)
+    if len(saved.weights) != len(model.weights) or any(
+        tuple(a.shape) != tuple(b.shape) for a, b in zip(saved.weights, model.weights)
+    ):
+        raise RunError(f"{checkpoint} does not match the {model.name} architecture; cannot resume from it.")
+    model.set_weights(saved.get_weights())
+    meta = read_model_meta(checkpoint)
+    return int(meta.get("epoch") or meta.get("best_epoch") or 0)
+
+
+def resume_config(run_dir: str | Path, *, epochs: int | None = None) -> TrainConfig:
+    """The configuration of an earlier run, set to continue from its best checkpoint; `epochs`, when
+    given, is the new total (else the earlier run's)."""
+    run_dir = Path(run_dir)
+    data = read_json(run_dir / "config.json")
+    if not data:
+        raise RunError(f"{run_dir.name} has no readable config.json.")
+    config = TrainConfig.from_dict(data)
+    config.resume_from = str(resolve_checkpoint(run_dir))
+    if epochs is not None:
+        config.epochs = epochs
+    return config.validate()
+
+
+# ---------------------------------------------------------------- launching from the page
+
+
+def launch(config: TrainConfig, run_dir: str | Path | None = None) -> Path:
+    """Start `python -m core train` for `config` in its own process; returns the run directory.
+
+    Refused with JobConflictError when another job runs in this workspace.
+    """
+    config.validate()
+    running = active_run()
+    if running is not None:
+        raise job_conflict(running.name)
+    run_dir = Path(run_dir) if run_dir else new_run_dir(config.architecture)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run_dir / "config.json", config.to_dict())
+    write_status(run_dir, "queued", pid=os.getpid(), created=time.time())
+    try:
+        acquire_lock(run_dir)
+    except JobConflictError:
+        import shutil
+
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    arguments = ["train", "--config", str(run_dir / "config.json"), "--out", str(run_dir), "--quiet"]
+    write_status(run_dir, "queued", pid=start_core_command(arguments, run_dir / "train.log"))
+    return run_dir

@@ -1,0 +1,195 @@
+"""How a running job reports: status.json with a heartbeat thread, and a Keras callback that appends
+batch-window and epoch lines to metrics.jsonl, saves the best checkpoint, warns when validation sits
+at chance (status `warning`, see core.train.chance) and honours stop requests and the time budget."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from core.model.io import CHECKPOINT_FILE
+from core.train.chance import chance_warning
+from core.train.runs import HEARTBEAT_SECONDS, append_metrics, stop_requested, write_status
+
+BATCH_RECORD_SECONDS = 2.0  # how often a batch-window line is appended to metrics.jsonl
+
+
+class JobReporter:
+    """Owns status.json for one run: state, phase, progress, heartbeat (from a thread)."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self.lock = threading.Lock()
+        self.fields: dict = {}
+        self.state = "running"
+        self.stop_reason: str | None = None
+        self._beating = threading.Event()
+
+    def update(self, state: str | None = None, **fields) -> None:
+        with self.lock:
+            if state:
+                self.state = state
+            self.fields.update(fields)
+            write_status(self.run_dir, self.state, **self.fields)
+
+    def start_heartbeat(self) -> None:
+        def beat():
+            while not self._beating.wait(HEARTBEAT_SECONDS):
+                self.update()
+
+        threading.Thread(target=beat, daemon=True, name="heartbeat").start()
+
+    def stop_heartbeat(self) -> None:
+        self._beating.set()
+
+
+def make_callback(
+    job: JobReporter,
+    *,
+    steps_per_epoch: int,
+    epochs: int,
+    batch_size: int,
+    deadline: float | None,
+    printer: Callable[[str], None] | None,
+    val_majority_rate: float | None = None,
+):
+    import keras
+
+    class JobCallback(keras.callbacks.Callback):
+        """Writes batch-window and epoch lines, saves the best checkpoint, honours stop requests."""
+
+        def __init__(self):
+            super().__init__()
+            self.best_auc = -1.0
+            self.best_epoch = None
+            self.best_weights = None
+            self.best_record: dict = {}
+            self.top_train_auc: float | None = None  # the highest training AUC of any epoch
+            self.train_start = time.time()
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+            self.epoch_start = self.window_start = time.time()
+            self.window_seen = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            logs = logs or {}
+            self.window_seen += batch_size
+            now = time.time()
+            last = batch + 1 == steps_per_epoch
+            if now - self.window_start >= BATCH_RECORD_SECONDS or last:
+                rate = self.window_seen / max(now - self.window_start, 1e-9)
+                done_steps = self.epoch * steps_per_epoch + batch + 1
+                eta = (epochs * steps_per_epoch - done_steps) * batch_size / max(rate, 1e-9)
+                record = {
+                    "kind": "batch",
+                    "epoch": self.epoch + 1,
+                    "step": batch + 1,
+                    "steps": steps_per_epoch,
+                    "loss": float(logs.get("loss", np.nan)),
+                    "accuracy": float(logs.get("accuracy", np.nan)),
+                    "patches_per_s": round(rate, 1),
+                    "eta_s": round(eta, 1),
+                    "time": now,
+                }
+                append_metrics(job.run_dir, record)
+                job.update(
+                    progress={
+                        "epoch": self.epoch + 1,
+                        "epochs": epochs,
+                        "step": batch + 1,
+                        "steps": steps_per_epoch,
+                        "patches_per_s": record["patches_per_s"],
+                        "eta_s": record["eta_s"],
+                    },
+                    phase="training",
+                )
+                if printer:
+                    printer(
+                        f"epoch {self.epoch + 1}/{epochs} step {batch + 1}/{steps_per_epoch} "
+                        f"loss {record['loss']:.4f} acc {record['accuracy']:.3f} "
+                        f"{rate:.0f} patches/s ETA {eta / 60:.1f} min"
+                    )
+                self.window_start, self.window_seen = now, 0
+            if stop_requested(job.run_dir):
+                job.stop_reason = job.stop_reason or "stopped by the user"
+                self.model.stop_training = True
+            elif deadline and now > deadline:
+                job.stop_reason = job.stop_reason or "time budget reached"
+                self.model.stop_training = True
+
+        def on_epoch_end(self, epoch, logs=None):
+            from core.model.io import save_model
+
+            logs = logs or {}
+            optimizer = self.model.optimizer
+            lr = optimizer.learning_rate
+            lr = float(lr(optimizer.iterations) if callable(lr) else np.asarray(lr))
+            record = {
+                "kind": "epoch",
+                "epoch": epoch + 1,
+                "lr": lr,
+                "time": time.time(),
+                "duration_s": round(time.time() - self.epoch_start, 2),
+            }
+            for key in ("loss", "accuracy", "auc", "val_loss", "val_accuracy", "val_auc"):
+                if key in logs:
+                    record[key] = float(logs[key])
+            append_metrics(job.run_dir, record)
+            if printer:
+                printer(
+                    f"epoch {epoch + 1}/{epochs} done: loss {record.get('loss', np.nan):.4f} "
+                    f"val_loss {record.get('val_loss', np.nan):.4f} "
+                    f"val_acc {record.get('val_accuracy', np.nan):.4f} "
+                    f"val_auc {record.get('val_auc', np.nan):.4f}",
+                    newline=True,
+                )
+            val_auc = record.get("val_auc", -1.0)
+            if val_auc > self.best_auc:
+                self.best_auc, self.best_epoch, self.best_record = val_auc, epoch + 1, record
+                self.best_weights = self.model.get_weights()
+                save_model(
+                    self.model,
+                    job.run_dir / CHECKPOINT_FILE,
+                    {"epoch": epoch + 1, "val_auc": val_auc, "val_accuracy": record.get("val_accuracy")},
+                )
+                job.update(
+                    best={"epoch": epoch + 1, "val_auc": val_auc, "val_accuracy": record.get("val_accuracy")}
+                )
+            train_auc = record.get("auc", np.nan)
+            if not np.isnan(train_auc):
+                self.top_train_auc = max(train_auc, self.top_train_auc or train_auc)
+            self.report_chance(epoch + 1)
+
+        def report_chance(self, epoch: int) -> None:
+            """Set (or clear) status `warning` for the model the run would deliver (its best checkpoint):
+            its validation AUC at chance while the training AUC reached LEARNED_AUC at some epoch.
+            A warning also goes to metrics.jsonl as a note and to the terminal."""
+            warning = chance_warning(
+                self.top_train_auc,
+                self.best_record.get("val_auc"),
+                val_accuracy=self.best_record.get("val_accuracy"),
+                majority_rate=val_majority_rate,
+            )
+            if warning:
+                warning = f"After epoch {epoch}: {warning}"
+            job.update(warning=warning)
+            if warning:
+                append_metrics(job.run_dir, {"kind": "note", "text": warning, "time": time.time()})
+                if printer:
+                    printer(f"warning: {warning}", newline=True)
+
+    return JobCallback()
+
+
+def terminal_printer(stream=sys.stderr):
+    def show(text: str, newline: bool = False) -> None:
+        stream.write("\r" + text.ljust(100) + ("\n" if newline else ""))
+        stream.flush()
+
+    return show

@@ -1,0 +1,456 @@
+"""Train: configure and start a job, watch it live, stop it, compare and manage runs.
+
+The job runs in its own process (core.train.job.launch); this page only reads its files, refreshed
+by a fragment every few seconds, so reruns and browser reloads never disturb training. When the
+watched job changes state the fragment redraws the whole page, so the runs table, the buttons and
+the sidebar never show a state that is gone. Every action that changes what the page or the sidebar
+shows (start, make active, resume, delete) runs in an on_click callback, before anything is drawn.
+Runs are chosen by name, never by row number.
+"""
+
+from dataclasses import fields
+from inspect import signature
+from pathlib import Path
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from core.constants import SPLIT_WARNING
+from core.errors import PatchLensError, RunError
+from core.model.architectures import ARCHITECTURES
+from core.model.augment import AugmentConfig
+from core.settings import check_allowed
+from core.train.config import SCHEDULES, TrainConfig
+from core.train.runs import (
+    ACTIVE_STATES,
+    RunSummary,
+    active_run,
+    curves_long,
+    delete_run,
+    list_runs,
+    read_metrics,
+    read_status,
+    request_stop,
+    run_progress,
+    summarize_run,
+)
+from ui.frame import page
+from ui.shared import DATASET_KEY, MODEL_KEY, default_model, extra_roots
+
+WATCHED_KEY = "watched_run"  # the run directory shown under "Current job"
+DRAWN_KEY = "train_drawn_state"  # (run name, state) of the watched run when the page was last drawn
+SELECTED_KEY = "train_selected_runs"  # names of the runs chosen below the table
+CONFIRM_KEY = "train_confirm_delete"  # the run directory a Delete click asks to confirm
+START_NOTICE_KEY = "train_start_notice"  # (kind, text) left by the Start callback for one drawing
+RUNS_NOTICE_KEY = "train_runs_notice"  # (kind, text) left by a run action for one drawing
+REFRESH_SECONDS = 2.0
+
+DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
+AUGMENT_DEFAULTS = AugmentConfig()
+JITTER_DEFAULT = signature(AugmentConfig.with_strength).parameters["colour"].default
+BATCH_SIZES = sorted({16, 32, 64, 128, 256, DEFAULTS["batch_size"]})
+LEARNING_RATES = sorted({1e-4, 3e-4, 1e-3, 3e-3, DEFAULTS["learning_rate"]})
+HOLD_OUT, SEPARATE = "hold out a fraction", "a separate dataset"
+
+with page("Train"):
+    st.title("🏋️ Train")
+    st.caption(SPLIT_WARNING)
+
+    # ---------------------------------------------------------------- notices left by callbacks
+
+    def notify(key: str, kind: str, text: str) -> None:
+        st.session_state[key] = (kind, text)
+
+    def show_notice(key: str) -> None:
+        """Draw a callback's message once: the next drawing of the page no longer shows it."""
+        notice = st.session_state.pop(key, None)
+        if notice:
+            kind, text = notice
+            getattr(st, kind)(text)
+
+    # ---------------------------------------------------------------- the current job
+
+    def curves_figure(curves: pd.DataFrame, colour: str = "split"):
+        figure = px.line(
+            curves,
+            x="epoch",
+            y="value",
+            color=colour,
+            facet_col="metric",
+            markers=True,
+            line_dash="split" if colour != "split" else None,
+        )
+        figure.update_yaxes(matches=None, showticklabels=True)
+        figure.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
+        figure.update_layout(height=340, margin=dict(t=30, b=20), legend_title_text="")
+        return figure
+
+    def watched_run() -> Path | None:
+        """The running job if there is one, else the run last started or resumed in this session."""
+        running = active_run()
+        if running is not None:
+            st.session_state[WATCHED_KEY] = str(running)
+        watched = st.session_state.get(WATCHED_KEY)
+        return Path(watched) if watched else None
+
+    def watched_state() -> tuple[str, str | None] | None:
+        run_dir = watched_run()
+        if run_dir is None:
+            return None
+        try:
+            return run_dir.name, read_status(run_dir).get("state")
+        except RunError:
+            return run_dir.name, None
+
+    def show_outcome(status: dict) -> None:
+        state = status.get("state", "failed")
+        if state == "failed":
+            st.error(f"The job failed: {status.get('error')}")
+        elif state == "stopped":
+            st.warning(f"Stopped ({status.get('note') or 'by the user'}); the best checkpoint is kept.")
+        else:
+            best = status.get("best") or {}
+            st.success(
+                f"Finished in {(status.get('duration_s') or 0) / 60:.1f} min — best val AUC "
+                f"{best.get('val_auc', float('nan')):.4f} at epoch {best.get('epoch', '?')}."
+            )
+
+    def show_run(run_dir: Path) -> None:
+        """Status, progress, warning and live curves of one run."""
+        try:
+            status = read_status(run_dir)
+        except RunError as error:
+            st.warning(str(error))
+            st.session_state.pop(WATCHED_KEY, None)
+            return
+        state = status.get("state", "failed")
+        header = st.columns([3, 1])
+        header[0].markdown(f"**{run_dir.name}** — {state} · {status.get('phase', '')}")
+        if state in ACTIVE_STATES:
+            if header[1].button("Stop", type="primary", key=f"stop-{run_dir.name}"):
+                request_stop(run_dir)
+                st.toast(
+                    "Stop requested: the job stops after its current batch and keeps its best checkpoint."
+                )
+            fraction, text = run_progress(status)
+            st.progress(fraction, text=text)
+        else:
+            show_outcome(status)
+        if status.get("warning"):
+            st.warning(status["warning"])
+        for note in status.get("notes") or []:
+            st.caption(note)
+        curves = curves_long(read_metrics(run_dir))
+        if curves.empty:
+            st.caption("Waiting for the first batches…")
+        else:
+            st.plotly_chart(curves_figure(curves), width="stretch", key=f"live-{run_dir.name}")
+
+    def live_panel() -> None:
+        """The watched job, redrawn every REFRESH_SECONDS while it is queued or running, then once it
+        has ended. No refresh while nothing runs: any fragment rerun closed the list the user had open
+        on the page (the run picker) every two seconds. So an idle page shows a job started in another
+        session at its next rerun (a click, a reload), and the running job's panel redraws the whole
+        page when the job ends."""
+        drawn = st.session_state.get(DRAWN_KEY)
+        active = drawn is not None and drawn[1] in ACTIVE_STATES
+        st.fragment(_live_panel_body, run_every=REFRESH_SECONDS if active else None)()
+
+    def _live_panel_body() -> None:
+        if watched_state() != st.session_state.get(DRAWN_KEY):
+            st.rerun()  # the job started, ended or vanished: redraw the table, buttons and sidebar too
+        run_dir = watched_run()
+        if run_dir is None:
+            st.info("No job is running. Configure one below.")
+            return
+        show_run(run_dir)
+
+    # ---------------------------------------------------------------- a new job
+
+    def config_from_form() -> TrainConfig:
+        """The TrainConfig the form describes; paths are checked against the data roots."""
+        state = st.session_state
+        paths = [
+            str(check_allowed(line, extra_roots()))
+            for line in state["train_data"].splitlines()
+            if line.strip()
+        ]
+        validation = None
+        if state["train_val_mode"] == SEPARATE:
+            validation = str(check_allowed(state["train_val_path"], extra_roots()))
+        return TrainConfig(
+            data=paths,
+            val_data=validation,
+            val_fraction=float(state["train_val_fraction"]),
+            architecture=state["arch"],
+            epochs=int(state["epochs"]),
+            batch_size=int(state["batch_size"]),
+            learning_rate=float(state["train_learning_rate"]),
+            schedule=state["train_schedule"],
+            early_stopping_patience=int(state["train_patience"]),
+            class_weighting=bool(state["train_class_weighting"]),
+            seed=int(state["train_seed"]),
+            max_minutes=float(state["train_max_minutes"]) or None,
+            limit=int(state["train_limit"]) or None,
+            augment=AugmentConfig.with_strength(
+                state["train_jitter"], dihedral=state["train_dihedral"], hed=state["train_hed"]
+            ),
+        )
+
+    def start_job() -> None:
+        from core.train.job import launch
+
+        try:
+            run_dir = launch(config_from_form())
+        except PatchLensError as error:
+            notify(START_NOTICE_KEY, "error", str(error))
+        else:
+            st.session_state[WATCHED_KEY] = str(run_dir)
+            notify(
+                START_NOTICE_KEY, "success", f"Started {run_dir.name}. Its progress and curves show above."
+            )
+
+    def train_form() -> None:
+        # Enter in a box must not start a job: only the button does.
+        with st.form("train_config", enter_to_submit=False):
+            st.text_area(
+                "Training dataset(s), one path a line",
+                value=st.session_state[DATASET_KEY],
+                key="train_data",
+                help="Any supported layout. Each is converted once into an HDF5 cache in the workspace.",
+            )
+            columns = st.columns(3)
+            columns[0].radio("Validation", [HOLD_OUT, SEPARATE], key="train_val_mode")
+            columns[1].slider(
+                "Held-out fraction", 0.05, 0.5, DEFAULTS["val_fraction"], 0.05, key="train_val_fraction"
+            )
+            columns[2].text_input(
+                "Validation dataset path", key="train_val_path", help="Its ids are excluded from training."
+            )
+            columns = st.columns(4)
+            columns[0].selectbox(
+                "Architecture",
+                list(ARCHITECTURES),
+                index=list(ARCHITECTURES).index(DEFAULTS["architecture"]),
+                key="arch",
+                help="\n\n".join(f"**{a.name}**: {a.description}" for a in ARCHITECTURES.values()),
+            )
+            columns[1].number_input("Epochs", 1, 500, DEFAULTS["epochs"], key="epochs")
+            columns[2].select_slider("Batch size", BATCH_SIZES, DEFAULTS["batch_size"], key="batch_size")
+            columns[3].select_slider(
+                "Learning rate", LEARNING_RATES, DEFAULTS["learning_rate"], key="train_learning_rate"
+            )
+            columns = st.columns(4)
+            columns[0].selectbox(
+                "Schedule",
+                SCHEDULES,
+                index=SCHEDULES.index(DEFAULTS["schedule"]),
+                key="train_schedule",
+                help="Cosine decays to 2 % over all epochs.",
+            )
+            columns[1].number_input(
+                "Early stopping patience (0 = off)",
+                0,
+                100,
+                DEFAULTS["early_stopping_patience"],
+                key="train_patience",
+            )
+            columns[2].number_input(
+                "Seed",
+                0,
+                2**31 - 1,
+                DEFAULTS["seed"],
+                key="train_seed",
+                help="Same seed + same data → same metrics.",
+            )
+            columns[3].number_input(
+                "Time budget, minutes (0 = none)",
+                0.0,
+                10000.0,
+                float(DEFAULTS["max_minutes"] or 0),
+                key="train_max_minutes",
+            )
+            columns = st.columns(4)
+            columns[0].checkbox("Flips + 90° turns", AUGMENT_DEFAULTS.dihedral, key="train_dihedral")
+            columns[1].slider(
+                "Colour jitter strength",
+                0.0,
+                2.0,
+                float(JITTER_DEFAULT),
+                0.25,
+                key="train_jitter",
+                help="Brightness/contrast/saturation/hue, standing in for stain variation.",
+            )
+            columns[2].slider("HED stain jitter", 0.0, 0.1, AUGMENT_DEFAULTS.hed, 0.01, key="train_hed")
+            columns[3].checkbox("Class weighting", DEFAULTS["class_weighting"], key="train_class_weighting")
+            st.number_input(
+                "Use at most this many training patches (0 = all)",
+                0,
+                10_000_000,
+                int(DEFAULTS["limit"] or 0),
+                key="train_limit",
+            )
+            st.form_submit_button("Start training", type="primary", on_click=start_job)
+        show_notice(START_NOTICE_KEY)
+
+    # ---------------------------------------------------------------- the runs
+
+    def make_active(run_dir: str) -> None:
+        try:
+            run = summarize_run(run_dir)
+        except RunError as error:
+            notify(RUNS_NOTICE_KEY, "warning", str(error))
+            return
+        if not run.has_model:
+            notify(RUNS_NOTICE_KEY, "warning", f"{run.name} has no model yet.")
+            return
+        st.session_state[MODEL_KEY] = str(run.model_path)
+        notify(
+            RUNS_NOTICE_KEY,
+            "success",
+            f"{run.name} is now the active model for Evaluate, Predict and Mistakes.",
+        )
+
+    def resume(run_dir: str) -> None:
+        from core.train.job import launch, resume_config
+
+        try:
+            new_run = launch(resume_config(run_dir))
+        except PatchLensError as error:
+            notify(RUNS_NOTICE_KEY, "error", str(error))
+        else:
+            st.session_state[WATCHED_KEY] = str(new_run)
+            notify(RUNS_NOTICE_KEY, "success", f"Resumed {Path(run_dir).name} as {new_run.name}.")
+
+    def ask_delete(run_dir: str) -> None:
+        st.session_state[CONFIRM_KEY] = run_dir
+
+    def cancel_delete() -> None:
+        st.session_state.pop(CONFIRM_KEY, None)
+
+    def forget_run(run_dir: Path) -> None:
+        """Drop a deleted run from this session: selection, watched job and active model."""
+        state = st.session_state
+        state[SELECTED_KEY] = [name for name in state.get(SELECTED_KEY, []) if name != run_dir.name]
+        if state.get(WATCHED_KEY) == str(run_dir):
+            state.pop(WATCHED_KEY, None)
+        model = state.get(MODEL_KEY)
+        if model and Path(model).parent == run_dir:
+            state[MODEL_KEY] = default_model()
+
+    def confirm_delete(run_dir: str) -> None:
+        """Delete exactly the run the confirmation named."""
+        st.session_state.pop(CONFIRM_KEY, None)
+        try:
+            delete_run(run_dir)
+        except RunError as error:
+            notify(RUNS_NOTICE_KEY, "warning", str(error))
+            return
+        forget_run(Path(run_dir))
+        notify(RUNS_NOTICE_KEY, "success", f"Deleted {Path(run_dir).name}.")
+
+    def rounded(value: float | None, digits: int = 4) -> float | None:
+        return None if value is None else round(value, digits)
+
+    def runs_table(runs: list[RunSummary]) -> pd.DataFrame:
+        return pd.DataFrame(
+            [
+                {
+                    "run": r.name,
+                    "status": r.state,
+                    "warning": f"⚠️ {r.warning}" if r.warning else None,
+                    "architecture": r.architecture,
+                    "data": r.data,
+                    "epochs": f"{r.epochs_done}/{r.epochs}",
+                    "best val AUC": rounded(r.best_val_auc),
+                    "best val accuracy": rounded(r.best_val_accuracy),
+                    "duration (min)": None if r.duration_s is None else round(r.duration_s / 60, 1),
+                }
+                for r in runs
+            ]
+        )
+
+    def confirm_panel(runs: dict[str, RunSummary]) -> None:
+        """The pending Delete, if its run still exists (one deleted elsewhere is forgotten silently)."""
+        pending = st.session_state.get(CONFIRM_KEY)
+        if pending is None:
+            return
+        name = Path(pending).name
+        if name not in runs:
+            st.session_state.pop(CONFIRM_KEY, None)
+            return
+        st.warning(
+            f"Delete run {name} and all its files (models, curves, predictions)? This cannot be undone."
+        )
+        buttons = st.columns(2)
+        buttons[0].button(
+            f"Confirm delete {name}",
+            type="primary",
+            key="confirm_delete",
+            on_click=confirm_delete,
+            args=(pending,),
+        )
+        buttons[1].button("Cancel", key="cancel_delete", on_click=cancel_delete)
+
+    def run_actions(target: RunSummary) -> None:
+        actions = st.columns(3)
+        actions[0].button(
+            f"Make {target.name} the active model",
+            key="make_active",
+            disabled=not target.has_model,
+            on_click=make_active,
+            args=(str(target.path),),
+        )
+        actions[1].button(
+            f"Delete {target.name}",
+            key="delete_run",
+            disabled=target.state in ACTIVE_STATES,
+            on_click=ask_delete,
+            args=(str(target.path),),
+        )
+        actions[2].button(
+            f"Resume {target.name}",
+            key="resume_run",
+            disabled=not target.resumable,
+            help="Continue a failed or stopped run from its best checkpoint, in a new run.",
+            on_click=resume,
+            args=(str(target.path),),
+        )
+
+    def runs_section() -> None:
+        runs = {r.name: r for r in list_runs()}
+        if not runs:
+            show_notice(RUNS_NOTICE_KEY)
+            st.caption("No runs yet in this workspace.")
+            return
+        st.dataframe(runs_table(list(runs.values())), hide_index=True, width="stretch", placeholder="—")
+        # Runs deleted elsewhere leave the selection silently; new runs never shift it (it holds names).
+        st.session_state[SELECTED_KEY] = [n for n in st.session_state.get(SELECTED_KEY, []) if n in runs]
+        names = st.multiselect(
+            "Choose runs",
+            list(runs),
+            key=SELECTED_KEY,
+            placeholder="Choose runs to compare; the last one chosen is the one the buttons act on",
+        )
+        show_notice(RUNS_NOTICE_KEY)
+        confirm_panel(runs)
+        if not names:
+            st.caption("Choose runs to compare their curves, make one the active model, resume or delete it.")
+            return
+        chosen = [runs[n] for n in names]
+        curves = pd.concat([curves_long(read_metrics(r.path), r.name) for r in chosen], ignore_index=True)
+        curves = curves[curves["split"] != "train (running)"]
+        if not curves.empty:
+            st.plotly_chart(curves_figure(curves, colour="run"), width="stretch", key="compare")
+        run_actions(chosen[-1])
+
+    st.subheader("Current job")
+    st.session_state[DRAWN_KEY] = watched_state()
+    live_panel()
+
+    st.subheader("New training job")
+    train_form()
+
+    st.subheader("Runs")
+    runs_section()

@@ -1,0 +1,149 @@
+"""Predict: drop one or many patches → P(tumour), the call at the shared threshold, and where the
+model looked (Grad-CAM and friends), with a CSV of the results.
+
+Uploads are decoded in memory (no temporary files). A file that cannot be decoded gets its own
+error and the others still get predictions. All good patches go through the model in one batch;
+probabilities and heatmaps are cached per (model, file content), so moving a slider only redraws.
+Each patch also goes through the input-quality gate (core.data.quality): a flagged patch keeps its
+probability but gets a badge per flag and no call, and is counted as flagged, not as a call.
+"""
+
+import os
+
+import numpy as np
+import streamlit as st
+
+from core.data.images import draw_centre_box
+from core.data.quality import FLAG_BADGES, FLAG_MEANINGS, NOT_MEANINGFUL
+from core.errors import PatchLensError
+from core.evaluate.heatmaps import describe_strength
+from core.evaluate.interpret import call_of
+from core.evaluate.uploads import decode_uploads, quality_flags, upload_counts, upload_results
+from core.formatting import NAME_IN_TEXT, page_bounds, short_name
+from ui.frame import page
+from ui.gallery import blend, explain_settings, explanation, method_name, scale_legend
+from ui.prediction_source import threshold_control
+from ui.shared import active_model_path, load_active_model, model_label
+
+PAGE_SIZE = 8  # patches per gallery page; each shows the original beside its overlay
+UPLOAD_TYPES = ["tif", "tiff", "png", "jpg", "jpeg"]
+CALLS_HELP = "Only patches that pass the input-quality check; flagged patches are counted under Flagged."
+FLAGGED_HELP = (
+    "Scored patches the input-quality check flags (see the quality column): their probability is not "
+    "meaningful and they are not counted as calls. "
+    + "; ".join(f"{flag}: {meaning}" for flag, meaning in FLAG_MEANINGS.items())
+)
+
+
+@st.cache_data(show_spinner="Predicting…", max_entries=32)
+def probabilities(
+    model_file: str, mtime: float, tta: bool, digests: tuple[str, ...], _model, _patches
+) -> np.ndarray:
+    """One batched forward pass over every good upload, keyed by the model file and the files' content."""
+    from core.evaluate.predict import predict_patches
+
+    return predict_patches(_model, _patches, tta=tta)
+
+
+with page("Predict"):
+    st.title("🔍 Predict")
+    model_path = active_model_path()
+    if model_path is None:
+        st.warning("No model is active. Choose one in the sidebar or train one on the Train page.")
+        st.stop()
+    st.caption(
+        f"Model: {model_label(model_path)} — 96×96 px H&E patches; the label concerns the centre 32×32 px."
+    )
+
+    uploads = st.file_uploader(
+        "Patches (96×96 px .tif, .png or .jpg; many at once)",
+        type=UPLOAD_TYPES,
+        accept_multiple_files=True,
+        key="predict_uploads",
+    )
+    threshold = threshold_control()
+    tta = st.checkbox("Test-time augmentation (average of 8 flips/rotations)", key="predict_tta")
+    if not uploads:
+        st.info("Drop patches above: each gets a probability, a call and a heatmap.")
+        st.stop()
+
+    batch = decode_uploads([(upload.name, upload.getvalue()) for upload in uploads])
+    for name, reason in batch.errors:
+        st.error(f"**{name}** was not scored: {reason}")
+    if not batch.names:
+        st.stop()
+
+    model = load_active_model()
+    if model is None:
+        st.stop()
+    try:
+        probs = probabilities(model.patchlens_path, os.stat(model.patchlens_path).st_mtime, tta, tuple(batch.digests),
+                              model, batch.patches)  # fmt: skip
+    except PatchLensError as error:
+        st.error(f"The model could not score these patches: {error}")
+        st.stop()
+
+    results = upload_results(batch, probs, threshold)
+    counts = upload_counts(results)
+    cards = st.columns(5)
+    cards[0].metric("Scored", f"{counts['scored']:,}")
+    cards[1].metric("Called tumour", f"{counts['tumour']:,}", help=CALLS_HELP)
+    cards[2].metric("Called normal", f"{counts['normal']:,}", help=CALLS_HELP)
+    cards[3].metric("Flagged", f"{counts['flagged']:,}", help=FLAGGED_HELP)
+    cards[4].metric("Not readable", f"{counts['unreadable']:,}")
+    st.dataframe(
+        results,
+        hide_index=True,
+        width="stretch",
+        column_config={"probability": st.column_config.ProgressColumn("P(tumour)", format="%.4f", min_value=0.0,
+                                                                      max_value=1.0)},
+    )  # fmt: skip
+    st.download_button(
+        "Download results (CSV)",
+        data=results.to_csv(index=False).encode(),
+        file_name="patchlens_predictions.csv",
+        mime="text/csv",
+        key="predict_csv",
+    )
+
+    st.subheader("Where the model looked")
+    settings = explain_settings("predict")
+    start, stop, n_pages = page_bounds(len(batch.names), 1, PAGE_SIZE)
+    if n_pages > 1:
+        page = st.number_input(
+            f"Page (of {n_pages}, {PAGE_SIZE} patches each)", 1, n_pages, 1, key="predict_page"
+        )
+        start, stop, _ = page_bounds(len(batch.names), int(page), PAGE_SIZE)
+    explained_page = explanation(
+        model_path, batch.patches[start:stop], batch.digests[start:stop], settings, threshold
+    )
+    if explained_page is None:
+        st.stop()
+    scale_legend(explained_page, settings)
+    maps = explained_page.heatmaps
+    references = explained_page.references
+    shown_method = method_name(settings["method"])
+    for k in range(start, stop):
+        prob = float(probs[k])
+        original, explained, text = st.columns([1, 1, 1.2])
+        patch = batch.patches[k]
+        original.image(
+            draw_centre_box(patch) if settings["box"] else patch, caption="original", width="stretch"
+        )
+        strength = describe_strength(
+            explained_page.strengths[k - start], None if references is None else references[k - start]
+        )
+        explained.image(
+            blend(patch, maps[k - start], settings), caption=f"{shown_method}, {strength}", width="stretch"
+        )
+        flags = quality_flags(batch.quality[k])
+        call = f":gray[{NOT_MEANINGFUL}]" if flags else f"**{call_of(prob, threshold)}**"
+        text.markdown(
+            f"**{short_name(batch.names[k], NAME_IN_TEXT)}**  \nP(tumour) **{prob:.4f}**  \ncall at {threshold:.3f}: {call}"
+        )
+        for flag in flags:
+            text.badge(FLAG_BADGES[flag], icon="⚠️", color="orange", help=FLAG_MEANINGS[flag])
+        if flags:
+            text.caption("Not counted as a call: the input-quality check flagged this patch.")
+        else:
+            text.progress(prob)

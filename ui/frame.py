@@ -1,0 +1,59 @@
+"""The frame every page is drawn in, and the app's navigation (one home for the list of pages).
+
+The app runs in Streamlit's classic multipage mode: `streamlit_app.py` is Home and each script in
+`pages/` is a page, so a deep link (/train) runs that page directly even as the server's first
+session. Each page wraps its body in `with page("Train"):`, which sets the page config, fills the
+session state, draws the navigation and the shared sidebar, and once the body has been drawn (also
+after st.stop()) warms TensorFlow and the active model in the background (ui.warmup).
+Streamlit's own page list is switched off (.streamlit/config.toml `showSidebarNavigation = false`):
+it would name pages after their file names; the app draws its own links with titles and icons.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import NamedTuple
+
+import streamlit as st
+
+from ui.shared import active_model_path, render_sidebar
+from ui.warmup import start_warmup
+
+APP_TITLE = "PatchLens"
+
+
+class PageEntry(NamedTuple):
+    script: str  # relative to the project folder, as st.page_link and AppTest.switch_page take it
+    title: str
+    icon: str
+
+
+HOME = PageEntry("streamlit_app.py", "Home", "🏠")
+PAGES = (
+    HOME,
+    PageEntry("pages/1_dataset.py", "Dataset", "🗂️"),
+    PageEntry("pages/2_train.py", "Train", "🏋️"),
+    PageEntry("pages/3_evaluate.py", "Evaluate", "📈"),
+    PageEntry("pages/4_predict.py", "Predict", "🔍"),
+    PageEntry("pages/5_mistakes.py", "Mistakes", "⚠️"),
+)
+
+
+def page_script(title: str) -> str:
+    """The script of the page called `title` (e.g. "Evaluate" -> "pages/3_evaluate.py")."""
+    return next(entry.script for entry in PAGES if entry.title == title)
+
+
+@contextmanager
+def page(title: str) -> Iterator[None]:
+    """Draw one page: config, navigation and sidebar first, the body inside, the warm-up after."""
+    st.set_page_config(page_title=APP_TITLE, page_icon="🔬", layout="wide")
+    with st.sidebar:
+        for entry in PAGES:
+            st.page_link(entry.script, label=entry.title, icon=entry.icon)
+    render_sidebar()
+    try:
+        yield
+    finally:  # also after st.stop(): the page has been drawn; warm TensorFlow and the model now
+        start_warmup(active_model_path())

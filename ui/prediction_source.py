@@ -1,0 +1,349 @@
+"""Where Evaluate and Mistakes get their predictions, and the one threshold every page shares.
+
+A source is the active model's predictions on the active labelled dataset (the default: what the
+sidebar shows) or a run's stored validation predictions (val_predictions.csv, no model call). The
+active model's are computed once by a background job in its own process (core.evaluate.jobs),
+which the page follows and finds again after a reload, and kept on disk by
+core.evaluate.predict.cached_predictions. Either way the page receives a DataFrame id,label,prob that is
+cached, so moving the threshold never touches a model; the active model's also carries `quality`
+(the input-quality gate's flags per patch), a run's stored predictions do not.
+
+Session state keys (one home for each):
+  threshold                the decision threshold shared by Evaluate, Predict and Mistakes
+  threshold_slider         the slider widget that edits it (written from `threshold` every run)
+  prediction_source_kind   "run" or "active"
+  prediction_source_run    the chosen run's directory
+  prediction_source_tta    test-time augmentation for the active-model source
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from core.constants import DEFAULT_THRESHOLD
+from core.errors import PatchLensError
+from core.evaluate.jobs import LOADING_PHASE
+from core.evaluate.sources import (
+    PatchLookup,
+    dataset_lookup,
+    load_run_predictions,
+    run_predictions_path,
+    training_overlap_note,
+    validation_info,
+)
+from core.files import modified_ns
+from core.train.runs import list_runs
+from ui.shared import (
+    DATASET_KEY,
+    THRESHOLD_KEY,
+    URL_THRESHOLD,
+    active_dataset,
+    active_model_path,
+    dataset_label,
+    model_label,
+)
+
+SLIDER_KEY = "threshold_slider"
+KIND_KEY = "prediction_source_kind"
+RUN_KEY = "prediction_source_run"
+TTA_KEY = "prediction_source_tta"
+KINDS = {"active": "The active model on the active dataset", "run": "A run's validation predictions"}
+
+
+@dataclass
+class PredictionSource:
+    """Predictions ready to view, and what the page needs to say about them."""
+
+    key: str  # identifies these exact predictions (for st.cache_data)
+    title: str
+    predictions: pd.DataFrame
+    note: str | None  # where the validation patches come from
+    warning: str | None  # a reason to distrust the numbers (random split, training data)
+    lookup: PatchLookup | None  # reads the patches by id; None when no dataset can be opened
+    model_path: str | None  # the model that made the predictions (for Grad-CAM), when known
+    skipped: int = 0  # patches the model could not read
+
+
+# --------------------------------------------------------------------------- the threshold
+
+
+def _threshold_from_url() -> float | None:
+    """The threshold a shared URL or a reload carries (?threshold=0.42), when it is a valid one."""
+    text = st.query_params.get(URL_THRESHOLD)
+    try:
+        value = float(text) if text is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and 0.0 <= value <= 1.0 else None
+
+
+def current_threshold() -> float:
+    """The threshold in force; a new session starts from the URL's when it carries a valid one."""
+    if THRESHOLD_KEY not in st.session_state:
+        from_url = _threshold_from_url()
+        st.session_state[THRESHOLD_KEY] = DEFAULT_THRESHOLD if from_url is None else from_url
+    return float(st.session_state[THRESHOLD_KEY])
+
+
+def _slider_moved() -> None:
+    st.session_state[THRESHOLD_KEY] = float(st.session_state[SLIDER_KEY])
+
+
+def _set_threshold(value: float) -> None:
+    st.session_state[THRESHOLD_KEY] = float(value)
+
+
+def threshold_control(presets: dict[str, float | None] | None = None) -> float:
+    """The shared threshold slider (+ preset buttons); returns the threshold in force.
+
+    The slider never holds a value of its own: THRESHOLD_KEY is the one truth, and it is written
+    into the slider's key on EVERY run, before the slider is drawn. Streamlit then sends the value
+    to the browser each time (set_value). Writing it only when the two differ was the bug of
+    issue 9: after a run in which the slider was not drawn (a dataset not computed yet), the stale
+    key still equalled the threshold, nothing was written, and the browser mounted the slider at
+    its minimum, 0.000, and sent that back on the next click. A slider move reaches THRESHOLD_KEY
+    through on_change before the script runs, so the write below never undoes it.
+    """
+    value = current_threshold()
+    st.session_state[SLIDER_KEY] = value
+    columns = st.columns([1, 1], vertical_alignment="bottom") if presets else [st.container()]
+    columns[0].slider(
+        "Threshold — a patch is called tumour when P(tumour) ≥ threshold",
+        0.0,
+        1.0,
+        step=0.001,
+        format="%.3f",
+        key=SLIDER_KEY,
+        on_change=_slider_moved,
+        help="Shared by Evaluate, Predict and Mistakes.",
+    )
+    if presets:
+        names = {"0.5": "0.5", "youden": "Youden's J"}
+        row = columns[1].container(horizontal=True, wrap=True, gap="small")  # each label in full
+        for name, preset in presets.items():
+            label = names.get(name, name.replace("sensitivity≥", "sens ≥ "))
+            shown = f"{label} ({preset:.3f})" if preset is not None and name != "0.5" else label
+            row.button(
+                shown,
+                key=f"preset-{name}",
+                on_click=_set_threshold,
+                args=(preset,),
+                disabled=preset is None,
+                help={
+                    "youden": "Maximises sensitivity + specificity − 1 on these predictions.",
+                    "0.5": "The conventional threshold.",
+                }.get(
+                    name,
+                    "The highest threshold whose sensitivity still reaches the target: the fewest "
+                    "false alarms at that sensitivity.",
+                ),
+                width="content",
+            )
+    return current_threshold()
+
+
+# --------------------------------------------------------------------------- cached loaders
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _run_predictions(path: str, mtime: float) -> pd.DataFrame:
+    return load_run_predictions(Path(path).parent)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _cached_file_predictions(path: str, mtime: float) -> pd.DataFrame:
+    from core.evaluate.predictions import read_cached_predictions
+
+    return read_cached_predictions(path)
+
+
+@st.cache_resource(show_spinner="Indexing the validation patches…", max_entries=4)
+def _lookup(paths: tuple[str, ...], mtimes: tuple[float, ...]) -> PatchLookup:
+    return PatchLookup(list(paths))
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _active_lookup(path: str, n: int, fingerprint: str, _dataset) -> PatchLookup:
+    return dataset_lookup(_dataset)
+
+
+# --------------------------------------------------------------------------- the picker
+
+
+def pick_source() -> PredictionSource | None:
+    """Draw the source picker; returns the chosen predictions, or None after saying why not."""
+    runs = [r for r in list_runs() if run_predictions_path(r.path)]
+    st.session_state.setdefault(KIND_KEY, "active")  # what the sidebar shows; a run's is a choice
+    kind = st.radio("Predictions", list(KINDS), format_func=KINDS.get, horizontal=True, key=KIND_KEY)
+    if kind == "run":
+        return _run_source(runs)
+    return _active_source()
+
+
+def _run_source(runs) -> PredictionSource | None:
+    if not runs:
+        st.info(
+            "No run has stored validation predictions yet: train one on the Train page, or use the active model."
+        )
+        return None
+    paths = [str(r.path) for r in runs]
+    if st.session_state.get(RUN_KEY) not in paths:
+        st.session_state[RUN_KEY] = paths[0]
+    by_path = {str(r.path): r for r in runs}
+
+    def describe(path: str) -> str:
+        run = by_path[path]
+        auc = f" · val AUC {run.best_val_auc:.4f}" if run.best_val_auc is not None else ""
+        return f"{run.name} · {run.architecture} · {run.state}{auc}"
+
+    chosen = st.selectbox("Run", paths, format_func=describe, key=RUN_KEY)
+    run = by_path[chosen]
+    csv_path = run_predictions_path(run.path)
+    try:
+        predictions = _run_predictions(str(csv_path), modified_ns(csv_path))
+    except PatchLensError as error:
+        st.error(str(error))
+        return None
+    info = validation_info(run.config)
+    lookup = _lookup(info.patch_paths, tuple(modified_ns(p) for p in info.patch_paths))
+    model = run.model_path
+    return PredictionSource(
+        key=f"{csv_path}:{modified_ns(csv_path)}",
+        title=f"run {run.name} — {len(predictions):,} validation predictions",
+        predictions=predictions,
+        note=info.note if info.separate else None,
+        warning=None if info.separate else info.note,
+        lookup=lookup if len(lookup) else None,
+        model_path=str(model) if model else None,
+    )
+
+
+def _active_source() -> PredictionSource | None:
+    model_path = active_model_path()
+    if model_path is None:
+        st.warning("No model is active. Choose one in the sidebar or train one on the Train page.")
+        return None
+    dataset = active_dataset()
+    if dataset is None:
+        return None
+    dataset_path = st.session_state.get(DATASET_KEY)
+    if dataset.labels is None:
+        st.info(
+            f"{dataset_label(dataset_path)} is unlabelled: it can be scored on the Predict page, not evaluated."
+        )
+        return None
+    from core.evaluate.predictions import prediction_cache_key, prediction_cache_path
+    from core.model.io import read_model_meta, resolve_model_path
+
+    tta = st.checkbox("Test-time augmentation (average of 8 flips/rotations, 8× slower)", key=TTA_KEY)
+    try:
+        key = prediction_cache_key(model_path, dataset, tta=tta)
+        meta = read_model_meta(resolve_model_path(model_path))
+    except PatchLensError as error:
+        st.error(str(error))
+        return None
+    csv_path = prediction_cache_path(model_path, dataset, tta=tta)
+    title = f"{model_label(model_path)} on {dataset_label(dataset_path)}" + (" (TTA)" if tta else "")
+    overlap = training_overlap_note((meta or {}).get("config"), dataset_path)
+    if not csv_path.is_file():
+        if overlap:
+            st.warning(overlap, icon="⚠️")
+        _prediction_job(key, title, model_path, dataset, tta)
+        return None
+    try:
+        predictions = _cached_file_predictions(str(csv_path), modified_ns(csv_path))
+    except (OSError, ValueError) as error:
+        st.error(
+            f"The cached predictions {csv_path.name} could not be read ({error}); delete it and run again."
+        )
+        return None
+    skipped = len(predictions.attrs.get("skipped", {}))
+    fingerprint = repr(getattr(dataset, "fingerprint", ()))
+    return PredictionSource(
+        key=f"{csv_path}:{modified_ns(csv_path)}",
+        title=f"{title} — {len(predictions):,} predictions",
+        predictions=predictions,
+        note=None,
+        warning=overlap,
+        lookup=_active_lookup(str(dataset_path), len(dataset), fingerprint, dataset),
+        model_path=model_path,
+        skipped=skipped,
+    )
+
+
+# --------------------------------------------------------------------------- the prediction job
+
+JOB_REFRESH_SECONDS = 1.0
+
+
+def _prediction_job(key: str, title: str, model_path: str, dataset, tta: bool) -> None:
+    """Start, follow or report the background job that computes these predictions.
+
+    The job runs in its own process (core.evaluate.jobs) and is found by its cache key, so a
+    reload, a page switch or a second session attaches to the same job instead of losing it.
+    """
+    from core.evaluate.jobs import read_job
+
+    job = read_job(key)
+    if job and job["state"] in ("queued", "running"):
+        _job_progress(key, title)
+        return
+    if job and job["state"] == "failed":
+        st.error(f"Computing {title} failed: {job.get('error') or 'no reason given'}")
+    elif job and job["state"] == "stopped":
+        st.info(f"Computing {title} was stopped before it finished.")
+    else:
+        st.info(
+            f"{title}: not computed yet. The model runs once over {len(dataset):,} patches in the "
+            "background; the result is kept on disk, so every threshold and view afterwards is instant."
+        )
+    if st.button("Run the model on this dataset", type="primary", key="start_prediction_job"):
+        from core.evaluate.jobs import launch
+
+        try:
+            launch(model_path, dataset, tta=tta)
+        except (PatchLensError, OSError) as error:
+            st.error(f"The prediction job could not be started: {error}")
+            return
+        st.rerun()
+
+
+@st.fragment(run_every=JOB_REFRESH_SECONDS)
+def _job_progress(key: str, title: str) -> None:
+    """The running job's progress, refreshed every second; the whole page reruns once it ends."""
+    from core.evaluate.jobs import read_job, stop_job
+
+    job = read_job(key) or {}
+    if job.get("state") not in ("queued", "running"):
+        st.rerun(scope="app")  # finished, failed or stopped: the page shows the outcome
+    done, total = int(job.get("done") or 0), int(job.get("total") or 0)
+    if job.get("phase") == LOADING_PHASE or not total:
+        text = LOADING_PHASE
+    else:
+        text = f"Predicting {title}… {done:,}/{total:,} patches"
+    st.progress(done / total if total else 0.0, text=text)
+    st.caption("This runs in the background: you may reload the page or come back later.")
+    if st.button("Stop", key="stop_prediction_job"):
+        stop_job(key)
+        st.toast("Stop requested: the job ends at its next batch.")
+
+
+def show_source_notes(source: PredictionSource) -> None:
+    """The caption, the split warning (visible) and the separate-dataset note of a source."""
+    st.caption(source.title)
+    if source.warning:
+        st.warning(source.warning, icon="⚠️")
+    if source.note:
+        st.info(source.note, icon="ℹ️")
+    if source.skipped:
+        st.caption(f"{source.skipped:,} patches could not be read and are left out.")
+    if source.lookup is not None and source.lookup.problems:
+        st.caption(
+            "Some datasets of this source could not be opened: " + "; ".join(source.lookup.problems[:2])
+        )
+    if source.lookup is None:
+        st.caption("The patches behind these predictions cannot be opened here, so only tables are shown.")

@@ -1,0 +1,338 @@
+"""What every page shares: the active dataset and model, cached loaders, the sidebar, the URL.
+
+Session state keys (one home for each):
+  dataset_path   the active dataset (default: the bundled sample)
+  model_path     the active model (default: the bundled baseline, when present)
+  extra_roots    data roots added in the sidebar settings, on top of PATCHLENS_DATA_ROOTS
+
+The active dataset and model also live in the URL (query parameters `dataset` and `model`), so a
+reload or a shared link opens the same ones: a new session reads them once (init_state), checks
+them like a path typed in the sidebar, and falls back to the defaults with a message when they
+cannot be used; every run writes them back (sync_url), since a page switch may drop them.
+
+The sidebar's own actions (Open, Add root, the model picker) are callbacks: they change the state
+before the script runs, so what the sidebar names is what the page acts on in the same run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import streamlit as st
+
+from core.constants import DEFAULT_THRESHOLD
+from core.errors import PatchLensError
+from core.files import modified_ns
+from core.model.io import CHECKPOINT_FILE, FINAL_MODEL_FILE
+from core.settings import (
+    BASELINE_MODEL,
+    DATA_ROOTS_ENV,
+    SAMPLE_DATASET,
+    check_allowed,
+    data_roots,
+    runs_dir,
+)
+from core.train.runs import list_runs
+
+DATASET_KEY = "dataset_path"
+MODEL_KEY = "model_path"
+ROOTS_KEY = "extra_roots"
+OPEN_PATH_KEY = "open_path"  # the sidebar's path box
+NEW_ROOT_KEY = "new_root"  # the sidebar's data-root box
+MODEL_PICKER_KEY = "model_picker"  # the sidebar's model selectbox (mirrors MODEL_KEY)
+NOTICES_KEY = "sidebar_notices"  # [(place, level, text)] shown once, where `place` is drawn next
+URL_DATASET = "dataset"
+URL_MODEL = "model"
+THRESHOLD_KEY = "threshold"  # the decision threshold shared by Evaluate, Predict and Mistakes
+URL_THRESHOLD = "threshold"
+
+
+# --------------------------------------------------------------------------- session state and URL
+
+
+def init_state() -> None:
+    """Fill the session's state once: from the URL when it names a usable dataset/model, else defaults."""
+    st.session_state.setdefault(ROOTS_KEY, [])
+    st.session_state.setdefault(NOTICES_KEY, [])
+    if DATASET_KEY not in st.session_state:
+        st.session_state[DATASET_KEY] = _dataset_from_url()
+    if MODEL_KEY not in st.session_state:
+        st.session_state[MODEL_KEY] = _model_from_url()
+
+
+def default_model() -> str | None:
+    return str(BASELINE_MODEL) if BASELINE_MODEL.exists() else None
+
+
+def _notice(place: str, level: str, text: str) -> None:
+    """Queue a message for the next drawing of `place`: "main" (top of the page), "open" or "roots"."""
+    st.session_state.setdefault(NOTICES_KEY, []).append((place, level, text))
+
+
+def _dataset_from_url() -> str:
+    text = st.query_params.get(URL_DATASET)
+    if not text:
+        return str(SAMPLE_DATASET)
+    try:
+        path = str(check_allowed(text, extra_roots()))
+        _open_dataset(path, modified_ns(path))
+    except PatchLensError as error:
+        _notice(
+            "main",
+            "warning",
+            f"The dataset in the link cannot be opened ({error}) — showing the bundled sample.",
+        )
+        return str(SAMPLE_DATASET)
+    return path
+
+
+def _model_from_url() -> str | None:
+    text = st.query_params.get(URL_MODEL)
+    if not text:
+        return default_model()
+    try:
+        check_offered_model(text)
+    except PatchLensError as error:
+        fallback = "the bundled baseline" if default_model() else "no model"
+        _notice("main", "warning", f"The model in the link cannot be used ({error}) — using {fallback}.")
+        return default_model()
+    return text
+
+
+def check_offered_model(path: str) -> Path:
+    """The model file behind `path` if it is one the sidebar offers (the bundled baseline or a run of
+    the workspace); ModelError otherwise. A link never makes the app load a file from elsewhere."""
+    from core.errors import ModelError
+    from core.model.io import resolve_model_path
+
+    resolved = Path(os.path.realpath(resolve_model_path(path)))
+    baseline, runs = Path(os.path.realpath(BASELINE_MODEL)), Path(os.path.realpath(runs_dir()))
+    if resolved != baseline and not resolved.is_relative_to(runs):
+        raise ModelError(f"{path} is neither the bundled baseline nor a run of the workspace.")
+    return resolved
+
+
+def sync_url() -> None:
+    """Write the active dataset, model and threshold into the URL (only what differs, defaults left
+    out): every run, since a page switch drops the query parameters."""
+    wanted = {
+        URL_DATASET: st.session_state.get(DATASET_KEY),
+        URL_MODEL: st.session_state.get(MODEL_KEY),
+    }
+    defaults = {URL_DATASET: str(SAMPLE_DATASET), URL_MODEL: default_model()}
+    if THRESHOLD_KEY in st.session_state:  # until a page with the threshold reads it, the URL's stays
+        wanted[URL_THRESHOLD] = repr(float(st.session_state[THRESHOLD_KEY]))
+        defaults[URL_THRESHOLD] = repr(DEFAULT_THRESHOLD)
+    for key, value in wanted.items():
+        if not value or value == defaults[key]:
+            if key in st.query_params:
+                del st.query_params[key]
+        elif st.query_params.get(key) != value:
+            st.query_params[key] = value
+
+
+def extra_roots() -> list[str]:
+    return list(st.session_state.get(ROOTS_KEY, []))
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+@st.cache_resource(show_spinner="Opening the dataset…", max_entries=8)
+def _open_dataset(path: str, mtime: float):
+    from core.data.dataset import open_checked
+
+    return open_checked(path)
+
+
+def active_dataset():
+    """The active dataset, or None after showing why it cannot be opened."""
+    path = st.session_state.get(DATASET_KEY) or str(SAMPLE_DATASET)
+    try:
+        return _open_dataset(path, modified_ns(path))
+    except PatchLensError as error:
+        st.error(f"The dataset {path} cannot be opened: {error}")
+        return None
+
+
+def open_dataset_from_user(text: str):
+    """Check a user-typed path against the data roots, open it and make it active.
+
+    Returns the dataset; raises PatchLensError (a message for the user) when it cannot be opened.
+    """
+    path = str(check_allowed(text, extra_roots()))
+    dataset = _open_dataset(path, modified_ns(path))
+    st.session_state[DATASET_KEY] = path
+    return dataset
+
+
+# --------------------------------------------------------------------------- models
+
+
+def active_model_path() -> str | None:
+    path = st.session_state.get(MODEL_KEY)
+    if path and Path(path).exists():
+        return path
+    return None
+
+
+@st.cache_resource(show_spinner="Loading the model (TensorFlow starts once, ~10 s)…", max_entries=4)
+def load_model_cached(path: str, mtime: float):
+    from core.model.io import load_model
+
+    return load_model(path)
+
+
+def load_active_model():
+    """The active Keras model, shared by every session (cache_resource), or None with a message."""
+    path = active_model_path()
+    if path is None:
+        st.warning("No model is active. Train one on the Train page or restore models/baseline.keras.")
+        return None
+    try:
+        from core.model.io import resolve_model_path
+
+        resolved = str(resolve_model_path(path))
+        return load_model_cached(resolved, modified_ns(resolved))
+    except PatchLensError as error:
+        st.error(str(error))
+        return None
+
+
+def model_label(path: str | None) -> str:
+    if not path:
+        return "none"
+    p = Path(path)
+    if p == BASELINE_MODEL:
+        return "bundled baseline"
+    return p.parent.name if p.name in (FINAL_MODEL_FILE, CHECKPOINT_FILE) else p.name
+
+
+def dataset_label(path: str | None) -> str:
+    if not path:
+        return "none"
+    p = Path(path)
+    return "bundled sample" if p == SAMPLE_DATASET else p.name
+
+
+def model_options() -> dict[str, str]:
+    """{model path: label} of every model the sidebar offers, the active one included."""
+    options = {}
+    if BASELINE_MODEL.exists():
+        options[str(BASELINE_MODEL)] = "bundled baseline"
+    for run in list_runs():
+        if run.has_model:
+            suffix = "" if run.state == "finished" else f" ({run.state})"
+            options[str(run.model_path)] = f"run {run.name}{suffix}"
+    current = st.session_state.get(MODEL_KEY)
+    if current and current not in options:
+        options[current] = model_label(current)
+    return options
+
+
+# --------------------------------------------------------------------------- the sidebar's actions
+
+
+def _open_typed_dataset() -> None:
+    """Callback of Open: runs before the script, so the whole next run shows the new dataset."""
+    text = (st.session_state.get(OPEN_PATH_KEY) or "").strip()
+    if not text:
+        _notice("open", "error", "Enter the path of a dataset folder or file.")
+        return
+    try:
+        open_dataset_from_user(text)
+    except PatchLensError as error:
+        _notice("open", "error", str(error))
+        return
+    _notice("open", "success", f"Opened {text}")
+
+
+def _model_picked() -> None:
+    st.session_state[MODEL_KEY] = st.session_state[MODEL_PICKER_KEY]
+
+
+def _add_typed_root() -> None:
+    text = (st.session_state.get(NEW_ROOT_KEY) or "").strip()
+    if not text:
+        return
+    if not Path(text).expanduser().is_dir():
+        _notice("roots", "error", f"{text} is not a folder.")
+        return
+    if text not in st.session_state[ROOTS_KEY]:
+        st.session_state[ROOTS_KEY] = [*st.session_state[ROOTS_KEY], text]
+    _notice("roots", "success", f"Added {text} to the data roots of this session.")
+
+
+def _show_notices(where: str) -> None:
+    """Show, once, the queued messages meant for `where`."""
+    keep = []
+    for place, level, text in st.session_state.get(NOTICES_KEY, []):
+        if place != where:
+            keep.append((place, level, text))
+            continue
+        {"error": st.error, "warning": st.warning, "success": st.success}[level](text)
+    st.session_state[NOTICES_KEY] = keep
+
+
+# --------------------------------------------------------------------------- the sidebar
+
+
+def render_sidebar() -> None:
+    """The dataset and model pickers and the data-roots setting, drawn by every page.
+
+    Drawn from the page (not the entry script): AppTest drops entry-script sidebar elements on reruns.
+    Also keeps the URL in step with the active dataset and model.
+    """
+    init_state()
+    _show_notices("main")
+    with st.sidebar:
+        _dataset_picker()
+        _model_picker()
+        _roots_setting()
+    sync_url()
+
+
+def _dataset_picker() -> None:
+    st.markdown("### Active dataset")
+    st.caption(dataset_label(st.session_state[DATASET_KEY]))
+    st.text_input(
+        "Open a dataset by path",
+        key=OPEN_PATH_KEY,
+        placeholder="/path/to/kaggle-folder, PCam .h5 folder, or class folders",
+        help="Kaggle folder of .tif + train_labels.csv, PCam HDF5 files, class folders 0/ and 1/, "
+        "or a cache .h5. Only paths inside the data roots can be opened.",
+    )
+    st.button("Open", key="open_dataset", on_click=_open_typed_dataset)
+    _show_notices("open")
+
+
+def _model_picker() -> None:
+    st.markdown("### Active model")
+    options = model_options()
+    if not options:
+        st.caption("No model yet: train one on the Train page.")
+        return
+    if st.session_state.get(MODEL_KEY) not in options:
+        st.session_state[MODEL_KEY] = next(iter(options))
+    # Keyed, and set from MODEL_KEY before it is drawn: a change made elsewhere (e.g. the Train
+    # page's "Make … the active model" callback) shows in this same run.
+    st.session_state[MODEL_PICKER_KEY] = st.session_state[MODEL_KEY]
+    st.selectbox(
+        "Model",
+        list(options),
+        format_func=options.get,
+        key=MODEL_PICKER_KEY,
+        on_change=_model_picked,
+        label_visibility="collapsed",
+    )
+
+
+def _roots_setting() -> None:
+    with st.expander("Settings: data roots"):
+        st.caption(f"Datasets may be opened from these folders (extend with {DATA_ROOTS_ENV}):")
+        for root in data_roots(st.session_state[ROOTS_KEY]):
+            st.code(str(root), language=None)
+        st.text_input("Add a data root for this session", key=NEW_ROOT_KEY)
+        st.button("Add root", key="add_root", on_click=_add_typed_root)
+        _show_notices("roots")
