@@ -66,7 +66,9 @@ def one_run(browser, warmup: str, drop_after: float) -> dict[str, float]:
         page.goto(f"http://127.0.0.1:{port}/", timeout=TIMEOUT_MS)
         page.locator('[data-testid="stMain"] h1', has_text="PatchLens").wait_for(timeout=TIMEOUT_MS)
         out["first paint"] = time.perf_counter() - opened
-        page.locator('[data-testid="stSidebar"] [data-testid="stPageLink-NavLink"]', has_text="Predict").click()
+        page.locator(
+            '[data-testid="stSidebar"] [data-testid="stPageLink-NavLink"]', has_text="Predict"
+        ).click()
         uploader = page.locator('[data-testid="stFileUploader"] input[type="file"]')
         uploader.wait_for(state="attached", timeout=TIMEOUT_MS)
         page.wait_for_timeout(max(0.0, drop_after - (time.perf_counter() - opened)) * 1000)

@@ -42,7 +42,9 @@ APP = '[data-testid="stApp"]'
 EXCEPTION = '[data-testid="stException"]'
 STATUS_WIDGET = '[data-testid="stStatusWidget"]'
 SIDEBAR = '[data-testid="stSidebar"]'
-NAV_LINK = '[data-testid="stSidebar"] [data-testid="stPageLink-NavLink"]'  # the app's own navigation (ui/frame.py)
+NAV_LINK = (
+    '[data-testid="stSidebar"] [data-testid="stPageLink-NavLink"]'  # the app's own navigation (ui/frame.py)
+)
 SELECTBOX = '[data-testid="stSelectbox"]'
 PLOTLY = '[data-testid="stPlotlyChart"]'
 
