@@ -33,6 +33,10 @@ class StorageError(PatchLensError):
     """A file could not be written (disk full, no permission); nothing already saved was changed."""
 
 
+class ComparisonError(PatchLensError):
+    """Two sets of predictions cannot be compared (different lengths, one class, NaNs, bad threshold)."""
+
+
 class InputError(PatchLensError, ValueError):
     """Values handed to a core function are unusable: a threshold outside [0, 1], labels and
     probabilities of different lengths, an unknown method name. Also a ValueError, as numpy and

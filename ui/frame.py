@@ -37,6 +37,7 @@ PAGES = (
     PageEntry("pages/3_evaluate.py", "Evaluate", "📈"),
     PageEntry("pages/4_predict.py", "Predict", "🔍"),
     PageEntry("pages/5_mistakes.py", "Mistakes", "⚠️"),
+    PageEntry("pages/8_compare.py", "Compare", "⚖️"),
 )
 
 

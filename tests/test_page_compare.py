@@ -1,0 +1,151 @@
+"""AppTest of the Compare page (issue 12, item 4) with two real tiny models, runs of the workspace, on
+real patches: the models are run on request, through the prediction cache Evaluate shares; the metrics
+table, the tests in words, the overlaid curves, and the disagreement gallery with both Grad-CAMs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from page_helpers import PAGE_SCRIPTS, app_test, copy_kaggle_subset
+
+from core.data.dataset import open_dataset
+from core.diagnose.compare import (
+    compare_paired,
+    disagreements,
+    pair_predictions,
+    prediction_files,
+    significance,
+)
+from core.evaluate.predictions import read_predictions
+
+PAGE = PAGE_SCRIPTS["compare"]
+PAGE_SIZE = 12
+
+
+def make_run(workspace, name: str, data, epochs: int, fit_tiny_model):
+    """A run directory of the workspace holding a real tiny model (the sidebar offers it)."""
+    run_dir = workspace / "runs" / name
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text(json.dumps({"data": [str(data)], "architecture": "tiny"}))
+    (run_dir / "status.json").write_text(json.dumps({"state": "finished"}))
+    return fit_tiny_model(data, run_dir / "model.keras", epochs=epochs)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, fit_tiny_model):
+    root = tmp_path_factory.mktemp("compare")
+    workspace = root / "workspace"
+    data = copy_kaggle_subset(root / "data", 16)
+    model_a = make_run(workspace, "tiny-a", data, 4, fit_tiny_model)
+    model_b = make_run(workspace, "tiny-b", data, 1, fit_tiny_model)
+    return workspace, data, model_a, model_b
+
+
+def open_compare(workspace, data, model, monkeypatch):
+    monkeypatch.setenv("PATCHLENS_HOME", str(workspace))
+    at = app_test()
+    at.session_state["model_path"] = str(model)
+    at.session_state["dataset_path"] = str(data)
+    at.run()
+    at.switch_page(PAGE)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def chart_traces(at, key: str) -> list[str]:
+    chart = next(c for c in at.get("plotly_chart") if key in c.proto.id)
+    return [trace.get("name") for trace in json.loads(chart.proto.spec)["data"]]
+
+
+def test_runs_both_models_once_then_compares_them_at_the_shared_threshold(setup, monkeypatch):
+    workspace, data, model_a, model_b = setup
+    at = open_compare(workspace, data, model_a, monkeypatch)
+    assert at.title[0].value.endswith("Compare")
+    assert at.selectbox(key="compare_model_a").value == str(model_a)  # A defaults to the active model
+    at.selectbox(key="compare_model_b").set_value(str(model_b)).run()
+    assert any("Not computed on this dataset yet" in i.value and "tiny-b" in i.value for i in at.info)
+
+    at.button(key="compare_run").click().run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    assert not any("Not computed" in i.value for i in at.info)  # redrawn from the cache, notice gone
+    assert any("A − B" in frame.value.columns for frame in at.dataframe)
+    file_a, file_b = prediction_files(model_a, model_b, open_dataset(data))
+    assert file_a.is_file() and file_b.is_file()  # in the workspace's prediction cache, Evaluate's
+    paired = pair_predictions(read_predictions(file_a), read_predictions(file_b))
+    assert not np.allclose(paired["prob_a"], paired["prob_b"])
+
+    # A threshold between the two models' scores makes them disagree.
+    threshold = float(np.median(np.concatenate([paired["prob_a"], paired["prob_b"]])))
+    at.slider(key="threshold_slider").set_value(threshold).run()
+    assert not at.exception and not at.error
+    threshold = at.session_state["threshold"]
+    expected = compare_paired(paired, threshold)
+    groups = disagreements(paired, threshold)
+    assert expected["n_disagree"] > 0
+
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Patches called differently"] == str(expected["n_disagree"])
+    assert metrics["A right, B wrong"] == str(len(groups.a_right))
+    assert metrics["B right, A wrong"] == str(len(groups.b_right))
+    table = next(frame.value for frame in at.dataframe if "A − B" in frame.value.columns)
+    assert table.iloc[0].tolist() == pytest.approx(
+        [expected["auc_a"], expected["auc_b"], expected["auc_diff"]]
+    )
+    assert table.iloc[1, 0] == pytest.approx(expected["accuracy_a"])
+    words = " ".join(m.value for m in at.markdown)
+    assert f"the AUC difference **is {significance(expected['delong_p'])}** at 5 %" in words
+    assert f"the accuracy difference **is {significance(expected['mcnemar_p'])}** at 5 %" in words
+    assert f"DeLong p = {expected['delong_p']:.3g}" in words
+
+    roc = chart_traces(at, "compare_roc")
+    assert len(roc) == 3 and roc[0].startswith("A: run tiny-a") and roc[1].startswith("B: run tiny-b")
+    assert f"AUC {expected['auc_a']:.3f}" in roc[0]
+    assert len(chart_traces(at, "compare_pr")) == 2
+
+    group = "A right, B wrong" if len(groups.a_right) else "B right, A wrong"
+    rows = groups.a_right if len(groups.a_right) else groups.b_right
+    at.radio(key="compare_group").set_value(group).run()
+    shown = min(PAGE_SIZE, len(rows))
+    assert len(at.get("image")) == shown
+    first = rows.iloc[0]
+    assert at.get("image")[0].proto.imgs[0].caption.endswith(f"A {first.prob_a:.3f} · B {first.prob_b:.3f}")
+
+    at.toggle(key="compare_explain").set_value(True).run()  # both Grad-CAMs, side by side
+    assert not at.exception and not at.error
+    assert len(at.get("image")) == 3 * shown + 2  # patch, A's map, B's map; a colour bar per model
+    captions = [img.caption for image in at.get("image") for img in image.proto.imgs]
+    assert captions.count("Grad-CAM of A") == shown and captions.count("Grad-CAM of B") == shown
+
+
+def test_predictions_cached_the_way_evaluate_caches_them_are_used_without_a_button(setup, monkeypatch):
+    from core.evaluate.predictions import cached_predictions
+
+    workspace, data, model_a, model_b = setup
+    monkeypatch.setenv("PATCHLENS_HOME", str(workspace))
+    for model in (model_a, model_b):  # what Evaluate's job and `python -m core evaluate` call
+        cached_predictions(model, open_dataset(data))
+    at = open_compare(workspace, data, model_a, monkeypatch)
+    at.selectbox(key="compare_model_b").set_value(str(model_b)).run()
+    assert not at.exception and not at.error
+    assert not any("Not computed" in i.value for i in at.info)
+    assert any("A − B" in frame.value.columns for frame in at.dataframe)
+
+
+def test_the_same_model_twice_and_an_unlabelled_dataset_are_refused_in_words(setup, monkeypatch, tmp_path):
+    workspace, data, model_a, _ = setup
+    at = open_compare(workspace, data, model_a, monkeypatch)
+    at.selectbox(key="compare_model_b").set_value(str(model_a)).run()
+    assert not at.exception
+    assert any("the same model" in w.value for w in at.warning)
+    assert not at.get("plotly_chart")
+
+    unlabelled = tmp_path / "unlabelled"
+    unlabelled.mkdir()
+    for path in sorted((data / "train").iterdir())[:6]:
+        shutil.copy(path, unlabelled)
+    at = open_compare(workspace, unlabelled, model_a, monkeypatch)
+    assert any("unlabelled" in i.value and "needs labels" in i.value for i in at.info)
