@@ -11,7 +11,7 @@ from core.constants import LABEL_MEANING, SPLIT_WARNING
 from core.errors import RunError
 from core.settings import BASELINE_INFO, workspace_dir
 from core.train.runs import active_run, read_json, read_status
-from ui.frame import page, page_script
+from ui.frame import PAGES, page
 from ui.shared import (
     DATASET_KEY,
     MODEL_KEY,
@@ -76,27 +76,6 @@ with page("Home"):
 
     st.divider()
     st.subheader("Where to go next")
-    st.page_link(
-        page_script("Dataset"),
-        label="Dataset: label balance, patch grid, colour statistics, broken files",
-        icon="🗂️",
-    )
-    st.page_link(
-        page_script("Train"), label="Train: start a job, watch live curves, stop it, compare runs", icon="🏋️"
-    )
-    st.page_link(
-        page_script("Evaluate"),
-        label="Evaluate: metrics, ROC/PR, calibration, confusion matrix at your threshold",
-        icon="📈",
-    )
-    st.page_link(
-        page_script("Predict"),
-        label="Predict: drop patches for a probability and a Grad-CAM overlay",
-        icon="🔍",
-    )
-    st.page_link(
-        page_script("Mistakes"),
-        label="Mistakes: false positives and negatives, most confident first",
-        icon="⚠️",
-    )
+    for entry in PAGES[1:]:
+        st.page_link(entry.script, label=f"{entry.title}: {entry.blurb}", icon=entry.icon)
     st.caption(SPLIT_WARNING)

@@ -27,23 +27,34 @@ class PageEntry(NamedTuple):
     script: str  # relative to the project folder, as st.page_link and AppTest.switch_page take it
     title: str
     icon: str
+    blurb: str  # what the page is for, in Home's "Where to go next"
 
 
-HOME = PageEntry("streamlit_app.py", "Home", "🏠")
+HOME = PageEntry("streamlit_app.py", "Home", "🏠", "what is loaded, what is running, where to go next")
 PAGES = (
     HOME,
-    PageEntry("pages/1_dataset.py", "Dataset", "🗂️"),
-    PageEntry("pages/2_train.py", "Train", "🏋️"),
-    PageEntry("pages/3_evaluate.py", "Evaluate", "📈"),
-    PageEntry("pages/4_predict.py", "Predict", "🔍"),
-    PageEntry("pages/5_mistakes.py", "Mistakes", "⚠️"),
-    PageEntry("pages/8_compare.py", "Compare", "⚖️"),
+    PageEntry(
+        "pages/1_dataset.py",
+        "Dataset",
+        "🗂️",
+        "label balance, patch grid, colour statistics, input quality, broken files",
+    ),
+    PageEntry("pages/2_train.py", "Train", "🏋️", "start a job, watch live curves, stop it, compare runs"),
+    PageEntry(
+        "pages/3_evaluate.py",
+        "Evaluate",
+        "📈",
+        "metrics, ROC/PR, calibration, confusion matrix at your threshold",
+    ),
+    PageEntry("pages/4_predict.py", "Predict", "🔍", "drop patches for a probability and a Grad-CAM overlay"),
+    PageEntry("pages/5_mistakes.py", "Mistakes", "⚠️", "false positives and negatives, most confident first"),
+    PageEntry(
+        "pages/8_compare.py",
+        "Compare",
+        "⚖️",
+        "two models on one dataset: ROC/PR, DeLong and McNemar tests, disagreements",
+    ),
 )
-
-
-def page_script(title: str) -> str:
-    """The script of the page called `title` (e.g. "Evaluate" -> "pages/3_evaluate.py")."""
-    return next(entry.script for entry in PAGES if entry.title == title)
 
 
 @contextmanager
