@@ -61,6 +61,7 @@ PAGES = [  # (sidebar label, h1 text, URL path)
     ("Evaluate", "Evaluate", "evaluate"),
     ("Predict", "Predict", "predict"),
     ("Mistakes", "Mistakes", "mistakes"),
+    ("Label issues", "Label issues", "label_issues"),
     ("Compare", "Compare", "compare"),
 ]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 import subprocess
@@ -12,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from page_helpers import copy_kaggle_subset
 
 from core.cli import main
 from core.cli.evaluate import JSON_KEYS
@@ -20,37 +20,15 @@ from core.data.dataset import open_dataset
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 SAMPLE = PROJECT_DIR / "data" / "sample"
 PER_CLASS = 16
-EXPECTED_KEYS = {
-    "n",
-    "auc",
-    "accuracy",
-    "sensitivity",
-    "specificity",
-    "precision",
-    "f1",
-    "average_precision",
-    "log_loss",
-    "brier",
-    "ece",
-    "threshold",
-    "confusion",
-}
+EXPECTED_KEYS = set(
+    "n auc accuracy sensitivity specificity precision f1 average_precision log_loss brier ece threshold confusion".split()
+)
 
 
 @pytest.fixture(scope="module")
 def kaggle_dir(tmp_path_factory) -> Path:
     """32 real patches (16 tumour, 16 normal) in the Kaggle layout."""
-    with open(SAMPLE / "train_labels.csv", newline="") as handle:
-        rows = [(row["id"], row["label"]) for row in csv.DictReader(handle)]
-    rows = [r for r in rows if r[1] == "1"][:PER_CLASS] + [r for r in rows if r[1] == "0"][:PER_CLASS]
-    folder = tmp_path_factory.mktemp("kaggle")
-    (folder / "train").mkdir()
-    with open(folder / "train_labels.csv", "w", newline="") as handle:
-        handle.write("id,label\n")
-        for patch_id, label in rows:
-            shutil.copy(SAMPLE / "train" / f"{patch_id}.tif", folder / "train")
-            handle.write(f"{patch_id},{label}\n")
-    return folder
+    return copy_kaggle_subset(tmp_path_factory.mktemp("kaggle"), PER_CLASS)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ the AUC difference. McNemar is checked against scipy's binomial test.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import shutil
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from page_helpers import copy_kaggle_subset
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
@@ -32,20 +32,10 @@ from core.diagnose.compare import (
     prediction_files,
 )
 from core.errors import ComparisonError, PatchLensError
-from core.settings import SAMPLE_DATASET
 
-EXPECTED_KEYS = [
-    "n",
-    "auc_a",
-    "auc_b",
-    "auc_diff",
-    "auc_diff_ci",
-    "delong_p",
-    "accuracy_a",
-    "accuracy_b",
-    "mcnemar_p",
-    "n_disagree",
-]
+EXPECTED_KEYS = (
+    "n auc_a auc_b auc_diff auc_diff_ci delong_p accuracy_a accuracy_b mcnemar_p n_disagree".split()
+)  # the issue's contract
 BOOTSTRAP_RESAMPLES = 2000
 PER_CLASS = 16
 
@@ -236,17 +226,7 @@ def test_mcnemar_refuses_bad_input():
 @pytest.fixture(scope="module")
 def kaggle_dir(tmp_path_factory) -> Path:
     """32 real patches (16 tumour, 16 normal) in the Kaggle layout."""
-    with open(SAMPLE_DATASET / "train_labels.csv", newline="") as handle:
-        rows = [(row["id"], row["label"]) for row in csv.DictReader(handle)]
-    rows = [r for r in rows if r[1] == "1"][:PER_CLASS] + [r for r in rows if r[1] == "0"][:PER_CLASS]
-    folder = tmp_path_factory.mktemp("kaggle")
-    (folder / "train").mkdir()
-    with open(folder / "train_labels.csv", "w", newline="") as handle:
-        handle.write("id,label\n")
-        for patch_id, label in rows:
-            shutil.copy(SAMPLE_DATASET / "train" / f"{patch_id}.tif", folder / "train")
-            handle.write(f"{patch_id},{label}\n")
-    return folder
+    return copy_kaggle_subset(tmp_path_factory.mktemp("kaggle"), PER_CLASS)
 
 
 @pytest.fixture(scope="module")

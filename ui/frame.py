@@ -49,6 +49,12 @@ PAGES = (
     PageEntry("pages/4_predict.py", "Predict", "🔍", "drop patches for a probability and a Grad-CAM overlay"),
     PageEntry("pages/5_mistakes.py", "Mistakes", "⚠️", "false positives and negatives, most confident first"),
     PageEntry(
+        "pages/7_label_issues.py",
+        "Label issues",
+        "🏷️",
+        "patches whose label is likely wrong (confident learning), most suspect first",
+    ),
+    PageEntry(
         "pages/8_compare.py",
         "Compare",
         "⚖️",

@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "core.cli.evaluate",
     "core.cli.explain",
     "core.cli.prediction_job",
+    "core.cli.labels",
     "core.cli.compare",
 )
 

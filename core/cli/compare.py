@@ -39,14 +39,14 @@ def register(subparsers) -> None:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from core.cli.evaluate import _ProgressLine
+    from core.cli.common import ProgressLine
     from core.data.dataset import open_dataset
     from core.diagnose.compare import COMPARISON_KEYS, compare_paired, paired_predictions
     from core.model.io import resolve_model_path
 
     model_a, model_b = resolve_model_path(args.model_a), resolve_model_path(args.model_b)
     dataset = open_dataset(args.data)
-    paired = paired_predictions(model_a, model_b, dataset, progress=_ProgressLine("predict"))
+    paired = paired_predictions(model_a, model_b, dataset, progress=ProgressLine("predict"))
     result = compare_paired(paired, args.threshold)
     if args.json:
         print(json.dumps({key: result[key] for key in COMPARISON_KEYS}, indent=2))

@@ -16,10 +16,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
-from core.cli.common import unit_interval
+from core.cli.common import ProgressLine, unit_interval
 from core.constants import DEFAULT_THRESHOLD
 from core.data.quality import count_flags
 from core.errors import DatasetError
@@ -103,31 +102,6 @@ def _positive_int(text: str) -> int:
     return value
 
 
-class _ProgressLine:
-    """`\\r`-rewritten progress text on stderr, at most ~5 updates a second."""
-
-    def __init__(self, verb: str) -> None:
-        self.verb = verb
-        self.started = time.monotonic()
-        self.last = 0.0
-        self.width = 0
-
-    def __call__(self, done: int, total: int) -> None:
-        now = time.monotonic()
-        if done < total and now - self.last < 0.2:
-            return
-        self.last = now
-        elapsed = max(now - self.started, 1e-9)
-        percent = 100.0 * done / total if total else 100.0
-        rate = done / elapsed
-        text = f"{self.verb} {done:,}/{total:,} patches ({percent:5.1f}%)  {rate:,.0f} patches/s"
-        sys.stderr.write("\r" + text.ljust(self.width))  # pad: erase a longer previous line
-        self.width = len(text)
-        if done >= total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
-
-
 def _report_skipped(frame) -> None:
     skipped = frame.attrs.get("skipped") or {}
     if skipped:
@@ -152,7 +126,7 @@ def run_predict(args: argparse.Namespace) -> int:
         dataset,
         batch_size=args.batch_size,
         tta=args.tta,
-        progress=_ProgressLine("predict"),
+        progress=ProgressLine("predict"),
         quality=args.quality_report is not None,
     )
     _report_skipped(frame)
@@ -190,7 +164,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             f"{args.data} is unlabelled ({dataset.layout} layout): evaluate needs labels. "
             "Use `predict` to score unlabelled patches."
         )
-    progress = _ProgressLine("evaluate")
+    progress = ProgressLine("evaluate")
     if args.no_cache:
         model = load_model(model_file)
         frame = predict_dataset(model, dataset, batch_size=args.batch_size, tta=args.tta, progress=progress)

@@ -187,9 +187,13 @@ def make_callback(
     return JobCallback()
 
 
-def terminal_printer(stream=sys.stderr):
+def terminal_printer(stream=None):
+    """A progress printer that rewrites one line; `stream` defaults to sys.stderr as it is when printing
+    (not when this module was imported: a test's captured stream may be closed by then)."""
+
     def show(text: str, newline: bool = False) -> None:
-        stream.write("\r" + text.ljust(100) + ("\n" if newline else ""))
-        stream.flush()
+        out = stream or sys.stderr
+        out.write("\r" + text.ljust(100) + ("\n" if newline else ""))
+        out.flush()
 
     return show

@@ -1,0 +1,117 @@
+"""AppTest of the Label issues page on a real finished run and real patches: the suspects most
+suspect first with their scores, the kind of probabilities said out loud (a run's validation is
+out-of-sample, the model on its own training data in-sample), Grad-CAM on demand, the CSV, and a
+k-fold cross-validation started from the page as a real background job."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from page_helpers import PAGE_SCRIPTS, app_test, copy_kaggle_subset, finished_run, open_page
+
+from core.constants import LABEL_NAMES
+from core.data.dataset import open_checked
+from core.diagnose import crossval
+from core.diagnose.label_issues import rank_dataset, rank_predictions
+from core.evaluate.predictions import cached_predictions, read_predictions
+
+JOB_TIMEOUT = 240  # seconds for the background cross-validation (TensorFlow import + 2 tiny folds)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    workspace = tmp_path_factory.mktemp("label-issues") / "workspace"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PATCHLENS_HOME", str(workspace))
+        data = copy_kaggle_subset(workspace / "data", 12)  # inside the workspace: a data root
+        run_dir = finished_run(workspace, data, epochs=1)
+    return workspace, data, run_dir
+
+
+@pytest.fixture(autouse=True)
+def home(run, monkeypatch):
+    monkeypatch.setenv("PATCHLENS_HOME", str(run[0]))
+
+
+def caption_of(row) -> str:
+    return (
+        f"given {LABEL_NAMES[int(row.given_label)]} · P(tumour)={row.probability:.3f} · score {row.score:.3f}"
+    )
+
+
+def test_run_validation_suspects_most_suspect_first_with_gradcam_and_csv(run):
+    workspace, _, run_dir = run
+    at = open_page(workspace, "label_issues")
+    at.radio(key="prediction_source_kind").set_value("run").run()
+    assert not at.exception and not at.error
+    expected = rank_predictions(read_predictions(run_dir / "val_predictions.csv"))
+    assert any("out-of-sample" in s.value and "validation patches only" in s.value for s in at.success)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Patches ranked"] == str(len(expected))
+    assert metrics["Flagged by confident learning"] == str(int(expected["flagged"].sum()))
+    images = at.get("image")
+    captions = [image.proto.imgs[0].caption for image in images]
+    assert captions[: len(expected)] == [
+        caption_of(row) + (" · flagged" if row.flagged else "") for row in expected.itertuples()
+    ]  # most suspect first, given label, P(tumour) and score under each patch
+    assert any(str(expected["id"].iloc[0]) in m.value for m in at.markdown)  # the detail view: the first
+    export = at.get("download_button")[0]
+    assert "id, given_label, probability, score" in export.label and export.proto.url
+
+    at.toggle(key="label_issues_explain").set_value(True).run()
+    assert not at.exception and not at.error
+    # overlays + detail patch + its overlay + the colour bars of the gallery and of the detail
+    assert len(at.get("image")) == len(expected) + 2 + 2
+
+
+def test_the_model_on_its_own_training_data_is_called_in_sample(run):
+    workspace, data, run_dir = run
+    cached_predictions(run_dir, open_checked(data))  # what the page's background job would store
+    at = app_test()
+    at.session_state["model_path"] = str(run_dir / "model.keras")
+    at.session_state["dataset_path"] = str(data)
+    at.run()
+    at.switch_page(PAGE_SCRIPTS["label issues"])
+    at.run()
+    at.radio(key="prediction_source_kind").set_value("active").run()
+    assert not at.exception and not at.error
+    assert any("IN-SAMPLE" in w.value for w in at.warning)
+    assert not any("out-of-sample" in s.value for s in at.success)
+    assert {m.label: m.value for m in at.metric}["Patches ranked"] == "24"
+
+
+def test_kfold_started_from_the_page_runs_in_the_background_and_ranks_every_patch(run):
+    workspace, data, run_dir = run
+    at = app_test()
+    at.session_state["model_path"] = str(run_dir / "model.keras")
+    at.session_state["dataset_path"] = str(data)
+    at.run()
+    at.switch_page(PAGE_SCRIPTS["label issues"])
+    at.run()
+    at.radio(key="label_issues_source").set_value("folds").run()
+    at.number_input(key="label_issues_folds").set_value(2).run()
+    at.number_input(key="label_issues_epochs").set_value(1).run()
+    assert at.selectbox(key="label_issues_arch").value == "tiny"  # the active model's architecture
+    assert not at.exception and not at.error
+    assert any("Not computed yet" in i.value for i in at.info)
+    assert "label-issues" in at.code[0].value and "--folds 2" in at.code[0].value
+
+    at.button(key="label_issues_start").click().run()
+    assert not at.exception and not at.error
+    dataset = open_checked(data)
+    settings = crossval.CrossValSettings(folds=2, architecture="tiny", epochs=1)
+    work_dir = crossval.crossval_dir(dataset, settings)
+    deadline = time.monotonic() + JOB_TIMEOUT
+    while crossval.stored_crossval(dataset, settings) is None:
+        assert time.monotonic() < deadline, (work_dir / crossval.LOG_FILE).read_text()
+        time.sleep(1)
+    while crossval.progress_of(dataset, settings).running:  # the job still writes its CSV
+        time.sleep(0.5)
+
+    at.run()
+    assert not at.exception and not at.error
+    assert any("every patch" in s.value and "2-fold" in s.value for s in at.success)
+    expected = rank_dataset(dataset, crossval.stored_crossval(dataset, settings))
+    assert {m.label: m.value for m in at.metric}["Patches ranked"] == str(len(dataset)) == str(len(expected))
+    assert at.get("image")[0].proto.imgs[0].caption.startswith(caption_of(next(expected.itertuples())))
