@@ -14,8 +14,8 @@ from pathlib import Path
 from core.settings import PROJECT_DIR, SAMPLE_DATASET
 from ui.frame import PAGES
 
-# AppTest.switch_page takes a page by its script: {"home": "streamlit_app.py", "evaluate": "pages/3_evaluate.py", …}
-PAGE_SCRIPTS = {entry.title.lower(): entry.script for entry in PAGES}
+# AppTest.switch_page takes a page by its script: {"home": "streamlit_app.py", "label_issues": "pages/7_label_issues.py", …}
+PAGE_SCRIPTS = {entry.title.lower().replace(" ", "_"): entry.script for entry in PAGES}
 
 APP = str(PROJECT_DIR / "streamlit_app.py")
 RUN_TIMEOUT = 120  # seconds for one script run: TensorFlow import + a model load on a busy machine

@@ -72,7 +72,7 @@ def test_the_model_on_its_own_training_data_is_called_in_sample(run):
     at.session_state["model_path"] = str(run_dir / "model.keras")
     at.session_state["dataset_path"] = str(data)
     at.run()
-    at.switch_page(PAGE_SCRIPTS["label issues"])
+    at.switch_page(PAGE_SCRIPTS["label_issues"])
     at.run()
     at.radio(key="prediction_source_kind").set_value("active").run()
     assert not at.exception and not at.error
@@ -87,7 +87,7 @@ def test_kfold_started_from_the_page_runs_in_the_background_and_ranks_every_patc
     at.session_state["model_path"] = str(run_dir / "model.keras")
     at.session_state["dataset_path"] = str(data)
     at.run()
-    at.switch_page(PAGE_SCRIPTS["label issues"])
+    at.switch_page(PAGE_SCRIPTS["label_issues"])
     at.run()
     at.radio(key="label_issues_source").set_value("folds").run()
     at.number_input(key="label_issues_folds").set_value(2).run()
