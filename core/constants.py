@@ -22,3 +22,4 @@ SPLIT_WARNING = (
 
 # A patch is called tumour when P(tumour) >= the threshold; the conventional one until a user moves it.
 DEFAULT_THRESHOLD = 0.5
+PCAM_MPP = 0.972  # µm per pixel of PCam patches (10x): a model's resolution unless its metadata says another

@@ -23,7 +23,8 @@ from core.formatting import NAME_IN_TEXT, page_bounds, short_name
 from ui.frame import page
 from ui.gallery import blend, explain_settings, explanation, method_name, scale_legend
 from ui.prediction_source import threshold_control
-from ui.shared import active_model_path, load_active_model, model_label
+from ui.shared import active_dataset, active_model_path, load_active_model, model_label
+from ui.similar import similar_to_uploads
 
 PAGE_SIZE = 8  # patches per gallery page; each shows the original beside its overlay
 UPLOAD_TYPES = ["tif", "tiff", "png", "jpg", "jpeg"]
@@ -147,3 +148,6 @@ with page("Predict"):
             text.caption("Not counted as a call: the input-quality check flagged this patch.")
         else:
             text.progress(prob)
+
+    # --- similar patches (issue 12): the active dataset's patches nearest to an upload -----------
+    similar_to_uploads(model, model_path, active_dataset(), batch.names, batch.patches)

@@ -61,8 +61,10 @@ PAGES = [  # (sidebar label, h1 text, URL path)
     ("Evaluate", "Evaluate", "evaluate"),
     ("Predict", "Predict", "predict"),
     ("Mistakes", "Mistakes", "mistakes"),
+    ("Feature map", "Feature map", "feature_map"),
     ("Label issues", "Label issues", "label_issues"),
     ("Compare", "Compare", "compare"),
+    ("Region", "Region", "region"),
 ]
 
 

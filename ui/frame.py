@@ -49,6 +49,12 @@ PAGES = (
     PageEntry("pages/4_predict.py", "Predict", "🔍", "drop patches for a probability and a Grad-CAM overlay"),
     PageEntry("pages/5_mistakes.py", "Mistakes", "⚠️", "false positives and negatives, most confident first"),
     PageEntry(
+        "pages/6_feature_map.py",
+        "Feature map",
+        "🗺️",
+        "the model's features in 2-D: select points to see their patches, and any patch's nearest neighbours",
+    ),
+    PageEntry(
         "pages/7_label_issues.py",
         "Label issues",
         "🏷️",
@@ -59,6 +65,12 @@ PAGES = (
         "Compare",
         "⚖️",
         "two models on one dataset: ROC/PR, DeLong and McNemar tests, disagreements",
+    ),
+    PageEntry(
+        "pages/9_region.py",
+        "Region",
+        "🔬",
+        "a tumour-probability heatmap over a region image or a whole slide",
     ),
 )
 

@@ -18,8 +18,10 @@ COMMAND_MODULES = (
     "core.cli.evaluate",
     "core.cli.explain",
     "core.cli.prediction_job",
+    "core.cli.embed",
     "core.cli.labels",
     "core.cli.compare",
+    "core.cli.region",
 )
 
 

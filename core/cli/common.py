@@ -18,6 +18,14 @@ def unit_interval(text: str) -> float:
     return value
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1 (a batch size, a count)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
 class ProgressLine:
     """`\\r`-rewritten progress text on stderr, at most ~5 updates a second."""
 

@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from core.cli.common import ProgressLine, unit_interval
+from core.cli.common import ProgressLine, positive_int, unit_interval
 from core.constants import DEFAULT_THRESHOLD
 from core.data.quality import count_flags
 from core.errors import DatasetError
@@ -89,17 +89,10 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=positive_int,
         default=256,
         help="patches per batch (default 256)",
     )
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
 
 
 def _report_skipped(frame) -> None:

@@ -139,7 +139,7 @@ def run_job(
     started = time.time()
     job.update("running", pid=os.getpid(), started=started, phase=LOADING_PHASE, done=0)
     job.start_heartbeat()
-    previous = _stop_on_sigterm(folder)
+    previous = stop_on_sigterm(folder)
     try:
         dataset = open_dataset(dataset_path)
         job.update(total=len(dataset))
@@ -176,7 +176,7 @@ def _predict(model_path, dataset, tta: bool, cache_dir, job: JobReporter, folder
     cached_predictions(model_path, dataset, tta=tta, cache_dir=cache_dir, model=model, progress=progress)
 
 
-def _stop_on_sigterm(folder: Path):
+def stop_on_sigterm(folder: Path):
     """SIGTERM becomes a stop request (the job ends as `stopped` at its next batch)."""
     if threading.current_thread() is not threading.main_thread():
         return None

@@ -16,7 +16,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from core.constants import PATCH_SHAPE
+from core.constants import PATCH_SHAPE, PCAM_MPP
 from core.errors import ModelError
 from core.model.architectures import find_last_conv_layer
 
@@ -46,7 +46,7 @@ def save_model(model, path: str | Path, meta: dict | None = None) -> Path:
     """Save atomically (temp file in the same folder, then rename) with `patchlens.json` inside."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    info = {"architecture": model.name, "last_conv_layer": find_last_conv_layer(model)}
+    info = {"architecture": model.name, "last_conv_layer": find_last_conv_layer(model), "mpp": PCAM_MPP}
     info.update(meta or {})
     if getattr(model, "optimizer", None) is not None:
         model = _without_optimizer(model)  # the optimizer state would triple the file

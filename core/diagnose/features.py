@@ -1,0 +1,327 @@
+"""Penultimate-layer features of a model: what the final Dense layer sees, for every patch of a dataset.
+
+Owns `feature_extractor(model)` (the model cut before its last Dense layer), the streamed feature
+pass over a Dataset, and the on-disk feature cache.
+
+Every PatchLens architecture ends GlobalAveragePooling -> Dropout -> Dense(1), so the features are
+the pooled activations of the last convolution (D = its channel count: 256 for patchnet). Dropout
+is the identity at inference, so they are exactly the Dense layer's input. The same forward pass
+also yields the tumour probability, so one pass gives both.
+
+Memory: the pixels are read in batches by the reader thread of core.evaluate.predict (two batches in flight),
+so only the N x D float32 feature matrix grows with the dataset (100 MB at 100,000 patches, D=256).
+
+Cache: `cache/features/<key>.npz` in the workspace, keyed like the prediction cache (model file
+path, mtime and size + the dataset's content), written atomically, with a `<key>.json` sidecar
+that says what the key stands for and which patches could not be read.
+
+TensorFlow is imported inside the functions, never at module import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from core.constants import PATCH_SHAPE
+from core.errors import DatasetError, ModelError
+from core.evaluate.predict import DEFAULT_BATCH_SIZE, PREFETCH_BATCHES, _read_ahead
+from core.evaluate.predictions import prediction_cache_key
+from core.files import atomic_write_json
+
+FEATURE_CACHE_FORMAT = 1  # bump when the stored arrays change meaning
+FEATURES_SUBDIR = "features"
+NPZ_KEYS = ("ids", "features", "probs", "labels", "quality", "groups")
+
+Progress = Callable[[int, int], None]
+
+_COMPILED_ATTRIBUTE = "_patchlens_compiled_features"
+
+
+@dataclass
+class FeatureSet:
+    """Features of the readable patches of a dataset, in dataset order.
+
+    labels: float (NaN when unlabelled); quality: 'ok' or the input-quality flags joined by ';';
+    groups: slide ids when the dataset has them, else None; skipped: {id: why it was left out}.
+    """
+
+    ids: list[str]
+    features: np.ndarray  # (N, D) float32
+    probs: np.ndarray  # (N,) float32, P(tumour) from the same forward pass
+    labels: np.ndarray  # (N,) float64
+    quality: list[str]
+    groups: list[str] | None = None
+    skipped: dict[str, str] = field(default_factory=dict)
+    cached: str | None = None  # the cache file these came from or were written to
+    from_cache: bool = False  # True when read from disk without running the model
+    _positions: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def position(self, item: str) -> int:
+        """The row of patch `item`; DatasetError when it is not among the features."""
+        if not self._positions:
+            self._positions = {name: k for k, name in enumerate(self.ids)}
+        if item not in self._positions:
+            raise DatasetError(f"no patch with id {item!r} among the {len(self):,} patches of this dataset.")
+        return self._positions[item]
+
+
+# --------------------------------------------------------------------------- the extractor
+
+
+def _final_dense(model):
+    import keras
+
+    last = model.layers[-1] if model.layers else None
+    if not isinstance(last, keras.layers.Dense):
+        name = type(last).__name__ if last is not None else "nothing"
+        raise ModelError(f"The model ends in {name}, not a Dense layer: it has no penultimate features.")
+    return last
+
+
+def feature_extractor(model):
+    """A Keras model from the model's input to the input of its final Dense layer: (n, 96, 96, 3)
+    0-255 -> (n, D). Works for any Functional model whose last layer is Dense; ModelError otherwise."""
+    import keras
+
+    dense = _final_dense(model)
+    return keras.Model(model.inputs, dense.input, name=f"{model.name}_features")
+
+
+def _compiled_features(model) -> Callable:
+    """A traced-once function (n, 96, 96, 3) float32 -> ((n, D) float32 features, (n,) probabilities),
+    kept on the model object like core.evaluate.predict's compiled forward pass."""
+    import keras
+    import tensorflow as tf
+
+    forward = getattr(model, _COMPILED_ATTRIBUTE, None)
+    if forward is None:
+        dense = _final_dense(model)
+        both = keras.Model(model.inputs, [dense.input, model.outputs[0]])
+        signature = [tf.TensorSpec(shape=(None, *PATCH_SHAPE), dtype=tf.float32)]
+
+        @tf.function(input_signature=signature, reduce_retracing=True)
+        def forward(x):
+            features, probs = both(x, training=False)
+            return tf.cast(features, tf.float32), tf.reshape(tf.cast(probs, tf.float32), [-1])
+
+        object.__setattr__(model, _COMPILED_ATTRIBUTE, forward)  # bypass Keras tracking
+    return forward
+
+
+def patch_features(model, patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Features (n, D) and probabilities (n,) of one patch (96, 96, 3) or a stack, values 0-255."""
+    patches = np.asarray(patches)
+    if patches.shape == PATCH_SHAPE:
+        patches = patches[None]
+    if patches.ndim != 4 or patches.shape[1:] != PATCH_SHAPE:
+        raise ValueError(f"patches must have shape (96, 96, 3) or (n, 96, 96, 3); got {patches.shape}.")
+    features, probs = _compiled_features(model)(patches.astype(np.float32, copy=False))
+    return features.numpy(), probs.numpy()
+
+
+# --------------------------------------------------------------------------- a whole dataset
+
+
+def compute_features(
+    model, dataset, *, batch_size: int = DEFAULT_BATCH_SIZE, progress: Progress | None = None
+) -> FeatureSet:
+    """Features, probabilities and input-quality flags of every readable patch, in streamed batches.
+
+    Only two batches of pixels exist at a time; unreadable patches are left out and listed in
+    `skipped`, like core.evaluate.predict.predict_dataset.
+    """
+    forward = _compiled_features(model)
+    total = len(dataset)
+    batches = [range(start, min(start + batch_size, total)) for start in range(0, total, batch_size)]
+    ready: queue.Queue = queue.Queue(maxsize=PREFETCH_BATCHES)
+    stop = threading.Event()
+    reader = threading.Thread(
+        target=_read_ahead, args=(dataset, batches, ready, stop, True), name="feature-reader", daemon=True
+    )
+    features: np.ndarray | None = None
+    probs = np.empty(total, dtype=np.float32)
+    kept = np.zeros(total, dtype=bool)
+    quality: list[str] = []
+    skipped: dict[str, str] = {}
+    done = 0
+    if progress:
+        progress(0, total)
+    reader.start()
+    try:
+        while (item := ready.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            pixels, good, bad, labels = item
+            if good:
+                batch_features, batch_probs = forward(pixels.astype(np.float32))
+                if features is None:
+                    features = np.empty((total, batch_features.shape[1]), dtype=np.float32)
+                features[good] = batch_features.numpy()
+                probs[good] = batch_probs.numpy()
+                kept[good] = True
+                quality.extend(labels)
+            skipped.update({dataset.ids[i]: reason for i, reason in bad.items()})
+            done += len(good) + len(bad)
+            if progress:
+                progress(done, total)
+    finally:
+        stop.set()
+        reader.join(timeout=5)
+    if features is None:
+        raise DatasetError(f"no patch of {dataset.path} could be read, so there are no features.")
+    index = np.flatnonzero(kept)
+    all_kept = len(index) == total
+    return FeatureSet(
+        ids=[dataset.ids[i] for i in index],
+        features=features if all_kept else features[index],
+        probs=probs if all_kept else probs[index],
+        labels=(
+            dataset.labels[index].astype(np.float64)
+            if dataset.labels is not None
+            else np.full(len(index), np.nan)
+        ),
+        quality=quality,
+        groups=[dataset.groups[i] for i in index] if dataset.groups is not None else None,
+        skipped=skipped,
+    )
+
+
+# --------------------------------------------------------------------------- the disk cache
+
+
+def feature_cache_key(model_path: str | Path, dataset) -> str:
+    """The cache file name: what decides the prediction cache's key (model file, dataset content),
+    tagged with this cache's format."""
+    base = prediction_cache_key(model_path, dataset, tta=False)
+    return hashlib.sha256(f"features-{FEATURE_CACHE_FORMAT}:{base}".encode()).hexdigest()[:24]
+
+
+def default_feature_cache_dir() -> Path:
+    from core.settings import cache_dir
+
+    return cache_dir() / FEATURES_SUBDIR
+
+
+def feature_cache_path(model_path: str | Path, dataset, cache_dir: str | Path | None = None) -> Path:
+    folder = Path(cache_dir) if cache_dir is not None else default_feature_cache_dir()
+    return folder / f"{feature_cache_key(model_path, dataset)}.npz"
+
+
+def save_npz_atomic(path: str | Path, **arrays: np.ndarray) -> Path:
+    """np.savez to a temp file in the same folder, fsync, rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".npz", dir=path.parent)
+    os.chmod(tmp, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(handle, **arrays)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _write_cache(path: Path, found: FeatureSet, description: dict) -> None:
+    atomic_write_json(path.with_suffix(".json"), {**description, "skipped": found.skipped})
+    save_npz_atomic(  # last: an .npz present means its sidecar is complete
+        path,
+        ids=np.array(found.ids, dtype=str),
+        features=found.features,
+        probs=found.probs,
+        labels=found.labels,
+        quality=np.array(found.quality, dtype=str),
+        groups=np.array(found.groups if found.groups is not None else [], dtype=str),
+    )
+
+
+def read_features(path: str | Path) -> FeatureSet:
+    """A FeatureSet from a cache file written by `cached_features` (OSError/ValueError/KeyError if damaged)."""
+    from core.files import read_json
+
+    with np.load(path, allow_pickle=False) as stored:
+        arrays = {key: stored[key] for key in NPZ_KEYS}
+    ids = arrays["ids"].tolist()
+    groups = arrays["groups"].tolist()
+    path = Path(path)
+    info = read_json(path.with_suffix(".json"), {}) or {}
+    return FeatureSet(
+        ids=ids,
+        features=arrays["features"],
+        probs=arrays["probs"],
+        labels=arrays["labels"],
+        quality=arrays["quality"].tolist(),
+        groups=groups if len(groups) == len(ids) and ids else None,
+        skipped=info.get("skipped", {}),
+        cached=str(path),
+        from_cache=True,
+    )
+
+
+def cached_features(
+    model_path: str | Path,
+    dataset,
+    *,
+    cache_dir: str | Path | None = None,
+    model=None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: Progress | None = None,
+) -> FeatureSet:
+    """Features of the model at `model_path` on `dataset`, computed once and kept on disk.
+
+    `cache_dir` defaults to <workspace>/cache/features. Pass an already loaded `model` to skip
+    loading it again on a miss. A changed model file or dataset misses the cache; a damaged entry
+    is recomputed and overwritten.
+    """
+    from core.model.io import resolve_model_path
+
+    path = feature_cache_path(model_path, dataset, cache_dir)
+    if path.is_file():
+        try:
+            found = read_features(path)
+            if len(found) <= len(dataset):
+                if progress:
+                    progress(len(dataset), len(dataset))
+                return found
+        except (OSError, ValueError, KeyError):
+            pass  # recomputed below
+    if model is None:
+        from core.model.io import load_model
+
+        model = load_model(model_path)
+    found = compute_features(model, dataset, batch_size=batch_size, progress=progress)
+    model_file = resolve_model_path(model_path).resolve()
+    description = {
+        "format": FEATURE_CACHE_FORMAT,
+        "model": str(model_file),
+        "dataset": str(Path(dataset.path).resolve()),
+        "layout": dataset.layout,
+        "n": len(dataset),
+    }
+    _write_cache(path, found, description)
+    found.cached = str(path)
+    return found
+
+
+def require_labels(dataset, name: str | Path) -> None:
+    """DatasetError when `dataset` has no labels: the feature map colours and samples by them."""
+    if dataset.labels is None:
+        raise DatasetError(
+            f"{name} is unlabelled ({dataset.layout} layout): the feature map and similar patches need "
+            "labels. Score unlabelled patches with `predict` or the Predict page."
+        )

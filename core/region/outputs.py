@@ -1,0 +1,260 @@
+"""What a heatmap run leaves in its output folder, each file written atomically:
+
+- probabilities.npy  (rows, cols) float32 P(tumour) of tile (r, c); NaN where not scored
+- quality.npy        (rows, cols) uint8: OR of FLAG_BITS of each scored tile
+- overlay.png        the thumbnail with the averaged map, the threshold contour and a colour bar
+- thumbnail.png      the thumbnail alone (what the page draws the map on)
+- tiles.geojson      a FeatureCollection of the scored tiles as polygons in level-0 pixel coordinates,
+                     with `probability` (and QuPath's objectType/measurements/classification), streamed
+- summary.json       image, size, µm/px, stride, grid, counts, tumour area, seconds; written last, so
+                     a folder with a summary.json is complete
+
+The map shown and measured averages overlapping tiles on the stride's s x s cells, leaving out tiles
+the input-quality gate flagged. Tumour area = the cells whose average is at or above the threshold.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from core.data.quality import QUALITY_FLAGS, quality_label
+from core.evaluate.heatmaps import DEFAULT_COLORMAP, colorize, labelled_colour_bar
+from core.files import atomic_write_bytes, atomic_write_json
+from core.region.tiling import Grid
+
+FLAG_BITS = {flag: 1 << bit for bit, flag in enumerate(QUALITY_FLAGS)}  # quality.npy: OR of a tile's flags
+
+OUTPUT_FILES = (
+    "probabilities.npy",
+    "quality.npy",
+    "overlay.png",
+    "thumbnail.png",
+    "tiles.geojson",
+    "summary.json",
+)
+OVERLAY_ALPHA = 0.45
+CONTOUR_COLOUR = (255, 255, 255)
+TUMOUR_CLASS = {"name": "Tumour", "color": [228, 87, 86]}
+NORMAL_CLASS = {"name": "Normal", "color": [76, 120, 168]}
+
+
+def flags_of(bits: int) -> tuple[str, ...]:
+
+    return tuple(flag for flag in QUALITY_FLAGS if bits & FLAG_BITS[flag])
+
+
+def cell_map(
+    probabilities: np.ndarray, flags: np.ndarray, grid: Grid, *, leave_out_flagged: bool = True
+) -> np.ndarray:
+    """The mean P(tumour) of the tiles covering each s x s cell; NaN where none was scored."""
+    valid = ~np.isnan(probabilities)
+    if leave_out_flagged:
+        valid &= flags == 0
+    values = np.where(valid, probabilities, 0.0).astype(np.float64)
+    sums = np.zeros(grid.cell_shape)
+    counts = np.zeros(grid.cell_shape)
+    rows, cols = grid.shape
+    for dy in range(grid.cells_per_tile):
+        for dx in range(grid.cells_per_tile):
+            sums[dy : dy + rows, dx : dx + cols] += values
+            counts[dy : dy + rows, dx : dx + cols] += valid
+    with np.errstate(invalid="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan).astype(np.float32)
+
+
+def tumour_area_mm2(cells: np.ndarray, grid: Grid, threshold: float) -> float:
+    with np.errstate(invalid="ignore"):
+        return float(np.count_nonzero(cells >= threshold) * grid.cell_area_mm2)
+
+
+# ----------------------------------------------------------------------------- overlay
+
+
+def cells_on_thumbnail(
+    cells: np.ndarray, grid: Grid, thumb_shape: tuple[int, int], thumb_scale: float
+) -> np.ndarray:
+    """The cell map resampled (nearest) onto the thumbnail's pixels; NaN outside every cell."""
+    height, width = thumb_shape
+    cell_px = grid.stride / grid.scale * thumb_scale  # thumbnail px per cell
+    row_index = np.floor((np.arange(height) + 0.5) / cell_px).astype(np.int64)
+    col_index = np.floor((np.arange(width) + 0.5) / cell_px).astype(np.int64)
+    inside_rows, inside_cols = row_index < cells.shape[0], col_index < cells.shape[1]
+    out = np.full((height, width), np.nan, dtype=np.float32)
+    if inside_rows.any() and inside_cols.any():
+        picked = cells[row_index[inside_rows]][:, col_index[inside_cols]]
+        out[np.ix_(inside_rows, inside_cols)] = picked
+    return out
+
+
+def contour(above: np.ndarray) -> np.ndarray:
+    """Pixels on the edge of the `above` region (bool), one pixel wide, inside it."""
+    padded = np.pad(above, 1, constant_values=False)
+    interior = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    return above & ~interior
+
+
+def overlay_image(
+    thumb: np.ndarray,
+    heat: np.ndarray,
+    threshold: float,
+    *,
+    colormap: str = DEFAULT_COLORMAP,
+    alpha: float = OVERLAY_ALPHA,
+) -> np.ndarray:
+    """The thumbnail with the heat (NaN = untouched) blended on, the threshold contour drawn, and a
+    colour bar (P(tumour) 0 to 1) below: uint8 RGB."""
+    scored = ~np.isnan(heat)
+    colours = colorize(np.nan_to_num(heat, nan=0.0), colormap).astype(np.float32)
+    blended = thumb.astype(np.float32)
+    blended[scored] = (1 - alpha) * blended[scored] + alpha * colours[scored]
+    picture = np.rint(blended).clip(0, 255).astype(np.uint8)
+    with np.errstate(invalid="ignore"):
+        picture[contour(heat >= threshold)] = CONTOUR_COLOUR
+    width = max(picture.shape[1], 160)
+    bar = labelled_colour_bar(colormap, "P(tumour) 0", f"1   (contour at {threshold:.2f})", width=width)
+    if picture.shape[1] < width:
+        picture = np.pad(picture, ((0, 0), (0, width - picture.shape[1]), (0, 0)), constant_values=255)
+    return np.concatenate([picture, bar], axis=0)
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+# ----------------------------------------------------------------------------- GeoJSON
+
+
+def _feature(x: float, y: float, size: float, probability: float, bits: int, threshold: float) -> dict:
+    ring = [[x, y], [x + size, y], [x + size, y + size], [x, y + size], [x, y]]
+    label = quality_label(flags_of(bits))
+    return {
+        "type": "Feature",
+        "geometry": {"type": "Polygon", "coordinates": [[[round(a, 2), round(b, 2)] for a, b in ring]]},
+        "properties": {
+            "objectType": "detection",
+            "probability": round(probability, 6),
+            "quality": label,
+            "classification": TUMOUR_CLASS if probability >= threshold else NORMAL_CLASS,
+            "measurements": {"probability": round(probability, 6)},
+        },
+    }
+
+
+def write_geojson(
+    path: Path, probabilities: np.ndarray, flags: np.ndarray, grid: Grid, threshold: float
+) -> int:
+    """Stream the scored tiles to `path` (temp file + rename); returns how many were written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
+    os.chmod(tmp, 0o644)
+    count = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write('{"type": "FeatureCollection", "features": [\n')
+            for row, col in zip(*np.nonzero(~np.isnan(probabilities)), strict=True):
+                x, y, size, _ = grid.tile_box(row, col)
+                feature = _feature(float(x), float(y), float(size), float(probabilities[row, col]),
+                                   int(flags[row, col]), threshold)  # fmt: skip
+                handle.write((",\n" if count else "") + json.dumps(feature))
+                count += 1
+            handle.write("\n]}\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return count
+
+
+# ----------------------------------------------------------------------------- the folder
+
+
+def flag_counts(probabilities: np.ndarray, flags: np.ndarray) -> dict[str, int]:
+
+    scored = ~np.isnan(probabilities)
+    return {flag: int(np.count_nonzero(scored & (flags & FLAG_BITS[flag] > 0))) for flag in QUALITY_FLAGS}
+
+
+def summary_of(plan, probabilities: np.ndarray, flags: np.ndarray, threshold: float, seconds: float,
+               model_path: str | None) -> dict:  # fmt: skip
+    grid, image = plan.grid, plan.image
+    cells = cell_map(probabilities, flags, grid)
+    scored = int(np.count_nonzero(~np.isnan(probabilities)))
+    flagged = int(np.count_nonzero(~np.isnan(probabilities) & (flags > 0)))
+    return {
+        "image": str(image.path),
+        "reader": image.backend,
+        "width": image.width,
+        "height": image.height,
+        "mpp": grid.mpp,
+        "mpp_source": plan.mpp_source,
+        "model": model_path,
+        "model_mpp": grid.model_mpp,
+        "level": plan.level,
+        "level_downsample": image.downsamples[plan.level],
+        "stride": grid.stride,
+        "grid": list(grid.shape),
+        "n_tiles": int(grid.shape[0] * grid.shape[1]),
+        "n_tissue": int(plan.tissue.sum()),
+        "n_scored": scored,
+        "n_flagged": flagged,
+        "flags": flag_counts(probabilities, flags),
+        "threshold": threshold,
+        "tumour_area_mm2": round(tumour_area_mm2(cells, grid, threshold), 6),
+        "scored_area_mm2": round(float(np.count_nonzero(~np.isnan(cells)) * grid.cell_area_mm2), 6),
+        "thumbnail_scale": plan.thumb_scale,
+        "saturation_threshold": round(plan.saturation_threshold, 4),
+        "seconds": round(seconds, 2),
+        "tiles_per_s": round(scored / seconds, 1) if seconds > 0 else None,
+    }
+
+
+def write_outputs(out_dir, plan, probabilities, flags, *, threshold: float, started: float,
+                  model_path: str | None = None) -> dict:  # fmt: skip
+    """Write every output file of the run to `out_dir`; summary.json last. Returns the summary."""
+    out = Path(out_dir).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").unlink(missing_ok=True)  # until the new one is written, the folder is not complete
+    atomic_write_bytes(out / "probabilities.npy", npy_bytes(probabilities))
+    atomic_write_bytes(out / "quality.npy", npy_bytes(flags))
+    heat = cells_on_thumbnail(
+        cell_map(probabilities, flags, plan.grid), plan.grid, plan.thumb.shape[:2], plan.thumb_scale
+    )
+    atomic_write_bytes(out / "thumbnail.png", png_bytes(plan.thumb))
+    atomic_write_bytes(out / "overlay.png", png_bytes(overlay_image(plan.thumb, heat, threshold)))
+    write_geojson(out / "tiles.geojson", probabilities, flags, plan.grid, threshold)
+    summary = summary_of(plan, probabilities, flags, threshold, time.monotonic() - started, model_path)
+    atomic_write_json(out / "summary.json", summary)
+    return summary
+
+
+def read_outputs(out_dir) -> dict | None:
+    """{summary, probabilities, quality} of a complete output folder, or None."""
+    out = Path(out_dir)
+    try:
+        summary = json.loads((out / "summary.json").read_text())
+        return {
+            "summary": summary,
+            "probabilities": np.load(out / "probabilities.npy"),
+            "quality": np.load(out / "quality.npy"),
+        }
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,389 @@
+"""One lazy reader over every large image PatchLens scores: plain PNG/JPEG (Pillow), TIFF (plain,
+tiled, pyramidal, OME-TIFF; tifffile) and whole-slide formats (OpenSlide).
+
+A `RegionImage` has levels (level 0 = full resolution, each with its size and downsample), a
+resolution in µm/px when the file carries one, and `read(level, x, y, width, height)`, which returns
+uint8 RGB pixels of that window in the level's coordinates (outside the image: white, the colour of
+glass). TIFF tiles or strips are decoded one segment at a time and kept in a small LRU cache, so a
+40,000 px wide slide is never held in memory. Every failure (missing file, text named .svs, a
+truncated TIFF, an undecodable compression) is a RegionImageError whose message names the file.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections import OrderedDict
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import PatchLensError
+
+PLAIN_EXTENSIONS = (".png", ".jpg", ".jpeg")
+TIFF_EXTENSIONS = (".tif", ".tiff", ".btf", ".tf8")
+SLIDE_EXTENSIONS = (".svs", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide")
+REGION_EXTENSIONS = PLAIN_EXTENSIONS + TIFF_EXTENSIONS + SLIDE_EXTENSIONS
+BACKENDS = ("auto", "pillow", "tifffile", "openslide")
+# A resolution outside this range (µm/px) is not a microscope's: e.g. the 72 dpi many tools write.
+PLAUSIBLE_MPP = (0.05, 50.0)
+SEGMENT_CACHE_BYTES = 32 * 1024 * 1024  # decoded TIFF tiles/strips kept (at least 3 rows of them)
+WHITE = 255
+
+
+class RegionImageError(PatchLensError):
+    """A region image or slide cannot be opened or read (unreadable, damaged, unsupported)."""
+
+
+class RegionImage:
+    """Levels, resolution and windowed reads of one large image (see the module docstring)."""
+
+    backend = ""
+
+    def __init__(self, path: Path, level_sizes: list[tuple[int, int]], mpp: float | None):
+        self.path = Path(path)
+        self.name = self.path.name
+        self.level_sizes = level_sizes  # (width, height) per level
+        self.mpp = mpp  # µm per level-0 pixel, from the file; None when it carries none
+
+    @property
+    def width(self) -> int:
+        return self.level_sizes[0][0]
+
+    @property
+    def height(self) -> int:
+        return self.level_sizes[0][1]
+
+    @property
+    def downsamples(self) -> list[float]:
+        return [self.width / w for w, _ in self.level_sizes]
+
+    def read(self, level: int, x: int, y: int, width: int, height: int) -> np.ndarray:
+        """uint8 RGB (height, width, 3) of the window at (x, y) in `level`'s pixels."""
+        out = np.full((height, width, 3), WHITE, dtype=np.uint8)
+        level_width, level_height = self.level_sizes[level]
+        x0, y0 = max(x, 0), max(y, 0)
+        x1, y1 = min(x + width, level_width), min(y + height, level_height)
+        if x1 > x0 and y1 > y0:
+            try:
+                out[y0 - y : y1 - y, x0 - x : x1 - x] = self._read_inside(level, x0, y0, x1 - x0, y1 - y0)
+            except RegionImageError:
+                raise
+            except Exception as error:  # decoders raise many types for damaged data
+                raise RegionImageError(f"{self.name}: could not read pixels ({error}).") from error
+        return out
+
+    def _read_inside(self, level: int, x: int, y: int, width: int, height: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# ----------------------------------------------------------------------------- Pillow
+
+
+class PlainImage(RegionImage):
+    """A PNG or JPEG, decoded once (these formats cannot be read by window)."""
+
+    backend = "pillow"
+
+    def __init__(self, path: Path):
+        from PIL import Image
+
+        try:
+            with Image.open(path) as image:
+                if image.format not in ("PNG", "JPEG", "MPO", "TIFF"):
+                    raise RegionImageError(f"{path.name}: not a PNG or JPEG image ({image.format}).")
+                dpi = image.info.get("dpi")
+                self.pixels = _rgb(image)
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+            raise RegionImageError(f"{path.name}: not a readable image ({error}).") from error
+        mpp = 25400.0 / float(dpi[0]) if dpi and float(dpi[0]) > 0 else None
+        super().__init__(path, [(self.pixels.shape[1], self.pixels.shape[0])], plausible_mpp(mpp))
+
+    def _read_inside(self, level, x, y, width, height):
+        return self.pixels[y : y + height, x : x + width]
+
+
+def _rgb(image) -> np.ndarray:
+    """Pillow image -> uint8 RGB; transparency composited on white."""
+    from PIL import Image
+
+    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (WHITE, WHITE, WHITE, 255))
+        return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"))
+    if image.mode in ("I;16", "I;16B", "I"):
+        return np.repeat(
+            (np.asarray(image, dtype=np.float64) / 257).clip(0, 255).astype(np.uint8)[..., None], 3, 2
+        )
+    return np.asarray(image.convert("RGB"))
+
+
+def plausible_mpp(mpp: float | None) -> float | None:
+    """`mpp` when it is a microscope's resolution, else None (e.g. 72 or 96 dpi screen defaults)."""
+    if mpp is None or not math.isfinite(mpp):
+        return None
+    return float(mpp) if PLAUSIBLE_MPP[0] <= mpp <= PLAUSIBLE_MPP[1] else None
+
+
+# ----------------------------------------------------------------------------- tifffile
+
+
+class TiffImage(RegionImage):
+    """A TIFF read segment by segment (tiles or strips) through tifffile, every pyramid level."""
+
+    backend = "tifffile"
+
+    def __init__(self, path: Path):
+        import tifffile
+
+        try:
+            with _quiet("tifffile"):  # its warnings about damaged files would add lines to our one
+                self.tiff = tifffile.TiffFile(path)
+        except Exception as error:  # tifffile raises TiffFileError, ValueError, struct.error …
+            raise RegionImageError(f"{path.name}: not a readable TIFF ({error}).") from error
+        try:
+            self.pages = _level_pages(self.tiff, path.name)
+            sizes = [(int(p.imagewidth), int(p.imagelength)) for p in self.pages]
+            super().__init__(path, sizes, _tiff_mpp(self.tiff, self.pages[0]))
+            _check_complete(self.pages, path)
+            self._lock = threading.Lock()
+            self._cache: OrderedDict = OrderedDict()
+            self._cached_bytes = 0
+            self._decode_segment(0, 0)  # an undecodable compression fails here, not mid-run
+        except RegionImageError:
+            self.tiff.close()
+            raise
+        except Exception as error:  # anything else tifffile trips on in a damaged file
+            self.tiff.close()
+            raise RegionImageError(f"{path.name}: not a readable TIFF ({error}).") from error
+
+    def close(self) -> None:
+        self.tiff.close()
+
+    def _segment_shape(self, level: int) -> tuple[int, int]:
+        page = self.pages[level]
+        if page.is_tiled:
+            return int(page.tilelength), int(page.tilewidth)
+        return min(int(page.rowsperstrip or page.imagelength), int(page.imagelength)), int(page.imagewidth)
+
+    def _read_inside(self, level, x, y, width, height):
+        seg_h, seg_w = self._segment_shape(level)
+        per_row = math.ceil(self.level_sizes[level][0] / seg_w)
+        out = np.empty((height, width, 3), dtype=np.uint8)
+        for sy in range(y // seg_h, (y + height - 1) // seg_h + 1):
+            for sx in range(x // seg_w, (x + width - 1) // seg_w + 1):
+                segment = self._decode_segment(level, sy * per_row + sx)
+                top, left = sy * seg_h, sx * seg_w
+                ya, yb = max(y, top), min(y + height, top + segment.shape[0])
+                xa, xb = max(x, left), min(x + width, left + segment.shape[1])
+                out[ya - y : yb - y, xa - x : xb - x] = segment[ya - top : yb - top, xa - left : xb - left]
+        return out
+
+    def _decode_segment(self, level: int, index: int) -> np.ndarray:
+        with self._lock:
+            key = (level, index)
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+            page = self.pages[level]
+            handle = self.tiff.filehandle
+            offset, count = page.dataoffsets[index], page.databytecounts[index]
+            data = None
+            if count:
+                handle.seek(offset)
+                data = handle.read(count)
+            try:
+                decoded, _, _ = page.decode(data, index, jpegtables=page.jpegtables)
+            except Exception as error:
+                compression = getattr(page.compression, "name", page.compression)  # an int when unknown
+                raise RegionImageError(
+                    f"{self.name}: cannot decode its {compression} data ({error})."
+                ) from error
+            segment = _segment_rgb(np.asarray(decoded)[0])
+            self._cache[key] = segment
+            self._cached_bytes += segment.nbytes
+            budget = max(
+                SEGMENT_CACHE_BYTES, 3 * segment.nbytes * math.ceil(page.imagewidth / segment.shape[1])
+            )
+            while self._cached_bytes > budget and len(self._cache) > 1:
+                _, dropped = self._cache.popitem(last=False)
+                self._cached_bytes -= dropped.nbytes
+            return segment
+
+
+@contextmanager
+def _quiet(logger_name: str):
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _level_pages(tiff, name: str) -> list:
+    """The first page of each pyramid level of the first series, largest first."""
+    if not tiff.series:
+        raise RegionImageError(f"{name}: the TIFF holds no image.")
+    levels = tiff.series[0].levels
+    pages = []
+    for level in levels:
+        page = level.keyframe if hasattr(level, "keyframe") else level.pages[0]
+        axes = page.axes
+        if not (axes.endswith("YXS") or axes.endswith("YX")) or (
+            page.planarconfig == 2 and page.samplesperpixel > 1
+        ):
+            raise RegionImageError(f"{name}: unsupported TIFF layout (axes {axes}, separate colour planes).")
+        pages.append(page)
+    return pages
+
+
+def _check_complete(pages: list, path: Path) -> None:
+    """A truncated file: some tile or strip lies past its end."""
+    size = path.stat().st_size
+    for page in pages:
+        ends = np.asarray(page.dataoffsets, dtype=np.int64) + np.asarray(page.databytecounts, dtype=np.int64)
+        if len(ends) and int(ends.max()) > size:
+            raise RegionImageError(f"{path.name}: the file is truncated (image data past its end).")
+
+
+def _segment_rgb(segment: np.ndarray) -> np.ndarray:
+    """A decoded tile/strip (h, w[, samples]) of any integer type -> uint8 RGB (h, w, 3)."""
+    if segment.dtype == np.uint16:
+        segment = (segment // 257).astype(np.uint8)
+    elif segment.dtype != np.uint8:
+        segment = np.clip(segment, 0, 255).astype(np.uint8)
+    if segment.ndim == 2:
+        segment = segment[..., None]
+    if segment.shape[2] == 1:
+        return np.repeat(segment, 3, axis=2)
+    if segment.shape[2] == 4:  # RGBA: composite on white
+        alpha = segment[..., 3:4].astype(np.float32) / 255.0
+        return np.rint(segment[..., :3] * alpha + WHITE * (1 - alpha)).astype(np.uint8)
+    return np.ascontiguousarray(segment[..., :3])
+
+
+def _tiff_mpp(tiff, page) -> float | None:
+    """µm/px from OME-XML, an Aperio description, or the resolution tags (cm or inch)."""
+    if tiff.is_ome and tiff.ome_metadata:
+        import re
+
+        found = re.search(r'PhysicalSizeX="([0-9.eE+-]+)"', tiff.ome_metadata)
+        unit = re.search(r'PhysicalSizeXUnit="([^"]+)"', tiff.ome_metadata)
+        factor = {"µm": 1.0, "um": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4}.get(unit.group(1) if unit else "µm")
+        if found and factor:
+            return plausible_mpp(float(found.group(1)) * factor)
+    description = page.description or ""
+    if "MPP" in description:
+        import re
+
+        found = re.search(r"MPP\s*=\s*([0-9.]+)", description)
+        if found:
+            return plausible_mpp(float(found.group(1)))
+    tags = page.tags
+    if "XResolution" in tags and "ResolutionUnit" in tags:
+        numerator, denominator = tags["XResolution"].value
+        unit = int(tags["ResolutionUnit"].value)
+        per_unit = numerator / denominator if denominator else 0.0
+        micrometres = {2: 25400.0, 3: 10000.0}.get(unit)
+        if micrometres and per_unit > 0:
+            return plausible_mpp(micrometres / per_unit)
+    return None
+
+
+# ----------------------------------------------------------------------------- OpenSlide
+
+
+class SlideImage(RegionImage):
+    """A whole-slide image (Aperio, Hamamatsu, MIRAX, generic tiled TIFF, …) through OpenSlide."""
+
+    backend = "openslide"
+
+    def __init__(self, path: Path):
+        import openslide
+
+        try:
+            vendor = openslide.OpenSlide.detect_format(str(path))
+        except Exception:  # detect_format raises on some unreadable files instead of returning None
+            vendor = None
+        if vendor is None:
+            raise RegionImageError(f"{path.name}: not a slide format OpenSlide can read.")
+        try:
+            self.slide = openslide.OpenSlide(str(path))
+        except Exception as error:  # OpenSlideError, OpenSlideUnsupportedFormatError
+            raise RegionImageError(f"{path.name}: OpenSlide cannot open it ({error}).") from error
+        self.vendor = vendor
+        try:
+            mpp = float(self.slide.properties.get("openslide.mpp-x", "nan"))
+        except ValueError:
+            mpp = None
+        super().__init__(
+            path, [tuple(map(int, size)) for size in self.slide.level_dimensions], plausible_mpp(mpp)
+        )
+
+    def close(self) -> None:
+        self.slide.close()
+
+    def _read_inside(self, level, x, y, width, height):
+        downsample = self.slide.level_downsamples[level]
+        region = self.slide.read_region(
+            (round(x * downsample), round(y * downsample)), level, (width, height)
+        )
+        return _rgb(region)
+
+
+# ----------------------------------------------------------------------------- opening
+
+
+def open_region_image(path: str | Path, backend: str = "auto") -> RegionImage:
+    """Open a region image or slide with the reader its format needs (or the one named).
+
+    Raises RegionImageError for a missing, unreadable, damaged or unsupported file.
+    """
+    if backend not in BACKENDS:
+        raise RegionImageError(f"Unknown reader {backend!r}; choose one of: {', '.join(BACKENDS)}.")
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise RegionImageError(f"No image file at {path}.")
+    if path.stat().st_size == 0:
+        raise RegionImageError(f"{path.name}: the file is empty (0 bytes).")
+    suffix = path.suffix.lower()
+    if backend == "auto" and suffix not in REGION_EXTENSIONS:
+        known = " ".join(REGION_EXTENSIONS)
+        raise RegionImageError(
+            f"{path.name}: unsupported file type {suffix or '(none)'}; expected one of {known}."
+        )
+    chosen = backend if backend != "auto" else _backend_for(suffix)
+    if chosen == "pillow":
+        return PlainImage(path)
+    if chosen == "openslide":
+        return SlideImage(path)
+    try:
+        return TiffImage(path)
+    except RegionImageError as error:
+        if "cannot decode" in str(error) and backend == "auto":  # e.g. JPEG tiles without imagecodecs
+            try:
+                return SlideImage(path)
+            except RegionImageError:
+                pass
+        raise
+
+
+def _backend_for(suffix: str) -> str:
+    if suffix in PLAIN_EXTENSIONS:
+        return "pillow"
+    if suffix in TIFF_EXTENSIONS:
+        return "tifffile"
+    return "openslide"

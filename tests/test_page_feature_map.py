@@ -1,0 +1,149 @@
+"""AppTest of the Feature map page (issue 12, items 1 and 2) on real patches and a real tiny model:
+features computed once and cached, the scatter's points and colours checked against an independent
+forward pass, similar patches checked against a brute-force ranking, and clear messages for an
+unlabelled dataset and a broken model file. (The lasso -> gallery flow needs a browser:
+tests/test_browser_feature_map.py.)"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from page_helpers import PAGE_SCRIPTS, app_test, copy_kaggle_subset, open_page
+
+from core.data.dataset import open_dataset
+from core.diagnose.features import feature_cache_path
+
+N_PER_CLASS = 10
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, fit_tiny_model):
+    root = tmp_path_factory.mktemp("feature-map")
+    data = copy_kaggle_subset(root / "data" / "subset", N_PER_CLASS)
+    model = fit_tiny_model(data, root / "tiny.keras")
+    return root, data, model
+
+
+@pytest.fixture()
+def page(setup, monkeypatch):
+    root, data, model = setup
+    monkeypatch.setenv("PATCHLENS_HOME", str(root / "workspace"))
+    monkeypatch.setenv("PATCHLENS_DATA_ROOTS", str(root / "data"))
+    at = app_test()
+    at.session_state["model_path"] = str(model)
+    at.session_state["dataset_path"] = str(data)
+    at.run()
+    at.switch_page(PAGE_SCRIPTS["feature_map"])
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def independent(model_path, data):
+    """Penultimate features and probabilities by a separate Keras model built here, not by the page."""
+    import keras
+
+    model = keras.saving.load_model(model_path, compile=False, safe_mode=True)
+    dataset = open_dataset(data)
+    pixels = dataset.read_batch(range(len(dataset))).astype("float32")
+    cut = keras.Model(model.input, model.get_layer(index=-3).output)  # GlobalAveragePooling's output
+    return dataset, cut.predict(pixels, verbose=0), model.predict(pixels, verbose=0).reshape(-1)
+
+
+def traces(at) -> list[dict]:
+    return json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
+
+
+def test_scatter_of_every_patch_coloured_by_outcome_at_the_threshold(setup, page):
+    root, data, model = setup
+    at = page
+    assert at.title[0].value.endswith("Feature map")
+    dataset, _, probs = independent(model, data)
+    assert feature_cache_path(model, dataset, root / "workspace" / "cache" / "features").is_file()
+    drawn = [i for trace in traces(at) for i in (row[0] for row in trace["customdata"])]
+    assert sorted(drawn) == sorted(dataset.ids)  # 20 patches: all drawn, each once
+    assert any("All 20 patches" in c.value for c in at.caption)
+
+    threshold = float(np.median(probs))
+    at.slider(key="threshold_slider").set_value(threshold).run()
+    at.selectbox(key="feature_map_colour").set_value("outcome").run()
+    assert not at.exception and not at.error
+    correct = (probs >= threshold).astype(int) == dataset.labels
+    by_name = {trace["name"]: len(trace["customdata"]) for trace in traces(at)}
+    assert by_name.get("correct", 0) == int(correct.sum())
+    assert by_name.get("incorrect", 0) == int((~correct).sum())
+
+    at.radio(key="feature_map_method").set_value("tsne").run()  # t-SNE of 20 points: fast
+    assert not at.exception and not at.error
+    assert sum(len(trace["customdata"]) for trace in traces(at)) == len(dataset)
+
+
+def test_similar_patches_match_a_brute_force_ranking(setup, page):
+    _, data, model = setup
+    at = page
+    dataset, features, probs = independent(model, data)
+    query = dataset.ids[3]
+    at.selectbox(key="feature_map_query").set_value(query).run()
+    at.number_input(key="feature_map_k").set_value(5).run()
+    assert not at.exception and not at.error
+    table = at.dataframe[0].value
+    distances = np.linalg.norm(features - features[3], axis=1)
+    expected = [dataset.ids[i] for i in np.argsort(distances, kind="stable")[:6]]
+    assert table["id"].iloc[0] == query and table["distance"].iloc[0] == 0.0
+    assert set(table["id"]) == set(expected)
+    np.testing.assert_allclose(np.sort(table["distance"]), np.sort(distances)[:6], atol=1e-4)
+    np.testing.assert_allclose(table["prob"], probs[[dataset.ids.index(i) for i in table["id"]]], atol=1e-5)
+    assert len(at.get("image")) == 6  # the patch and its 5 neighbours
+
+
+def test_unlabelled_dataset_and_broken_model_get_a_message(setup, tmp_path, monkeypatch):
+    root, data, model = setup
+    monkeypatch.setenv("PATCHLENS_HOME", str(root / "workspace"))
+    unlabelled = root / "data" / "unlabelled"
+    unlabelled.mkdir(exist_ok=True)
+    for tif in sorted((data / "train").glob("*.tif"))[:4]:
+        (unlabelled / tif.name).write_bytes(tif.read_bytes())
+    at = app_test()
+    at.session_state["model_path"] = str(model)
+    at.session_state["dataset_path"] = str(unlabelled)
+    at.run()
+    at.switch_page(PAGE_SCRIPTS["feature_map"])
+    at.run()
+    assert not at.exception
+    assert any("unlabelled" in i.value for i in at.info)
+    assert not at.get("plotly_chart")
+
+    broken = tmp_path / "broken.keras"
+    broken.write_bytes(b"not a zip archive")
+    at = open_page(root / "workspace", "feature_map", model=broken)
+    assert any("not a Keras model file" in e.value for e in at.error)
+    assert not at.get("plotly_chart")
+
+
+def test_predict_shows_the_datasets_patches_nearest_to_an_upload(setup, page, monkeypatch):
+    """Item 2 from an upload: once the Feature map has cached the features (the `page` fixture), the
+    Predict page lists the active dataset's patches nearest to an uploaded patch; an upload of a
+    patch of the dataset finds itself first, at distance 0."""
+    root, data, model = setup
+    at = page
+    dataset, features, _ = independent(model, data)
+    at.switch_page(PAGE_SCRIPTS["predict"])
+    at.run()
+    tif = data / "train" / f"{dataset.ids[4]}.tif"
+    at.file_uploader(key="predict_uploads").set_value([(tif.name, tif.read_bytes(), "image/tiff")]).run()
+    assert not at.exception and not at.error
+    at.number_input(key="predict_similar_k").set_value(4).run()
+    assert len(at.dataframe) == 2  # the results, then the neighbours
+    table = at.dataframe[1].value
+    distances = np.linalg.norm(features - features[4], axis=1)
+    assert table["rank"].tolist() == [1, 2, 3, 4]
+    assert table["id"].iloc[0] == dataset.ids[4] and table["distance"].iloc[0] < 1e-3
+    assert set(table["id"]) == {dataset.ids[i] for i in np.argsort(distances)[:4]}
+
+    monkeypatch.setenv("PATCHLENS_HOME", str(root / "empty-workspace"))  # no cached features there
+    at.run()
+    assert not at.exception
+    assert any("open the Feature map page once" in c.value for c in at.caption)
+    assert len(at.dataframe) == 1  # the results only
