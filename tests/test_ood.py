@@ -98,11 +98,15 @@ def test_a_model_that_does_not_end_in_dense_is_refused_in_words():
 
     from core.errors import ModelError
     from core.model.features import feature_extractor
+    from core.model.ood import score_patches
 
     inputs = keras.Input((96, 96, 3))
     outputs = keras.layers.Activation("sigmoid")(keras.layers.GlobalAveragePooling2D()(inputs)[:, :1])
+    foreign = keras.Model(inputs, outputs)
     with pytest.raises(ModelError, match="Dense"):
-        feature_extractor(keras.Model(inputs, outputs))
+        feature_extractor(foreign)
+    scored = score_patches(foreign, np.full((2, 96, 96, 3), 128, np.uint8))  # still scored, no verdict
+    assert scored.probs.shape == (2,) and scored.out_of_distribution is None
 
 
 # ----------------------------------------------------------------------------- the distance

@@ -62,7 +62,8 @@ def compiled_scores(model, *, tta: bool = False) -> Callable:
 
     With `tta` the probability is the mean over the 8 dihedral views (as in
     core.evaluate.predict.compiled_predict) and the features are those of the patch as given, the
-    view the statistics of the training data were taken on.
+    view the statistics of the training data were taken on. A model whose last layer is not Dense
+    still gets its probabilities, with features of length 0.
     """
     import keras
     import tensorflow as tf
