@@ -46,7 +46,12 @@ def feature_extractor(model):
     """A keras.Model from the model's input to the input of its final Dense layer: (n, d) features."""
     import keras
 
-    return keras.Model(model.inputs, final_dense_layer(model).input, name=f"{model.name}_features")
+    return keras.Model(_input(model), final_dense_layer(model).input, name=f"{model.name}_features")
+
+
+def _input(model):
+    """The model's input tensor (the list of them for a model with several), as it is called with."""
+    return model.inputs[0] if len(model.inputs) == 1 else model.inputs
 
 
 def feature_size(model) -> int:
@@ -74,9 +79,9 @@ def compiled_scores(model, *, tta: bool = False) -> Callable:
         object.__setattr__(model, _SCORING_ATTRIBUTE, functions)  # bypass Keras tracking
     if tta not in functions:
         try:
-            both = keras.Model(model.inputs, [model.outputs[0], final_dense_layer(model).input])
+            both = keras.Model(_input(model), [model.outputs[0], final_dense_layer(model).input])
         except ModelError:  # a foreign model: its probabilities still, with no features (d = 0)
-            plain = keras.Model(model.inputs, model.outputs[0])
+            plain = keras.Model(_input(model), model.outputs[0])
 
             def both(x, training=False):
                 probs = plain(x, training=training)
