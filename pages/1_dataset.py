@@ -17,7 +17,7 @@ import plotly.express as px
 import streamlit as st
 
 from core.data.images import draw_centre_box
-from core.data.quality import FLAG_MEANINGS, FLAG_SEPARATOR, OK, QUALITY_FLAGS, quality_labels
+from core.data.quality import FLAG_MEANINGS, FLAG_SEPARATOR, IMAGE_FLAGS, OK, quality_labels
 from core.data.stats import (
     ALL,
     DatasetQuality,
@@ -38,7 +38,7 @@ PAGE_SIZE = 24
 GRID_COLUMNS = 8
 CAPTION_CHARS = 16  # a grid caption's id, cut in the middle: fits one line of an 8-column grid
 TABS = ["Label balance", "Patches", "Quality", "Colour", "Problems"]
-QUALITY_CHOICES = [ALL, OK, *QUALITY_FLAGS]
+QUALITY_CHOICES = [ALL, OK, *IMAGE_FLAGS]  # a dataset has no model: no out_of_distribution
 OK_MEANING = "no flag: the patch looks like a usable H&E patch"
 TAB_KEY = "dataset_tab"
 
@@ -133,7 +133,7 @@ def flag_note(quality: str) -> str:
 
 
 def flag_help() -> str:
-    return " ".join(f"**{flag}**: {meaning}." for flag, meaning in FLAG_MEANINGS.items())
+    return " ".join(f"**{flag}**: {FLAG_MEANINGS[flag]}." for flag in IMAGE_FLAGS)
 
 
 @st.cache_data(show_spinner="Measuring the input quality of the patches…", max_entries=16)

@@ -4,7 +4,8 @@ model looked (Grad-CAM and friends), with a CSV of the results.
 Uploads are decoded in memory (no temporary files). A file that cannot be decoded gets its own
 error and the others still get predictions. All good patches go through the model in one batch;
 probabilities and heatmaps are cached per (model, file content), so moving a slider only redraws.
-Each patch also goes through the input-quality gate (core.data.quality): a flagged patch keeps its
+Each patch also goes through the input-quality gate (core.data.quality, and the model's own
+out-of-distribution check, core.model.ood, in the same forward pass): a flagged patch keeps its
 probability but gets a badge per flag and no call, and is counted as flagged, not as a call.
 """
 
@@ -18,8 +19,15 @@ from core.data.quality import FLAG_BADGES, FLAG_MEANINGS, NOT_MEANINGFUL
 from core.errors import PatchLensError
 from core.evaluate.heatmaps import describe_strength
 from core.evaluate.interpret import call_of
-from core.evaluate.uploads import decode_uploads, quality_flags, upload_counts, upload_results
+from core.evaluate.uploads import (
+    decode_uploads,
+    quality_flags,
+    upload_counts,
+    upload_results,
+    with_model_verdict,
+)
 from core.formatting import NAME_IN_TEXT, page_bounds, short_name
+from core.model.ood import NO_STATS_NOTE
 from ui.frame import page
 from ui.gallery import blend, explain_settings, explanation, method_name, scale_legend
 from ui.prediction_source import threshold_control
@@ -39,11 +47,13 @@ FLAGGED_HELP = (
 @st.cache_data(show_spinner="Predicting…", max_entries=32)
 def probabilities(
     model_file: str, mtime: float, tta: bool, digests: tuple[str, ...], _model, _patches
-) -> np.ndarray:
-    """One batched forward pass over every good upload, keyed by the model file and the files' content."""
-    from core.evaluate.predict import predict_patches
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """One batched forward pass over every good upload, keyed by the model file and the files' content:
+    (probabilities, out-of-distribution bools or None when the model carries no statistics)."""
+    from core.model.ood import score_patches
 
-    return predict_patches(_model, _patches, tta=tta)
+    scored = score_patches(_model, _patches, tta=tta)
+    return scored.probs, scored.out_of_distribution
 
 
 with page("Predict"):
@@ -78,12 +88,17 @@ with page("Predict"):
     if model is None:
         st.stop()
     try:
-        probs = probabilities(model.patchlens_path, os.stat(model.patchlens_path).st_mtime, tta, tuple(batch.digests),
-                              model, batch.patches)  # fmt: skip
+        mtime = os.stat(model.patchlens_path).st_mtime
+        probs, unlike_training = probabilities(
+            model.patchlens_path, mtime, tta, tuple(batch.digests), model, batch.patches
+        )
     except PatchLensError as error:
         st.error(f"The model could not score these patches: {error}")
         st.stop()
 
+    batch = with_model_verdict(batch, unlike_training)
+    if unlike_training is None:
+        st.caption(NO_STATS_NOTE)
     results = upload_results(batch, probs, threshold)
     counts = upload_counts(results)
     cards = st.columns(5)

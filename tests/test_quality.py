@@ -20,7 +20,15 @@ from non_he_images import (
 
 from core.data import quality, stains
 from core.data.dataset import open_dataset
-from core.data.quality import OK, QUALITY_FLAGS, assess, count_flags, quality_label, quality_labels
+from core.data.quality import (
+    IMAGE_FLAGS,
+    OK,
+    QUALITY_FLAGS,
+    assess,
+    count_flags,
+    quality_label,
+    quality_labels,
+)
 from core.errors import PatchError
 from core.model import augment
 from core.settings import SAMPLE_DATASET
@@ -146,14 +154,15 @@ def test_labels_and_counts():
         "not_he": 1,
         "blurred": 1,
     }
-    assert list(count_flags([])) == ["ok", *QUALITY_FLAGS]
+    assert list(count_flags([])) == ["ok", *IMAGE_FLAGS]  # a dataset has no model: image flags only
+    assert list(count_flags([], QUALITY_FLAGS)) == ["ok", *QUALITY_FLAGS]
 
 
 def test_flags_follow_the_masks_in_order(sample):
     report = assess(sample[:50])
-    assert list(report.masks) == list(QUALITY_FLAGS)
+    assert list(report.masks) == list(IMAGE_FLAGS)
     for k, flags in enumerate(report.flags):
-        assert flags == tuple(name for name in QUALITY_FLAGS if report.masks[name][k])
+        assert flags == tuple(name for name in IMAGE_FLAGS if report.masks[name][k])
     assert all(len(values) == 50 for values in report.measurements().values())
 
 

@@ -36,6 +36,7 @@ from core.evaluate.sources import (
     validation_info,
 )
 from core.files import modified_ns
+from core.model.ood import NO_STATS_NOTE
 from core.train.runs import list_runs
 from ui.shared import (
     DATASET_KEY,
@@ -347,3 +348,18 @@ def show_source_notes(source: PredictionSource) -> None:
         )
     if source.lookup is None:
         st.caption("The patches behind these predictions cannot be opened here, so only tables are shown.")
+    if _lacks_ood_stats(source):
+        st.caption(NO_STATS_NOTE)
+
+
+def _lacks_ood_stats(source: PredictionSource) -> bool:
+    """Whether these predictions carry quality flags from a model without out-of-distribution statistics."""
+    from core.evaluate.predictions import has_quality
+    from core.model.ood import has_ood_stats
+
+    if source.model_path is None or not has_quality(source.predictions):
+        return False
+    try:
+        return not has_ood_stats(source.model_path)
+    except PatchLensError:
+        return False

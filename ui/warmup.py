@@ -64,6 +64,7 @@ def _warm(model_path: str) -> None:
 
         from core.constants import PATCH_SHAPE
         from core.evaluate.predict import compiled_predict
+        from core.model.features import compiled_scores
         from ui.gallery import _explainer, _model_file
         from ui.shared import load_model_cached
 
@@ -72,6 +73,7 @@ def _warm(model_path: str) -> None:
         model = load_model_cached(resolved, mtime)
         blank = np.zeros((1, *PATCH_SHAPE), dtype=np.uint8)
         compiled_predict(model)(blank.astype(np.float32))
+        compiled_scores(model)(blank.astype(np.float32))  # the Predict page's pass (probability + features)
         explainer.explain(blank, "gradcam", "tumour")
         report["model"] = resolved
         log.info("warm-up: TensorFlow, %s, predict and Grad-CAM ready", resolved)

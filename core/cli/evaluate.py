@@ -20,7 +20,7 @@ from pathlib import Path
 
 from core.cli.common import ProgressLine, positive_int, unit_interval
 from core.constants import DEFAULT_THRESHOLD
-from core.data.quality import count_flags
+from core.data.quality import QUALITY_FLAGS, count_flags
 from core.errors import DatasetError
 
 JSON_KEYS = (
@@ -54,7 +54,7 @@ def register(subparsers) -> None:
         type=Path,
         metavar="CSV",
         help="also write id,probability,quality: 'ok' or the input-quality flags (background, not_he, "
-        "blurred) joined by ';'",
+        "blurred, out_of_distribution) joined by ';'",
     )
     predict.set_defaults(handler=run_predict)
 
@@ -127,9 +127,13 @@ def run_predict(args: argparse.Namespace) -> int:
     print(f"wrote {len(frame):,} predictions to {args.out}", file=sys.stderr)
     if args.quality_report is not None:
         write_quality_report(frame, args.quality_report)
-        counts = count_flags(frame["quality"])
+        from core.model.ood import NO_STATS_NOTE, model_ood_stats
+
+        counts = count_flags(frame["quality"], QUALITY_FLAGS)
         summary = ", ".join(f"{name} {count:,}" for name, count in counts.items())
         print(f"wrote the quality report to {args.quality_report} ({summary})", file=sys.stderr)
+        if model_ood_stats(model) is None:
+            print(f"note: {NO_STATS_NOTE}", file=sys.stderr)
     return 0
 
 

@@ -15,10 +15,12 @@ Owns the image flags every scored patch gets (an empty set means `ok`):
 - `blurred`: out of focus — the Laplacian energy of the tissue relative to its contrast (grey-level
   variance) is far below what in-focus patches show. Judged only on patches with tissue.
 
+- `out_of_distribution`: unlike the scoring model's own training data in its feature space. It is
+  the model's verdict, not the image's: core.model.ood computes it in the forward pass that scores
+  the patch, and `with_flag` adds it to these labels (IMAGE_FLAGS are the image's alone).
+
 `background` patches are not judged for `not_he` or `blurred`: there is too little tissue for
-either to mean anything. Flags are computed from named boolean masks (`QualityReport.masks`), so
-a model-based check (e.g. distance from the training data in the model's feature space) adds one
-more mask without changing these.
+either to mean anything. Flags are computed from named boolean masks (`QualityReport.masks`).
 
 Thresholds are calibrated on 25,074 real PCam patches (bench/calibrate_quality.py; results in
 BENCHMARKS.md, "Input-quality gate"). Everything is vectorised numpy over a batch; no TensorFlow.
@@ -36,7 +38,9 @@ from core.constants import IMAGE_SIZE, PATCH_SHAPE
 from core.data.stains import EOSIN, HAEMATOXYLIN, optical_density
 from core.errors import PatchError
 
-QUALITY_FLAGS = ("background", "not_he", "blurred")
+IMAGE_FLAGS = ("background", "not_he", "blurred")  # judged on the pixels alone (`assess`)
+OUT_OF_DISTRIBUTION = "out_of_distribution"  # judged by the scoring model (core.model.ood)
+QUALITY_FLAGS = (*IMAGE_FLAGS, OUT_OF_DISTRIBUTION)
 OK = "ok"
 FLAG_SEPARATOR = ";"
 
@@ -44,12 +48,14 @@ FLAG_MEANINGS = {
     "background": "too little tissue (blank glass, fat or the slide's edge)",
     "not_he": "colours or texture unlike an H&E stain (another stain, a photo, noise, a solid colour)",
     "blurred": "out of focus: far less fine detail than real patches show",
+    OUT_OF_DISTRIBUTION: "unlike this model's training data — its probability is not meaningful",
 }
 # Per-flag badge beside a probability (Predict page): what the flag means for that probability.
 FLAG_BADGES = {
     "not_he": "not an H&E patch — this probability is not meaningful",
     "background": "mostly background — too little tissue to judge",
     "blurred": "out of focus — too little fine detail to judge",
+    OUT_OF_DISTRIBUTION: "unlike this model's training data — this probability is not meaningful",
 }
 NOT_MEANINGFUL = "— (not meaningful)"  # the call shown for a flagged patch
 
@@ -100,7 +106,7 @@ class QualityReport:
     contrast : standard deviation of the grey levels (0-255).
     neighbour_correlation : correlation of each pixel's grey level with its right/lower neighbour.
     sharpness : mean squared Laplacian of the grey levels over the tissue / their variance there.
-    masks : {flag: (n,) bool}, in QUALITY_FLAGS order.
+    masks : {flag: (n,) bool}, in IMAGE_FLAGS order.
     """
 
     tissue_fraction: np.ndarray
@@ -148,15 +154,16 @@ def quality_label(flags: Iterable[str]) -> str:
     return FLAG_SEPARATOR.join(flags) if flags else OK
 
 
-def count_flags(labels: Iterable[str]) -> dict[str, int]:
-    """{flag: patches with it} for every flag in QUALITY_FLAGS plus 'ok', from quality labels.
+def count_flags(labels: Iterable[str], flags: Iterable[str] = IMAGE_FLAGS) -> dict[str, int]:
+    """{flag: patches with it} for 'ok' and every flag in `flags` (the image flags by default: a
+    dataset has no model), then any other flag found, from quality labels.
 
-    A patch with two flags counts once for each; flags outside QUALITY_FLAGS are counted too.
+    A patch with two flags counts once for each.
     """
     counts: Counter[str] = Counter()
     for label in labels:
         counts.update(label.split(FLAG_SEPARATOR))
-    ordered = {name: counts.pop(name, 0) for name in (OK, *QUALITY_FLAGS)}
+    ordered = {name: counts.pop(name, 0) for name in (OK, *flags)}
     return {**ordered, **dict(sorted(counts.items()))}
 
 
@@ -201,6 +208,15 @@ def assess(patches: np.ndarray) -> QualityReport:
 def quality_labels(patches: np.ndarray) -> list[str]:
     """`assess(patches).labels`: 'ok' or the flags joined by ';', one per patch."""
     return assess(patches).labels
+
+
+def with_flag(labels: Iterable[str], flag: str, raised) -> list[str]:
+    """The quality labels with `flag` added where `raised` (a bool per label) is true; flags are
+    added in QUALITY_FLAGS order, so `flag` must come after every flag already in the labels."""
+    return [
+        (flag if label == OK else f"{label}{FLAG_SEPARATOR}{flag}") if bool(up) else label
+        for label, up in zip(labels, raised, strict=True)
+    ]
 
 
 # ----------------------------------------------------------------------------- measurements

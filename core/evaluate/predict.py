@@ -25,8 +25,9 @@ import numpy as np
 import pandas as pd
 
 from core.constants import PATCH_SHAPE
-from core.data.quality import quality_labels
+from core.data.quality import OUT_OF_DISTRIBUTION, quality_labels, with_flag
 from core.errors import InputError
+from core.model.ood import batch_scorer
 
 DEFAULT_BATCH_SIZE = 256
 PREFETCH_BATCHES = 2  # batches the reader thread may have ready ahead of the model
@@ -146,7 +147,9 @@ def predict_dataset(
     batch_size : patches per forward pass; memory holds about two batches of pixels.
     tta : average over the 8 dihedral views (8x the compute).
     progress : optional callable(done, total), called after each batch.
-    quality : also run the input-quality gate (core.data.quality) on the same pixels.
+    quality : also run the input-quality gate (core.data.quality) on the same pixels, and the
+        model's out-of-distribution check (core.model.ood) in the same forward pass when the model
+        carries its statistics.
 
     Returns
     -------
@@ -159,6 +162,7 @@ def predict_dataset(
         raise InputError(f"batch_size must be a positive integer; got {batch_size}.")
     batch_size = int(batch_size)
     forward = compiled_predict(model, tta=tta)
+    score = batch_scorer(model, tta=tta) if quality else None  # None: no out-of-distribution check
     total = len(dataset)
     batches = [range(start, min(start + batch_size, total)) for start in range(0, total, batch_size)]
     ready: queue.Queue = queue.Queue(maxsize=PREFETCH_BATCHES)
@@ -187,7 +191,12 @@ def predict_dataset(
                 raise item
             pixels, good, bad, labels = item
             if len(good):
-                probs.append(forward(pixels.astype(np.float32)).numpy())
+                if score is None:
+                    probs.append(forward(pixels.astype(np.float32)).numpy())
+                else:  # one forward pass: the probabilities and the out-of-distribution verdict
+                    batch_probs, unlike_training = score(pixels.astype(np.float32))
+                    probs.append(batch_probs)
+                    labels = with_flag(labels, OUT_OF_DISTRIBUTION, unlike_training)
                 kept_index.append(np.asarray(good, dtype=np.int64))
                 qualities.extend(labels or [])
             skipped.update({dataset.ids[i]: reason for i, reason in bad.items()})

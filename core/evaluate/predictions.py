@@ -31,7 +31,8 @@ ALL_QUALITIES = "all"  # the quality filter that keeps every patch
 HEADLINE_METRICS = ("auc", "accuracy", "sensitivity", "specificity")
 ALL_PATCHES = "all patches"
 WITHOUT_FLAGGED = "without flagged patches"
-CACHE_FORMAT = 2  # bump when the stored predictions change meaning (2: a `quality` column)
+CACHE_FORMAT = 3  # bump when the stored predictions change meaning (2: a `quality` column,
+# 3: `out_of_distribution` among its flags)
 
 Progress = Callable[[int, int], None]
 

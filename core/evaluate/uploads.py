@@ -1,17 +1,18 @@
-"""Patches a user uploads on the Predict page: decoded in memory, judged by the input-quality gate,
-and the table and counts the page shows once the model has scored them."""
+"""Patches a user uploads on the Predict page: decoded in memory, judged by the input-quality gate
+(the image checks at decoding, the model's out-of-distribution check once it has scored them), and
+the table and counts the page shows."""
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
 from core.constants import LABEL_NAMES
 from core.data.images import decode_patch
-from core.data.quality import FLAG_SEPARATOR, OK, quality_labels
+from core.data.quality import FLAG_SEPARATOR, OK, OUT_OF_DISTRIBUTION, quality_labels, with_flag
 from core.errors import PatchError
 from core.evaluate.interpret import call_of
 
@@ -46,6 +47,15 @@ def decode_uploads(files: list[tuple[str, bytes]]) -> UploadBatch:
         batch.patches = np.stack(good)
         batch.quality = quality_labels(batch.patches)
     return batch
+
+
+def with_model_verdict(batch: UploadBatch, out_of_distribution) -> UploadBatch:
+    """The batch with the scoring model's `out_of_distribution` flag (a bool per patch, from
+    core.model.ood.score_patches) added to its quality labels; unchanged for None (the model carries
+    no statistics of its training data)."""
+    if out_of_distribution is None:
+        return batch
+    return replace(batch, quality=with_flag(batch.quality, OUT_OF_DISTRIBUTION, out_of_distribution))
 
 
 def quality_flags(label: str) -> list[str]:

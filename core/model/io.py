@@ -64,6 +64,42 @@ def save_model(model, path: str | Path, meta: dict | None = None) -> Path:
     return path
 
 
+def update_model_file(
+    path: str | Path, *, meta: dict | None = None, entries: dict[str, bytes] | None = None
+) -> Path:
+    """Rewrite a .keras file atomically with `meta` merged into its `patchlens.json` and `entries`
+    ({name: bytes}) added or replaced; every other entry (the weights among them) is copied byte for
+    byte, so the model itself is unchanged."""
+    path = Path(path)
+    info = {**read_model_meta(path), **(meta or {})}
+    replaced = {META_ENTRY, *(entries or {})}
+    fd, tmp = tempfile.mkstemp(suffix=".keras", prefix=f".{path.stem}-", dir=path.parent)
+    os.close(fd)
+    os.chmod(tmp, 0o644)
+    try:
+        with zipfile.ZipFile(path) as source, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as target:
+            for item in source.infolist():
+                if item.filename not in replaced:
+                    target.writestr(item, source.read(item))
+            for name, data in (entries or {}).items():
+                target.writestr(name, data)
+            target.writestr(META_ENTRY, json.dumps(info, indent=2, default=str))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_model_entry(path: str | Path, name: str) -> bytes | None:
+    """The bytes of one entry of a .keras file (None when it has no such entry)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.read(name) if name in archive.namelist() else None
+    except (OSError, zipfile.BadZipFile) as error:
+        raise ModelError(f"{Path(path).name} is not a Keras model file ({error}).") from error
+
+
 def _without_optimizer(model):
     """A copy of the model with the same layers and weights and no optimizer state."""
     import keras

@@ -284,7 +284,26 @@ def _train(config: TrainConfig, run_dir: Path, job: JobReporter, printer, starte
         run_dir / FINAL_MODEL_FILE,
         {"config": config.to_dict(), **summary, "duration_s": round(time.time() - started, 1)},
     )
+    summary["ood_fit_s"] = _store_ood_stats(model, data, run_dir / FINAL_MODEL_FILE, config.seed, job)
     return summary
+
+
+def _store_ood_stats(model, data, model_file: Path, seed: int, job: JobReporter) -> float:
+    """Fit the out-of-distribution statistics (core.model.ood) on un-augmented training patches,
+    calibrate them on validation patches, store them in the final model file; returns the seconds."""
+    from core.model.ood import CALIBRATION_PATCHES, FIT_PATCHES, fit_ood_stats, write_ood_stats
+    from core.train.pipeline import load_pixels
+
+    job.update(phase="fitting the out-of-distribution statistics")
+    start = time.time()
+    fit_on, held_out = (
+        data.train.sample(FIT_PATCHES, seed=seed),
+        data.val.sample(CALIBRATION_PATCHES, seed=seed),
+    )
+    write_ood_stats(
+        model_file, fit_ood_stats(model, load_pixels(fit_on), fit_on.labels, load_pixels(held_out))
+    )
+    return round(time.time() - start, 1)
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
