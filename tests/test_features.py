@@ -13,11 +13,11 @@ from core.diagnose.features import (
     cached_features,
     compute_features,
     feature_cache_path,
-    feature_extractor,
     patch_features,
 )
 from core.diagnose.projection import pca_xy, project, stratified_sample
 from core.errors import DatasetError, ModelError
+from core.model.features import feature_extractor
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_feature_extractor_refuses_a_model_without_a_final_dense_layer():
 
     inputs = keras.Input((96, 96, 3))
     model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(inputs))
-    with pytest.raises(ModelError, match="not a Dense layer"):
+    with pytest.raises(ModelError, match="Dense layer"):
         feature_extractor(model)
 
 

@@ -1,7 +1,7 @@
 """Penultimate-layer features of a model: what the final Dense layer sees, for every patch of a dataset.
 
-Owns `feature_extractor(model)` (the model cut before its last Dense layer), the streamed feature
-pass over a Dataset, and the on-disk feature cache.
+Owns the streamed feature pass over a Dataset and the on-disk feature cache; the extractor itself is
+core.model.features'.
 
 Every PatchLens architecture ends GlobalAveragePooling -> Dropout -> Dense(1), so the features are
 the pooled activations of the last convolution (D = its channel count: 256 for patchnet). Dropout
@@ -31,19 +31,17 @@ from pathlib import Path
 
 import numpy as np
 
-from core.constants import PATCH_SHAPE
-from core.errors import DatasetError, ModelError
+from core.errors import DatasetError
 from core.evaluate.predict import DEFAULT_BATCH_SIZE, PREFETCH_BATCHES, _read_ahead
 from core.evaluate.predictions import prediction_cache_key
 from core.files import atomic_write_json
+from core.model.features import compiled_scores, final_dense_layer, probabilities_and_features
 
 FEATURE_CACHE_FORMAT = 1  # bump when the stored arrays change meaning
 FEATURES_SUBDIR = "features"
 NPZ_KEYS = ("ids", "features", "probs", "labels", "quality", "groups")
 
 Progress = Callable[[int, int], None]
-
-_COMPILED_ATTRIBUTE = "_patchlens_compiled_features"
 
 
 @dataclass
@@ -80,55 +78,11 @@ class FeatureSet:
 # --------------------------------------------------------------------------- the extractor
 
 
-def _final_dense(model):
-    import keras
-
-    last = model.layers[-1] if model.layers else None
-    if not isinstance(last, keras.layers.Dense):
-        name = type(last).__name__ if last is not None else "nothing"
-        raise ModelError(f"The model ends in {name}, not a Dense layer: it has no penultimate features.")
-    return last
-
-
-def feature_extractor(model):
-    """A Keras model from the model's input to the input of its final Dense layer: (n, 96, 96, 3)
-    0-255 -> (n, D). Works for any Functional model whose last layer is Dense; ModelError otherwise."""
-    import keras
-
-    dense = _final_dense(model)
-    return keras.Model(model.inputs, dense.input, name=f"{model.name}_features")
-
-
-def _compiled_features(model) -> Callable:
-    """A traced-once function (n, 96, 96, 3) float32 -> ((n, D) float32 features, (n,) probabilities),
-    kept on the model object like core.evaluate.predict's compiled forward pass."""
-    import keras
-    import tensorflow as tf
-
-    forward = getattr(model, _COMPILED_ATTRIBUTE, None)
-    if forward is None:
-        dense = _final_dense(model)
-        both = keras.Model(model.inputs, [dense.input, model.outputs[0]])
-        signature = [tf.TensorSpec(shape=(None, *PATCH_SHAPE), dtype=tf.float32)]
-
-        @tf.function(input_signature=signature, reduce_retracing=True)
-        def forward(x):
-            features, probs = both(x, training=False)
-            return tf.cast(features, tf.float32), tf.reshape(tf.cast(probs, tf.float32), [-1])
-
-        object.__setattr__(model, _COMPILED_ATTRIBUTE, forward)  # bypass Keras tracking
-    return forward
-
-
 def patch_features(model, patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Features (n, D) and probabilities (n,) of one patch (96, 96, 3) or a stack, values 0-255."""
-    patches = np.asarray(patches)
-    if patches.shape == PATCH_SHAPE:
-        patches = patches[None]
-    if patches.ndim != 4 or patches.shape[1:] != PATCH_SHAPE:
-        raise ValueError(f"patches must have shape (96, 96, 3) or (n, 96, 96, 3); got {patches.shape}.")
-    features, probs = _compiled_features(model)(patches.astype(np.float32, copy=False))
-    return features.numpy(), probs.numpy()
+    final_dense_layer(model)  # ModelError in words for a model with no penultimate features
+    probs, features = probabilities_and_features(model, patches)
+    return features, probs
 
 
 # --------------------------------------------------------------------------- a whole dataset
@@ -142,7 +96,12 @@ def compute_features(
     Only two batches of pixels exist at a time; unreadable patches are left out and listed in
     `skipped`, like core.evaluate.predict.predict_dataset.
     """
-    forward = _compiled_features(model)
+    scores = compiled_scores(model)
+
+    def forward(x):  # (features, probabilities), the order this module keeps
+        probs, features = scores(x)
+        return features, probs
+
     total = len(dataset)
     batches = [range(start, min(start + batch_size, total)) for start in range(0, total, batch_size)]
     ready: queue.Queue = queue.Queue(maxsize=PREFETCH_BATCHES)

@@ -33,7 +33,7 @@ def final_dense_layer(model):
     if not layers or not isinstance(layers[-1], keras.layers.Dense):
         raise ModelError(
             f"{getattr(model, 'name', 'this model')} does not end in a Dense layer, so it has no "
-            "penultimate features to compare with its training data."
+            "penultimate features (what its final layer sees)."
         )
     try:
         layers[-1].input  # noqa: B018 — a layer that was never called on a symbolic tensor has none
