@@ -22,6 +22,7 @@ class TrainConfig:
     val_data: str | None = None  # a second dataset; when None, a fraction of `data` is held out
     val_fraction: float = 0.2
     architecture: str = "patchnet"
+    weights: str = "none"  # backbones only: none | imagenet | the path of a local weights file
     epochs: int = 10
     batch_size: int = DEFAULT_BATCH_SIZE
     learning_rate: float = 1e-3
@@ -38,7 +39,7 @@ class TrainConfig:
     resume_from: str | None = None  # a checkpoint (.keras) or run directory to continue from
 
     def validate(self) -> TrainConfig:
-        from core.model.architectures import ARCHITECTURES
+        from core.model.architectures import ARCHITECTURES, weights_problem
 
         if isinstance(self.data, (str, Path)):
             self.data = [str(self.data)]
@@ -52,6 +53,9 @@ class TrainConfig:
             self.augment = AugmentConfig(**self.augment)
         if self.architecture not in ARCHITECTURES:
             raise RunError(f"Unknown architecture {self.architecture!r}: {', '.join(ARCHITECTURES)}.")
+        problem = weights_problem(self.architecture, self.weights)
+        if problem:
+            raise RunError(problem)
         if not self.val_data and not 0.0 < self.val_fraction < 1.0:
             raise RunError("The validation fraction must lie between 0 and 1.")
         if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:
