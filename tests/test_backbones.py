@@ -4,6 +4,7 @@ file, the ImageNet download refused offline with a clear message, and a one-step
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 
@@ -165,6 +166,20 @@ def test_one_training_step_of_a_backbone_through_the_cli(trained_run, small_patc
     assert probs.shape == (2, 1) and np.all(np.isfinite(probs))
     with pytest.raises(SystemExit):  # --arch offers the registered architectures only
         build_parser().parse_args(["train", "data", "--arch", "resnet-nope"])
+
+
+def test_a_training_run_starts_from_the_weights_it_is_given(tmp_path, monkeypatch, capsys):
+    """--weights reaches the model the job builds: weights of another model end the run as failed."""
+    from core.cli import main
+
+    monkeypatch.setenv("PATCHLENS_HOME", str(tmp_path / "workspace"))
+    weights = tmp_path / "tiny.weights.h5"
+    build_model("tiny").save_weights(weights)
+    data = copy_kaggle_subset(tmp_path / "data", 4)
+    argv = ["train", str(data), "--out", str(tmp_path / "run"), "--arch", CHEAPEST, "--weights", str(weights)]
+    assert main([*argv, "--epochs", "1", "--quiet"]) == 2
+    assert "does not hold weights" in capsys.readouterr().err
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["weights"] == str(weights)
 
 
 def test_gradcam_explains_a_trained_backbone_with_a_96x96_map(trained_run, small_patches):
