@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from core.errors import RunError
+from core.model.architectures import NO_WEIGHTS
 from core.model.augment import AugmentConfig
 
 SCHEDULES = ("cosine", "constant")
@@ -22,7 +23,7 @@ class TrainConfig:
     val_data: str | None = None  # a second dataset; when None, a fraction of `data` is held out
     val_fraction: float = 0.2
     architecture: str = "patchnet"
-    weights: str = "none"  # backbones only: none | imagenet | the path of a local weights file
+    weights: str = NO_WEIGHTS  # backbones only: none | imagenet | the path of a local weights file
     epochs: int = 10
     batch_size: int = DEFAULT_BATCH_SIZE
     learning_rate: float = 1e-3
