@@ -18,7 +18,7 @@ import streamlit as st
 
 from core.constants import SPLIT_WARNING
 from core.errors import PatchLensError, RunError
-from core.model.architectures import ARCHITECTURES
+from core.model.architectures import ARCHITECTURES, IMAGENET, NO_WEIGHTS, WEIGHTS_HELP
 from core.model.augment import AugmentConfig
 from core.settings import check_allowed
 from core.train.config import SCHEDULES, TrainConfig
@@ -184,6 +184,7 @@ with page("Train"):
             val_data=validation,
             val_fraction=float(state["train_val_fraction"]),
             architecture=state["arch"],
+            weights=weights_from_form(state["train_weights"]),
             epochs=int(state["epochs"]),
             batch_size=int(state["batch_size"]),
             learning_rate=float(state["train_learning_rate"]),
@@ -197,6 +198,11 @@ with page("Train"):
                 state["train_jitter"], dihedral=state["train_dihedral"], hed=state["train_hed"]
             ),
         )
+
+    def weights_from_form(text: str) -> str:
+        """none or imagenet as typed; a weights file only inside the data roots."""
+        text = text.strip() or NO_WEIGHTS
+        return text if text in (NO_WEIGHTS, IMAGENET) else str(check_allowed(text, extra_roots()))
 
     def start_job() -> None:
         from core.train.job import launch
@@ -240,6 +246,12 @@ with page("Train"):
             columns[2].select_slider("Batch size", BATCH_SIZES, DEFAULTS["batch_size"], key="batch_size")
             columns[3].select_slider(
                 "Learning rate", LEARNING_RATES, DEFAULTS["learning_rate"], key="train_learning_rate"
+            )
+            st.text_input(
+                "Backbone weights",
+                DEFAULTS["weights"],
+                key="train_weights",
+                help=f"For the Keras Applications backbones only: {WEIGHTS_HELP}.",
             )
             columns = st.columns(4)
             columns[0].selectbox(

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from core.errors import RunError
+from core.model.architectures import ARCHITECTURES, DEFAULT_ARCHITECTURE, IMAGENET, NO_WEIGHTS, WEIGHTS_HELP
 from core.model.augment import AugmentConfig
 from core.train.config import TrainConfig
 
@@ -34,7 +35,14 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--val-fraction", type=float, default=0.2, help="held-out fraction when no --val-data"
     )
-    parser.add_argument("--arch", default="patchnet", help="architecture (patchnet, seed, tiny)")
+    parser.add_argument(
+        "--arch", default=DEFAULT_ARCHITECTURE, choices=list(ARCHITECTURES), help="architecture"
+    )
+    parser.add_argument(
+        "--weights",
+        default=NO_WEIGHTS,
+        help=f"starting weights of a Keras Applications backbone: {WEIGHTS_HELP}",
+    )
     parser.add_argument(
         "--epochs",
         type=int,
@@ -92,6 +100,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         val_data=str(Path(args.val_data).resolve()) if args.val_data else None,
         val_fraction=args.val_fraction,
         architecture=args.arch,
+        weights=_weights_argument(args.weights),
         epochs=args.epochs if args.epochs is not None else TrainConfig.epochs,
         batch_size=args.batch_size,
         learning_rate=args.lr,
@@ -106,6 +115,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         strategy=args.strategy,
         memory_limit_gb=args.memory_limit_gb,
     ).validate()
+
+
+def _weights_argument(weights: str) -> str:
+    """none and imagenet as given; a weights file as an absolute path (the run may start elsewhere)."""
+    return weights if weights in (NO_WEIGHTS, IMAGENET) else str(Path(weights).expanduser().resolve())
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,6 +3,9 @@
 
 Every architecture keeps the model contract of core.model.io: input RGB patches (N, 96, 96, 3) with values
 0-255 (scaling happens inside the model), output (N, 1) = P(tumour in the centre 32x32 px).
+The Keras Applications backbones (transfer learning) are built inline, their layers being layers of the
+PatchLens model (a nested sub-model would hide its conv layers from Grad-CAM), with their ImageNet
+preprocessing inside and `weights` = None, "imagenet" (Keras' own download) or a local weights file.
 TensorFlow is imported inside the functions, never at module import.
 """
 
@@ -10,12 +13,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 from core.constants import PATCH_SHAPE
 from core.errors import ModelError
 
 LAST_CONV_NAME = "last_conv"
+NO_WEIGHTS, IMAGENET = "none", "imagenet"  # the `weights` choices besides a path to a local file
+WEIGHTS_HELP = "none, imagenet (Keras' download) or the path of a local .h5/.weights.h5 file"
+IMAGENET_UNREACHABLE = (
+    "ImageNet weights could not be downloaded (no internet?); use --weights none or --weights PATH to a "
+    "local .h5/.weights.h5 file"
+)
 
 
 @dataclass(frozen=True)
@@ -23,6 +34,7 @@ class Architecture:
     name: str
     description: str
     build: Callable[..., Any]
+    pretrainable: bool = False  # a Keras Applications backbone: takes `weights`
 
 
 def _conv_bn_relu(x, filters: int, *, strides: int = 1, name: str | None = None):
@@ -98,6 +110,83 @@ def build_tiny(*, dropout: float = 0.1):
     return keras.Model(inputs, outputs, name="tiny")
 
 
+def _backbone_features(application: str, x, weights: str | None, **options):
+    """The feature map of keras.applications.<application> built on the tensor `x` (its layers become
+    layers of the caller's model), with `weights` None, "imagenet" or a local file loaded into it."""
+    import keras
+
+    build = getattr(keras.applications, application)
+    if weights != IMAGENET:
+        backbone = build(include_top=False, weights=None, input_tensor=x, **options)
+        if weights is not None:
+            _load_local_weights(backbone, weights)
+        return backbone.output
+    try:
+        return build(include_top=False, weights=IMAGENET, input_tensor=x, **options).output
+    except Exception as error:  # Keras raises a bare Exception for a failed download
+        raise ModelError(f"{IMAGENET_UNREACHABLE} ({str(error)[:200]}).") from error
+
+
+def _load_local_weights(backbone, path: str) -> None:
+    """Keras' own loader (by topology for a legacy .h5 such as Keras' `*_notop.h5`, by layer path for
+    a .weights.h5); strict, so weights of another backbone are refused rather than half-loaded."""
+    try:
+        backbone.load_weights(str(Path(path).expanduser()))
+    except Exception as error:  # h5py and Keras raise many types for a foreign or mismatched file
+        reason = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
+        raise ModelError(f"{Path(path).name} does not hold weights of {backbone.name}: {reason}") from error
+
+
+def build_backbone(
+    application: str,
+    *,
+    weights: str | None = None,
+    dropout: float = 0.3,
+    scale_to_unit_range: bool = False,
+    **options,
+):
+    """A Keras Applications backbone on 0-255 patches, then the PatchLens head: its feature map (named
+    `last_conv`, the Grad-CAM target; 3x3 at 96x96), global average pooling, dropout, sigmoid.
+    `options` go to the application (e.g. `include_preprocessing`); `scale_to_unit_range` adds the
+    x / 127.5 - 1 preprocessing of the families that have none inside."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(shape=PATCH_SHAPE, name="patch")
+    x = inputs
+    if scale_to_unit_range:
+        x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale")(inputs)
+    features = _backbone_features(application, x, weights, **options)
+    x = layers.Activation("linear", name=LAST_CONV_NAME)(features)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(dropout)(x)
+    outputs = layers.Dense(1, activation="sigmoid", name="tumour_probability", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name=application.lower())
+
+
+def _backbone(application: str, description: str, **options) -> Architecture:
+    return Architecture(
+        application.lower(),
+        description,
+        partial(build_backbone, application, **options),
+        pretrainable=True,
+    )
+
+
+BACKBONES = (  # Keras Applications on 96x96 patches; each applies its own ImageNet preprocessing inside
+    _backbone("EfficientNetV2B0", "Keras Applications EfficientNetV2-B0 backbone (~5.9 M parameters)."),
+    _backbone(
+        "ResNet50V2",
+        "Keras Applications ResNet50V2 backbone (~23.6 M parameters).",
+        scale_to_unit_range=True,
+    ),
+    _backbone(
+        "MobileNetV3Small",
+        "Keras Applications MobileNetV3-Small backbone (~0.9 M parameters), the cheapest.",
+        include_preprocessing=True,
+    ),
+)
+
 ARCHITECTURES: dict[str, Architecture] = {
     "patchnet": Architecture(
         "patchnet",
@@ -112,19 +201,43 @@ ARCHITECTURES: dict[str, Architecture] = {
     "tiny": Architecture(
         "tiny", "Smoke-test CNN (~1.5 k parameters): checks the pipeline in seconds.", build_tiny
     ),
+    **{backbone.name: backbone for backbone in BACKBONES},
 }
 DEFAULT_ARCHITECTURE = "patchnet"
 
 
-def build_model(name: str = DEFAULT_ARCHITECTURE, *, seed: int | None = None, **options):
-    """Build a fresh, uncompiled model of a registered architecture."""
+def weights_problem(name: str, weights: str | None) -> str | None:
+    """Why `weights` cannot start architecture `name` (None when it can): only the backbones take
+    weights other than none, and a path must name a file."""
+    if weights in (None, NO_WEIGHTS):
+        return None
+    if name in ARCHITECTURES and not ARCHITECTURES[name].pretrainable:
+        backbones = ", ".join(b.name for b in BACKBONES)
+        return (
+            f"{name} has no pretrained weights; --weights {weights} applies to the backbones ({backbones})."
+        )
+    if weights != IMAGENET and not Path(weights).expanduser().is_file():
+        return f"No weights file at {weights} (choose {WEIGHTS_HELP})."
+    return None
+
+
+def build_model(
+    name: str = DEFAULT_ARCHITECTURE, *, seed: int | None = None, weights: str | None = None, **options
+):
+    """Build a fresh, uncompiled model of a registered architecture; `weights` (backbones only): None or
+    "none", "imagenet", or the path of a local weights file."""
     if name not in ARCHITECTURES:
         known = ", ".join(ARCHITECTURES)
         raise ModelError(f"Unknown architecture {name!r}; choose one of: {known}.")
+    problem = weights_problem(name, weights)
+    if problem:
+        raise ModelError(problem)
     if seed is not None:
         import keras
 
         keras.utils.set_random_seed(seed)
+    if ARCHITECTURES[name].pretrainable:
+        options["weights"] = None if weights == NO_WEIGHTS else weights
     return ARCHITECTURES[name].build(**options)
 
 

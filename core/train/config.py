@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from core.errors import RunError
+from core.model.architectures import NO_WEIGHTS
 from core.model.augment import AugmentConfig
 
 SCHEDULES = ("cosine", "constant")
@@ -22,6 +23,7 @@ class TrainConfig:
     val_data: str | None = None  # a second dataset; when None, a fraction of `data` is held out
     val_fraction: float = 0.2
     architecture: str = "patchnet"
+    weights: str = NO_WEIGHTS  # backbones only: none | imagenet | the path of a local weights file
     epochs: int = 10
     batch_size: int = DEFAULT_BATCH_SIZE
     learning_rate: float = 1e-3
@@ -38,7 +40,7 @@ class TrainConfig:
     resume_from: str | None = None  # a checkpoint (.keras) or run directory to continue from
 
     def validate(self) -> TrainConfig:
-        from core.model.architectures import ARCHITECTURES
+        from core.model.architectures import ARCHITECTURES, weights_problem
 
         if isinstance(self.data, (str, Path)):
             self.data = [str(self.data)]
@@ -52,6 +54,9 @@ class TrainConfig:
             self.augment = AugmentConfig(**self.augment)
         if self.architecture not in ARCHITECTURES:
             raise RunError(f"Unknown architecture {self.architecture!r}: {', '.join(ARCHITECTURES)}.")
+        problem = weights_problem(self.architecture, self.weights)
+        if problem:
+            raise RunError(problem)
         if not self.val_data and not 0.0 < self.val_fraction < 1.0:
             raise RunError("The validation fraction must lie between 0 and 1.")
         if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:

@@ -175,7 +175,8 @@ def _train(config: TrainConfig, run_dir: Path, job: JobReporter, printer, starte
 
     initial_epoch = 0
     with strategy.scope():
-        model = build_model(config.architecture, seed=config.seed)
+        weights = None if config.resume_from else config.weights  # a resumed run loads its checkpoint
+        model = build_model(config.architecture, seed=config.seed, weights=weights)
         if config.resume_from:
             initial_epoch = _restore_checkpoint(model, config.resume_from)
             append_metrics(
