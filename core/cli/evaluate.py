@@ -18,8 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from core.cli.common import ProgressLine, unit_interval
-from core.constants import DEFAULT_THRESHOLD
+from core.cli.common import ProgressLine, add_model_data_arguments, add_threshold_argument, positive_int
 from core.data.quality import count_flags
 from core.errors import DatasetError
 
@@ -64,12 +63,7 @@ def register(subparsers) -> None:
         description="Print AUC, accuracy, sensitivity, ... of MODEL on the labelled DATA.",
     )
     _add_common(evaluate)
-    evaluate.add_argument(
-        "--threshold",
-        type=unit_interval,
-        default=DEFAULT_THRESHOLD,
-        help=f"predict tumour when prob >= T (default {DEFAULT_THRESHOLD})",
-    )
+    add_threshold_argument(evaluate)
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
     evaluate.add_argument(
         "--no-cache",
@@ -80,8 +74,7 @@ def register(subparsers) -> None:
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="a .keras model file or a run directory")
-    parser.add_argument("data", help="a dataset folder or file (any layout)")
+    add_model_data_arguments(parser, labelled=False)
     parser.add_argument(
         "--tta",
         action="store_true",
@@ -89,17 +82,10 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=positive_int,
         default=256,
         help="patches per batch (default 256)",
     )
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
 
 
 def _report_skipped(frame) -> None:
