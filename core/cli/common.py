@@ -33,6 +33,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def add_command(subparsers, name: str, handler, *, help: str, description: str) -> argparse.ArgumentParser:
+    """The parser of the sub-command `name`, which runs `handler(args)`; the caller adds its arguments."""
+    parser = subparsers.add_parser(name, help=help, description=description)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
 def add_model_data_arguments(parser: argparse.ArgumentParser, *, labelled: bool) -> None:
     """The positional MODEL and DATA of a command that runs one model on one dataset."""
     parser.add_argument("model", help=MODEL_HELP)

@@ -18,7 +18,13 @@ import json
 import sys
 from pathlib import Path
 
-from core.cli.common import ProgressLine, add_model_data_arguments, add_threshold_argument, positive_int
+from core.cli.common import (
+    ProgressLine,
+    add_command,
+    add_model_data_arguments,
+    add_threshold_argument,
+    positive_int,
+)
 from core.data.quality import count_flags
 from core.errors import DatasetError
 
@@ -41,8 +47,10 @@ BOOTSTRAP_SAMPLES = 1000
 
 
 def register(subparsers) -> None:
-    predict = subparsers.add_parser(
+    predict = add_command(
+        subparsers,
         "predict",
+        run_predict,
         help="predict every patch of a dataset; write a Kaggle submission CSV",
         description="Write id,label (label = tumour probability) for every patch of DATA.",
     )
@@ -55,10 +63,11 @@ def register(subparsers) -> None:
         help="also write id,probability,quality: 'ok' or the input-quality flags (background, not_he, "
         "blurred) joined by ';'",
     )
-    predict.set_defaults(handler=run_predict)
 
-    evaluate = subparsers.add_parser(
+    evaluate = add_command(
+        subparsers,
         "evaluate",
+        run_evaluate,
         help="metrics of a model on a labelled dataset",
         description="Print AUC, accuracy, sensitivity, ... of MODEL on the labelled DATA.",
     )
@@ -70,7 +79,6 @@ def register(subparsers) -> None:
         action="store_true",
         help="always run the model (default: reuse predictions cached in the workspace)",
     )
-    evaluate.set_defaults(handler=run_evaluate)
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:

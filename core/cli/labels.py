@@ -22,7 +22,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from core.cli.common import add_model_data_arguments, positive_int
+from core.cli.common import add_command, add_model_data_arguments, positive_int
 from core.errors import RunError
 
 SOURCES = ("predictions", "run-validation", "folds")
@@ -30,8 +30,10 @@ TOP_SHOWN = 5
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "label-issues",
+        run_label_issues,
         help="rank the labelled patches of a dataset by how likely their label is wrong",
         description="Write id,given_label,probability,score for every ranked patch of DATA, most "
         "suspect first (confident learning with cleanlab on out-of-sample probabilities).",
@@ -49,7 +51,6 @@ def register(subparsers) -> None:
     parser.add_argument("--epochs", type=positive_int, help="epochs of each fold model (default 2)")
     parser.add_argument("--arch", help="architecture of the fold models (default: MODEL's)")
     parser.add_argument("--tta", action="store_true", help="predictions source: average 8 flips/rotations")
-    parser.set_defaults(handler=run_label_issues)
 
 
 def _at_least_two(text: str) -> int:
