@@ -20,23 +20,21 @@ WRITE_ROWS = 4096
 
 def kaggle_cache() -> Path:
     """The HDF5 cache of the 3,329 real Kaggle TIFFs, written once by core.data.cache.prepare."""
-    from core.data.cache import prepare
-
-    path = SCRATCH / "kaggle-sample-cache.h5"
-    if not path.exists():
-        SCRATCH.mkdir(parents=True, exist_ok=True)
-        prepare(KAGGLE_SAMPLE, path, workers=1)
-    return path
+    return _prepared_once(KAGGLE_SAMPLE, SCRATCH / "kaggle-sample-cache.h5")
 
 
 def sample_cache() -> Path:
     """The cache of the bundled 1,000-patch sample (a small validation set for training runs)."""
+    return _prepared_once(BUNDLED_SAMPLE, SCRATCH / "sample-cache.h5")
+
+
+def _prepared_once(source: Path, path: Path) -> Path:
+    """`path`, the cache core.data.cache.prepare writes of `source` unless it exists already."""
     from core.data.cache import prepare
 
-    path = SCRATCH / "sample-cache.h5"
     if not path.exists():
         SCRATCH.mkdir(parents=True, exist_ok=True)
-        prepare(BUNDLED_SAMPLE, path, workers=1)
+        prepare(source, path, workers=1)
     return path
 
 

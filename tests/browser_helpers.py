@@ -36,6 +36,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ACTIVE_STATES = ("queued", "running")
+ARTIFACTS = PROJECT_DIR / "test-artifacts" / "browser"  # where every browser test leaves its screenshots
 
 # Streamlit 1.67 selectors
 APP = '[data-testid="stApp"]'
@@ -127,6 +128,11 @@ def stop_process_group(process: subprocess.Popen, timeout: float = 15.0) -> None
         handle = getattr(process, "log_handle", None)
         if handle is not None:
             handle.close()
+
+
+def core_process(env: dict, *arguments: str, **popen) -> subprocess.Popen:
+    """`python -m core ARGUMENTS` started from the project root in the environment `env` (a server's)."""
+    return subprocess.Popen([sys.executable, "-m", "core", *arguments], cwd=PROJECT_DIR, env=env, **popen)
 
 
 def run_status(run_dir: Path) -> dict:

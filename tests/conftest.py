@@ -20,6 +20,14 @@ from core.settings import SAMPLE_DATASET
 SMALL_N = 40  # patches per small fixture: enough for both classes, cheap to copy
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by marker
+def pytest_collection_modifyitems(items) -> None:
+    """Every test of a tests/test_browser_*.py module is a real-browser test: marked `browser`."""
+    for item in items:
+        if item.path.name.startswith("test_browser_"):
+            item.add_marker(pytest.mark.browser)
+
+
 def sample_rows() -> list[tuple[str, int]]:
     """(id, label) of the bundled sample, in CSV order."""
     with open(SAMPLE_DATASET / "train_labels.csv", newline="") as handle:
@@ -138,3 +146,48 @@ def fit_tiny_model():
     """fit_tiny_model(data_dir, out_path) -> out_path: one definition of the tiny real model that the
     prediction and CLI tests score with (real patches, a real Keras model trained for seconds)."""
     return _fit_tiny_model
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch) -> Path:
+    """A throwaway workspace (PATCHLENS_HOME) for one test: prediction caches never go to the project's."""
+    monkeypatch.setenv("PATCHLENS_HOME", str(tmp_path / "workspace"))
+    return tmp_path / "workspace"
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """run_cli(*argv) -> (exit code, stdout, stderr) of `python -m core ARGV`, run in this process."""
+    from core.cli import main
+
+    def run(*argv) -> tuple[int, str, str]:
+        code = main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def page_model(tmp_path_factory) -> Path:
+    """A tiny real model (page_helpers.tiny_model), fitted once per test module."""
+    from page_helpers import tiny_model
+
+    return tiny_model(tmp_path_factory.mktemp("page-model") / "tiny.keras")
+
+
+@pytest.fixture()
+def predict_page(page_model, tmp_path, monkeypatch):
+    """An AppTest on the Predict page with `page_model` active, in a fresh workspace."""
+    from page_helpers import open_page
+
+    monkeypatch.setenv("PATCHLENS_HOME", str(tmp_path / "workspace"))
+    return open_page(tmp_path / "workspace", "predict", model=page_model)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian Chromium for one browser test module (browser_helpers.launch_browser)."""
+    from browser_helpers import launch_browser
+
+    yield from launch_browser()

@@ -8,10 +8,14 @@ keep each test file well under a minute on two shared cores.
 from __future__ import annotations
 
 import csv
+import io
+import json
 import shutil
 from pathlib import Path
 
-from core.settings import PROJECT_DIR, SAMPLE_DATASET
+import pytest
+
+from core.settings import BASELINE_MODEL, PROJECT_DIR, SAMPLE_DATASET
 from ui.frame import PAGES
 
 # AppTest.switch_page takes a page by its script: {"home": "streamlit_app.py", "label_issues": "pages/7_label_issues.py", …}
@@ -54,23 +58,60 @@ def finished_run(workspace: Path, data: Path, name: str = "tiny-run", epochs: in
     return run_dir
 
 
+def run_on_kaggle_copy(workspace: Path, data: Path, n_per_class: int, epochs: int = 2) -> Path:
+    """A Kaggle copy of 2 x `n_per_class` real patches at `data` and a real finished run on it in
+    `workspace` (PATCHLENS_HOME points there while it trains, for a module fixture). Its run directory."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PATCHLENS_HOME", str(workspace))
+        copy_kaggle_subset(data, n_per_class)
+        return finished_run(workspace, data, epochs=epochs)
+
+
+def finished_run_dir(workspace: Path, name: str, config: dict) -> Path:
+    """`workspace`/runs/`name` with `config` as its config.json and a finished status; the caller
+    puts the model in it."""
+    run_dir = workspace / "runs" / name
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text(json.dumps(config))
+    (run_dir / "status.json").write_text(json.dumps({"state": "finished"}))
+    return run_dir
+
+
+def baseline_run(workspace: Path, name: str) -> Path:
+    """A finished run whose model is a copy of the bundled baseline (no training); its model file."""
+    run_dir = finished_run_dir(workspace, name, {"architecture": "patchnet", "data": [], "epochs": 1})
+    return Path(shutil.copy(BASELINE_MODEL, run_dir / "model.keras"))
+
+
 def app_test():
     from streamlit.testing.v1 import AppTest
 
     return AppTest.from_file(APP, default_timeout=RUN_TIMEOUT)
 
 
-def open_page(workspace: Path, page: str, *, model: Path | None = None):
+def open_page(workspace: Path, page: str, *, model: Path | None = None, dataset: Path | None = None):
     """An AppTest of the real app with PATCHLENS_HOME already pointing at `workspace`, on `page`
-    (with `model` as the session's active model when given)."""
+    (with `model` and `dataset` as the session's active model and dataset when given)."""
     at = app_test()
     if model is not None:
         at.session_state["model_path"] = str(model)
+    if dataset is not None:
+        at.session_state["dataset_path"] = str(dataset)
     at.run()
     at.switch_page(PAGE_SCRIPTS[page])
     at.run()
     assert not at.exception, at.exception
     return at
+
+
+def page_on_run(workspace_and_run: tuple[Path, Path], page: str, monkeypatch) -> tuple:
+    """(AppTest, run dir): `page` with PATCHLENS_HOME at the workspace and the run's validation
+    predictions chosen as the source."""
+    workspace, run_dir = workspace_and_run
+    monkeypatch.setenv("PATCHLENS_HOME", str(workspace))
+    at = open_page(workspace, page)
+    at.radio(key="prediction_source_kind").set_value("run").run()
+    return at, run_dir
 
 
 def tiny_model(path: Path, n_patches: int = 60) -> Path:
@@ -91,3 +132,12 @@ def tiny_model(path: Path, n_patches: int = 60) -> Path:
     model.compile(optimizer="adam", loss="binary_crossentropy")
     model.fit(patches, labels, epochs=2, batch_size=16, verbose=0)
     return save_model(model, path)
+
+
+def png_bytes(pixels) -> bytes:
+    """An RGB uint8 array encoded as a PNG file, as a browser would upload it."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -13,12 +13,12 @@ from urllib.parse import urlencode
 
 import pytest
 from browser_helpers import (
+    ARTIFACTS,
     PLOTLY,
     SELECTBOX,
     assert_no_exception,
     choose,
     go_nav,
-    launch_browser,
     metric_value,
     new_session,
     require_browser,
@@ -33,11 +33,6 @@ require_browser()
 from page_helpers import copy_kaggle_subset  # noqa: E402
 from test_page_compare import make_run  # noqa: E402
 
-from core.settings import PROJECT_DIR  # noqa: E402
-
-pytestmark = pytest.mark.browser
-
-ARTIFACTS = PROJECT_DIR / "test-artifacts" / "browser"
 RUN_MS = 300_000  # both models run in the page's process: TensorFlow starts on two busy cores
 
 
@@ -49,11 +44,6 @@ def server(tmp_path_factory, fit_tiny_model):
     make_run(root / "home", "tiny-b", data, 1, fit_tiny_model)
     with serve_app(root, data=data) as served:
         yield served, model_a
-
-
-@pytest.fixture(scope="module")
-def browser():
-    yield from launch_browser()
 
 
 def test_two_models_are_run_then_drawn_over_each_other_with_their_disagreements(server, browser):

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from browser_helpers import (
+    ARTIFACTS,
     NAV_LINK,
     PLOTLY,
     SIDEBAR,
@@ -27,9 +27,9 @@ from browser_helpers import (
     assert_no_exception,
     choose,
     contexts,
+    core_process,
     fill_train_form,
     go_nav,
-    launch_browser,
     open_page,
     plot_points,
     require_browser,
@@ -48,11 +48,7 @@ require_browser()
 from page_helpers import copy_kaggle_subset  # noqa: E402
 
 from core.formatting import NAME_IN_TEXT, short_name  # noqa: E402
-from core.settings import PROJECT_DIR  # noqa: E402
 
-pytestmark = pytest.mark.browser
-
-ARTIFACTS = PROJECT_DIR / "test-artifacts" / "browser"
 SEED_RUN = "e2e-seed"
 LONG = 120_000  # ms: TensorFlow's first import + a model load on two busy cores
 PAGES = [  # (sidebar label, h1 text, URL path)
@@ -66,11 +62,6 @@ PAGES = [  # (sidebar label, h1 text, URL path)
     ("Compare", "Compare", "compare"),
     ("Region", "Region", "region"),
 ]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    yield from launch_browser()
 
 
 def first_visit_by_deep_link(browser, server: ServedApp) -> dict:
@@ -98,10 +89,10 @@ def seeded_server(browser, tmp_path_factory):
     data = copy_kaggle_subset(root / "data" / "kaggle", 20)  # 40 real patches, balanced
     env = app_env(root)
     home = Path(env["PATCHLENS_HOME"])
-    seed = subprocess.Popen(  # the seed model trains while the server boots
-        [sys.executable, "-m", "core", "train", str(data), "--arch", "tiny", "--epochs", "1",
-         "--batch-size", "16", "--val-fraction", "0.5", "--out", str(home / "runs" / SEED_RUN), "--quiet"],
-        cwd=PROJECT_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    seed = core_process(  # the seed model trains while the server boots
+        env, "train", str(data), "--arch", "tiny", "--epochs", "1", "--batch-size", "16",
+        "--val-fraction", "0.5", "--out", str(home / "runs" / SEED_RUN), "--quiet",
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     with serve_app(root, data=data) as served:
         try:

@@ -15,31 +15,28 @@ from pathlib import Path
 
 import pytest
 from browser_helpers import (
+    ARTIFACTS,
     PLOTLY,
     SIDEBAR,
     assert_no_exception,
-    launch_browser,
     new_session,
+    open_page,
     require_browser,
     serve_app,
     settle,
     shoot,
     slider_thumb,
-    wait_title,
 )
 
 require_browser()
 
 from page_helpers import copy_kaggle_subset  # noqa: E402
 
-from core.settings import BASELINE_MODEL, PROJECT_DIR  # noqa: E402
+from core.settings import BASELINE_MODEL  # noqa: E402
 
 if not BASELINE_MODEL.exists():
     pytest.skip("the bundled baseline model is missing", allow_module_level=True)
 
-pytestmark = pytest.mark.browser
-
-ARTIFACTS = PROJECT_DIR / "test-artifacts" / "browser"
 JOB_MS = 300_000  # a job imports TensorFlow and loads the model on two busy cores
 
 
@@ -52,13 +49,11 @@ def server(tmp_path_factory):
         yield served
 
 
-@pytest.fixture(scope="module")
-def browser():
-    yield from launch_browser()
-
-
-def new_page(browser, width: int = 1440):
-    return new_session(browser, width, height=1000).new_page()
+def evaluate_page(browser, url: str, width: int = 1440):
+    """A fresh session on the Evaluate page, its first run over."""
+    page = new_session(browser, width, height=1000).new_page()
+    open_page(page, url, "evaluate", "Evaluate")
+    return page
 
 
 def open_dataset(page, path: Path) -> None:
@@ -111,10 +106,7 @@ def show_results(page, path: Path) -> None:
 
 def test_a_new_evaluation_keeps_the_threshold_and_drops_the_banner(server, browser):
     url, data = server.url, server.data
-    page = new_page(browser)
-    page.goto(f"{url}/evaluate")
-    wait_title(page, "Evaluate")
-    settle(page)
+    page = evaluate_page(browser, url)
     open_dataset(page, data / "first")
     run_and_wait(page)
     assert shown_threshold(page) == pytest.approx(0.5)
@@ -137,11 +129,7 @@ def test_a_new_evaluation_keeps_the_threshold_and_drops_the_banner(server, brows
 
 def test_a_second_session_finds_the_running_job(server, browser):
     url, data = server.url, server.data
-    first, second = new_page(browser), new_page(browser)
-    for page in (first, second):
-        page.goto(f"{url}/evaluate")
-        wait_title(page, "Evaluate")
-        settle(page)
+    first, second = evaluate_page(browser, url), evaluate_page(browser, url)
     open_dataset(first, data / "first")
     click_and_settle(first, first.get_by_text("Test-time augmentation"))  # a new computation (TTA)
     first.get_by_role("button", name="Run the model on this dataset").click()
@@ -160,10 +148,7 @@ def test_a_second_session_finds_the_running_job(server, browser):
 
 def test_a_click_on_a_confusion_cell_selects_it(server, browser):
     url, data = server.url, server.data
-    page = new_page(browser)
-    page.goto(f"{url}/evaluate")
-    wait_title(page, "Evaluate")
-    settle(page)
+    page = evaluate_page(browser, url)
     show_results(page, data / "first")
     radio = page.locator('[data-testid="stRadio"]').filter(has_text="TN ·")
     assert radio.get_by_role("radio", name=re.compile("^FP")).is_checked()
@@ -185,10 +170,7 @@ def test_a_click_on_a_confusion_cell_selects_it(server, browser):
 @pytest.mark.parametrize("width", [1440, 1280])
 def test_every_preset_label_is_visible(server, browser, width):
     url, data = server.url, server.data
-    page = new_page(browser, width)
-    page.goto(f"{url}/evaluate")
-    wait_title(page, "Evaluate")
-    settle(page)
+    page = evaluate_page(browser, url, width)
     show_results(page, data / "first")
     buttons = page.locator('[data-testid="stBaseButton-secondary"]').filter(
         has_text=re.compile(r"^(0\.5|Youden|sens)"), visible=True

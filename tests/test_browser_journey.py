@@ -23,13 +23,13 @@ import csv
 import json
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from browser_helpers import (
     APP,
+    ARTIFACTS,
     EXCEPTION,
     PLOTLY,
     SIDEBAR,
@@ -39,8 +39,8 @@ from browser_helpers import (
     choose,
     click_radio,
     confusion_cells,
+    core_process,
     go_nav,
-    launch_browser,
     metric_value,
     multiselect_add,
     new_session,
@@ -63,9 +63,7 @@ from browser_helpers import (
 sync_api = require_browser()
 
 from core.formatting import NAME_IN_TEXT, short_name  # noqa: E402
-from core.settings import PROJECT_DIR, SAMPLE_DATASET  # noqa: E402
-
-pytestmark = pytest.mark.browser
+from core.settings import SAMPLE_DATASET  # noqa: E402
 
 # ---- the wording the journey looks for (one place to adjust it) --------------------------------------
 OPEN_PATH_BOX = "Open a dataset by path"  # the sidebar's text box
@@ -86,7 +84,6 @@ CALL_TEXT = "call at {threshold:.3f}"  # ... and its call at the threshold in fo
 QUERY_PARAMS = ("dataset", "model", "threshold")  # what a shared URL carries
 
 # ---- the journey's data ----------------------------------------------------------------------------
-ARTIFACTS = PROJECT_DIR / "test-artifacts" / "browser"
 MULTISELECT = '[data-testid="stMultiSelect"]'
 DATAFRAME = '[data-testid="stDataFrame"]'
 PER_CLASS = 100
@@ -122,14 +119,7 @@ def solid_image(path: Path, rgb=(0, 0, 255)) -> Path:
 
 
 def cli(env: dict, *args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "core", *args],
-        cwd=PROJECT_DIR,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return core_process(env, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def cli_json(process: subprocess.Popen, timeout: float = 300) -> dict:
@@ -152,11 +142,6 @@ def threshold_between_the_scores(submission: Path) -> float:
     assert len(grid), f"no threshold between the scores {low:.4f}–{high:.4f}"
     distance = [np.min(np.abs(scores - g)) for g in grid]
     return float(grid[int(np.argmax(distance))])
-
-
-@pytest.fixture(scope="module")
-def browser():
-    yield from launch_browser()
 
 
 @pytest.fixture(scope="module")
@@ -202,6 +187,13 @@ class Journey:
 
     def equal(self, seen, wanted, what: str) -> bool:
         return self.expect(seen == wanted, f"{what}: the page shows {seen!r}, expected {wanted!r}")
+
+    def open_step(self, step: str, label: str):
+        """Begin `step` on the page `label` opened from the navigation, with no exception box: the page."""
+        self.begin(step)
+        open_by_nav(self.page, label)
+        self.no_exception()
+        return self.page
 
     def no_exception(self, page=None) -> None:
         boxes = (page or self.page).locator(EXCEPTION)
@@ -320,10 +312,7 @@ def step_open_dataset(journey: Journey, server: ServedApp, inspected: dict) -> N
 
 
 def step_train(journey: Journey, server: ServedApp) -> Path:
-    page = journey.page
-    journey.begin("2 train a short run")
-    open_by_nav(page, "Train")
-    journey.no_exception()
+    page = journey.open_step("2 train a short run", "Train")
     form = page.locator('[data-testid="stForm"]')
     area = form.locator('[data-testid="stTextArea"]').filter(has_text="Training dataset").locator("textarea")
     area.fill(str(server.data))
@@ -372,10 +361,7 @@ def step_make_active(journey: Journey, run_dir: Path) -> None:
 
 
 def step_evaluate(journey: Journey, run_dir: Path, choose_threshold) -> dict:
-    page = journey.page
-    journey.begin("3 evaluate")
-    open_by_nav(page, "Evaluate")
-    journey.no_exception()
+    page = journey.open_step("3 evaluate", "Evaluate")
     journey.expect(
         names_in_sidebar(page, DATASET_NAME, run_dir.name), "the sidebar lost the dataset or model"
     )
@@ -440,10 +426,7 @@ def step_compare_with_cli(journey: Journey, shown: dict, cli_metrics: dict) -> N
 
 
 def step_predict(journey: Journey, server: ServedApp, threshold: float) -> None:
-    page = journey.page
-    journey.begin("4 predict")
-    open_by_nav(page, "Predict")
-    journey.no_exception()
+    page = journey.open_step("4 predict", "Predict")
     journey.equal(slider_value(page, THRESHOLD), threshold, "Predict: the threshold slider")
     real = sorted((server.data / "1").glob("*.png"))[0]
     blue = solid_image(server.root / "uploads" / "blue.png")
@@ -471,10 +454,7 @@ def step_predict(journey: Journey, server: ServedApp, threshold: float) -> None:
 
 
 def step_mistakes(journey: Journey, shown: dict) -> None:
-    page = journey.page
-    journey.begin("5 mistakes")
-    open_by_nav(page, "Mistakes")
-    journey.no_exception()
+    page = journey.open_step("5 mistakes", "Mistakes")
     chosen = radio_choice(page, SOURCE_RADIO)
     journey.expect(
         chosen is None or bool(ACTIVE_SOURCE.search(chosen)),

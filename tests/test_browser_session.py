@@ -10,19 +10,17 @@ test-artifacts/browser/session-*.png.
 from __future__ import annotations
 
 import csv
-import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 from browser_helpers import (
+    ARTIFACTS,
     SIDEBAR,
     assert_no_exception,
     choose,
     contexts,
     go_nav,
-    launch_browser,
     require_browser,
     selectbox,
     serve_app,
@@ -33,14 +31,11 @@ from browser_helpers import (
 
 require_browser()
 
-from page_helpers import copy_kaggle_subset  # noqa: E402
+from page_helpers import baseline_run, copy_kaggle_subset  # noqa: E402
 
 from core.data.dataset import DECODE_AT_OPEN_MAX  # noqa: E402
-from core.settings import BASELINE_MODEL, PROJECT_DIR, SAMPLE_DATASET  # noqa: E402
+from core.settings import SAMPLE_DATASET  # noqa: E402
 
-pytestmark = pytest.mark.browser
-
-ARTIFACTS = PROJECT_DIR / "test-artifacts" / "browser"
 RUN_NAME = "url-run"
 
 
@@ -67,20 +62,10 @@ def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("session")
     data = copy_kaggle_subset(root / "data" / "small", 5)
     large = large_folder(root / "data" / "large", DECODE_AT_OPEN_MAX + 100)
-    home = root / "home"
-    run = home / "runs" / RUN_NAME
-    run.mkdir(parents=True)
-    shutil.copy(BASELINE_MODEL, run / "model.keras")
-    (run / "config.json").write_text(json.dumps({"architecture": "patchnet", "data": [], "epochs": 1}))
-    (run / "status.json").write_text(json.dumps({"state": "finished"}))
+    model = baseline_run(root / "home", RUN_NAME)
     extra = {"PATCHLENS_WARMUP": "0"}  # these tests never predict: keep TensorFlow out of the server
     with serve_app(root, extra, data=data) as served:
-        yield {"url": served.url, "data": data, "large": large, "model": str(run / "model.keras")}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    yield from launch_browser()
+        yield {"url": served.url, "data": data, "large": large, "model": str(model)}
 
 
 @pytest.fixture()

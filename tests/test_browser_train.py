@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 from browser_helpers import (
+    ARTIFACTS,
     assert_no_exception,
     contexts,
     fill_train_form,
-    launch_browser,
     open_page,
     require_browser,
     run_status,
@@ -31,19 +31,10 @@ sync_api = require_browser()
 
 from page_helpers import copy_kaggle_subset  # noqa: E402
 
-from core.settings import PROJECT_DIR  # noqa: E402
 from core.train.runs import STARTING_TEXT  # noqa: E402
 
-pytestmark = pytest.mark.browser
-
-ARTIFACTS = PROJECT_DIR / "test-artifacts" / "browser"
 LONG = 120_000  # ms: TensorFlow's first import on two busy cores
 ERROR = '[data-testid="stAlertContentError"]'
-
-
-@pytest.fixture(scope="module")
-def browser():
-    yield from launch_browser()
 
 
 @pytest.fixture(scope="module")

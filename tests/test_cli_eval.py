@@ -23,6 +23,7 @@ PER_CLASS = 16
 EXPECTED_KEYS = set(
     "n auc accuracy sensitivity specificity precision f1 average_precision log_loss brier ece threshold confusion".split()
 )
+pytestmark = pytest.mark.usefixtures("workspace")  # prediction caches go to a throwaway workspace
 
 
 @pytest.fixture(scope="module")
@@ -47,19 +48,6 @@ def run_dir(kaggle_dir, tmp_path_factory, fit_tiny_model) -> Path:
     return folder
 
 
-@pytest.fixture(autouse=True)
-def workspace(tmp_path, monkeypatch) -> Path:
-    """Prediction caches go to a throwaway workspace, never the project's."""
-    monkeypatch.setenv("PATCHLENS_HOME", str(tmp_path / "workspace"))
-    return tmp_path / "workspace"
-
-
-def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 # --------------------------------------------------------------------------- evaluate
 
 
@@ -67,12 +55,12 @@ def test_json_keys_are_exactly_the_documented_ones():
     assert set(JSON_KEYS) == EXPECTED_KEYS and len(JSON_KEYS) == len(EXPECTED_KEYS)
 
 
-def test_evaluate_json(capsys, run_dir, kaggle_dir):
+def test_evaluate_json(run_cli, run_dir, kaggle_dir):
     from core.evaluate.metrics import metrics_at
     from core.evaluate.predict import predict_dataset
     from core.model.io import load_model
 
-    code, out, err = run_cli(capsys, "evaluate", run_dir, kaggle_dir, "--json", "--threshold", 0.4)
+    code, out, err = run_cli("evaluate", run_dir, kaggle_dir, "--json", "--threshold", 0.4)
     assert code == 0, err
     metrics = json.loads(out)
     assert set(metrics) == EXPECTED_KEYS
@@ -91,18 +79,18 @@ def test_evaluate_json(capsys, run_dir, kaggle_dir):
     assert "\r" in err  # progress went to stderr, stdout holds only the JSON
 
 
-def test_evaluate_caches_predictions_in_the_workspace(capsys, run_dir, kaggle_dir, workspace):
-    first = run_cli(capsys, "evaluate", run_dir, kaggle_dir, "--json")
+def test_evaluate_caches_predictions_in_the_workspace(run_cli, run_dir, kaggle_dir, workspace):
+    first = run_cli("evaluate", run_dir, kaggle_dir, "--json")
     cached = list((workspace / "cache" / "predictions").glob("*.csv"))
     assert len(cached) == 1
-    second = run_cli(capsys, "evaluate", run_dir, kaggle_dir, "--json")
+    second = run_cli("evaluate", run_dir, kaggle_dir, "--json")
     assert json.loads(second[1]) == json.loads(first[1])
-    run_cli(capsys, "evaluate", run_dir, kaggle_dir, "--json", "--tta")
+    run_cli("evaluate", run_dir, kaggle_dir, "--json", "--tta")
     assert len(list((workspace / "cache" / "predictions").glob("*.csv"))) == 2
 
 
-def test_evaluate_table_shows_intervals_and_confusion(capsys, run_dir, kaggle_dir):
-    code, out, err = run_cli(capsys, "evaluate", run_dir / "model.keras", kaggle_dir, "--no-cache")
+def test_evaluate_table_shows_intervals_and_confusion(run_cli, run_dir, kaggle_dir):
+    code, out, err = run_cli("evaluate", run_dir / "model.keras", kaggle_dir, "--no-cache")
     assert code == 0, err
     assert "95% bootstrap interval" in out
     auc_line = next(line for line in out.splitlines() if line.startswith("AUC"))
@@ -110,8 +98,8 @@ def test_evaluate_table_shows_intervals_and_confusion(capsys, run_dir, kaggle_di
     assert "confusion matrix" in out and "true tumour" in out
 
 
-def test_evaluate_refuses_an_unlabelled_dataset(capsys, run_dir, unlabelled_dir):
-    code, out, err = run_cli(capsys, "evaluate", run_dir, unlabelled_dir)
+def test_evaluate_refuses_an_unlabelled_dataset(run_cli, run_dir, unlabelled_dir):
+    code, out, err = run_cli("evaluate", run_dir, unlabelled_dir)
     assert code == 2
     assert "unlabelled" in err and "evaluate needs labels" in err
     assert len(err.strip().splitlines()) == 1 and out == ""
@@ -121,10 +109,10 @@ def test_evaluate_refuses_an_unlabelled_dataset(capsys, run_dir, unlabelled_dir)
 
 
 @pytest.mark.parametrize("data_fixture", ["kaggle_dir", "unlabelled_dir"])
-def test_predict_writes_a_kaggle_submission(request, capsys, run_dir, data_fixture, tmp_path):
+def test_predict_writes_a_kaggle_submission(request, run_cli, run_dir, data_fixture, tmp_path):
     data = request.getfixturevalue(data_fixture)
     out_path = tmp_path / "out" / "submission.csv"
-    code, _, err = run_cli(capsys, "predict", run_dir, data, "--out", out_path, "--batch-size", 8)
+    code, _, err = run_cli("predict", run_dir, data, "--out", out_path, "--batch-size", 8)
     assert code == 0, err
     assert out_path.read_text().splitlines()[0] == "id,label"
     submission = pd.read_csv(out_path, dtype={"id": str})
@@ -133,7 +121,7 @@ def test_predict_writes_a_kaggle_submission(request, capsys, run_dir, data_fixtu
     assert [p.name for p in out_path.parent.iterdir()] == ["submission.csv"]  # no temp file
 
 
-def test_predict_writes_a_quality_report_next_to_the_submission(capsys, run_dir, kaggle_dir, tmp_path):
+def test_predict_writes_a_quality_report_next_to_the_submission(run_cli, run_dir, kaggle_dir, tmp_path):
     from PIL import Image
 
     data = tmp_path / "mixed"
@@ -146,7 +134,7 @@ def test_predict_writes_a_quality_report_next_to_the_submission(capsys, run_dir,
     Image.fromarray(np.full((96, 96, 3), 238, dtype=np.uint8)).save(data / "glass.png")
     preds, report = tmp_path / "preds.csv", tmp_path / "quality.csv"
 
-    code, _, err = run_cli(capsys, "predict", run_dir, data, "--out", preds, "--quality-report", report)
+    code, _, err = run_cli("predict", run_dir, data, "--out", preds, "--quality-report", report)
     assert code == 0, err
     assert preds.read_text().splitlines()[0] == "id,label"
     assert report.read_text().splitlines()[0] == "id,probability,quality"
@@ -164,10 +152,10 @@ def test_predict_writes_a_quality_report_next_to_the_submission(capsys, run_dir,
     assert "quality report" in err and "not_he 2" in err
 
 
-def test_predict_with_tta_changes_the_probabilities(capsys, run_dir, kaggle_dir, tmp_path):
+def test_predict_with_tta_changes_the_probabilities(run_cli, run_dir, kaggle_dir, tmp_path):
     plain, tta = tmp_path / "plain.csv", tmp_path / "tta.csv"
-    assert run_cli(capsys, "predict", run_dir, kaggle_dir, "--out", plain)[0] == 0
-    assert run_cli(capsys, "predict", run_dir, kaggle_dir, "--out", tta, "--tta")[0] == 0
+    assert run_cli("predict", run_dir, kaggle_dir, "--out", plain)[0] == 0
+    assert run_cli("predict", run_dir, kaggle_dir, "--out", tta, "--tta")[0] == 0
     difference = pd.read_csv(tta)["label"] - pd.read_csv(plain)["label"]
     assert np.abs(difference).max() > 1e-4
 
@@ -192,18 +180,18 @@ def test_a_non_model_file_exits_2_without_traceback(tmp_path, kaggle_dir):
 
 
 @pytest.mark.parametrize("name", ["notes.txt", "missing.keras", "empty_run_dir"])
-def test_other_bad_models_exit_2(capsys, tmp_path, kaggle_dir, name):
+def test_other_bad_models_exit_2(run_cli, tmp_path, kaggle_dir, name):
     model = tmp_path / name
     if name == "notes.txt":
         model.write_text("hello")
     elif name == "empty_run_dir":
         model.mkdir()
-    code, _, err = run_cli(capsys, "predict", model, kaggle_dir, "--out", tmp_path / "p.csv")
+    code, _, err = run_cli("predict", model, kaggle_dir, "--out", tmp_path / "p.csv")
     assert code == 2 and err.startswith("error: ") and "Traceback" not in err
     assert not (tmp_path / "p.csv").exists()
 
 
-def test_a_model_breaking_the_contract_exits_2(capsys, tmp_path, kaggle_dir):
+def test_a_model_breaking_the_contract_exits_2(run_cli, tmp_path, kaggle_dir):
     import keras
 
     inputs = keras.Input(shape=(96, 96, 3))
@@ -211,7 +199,7 @@ def test_a_model_breaking_the_contract_exits_2(capsys, tmp_path, kaggle_dir):
     two_classes = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(pooled))
     path = tmp_path / "two_classes.keras"
     two_classes.save(path)
-    code, _, err = run_cli(capsys, "evaluate", path, kaggle_dir)
+    code, _, err = run_cli("evaluate", path, kaggle_dir)
     assert code == 2 and "(None, 1)" in err and "Traceback" not in err
 
 

@@ -20,7 +20,6 @@ from page_helpers import copy_kaggle_subset
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from core.cli import main
 from core.diagnose.compare import (
     COMPARISON_KEYS,
     compare_predictions,
@@ -38,6 +37,7 @@ EXPECTED_KEYS = (
 )  # the contract
 BOOTSTRAP_RESAMPLES = 2000
 PER_CLASS = 16
+pytestmark = pytest.mark.usefixtures("workspace")  # prediction caches go to a throwaway workspace
 
 
 def correlated_scores(seed: int, n: int = 600) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -239,24 +239,12 @@ def two_models(kaggle_dir, tmp_path_factory, fit_tiny_model) -> tuple[Path, Path
     )
 
 
-@pytest.fixture(autouse=True)
-def workspace(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("PATCHLENS_HOME", str(tmp_path / "workspace"))
-    return tmp_path / "workspace"
-
-
-def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_cli_compare_json_prints_exactly_the_keys_from_the_shared_cache(capsys, two_models, kaggle_dir):
+def test_cli_compare_json_prints_exactly_the_keys_from_the_shared_cache(run_cli, two_models, kaggle_dir):
     from core.data.dataset import open_dataset
     from core.evaluate.predictions import read_predictions
 
     model_a, model_b = two_models
-    code, out, err = run_cli(capsys, "compare", model_a, model_b, kaggle_dir, "--threshold", 0.49, "--json")
+    code, out, err = run_cli("compare", model_a, model_b, kaggle_dir, "--threshold", 0.49, "--json")
     assert code == 0, err
     result = json.loads(out)
     assert list(result) == EXPECTED_KEYS
@@ -269,7 +257,7 @@ def test_cli_compare_json_prints_exactly_the_keys_from_the_shared_cache(capsys, 
     expected = compare_predictions(frame_a["label"], frame_a["prob"], frame_b["prob"], 0.49)
     assert result["auc_diff_ci"] == pytest.approx(expected.pop("auc_diff_ci"))
     assert {key: result[key] for key in expected} == pytest.approx(expected)
-    code, out, err = run_cli(capsys, "evaluate", model_a, kaggle_dir, "--json")
+    code, out, err = run_cli("evaluate", model_a, kaggle_dir, "--json")
     assert json.loads(out)["auc"] == pytest.approx(result["auc_a"])
 
 
@@ -294,8 +282,8 @@ def test_paired_predictions_fill_the_shared_cache_and_report_progress_over_both_
     assert np.array_equal(again["prob"].to_numpy(), paired["prob_b"].to_numpy())
 
 
-def test_cli_compare_table_says_whether_the_differences_are_significant(capsys, two_models, kaggle_dir):
-    code, out, err = run_cli(capsys, "compare", *two_models, kaggle_dir)
+def test_cli_compare_table_says_whether_the_differences_are_significant(run_cli, two_models, kaggle_dir):
+    code, out, err = run_cli("compare", *two_models, kaggle_dir)
     assert code == 0, err
     assert "DeLong test of the AUCs" in out and "exact McNemar" in out
     assert out.count("significant at 5 %") == 2
@@ -303,15 +291,15 @@ def test_cli_compare_table_says_whether_the_differences_are_significant(capsys, 
 
 
 def test_cli_compare_refuses_an_unlabelled_dataset_and_a_bad_threshold(
-    capsys, two_models, kaggle_dir, tmp_path
+    run_cli, two_models, kaggle_dir, tmp_path
 ):
     unlabelled = tmp_path / "unlabelled"
     unlabelled.mkdir()
     for path in sorted((kaggle_dir / "train").iterdir())[:6]:
         shutil.copy(path, unlabelled)
-    code, out, err = run_cli(capsys, "compare", *two_models, unlabelled)
+    code, out, err = run_cli("compare", *two_models, unlabelled)
     assert code == 2 and out == ""
     assert "unlabelled" in err and "comparing models needs labels" in err
     with pytest.raises(SystemExit) as exit_info:
-        run_cli(capsys, "compare", *two_models, kaggle_dir, "--threshold", 1.5)
+        run_cli("compare", *two_models, kaggle_dir, "--threshold", 1.5)
     assert exit_info.value.code == 2

@@ -21,6 +21,19 @@ def _limit_file_size(max_bytes: int):
     return apply
 
 
+def python(*arguments: str, max_file_bytes: int | None = None) -> subprocess.CompletedProcess:
+    """`python ARGUMENTS` run from the project root, output captured; with `max_file_bytes`, no file it
+    writes may grow past that size (the disk is "full")."""
+    return subprocess.run(
+        [sys.executable, *arguments],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=None if max_file_bytes is None else _limit_file_size(max_file_bytes),
+    )
+
+
 def digest(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -31,24 +44,12 @@ def leftovers(folder, keep):
 
 def test_prepare_on_a_full_disk_keeps_the_existing_cache(small_kaggle, tmp_path):
     out = tmp_path / "cache" / "sample.h5"
-    ok = subprocess.run(
-        [sys.executable, "-m", "core", "prepare", str(small_kaggle), "--out", str(out)],
-        cwd=PROJECT_DIR,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    prepare = ["-m", "core", "prepare", str(small_kaggle), "--out", str(out)]
+    ok = python(*prepare)
     assert ok.returncode == 0, ok.stderr
     before = digest(out)
     out.chmod(0o644)
-    full = subprocess.run(
-        [sys.executable, "-m", "core", "prepare", str(small_kaggle), "--out", str(out)],
-        cwd=PROJECT_DIR,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        preexec_fn=_limit_file_size(200_000),
-    )
+    full = python(*prepare, max_file_bytes=200_000)
     assert full.returncode != 0
     assert "Traceback" not in full.stderr and "error: could not write the cache" in full.stderr
     assert digest(out) == before
@@ -64,20 +65,11 @@ def test_saving_a_model_on_a_full_disk_keeps_the_previous_model(tmp_path):
         save_model(build_model("tiny", seed=0), {str(target)!r})
         print("saved")
     """)
-    first = subprocess.run(
-        [sys.executable, "-c", script], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=300
-    )
+    first = python("-c", script)
     assert first.returncode == 0, first.stderr
     before = digest(target)
     big = script.replace('build_model("tiny", seed=0)', 'build_model("patchnet", seed=1)')
-    second = subprocess.run(
-        [sys.executable, "-c", big],
-        cwd=PROJECT_DIR,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        preexec_fn=_limit_file_size(1_000_000),
-    )
+    second = python("-c", big, max_file_bytes=1_000_000)
     assert second.returncode != 0 and "saved" not in second.stdout
     assert digest(target) == before
     assert leftovers(tmp_path, {"model.keras"}) == []

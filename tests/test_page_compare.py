@@ -9,7 +9,7 @@ import shutil
 
 import numpy as np
 import pytest
-from page_helpers import PAGE_SCRIPTS, app_test, copy_kaggle_subset
+from page_helpers import copy_kaggle_subset, finished_run_dir, open_page
 
 from core.data.dataset import open_dataset
 from core.diagnose.compare import (
@@ -21,16 +21,12 @@ from core.diagnose.compare import (
 )
 from core.evaluate.predictions import read_predictions
 
-PAGE = PAGE_SCRIPTS["compare"]
 PAGE_SIZE = 12
 
 
 def make_run(workspace, name: str, data, epochs: int, fit_tiny_model):
     """A run directory of the workspace holding a real tiny model (the sidebar offers it)."""
-    run_dir = workspace / "runs" / name
-    run_dir.mkdir(parents=True)
-    (run_dir / "config.json").write_text(json.dumps({"data": [str(data)], "architecture": "tiny"}))
-    (run_dir / "status.json").write_text(json.dumps({"state": "finished"}))
+    run_dir = finished_run_dir(workspace, name, {"data": [str(data)], "architecture": "tiny"})
     return fit_tiny_model(data, run_dir / "model.keras", epochs=epochs)
 
 
@@ -46,14 +42,7 @@ def setup(tmp_path_factory, fit_tiny_model):
 
 def open_compare(workspace, data, model, monkeypatch):
     monkeypatch.setenv("PATCHLENS_HOME", str(workspace))
-    at = app_test()
-    at.session_state["model_path"] = str(model)
-    at.session_state["dataset_path"] = str(data)
-    at.run()
-    at.switch_page(PAGE)
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_page(workspace, "compare", model=model, dataset=data)
 
 
 def chart_traces(at, key: str) -> list[str]:

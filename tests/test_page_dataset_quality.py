@@ -5,17 +5,14 @@ quality filter shows exactly the flagged patches, and it combines with the label
 from __future__ import annotations
 
 import pytest
-from page_helpers import PAGE_SCRIPTS
+from page_helpers import PAGE_SCRIPTS, app_test
 from quality_folders import CAT, mixed_class_folders
-from streamlit.testing.v1 import AppTest
 
 import core.data.stats as stats
 from core.data.dataset import open_dataset
 from core.data.stats import dataset_quality
 from core.formatting import short_name
-from core.settings import PROJECT_DIR
 
-APP = str(PROJECT_DIR / "streamlit_app.py")
 TAB_KEY = "dataset_tab"  # the Dataset page's st.tabs key
 CAPTION_CHARS = 16  # pages/1_dataset.py: the longest id a grid caption shows
 FLAG_CARDS = ("ok", "background", "not_he", "blurred")
@@ -29,14 +26,19 @@ def folder(tmp_path, monkeypatch):
     return mixed_class_folders(root / "classes")
 
 
-@pytest.fixture()
-def page(folder):
-    at = AppTest.from_file(APP, default_timeout=120)
+def dataset_page(folder):
+    """The Dataset page after opening `folder` by path in the sidebar."""
+    at = app_test()
     at.run()
     at.text_input(key="open_path").set_value(str(folder))
     next(b for b in at.button if b.label == "Open").click().run()
     at.switch_page(PAGE_SCRIPTS["dataset"])
-    at.run()
+    return at.run()
+
+
+@pytest.fixture()
+def page(folder):
+    at = dataset_page(folder)
     assert not at.exception, at.exception
     return at
 
@@ -112,12 +114,7 @@ def test_label_filter_and_quality_filter_combine(page, folder):
 def test_a_large_dataset_is_sampled_and_the_page_says_so(folder, monkeypatch):
     monkeypatch.setattr(stats, "QUALITY_ALL_MAX", 10)  # as if the 20 patches were too many
     monkeypatch.setattr(stats, "QUALITY_SAMPLE", 8)
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
-    at.text_input(key="open_path").set_value(str(folder))
-    next(b for b in at.button if b.label == "Open").click().run()
-    at.switch_page(PAGE_SCRIPTS["dataset"])
-    at.run()
+    at = dataset_page(folder)
     open_tab(at, "Quality")
     assert any("stratified random sample of 8 of 20 patches" in c.value for c in at.caption)
     expected = dataset_quality(open_dataset(folder)).counts

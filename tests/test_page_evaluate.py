@@ -7,7 +7,15 @@ import time
 
 import numpy as np
 import pytest
-from page_helpers import PAGE_SCRIPTS, app_test, copy_kaggle_subset, finished_run, open_page, tiny_model
+from page_helpers import (
+    PAGE_SCRIPTS,
+    app_test,
+    copy_kaggle_subset,
+    open_page,
+    page_on_run,
+    run_on_kaggle_copy,
+    tiny_model,
+)
 
 from core.evaluate.metrics import confusion_at, threshold_presets
 from core.evaluate.predictions import read_predictions
@@ -31,10 +39,7 @@ CARD_LABELS = {
 def run_without_model(tmp_path_factory):
     """A real finished run whose model files are then deleted: any model call would fail."""
     root = tmp_path_factory.mktemp("evaluate")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PATCHLENS_HOME", str(root / "workspace"))
-        data = copy_kaggle_subset(root / "data", 20)
-        run_dir = finished_run(root / "workspace", data)
+    run_dir = run_on_kaggle_copy(root / "workspace", root / "data", 20)
     for name in ("model.keras", "best.keras"):
         (run_dir / name).unlink(missing_ok=True)
     return root / "workspace", run_dir
@@ -42,11 +47,7 @@ def run_without_model(tmp_path_factory):
 
 @pytest.fixture()
 def evaluate(run_without_model, monkeypatch):
-    workspace, run_dir = run_without_model
-    monkeypatch.setenv("PATCHLENS_HOME", str(workspace))
-    at = open_page(workspace, "evaluate")
-    at.radio(key="prediction_source_kind").set_value("run").run()
-    return at, run_dir
+    return page_on_run(run_without_model, "evaluate", monkeypatch)
 
 
 def confusion_counts(at) -> list[int]:
@@ -121,12 +122,7 @@ def test_active_model_predictions_are_computed_in_a_job_then_read_from_disk(
     model = tiny_model(tmp_path / "tiny.keras")
 
     def session():
-        at = app_test()
-        at.session_state["model_path"] = str(model)
-        at.session_state["dataset_path"] = str(data)
-        at.run()
-        at.switch_page(PAGE_SCRIPTS["evaluate"])
-        return at.run()
+        return open_page(workspace, "evaluate", model=model, dataset=data)
 
     at = session()
     assert at.radio(key="prediction_source_kind").value == "active"  # the sidebar's model and dataset
@@ -185,15 +181,19 @@ def test_threshold_survives_a_run_without_the_slider(evaluate):
     assert at.session_state["threshold"] == pytest.approx(0.3)
 
 
-def test_threshold_is_read_from_and_written_to_the_url(run_without_model, monkeypatch):
-    workspace, _ = run_without_model
-    monkeypatch.setenv("PATCHLENS_HOME", str(workspace))
+def opened_from_a_url_with_threshold(text: str):
+    """The Evaluate page on the run's predictions, opened from a link carrying ?threshold=`text`."""
     at = app_test()
-    at.query_params["threshold"] = "0.25"
+    at.query_params["threshold"] = text
     at.session_state["prediction_source_kind"] = "run"
     at.run()
     at.switch_page(PAGE_SCRIPTS["evaluate"])
-    at.run()
+    return at.run()
+
+
+def test_threshold_is_read_from_and_written_to_the_url(run_without_model, monkeypatch):
+    monkeypatch.setenv("PATCHLENS_HOME", str(run_without_model[0]))
+    at = opened_from_a_url_with_threshold("0.25")
     assert not at.exception
     assert at.session_state["threshold"] == pytest.approx(0.25)
     assert at.slider(key="threshold_slider").value == pytest.approx(0.25)
@@ -203,14 +203,8 @@ def test_threshold_is_read_from_and_written_to_the_url(run_without_model, monkey
 
 @pytest.mark.parametrize("bad", ["abc", "1.5", "-0.1", "nan"])
 def test_an_invalid_threshold_in_the_url_is_ignored(run_without_model, monkeypatch, bad):
-    workspace, _ = run_without_model
-    monkeypatch.setenv("PATCHLENS_HOME", str(workspace))
-    at = app_test()
-    at.query_params["threshold"] = bad
-    at.session_state["prediction_source_kind"] = "run"
-    at.run()
-    at.switch_page(PAGE_SCRIPTS["evaluate"])
-    at.run()
+    monkeypatch.setenv("PATCHLENS_HOME", str(run_without_model[0]))
+    at = opened_from_a_url_with_threshold(bad)
     assert not at.exception and not at.error
     assert at.session_state["threshold"] == pytest.approx(0.5)
 
@@ -250,12 +244,7 @@ def test_the_page_stops_a_job_and_reports_a_failed_one(run_without_model, tmp_pa
     data = copy_kaggle_subset(tmp_path / "stopped", 4)
     model = tiny_model(tmp_path / "tiny.keras")
     key = prediction_cache_key(model, open_dataset(data))
-    at = app_test()
-    at.session_state["model_path"] = str(model)
-    at.session_state["dataset_path"] = str(data)
-    at.run()
-    at.switch_page(PAGE_SCRIPTS["evaluate"])
-    at.run()
+    at = open_page(workspace, "evaluate", model=model, dataset=data)
     at.button(key="start_prediction_job").click().run()
     at.button(key="stop_prediction_job").click().run()  # lands while TensorFlow still starts
     assert wait_for_job(key)["state"] == "stopped"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from page_helpers import PAGE_SCRIPTS, app_test, copy_kaggle_subset, finished_run, open_page
+from page_helpers import open_page, page_on_run, run_on_kaggle_copy
 
 from core.constants import LABEL_NAMES
 from core.data.dataset import open_checked
@@ -22,11 +22,8 @@ JOB_TIMEOUT = 240  # seconds for the background cross-validation (TensorFlow imp
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     workspace = tmp_path_factory.mktemp("label-issues") / "workspace"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PATCHLENS_HOME", str(workspace))
-        data = copy_kaggle_subset(workspace / "data", 12)  # inside the workspace: a data root
-        run_dir = finished_run(workspace, data, epochs=1)
-    return workspace, data, run_dir
+    data = workspace / "data"  # inside the workspace: a data root
+    return workspace, data, run_on_kaggle_copy(workspace, data, 12, epochs=1)
 
 
 @pytest.fixture(autouse=True)
@@ -40,10 +37,9 @@ def caption_of(row) -> str:
     )
 
 
-def test_run_validation_suspects_most_suspect_first_with_gradcam_and_csv(run):
+def test_run_validation_suspects_most_suspect_first_with_gradcam_and_csv(run, monkeypatch):
     workspace, _, run_dir = run
-    at = open_page(workspace, "label_issues")
-    at.radio(key="prediction_source_kind").set_value("run").run()
+    at, _ = page_on_run((workspace, run_dir), "label issues", monkeypatch)
     assert not at.exception and not at.error
     expected = rank_predictions(read_predictions(run_dir / "val_predictions.csv"))
     assert any("out-of-sample" in s.value and "validation patches only" in s.value for s in at.success)
@@ -68,12 +64,7 @@ def test_run_validation_suspects_most_suspect_first_with_gradcam_and_csv(run):
 def test_the_model_on_its_own_training_data_is_called_in_sample(run):
     workspace, data, run_dir = run
     cached_predictions(run_dir, open_checked(data))  # what the page's background job would store
-    at = app_test()
-    at.session_state["model_path"] = str(run_dir / "model.keras")
-    at.session_state["dataset_path"] = str(data)
-    at.run()
-    at.switch_page(PAGE_SCRIPTS["label_issues"])
-    at.run()
+    at = open_page(workspace, "label_issues", model=run_dir / "model.keras", dataset=data)
     at.radio(key="prediction_source_kind").set_value("active").run()
     assert not at.exception and not at.error
     assert any("IN-SAMPLE" in w.value for w in at.warning)
@@ -83,12 +74,7 @@ def test_the_model_on_its_own_training_data_is_called_in_sample(run):
 
 def test_kfold_started_from_the_page_runs_in_the_background_and_ranks_every_patch(run):
     workspace, data, run_dir = run
-    at = app_test()
-    at.session_state["model_path"] = str(run_dir / "model.keras")
-    at.session_state["dataset_path"] = str(data)
-    at.run()
-    at.switch_page(PAGE_SCRIPTS["label_issues"])
-    at.run()
+    at = open_page(workspace, "label_issues", model=run_dir / "model.keras", dataset=data)
     at.radio(key="label_issues_source").set_value("folds").run()
     at.number_input(key="label_issues_folds").set_value(2).run()
     at.number_input(key="label_issues_epochs").set_value(1).run()

@@ -4,7 +4,7 @@ threshold, the filters, Grad-CAM on demand, the detail view and the CSV export."
 from __future__ import annotations
 
 import pytest
-from page_helpers import PAGE_SCRIPTS, copy_kaggle_subset, finished_run, open_page
+from page_helpers import open_page, page_on_run, run_on_kaggle_copy
 
 from core.evaluate.interpret import Interpretation
 from core.evaluate.predictions import read_predictions
@@ -13,20 +13,12 @@ from core.evaluate.predictions import read_predictions
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("mistakes")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PATCHLENS_HOME", str(root / "workspace"))
-        data = copy_kaggle_subset(root / "data", 20)
-        run_dir = finished_run(root / "workspace", data)
-    return root / "workspace", run_dir
+    return root / "workspace", run_on_kaggle_copy(root / "workspace", root / "data", 20)
 
 
 @pytest.fixture()
 def page(run, monkeypatch):
-    workspace, run_dir = run
-    monkeypatch.setenv("PATCHLENS_HOME", str(workspace))
-    at = open_page(workspace, "mistakes")
-    at.radio(key="prediction_source_kind").set_value("run").run()
-    return at, run_dir
+    return page_on_run(run, "mistakes", monkeypatch)
 
 
 def test_gallery_filters_gradcam_and_csv_export(page):
@@ -63,16 +55,9 @@ def test_gallery_filters_gradcam_and_csv_export(page):
 def test_opens_on_the_sidebars_model_and_dataset_and_names_a_training_overlap(run, monkeypatch):
     """Issue 9, item 9: the default source is the active model on the active dataset; when that
     model is a run's and the dataset its training data, the page says so before any computation."""
-    from page_helpers import app_test
-
     workspace, run_dir = run
     monkeypatch.setenv("PATCHLENS_HOME", str(workspace))
-    at = app_test()
-    at.session_state["model_path"] = str(run_dir / "model.keras")
-    at.session_state["dataset_path"] = str(workspace.parent / "data")
-    at.run()
-    at.switch_page(PAGE_SCRIPTS["mistakes"])
-    at.run()
+    at = open_page(workspace, "mistakes", model=run_dir / "model.keras", dataset=workspace.parent / "data")
     assert not at.exception
     assert at.radio(key="prediction_source_kind").value == "active"
     assert any("training data" in w.value for w in at.warning)

@@ -5,11 +5,7 @@ a truncated file is called truncated, with its name said once."""
 
 from __future__ import annotations
 
-import io
-
-import pytest
-from page_helpers import open_page, tiny_model
-from PIL import Image
+from page_helpers import png_bytes
 
 from core.data.images import decode_patch
 from core.settings import SAMPLE_DATASET
@@ -18,28 +14,11 @@ TIFFS = sorted((SAMPLE_DATASET / "train").glob("*.tif"))
 BLANK = "96974eeef9a45bdc6335734620d6c60620a633f0"  # a near-blank real patch (white background)
 
 
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    return tiny_model(tmp_path_factory.mktemp("predict") / "tiny.keras")
-
-
-@pytest.fixture()
-def predict(model_path, tmp_path, monkeypatch):
-    monkeypatch.setenv("PATCHLENS_HOME", str(tmp_path / "workspace"))
-    return open_page(tmp_path / "workspace", "predict", model=model_path)
-
-
-def png_of(path) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(decode_patch(path)).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def test_two_good_files_and_one_broken_file(predict):
-    at = predict
+def test_two_good_files_and_one_broken_file(predict_page):
+    at = predict_page
     at.file_uploader(key="predict_uploads").set_value([
         (TIFFS[0].name, TIFFS[0].read_bytes(), "image/tiff"),
-        ("real_patch.png", png_of(TIFFS[1]), "image/png"),
+        ("real_patch.png", png_bytes(decode_patch(TIFFS[1])), "image/png"),
         ("broken.tif", b"this is not an image, just text bytes", "image/tiff"),
     ]).run()  # fmt: skip
     assert not at.exception, at.exception
@@ -59,8 +38,8 @@ def test_two_good_files_and_one_broken_file(predict):
     assert set(at.dataframe[0].value.dropna(subset=["probability"])["call"]) == {"tumour"}
 
 
-def test_many_files_are_paginated(predict):
-    at = predict
+def test_many_files_are_paginated(predict_page):
+    at = predict_page
     at.file_uploader(key="predict_uploads").set_value(
         [(path.name, path.read_bytes(), "image/tiff") for path in TIFFS[:10]]
     ).run()
@@ -76,8 +55,8 @@ def image_captions(at) -> list[str]:
     return [image.caption for element in at.get("image") for image in element.proto.imgs]
 
 
-def test_heatmaps_come_with_a_colour_bar_and_say_how_they_are_scaled(predict):
-    at = predict
+def test_heatmaps_come_with_a_colour_bar_and_say_how_they_are_scaled(predict_page):
+    at = predict_page
     blank = SAMPLE_DATASET / "train" / f"{BLANK}.tif"
     at.file_uploader(key="predict_uploads").set_value([(blank.name, blank.read_bytes(), "image/tiff")]).run()
     assert not at.exception and not at.error
@@ -96,8 +75,8 @@ def test_heatmaps_come_with_a_colour_bar_and_say_how_they_are_scaled(predict):
     assert "% of the reference" not in image_captions(at)[-1]
 
 
-def test_a_truncated_file_is_named_once_and_called_truncated(predict):
-    at = predict
+def test_a_truncated_file_is_named_once_and_called_truncated(predict_page):
+    at = predict_page
     whole = TIFFS[0].read_bytes()
     at.file_uploader(key="predict_uploads").set_value([
         (TIFFS[1].name, TIFFS[1].read_bytes(), "image/tiff"),

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
-from page_helpers import open_page, tiny_model
+from page_helpers import png_bytes
 from PIL import Image, ImageFilter
 
 from core.data.images import decode_patch
@@ -31,23 +30,6 @@ EXPECTED_QUALITY = {
     "blurred.png": "blurred",
     BLANK.name: "background",
 }
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    return tiny_model(tmp_path_factory.mktemp("predict_quality") / "tiny.keras")
-
-
-@pytest.fixture()
-def predict(model_path, tmp_path, monkeypatch):
-    monkeypatch.setenv("PATCHLENS_HOME", str(tmp_path / "workspace"))
-    return open_page(tmp_path / "workspace", "predict", model=model_path)
-
-
-def png_bytes(pixels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def uploads() -> list[tuple[str, bytes, str]]:
@@ -85,8 +67,8 @@ def metric(at, label: str) -> str:
     return next(card.value for card in at.metric if card.label == label)
 
 
-def test_flagged_patches_get_badges_no_call_and_are_counted_apart(predict):
-    at = predict
+def test_flagged_patches_get_badges_no_call_and_are_counted_apart(predict_page):
+    at = predict_page
     at.file_uploader(key="predict_uploads").set_value(uploads()).run()
     assert not at.exception, at.exception
     assert not at.error

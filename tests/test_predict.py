@@ -81,6 +81,16 @@ def pcam_dir(sample_rows, tmp_path_factory) -> Path:
     return folder
 
 
+def copy_with_a_broken_patch(
+    kaggle_dir: Path, folder: Path, index: int, content=b"not a tiff at all"
+) -> Path:
+    """A copy of `kaggle_dir` at `folder` whose `index`-th TIFF (by name) holds `content`: that file."""
+    shutil.copytree(kaggle_dir, folder)
+    victim = sorted((folder / "train").iterdir())[index]
+    victim.write_bytes(content)
+    return victim
+
+
 @pytest.fixture(scope="module")
 def model_path(kaggle_dir, tmp_path_factory, fit_tiny_model) -> Path:
     """The tiny CNN, fitted for a few steps on the 40 patches and saved as a .keras file."""
@@ -159,9 +169,7 @@ def test_a_broken_patch_is_skipped_and_named(model, kaggle_dir, tmp_path):
     from core.evaluate.predict import predict_dataset
 
     folder = tmp_path / "broken"
-    shutil.copytree(kaggle_dir, folder)
-    victim = sorted((folder / "train").iterdir())[5]
-    victim.write_bytes(b"not a tiff at all")
+    victim = copy_with_a_broken_patch(kaggle_dir, folder, 5)
     dataset = open_dataset(folder)
     frame = predict_dataset(model, dataset, batch_size=8)
     assert len(frame) == len(dataset) - 1
@@ -273,9 +281,7 @@ def test_cache_remembers_skipped_patches(model, model_path, kaggle_dir, tmp_path
     from core.evaluate.predictions import cached_predictions, clear_prediction_cache
 
     folder = tmp_path / "broken"
-    shutil.copytree(kaggle_dir, folder)
-    victim = sorted((folder / "train").iterdir())[0]
-    victim.write_bytes(b"\x00" * 100)
+    victim = copy_with_a_broken_patch(kaggle_dir, folder, 0, b"\x00" * 100)
     cache = tmp_path / "predictions"
     first = cached_predictions(model_path, open_dataset(folder), cache_dir=cache, model=model)
     second = cached_predictions(model_path, open_dataset(folder), cache_dir=cache, model=object())
@@ -293,9 +299,7 @@ def test_quality_column_is_the_gate_on_the_same_pixels(model, kaggle_dir, tmp_pa
     from core.evaluate.predict import predict_dataset
 
     folder = tmp_path / "with_a_broken_one"
-    shutil.copytree(kaggle_dir, folder)
-    victim = sorted((folder / "train").iterdir())[3]
-    victim.write_bytes(b"not a tiff at all")
+    victim = copy_with_a_broken_patch(kaggle_dir, folder, 3)
     dataset = open_dataset(folder)
     plain = predict_dataset(model, dataset, batch_size=8)
     frame = predict_dataset(model, dataset, batch_size=8, quality=True)

@@ -7,11 +7,10 @@ so these tests never load TensorFlow.
 
 from __future__ import annotations
 
-import json
 import shutil
 
 import pytest
-from page_helpers import PAGE_SCRIPTS, app_test, copy_kaggle_subset
+from page_helpers import PAGE_SCRIPTS, app_test, baseline_run, copy_kaggle_subset
 
 from core.settings import BASELINE_MODEL, SAMPLE_DATASET
 from ui.shared import DATASET_KEY, MODEL_KEY
@@ -23,16 +22,12 @@ RUN_NAME = "second-model"
 def env(tmp_path, monkeypatch):
     """A workspace with one finished run, and a data root holding a 12-patch Kaggle folder."""
     home = tmp_path / "home"
-    run = home / "runs" / RUN_NAME
-    run.mkdir(parents=True)
-    shutil.copy(BASELINE_MODEL, run / "model.keras")
-    (run / "config.json").write_text(json.dumps({"architecture": "patchnet", "data": [], "epochs": 1}))
-    (run / "status.json").write_text(json.dumps({"state": "finished"}))
+    model = baseline_run(home, RUN_NAME)
     roots = tmp_path / "roots"
     data = copy_kaggle_subset(roots / "kaggle-small", 6)
     monkeypatch.setenv("PATCHLENS_HOME", str(home))
     monkeypatch.setenv("PATCHLENS_DATA_ROOTS", str(roots))
-    return {"data": data, "model": str(run / "model.keras"), "roots": roots}
+    return {"data": data, "model": str(model), "roots": roots}
 
 
 def metric_values(at) -> dict:

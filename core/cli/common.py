@@ -1,10 +1,17 @@
-"""What the command modules share: argument types and the progress line they print on stderr."""
+"""What the command modules share: argument types, the arguments several commands take, and the
+progress line they print on stderr."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+
+from core.constants import DEFAULT_THRESHOLD
+
+MODEL_HELP = "a .keras model file or a run directory"
+DATA_HELP = "a dataset folder or file (any layout)"
+LABELLED_DATA_HELP = "a labelled dataset folder or file (any layout)"
 
 
 def unit_interval(text: str) -> float:
@@ -19,11 +26,34 @@ def unit_interval(text: str) -> float:
 
 
 def positive_int(text: str) -> int:
-    """An argparse type: an integer of at least 1 (a batch size, a count)."""
+    """An argparse type: a whole number >= 1 (a batch size, a number of epochs)."""
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
     return value
+
+
+def add_command(subparsers, name: str, handler, *, help: str, description: str) -> argparse.ArgumentParser:
+    """The parser of the sub-command `name`, which runs `handler(args)`; the caller adds its arguments."""
+    parser = subparsers.add_parser(name, help=help, description=description)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def add_model_data_arguments(parser: argparse.ArgumentParser, *, labelled: bool) -> None:
+    """The positional MODEL and DATA of a command that runs one model on one dataset."""
+    parser.add_argument("model", help=MODEL_HELP)
+    parser.add_argument("data", help=LABELLED_DATA_HELP if labelled else DATA_HELP)
+
+
+def add_threshold_argument(parser: argparse.ArgumentParser) -> None:
+    """--threshold T, the probability from which a patch is called tumour."""
+    parser.add_argument(
+        "--threshold",
+        type=unit_interval,
+        default=DEFAULT_THRESHOLD,
+        help=f"predict tumour when prob >= T (default {DEFAULT_THRESHOLD})",
+    )
 
 
 class ProgressLine:

@@ -14,28 +14,23 @@ from __future__ import annotations
 import argparse
 import json
 
-from core.cli.common import unit_interval
-from core.constants import DEFAULT_THRESHOLD
+from core.cli.common import LABELLED_DATA_HELP, add_command, add_threshold_argument
 
 
 def register(subparsers) -> None:
-    compare = subparsers.add_parser(
+    compare = add_command(
+        subparsers,
         "compare",
+        run_compare,
         help="compare two models on one labelled dataset (DeLong, McNemar)",
         description="Compare MODEL_A with MODEL_B on the labelled DATA: AUC difference (DeLong) and "
         "accuracy at the threshold (exact McNemar).",
     )
     compare.add_argument("model_a", help="model A: a .keras file or a run directory")
     compare.add_argument("model_b", help="model B: a .keras file or a run directory")
-    compare.add_argument("data", help="a labelled dataset folder or file (any layout)")
-    compare.add_argument(
-        "--threshold",
-        type=unit_interval,
-        default=DEFAULT_THRESHOLD,
-        help=f"predict tumour when prob >= T (default {DEFAULT_THRESHOLD})",
-    )
+    compare.add_argument("data", help=LABELLED_DATA_HELP)
+    add_threshold_argument(compare)
     compare.add_argument("--json", action="store_true", help="print the comparison as JSON")
-    compare.set_defaults(handler=run_compare)
 
 
 def run_compare(args: argparse.Namespace) -> int:

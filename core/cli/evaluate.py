@@ -18,9 +18,14 @@ import json
 import sys
 from pathlib import Path
 
-from core.cli.common import ProgressLine, positive_int, unit_interval
-from core.constants import DEFAULT_THRESHOLD
-from core.data.quality import QUALITY_FLAGS, count_flags
+from core.cli.common import (
+    ProgressLine,
+    add_command,
+    add_model_data_arguments,
+    add_threshold_argument,
+    positive_int,
+)
+from core.data.quality import count_flags
 from core.errors import DatasetError
 
 JSON_KEYS = (
@@ -42,8 +47,10 @@ BOOTSTRAP_SAMPLES = 1000
 
 
 def register(subparsers) -> None:
-    predict = subparsers.add_parser(
+    predict = add_command(
+        subparsers,
         "predict",
+        run_predict,
         help="predict every patch of a dataset; write a Kaggle submission CSV",
         description="Write id,label (label = tumour probability) for every patch of DATA.",
     )
@@ -54,34 +61,28 @@ def register(subparsers) -> None:
         type=Path,
         metavar="CSV",
         help="also write id,probability,quality: 'ok' or the input-quality flags (background, not_he, "
-        "blurred, out_of_distribution) joined by ';'",
+        "blurred) joined by ';'",
     )
-    predict.set_defaults(handler=run_predict)
 
-    evaluate = subparsers.add_parser(
+    evaluate = add_command(
+        subparsers,
         "evaluate",
+        run_evaluate,
         help="metrics of a model on a labelled dataset",
         description="Print AUC, accuracy, sensitivity, ... of MODEL on the labelled DATA.",
     )
     _add_common(evaluate)
-    evaluate.add_argument(
-        "--threshold",
-        type=unit_interval,
-        default=DEFAULT_THRESHOLD,
-        help=f"predict tumour when prob >= T (default {DEFAULT_THRESHOLD})",
-    )
+    add_threshold_argument(evaluate)
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
     evaluate.add_argument(
         "--no-cache",
         action="store_true",
         help="always run the model (default: reuse predictions cached in the workspace)",
     )
-    evaluate.set_defaults(handler=run_evaluate)
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="a .keras model file or a run directory")
-    parser.add_argument("data", help="a dataset folder or file (any layout)")
+    add_model_data_arguments(parser, labelled=False)
     parser.add_argument(
         "--tta",
         action="store_true",
@@ -127,13 +128,9 @@ def run_predict(args: argparse.Namespace) -> int:
     print(f"wrote {len(frame):,} predictions to {args.out}", file=sys.stderr)
     if args.quality_report is not None:
         write_quality_report(frame, args.quality_report)
-        from core.model.ood import NO_STATS_NOTE, model_ood_stats
-
-        counts = count_flags(frame["quality"], QUALITY_FLAGS)
+        counts = count_flags(frame["quality"])
         summary = ", ".join(f"{name} {count:,}" for name, count in counts.items())
         print(f"wrote the quality report to {args.quality_report} ({summary})", file=sys.stderr)
-        if model_ood_stats(model) is None:
-            print(f"note: {NO_STATS_NOTE}", file=sys.stderr)
     return 0
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.cli.common import unit_interval
+from core.cli.common import MODEL_HELP, add_command, unit_interval
 from core.errors import PatchLensError
 from core.evaluate.explain import (
     DEFAULT_METHOD,
@@ -32,13 +32,15 @@ PANEL_SCALE = 2
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "explain",
+        run_explain,
         help="write a heatmap overlay of one patch (Grad-CAM by default)",
         description="Explain one patch: write the patch beside its heatmap overlay as a PNG "
         f"({PANEL_SCALE}x upscaled) and print P(tumour).",
     )
-    parser.add_argument("model", help="a .keras model file or a run directory")
+    parser.add_argument("model", help=MODEL_HELP)
     parser.add_argument("image", help="a 96x96 patch (.tif, .png, .jpg)")
     parser.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD)
     parser.add_argument(
@@ -69,7 +71,6 @@ def register(subparsers) -> None:
         help="do not draw the centre 32x32 box",
     )
     parser.add_argument("--out", required=True, type=Path, help="the PNG to write")
-    parser.set_defaults(handler=run_explain)
 
 
 def run_explain(args: argparse.Namespace) -> int:

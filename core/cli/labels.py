@@ -22,6 +22,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from core.cli.common import add_command, add_model_data_arguments, positive_int
 from core.errors import RunError
 
 SOURCES = ("predictions", "run-validation", "folds")
@@ -29,14 +30,15 @@ TOP_SHOWN = 5
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "label-issues",
+        run_label_issues,
         help="rank the labelled patches of a dataset by how likely their label is wrong",
         description="Write id,given_label,probability,score for every ranked patch of DATA, most "
         "suspect first (confident learning with cleanlab on out-of-sample probabilities).",
     )
-    parser.add_argument("model", help="a .keras model file or a run directory")
-    parser.add_argument("data", help="a labelled dataset folder or file (any layout)")
+    add_model_data_arguments(parser, labelled=True)
     parser.add_argument(
         "--out", required=True, type=Path, help="CSV to write (id,given_label,probability,score)"
     )
@@ -46,17 +48,9 @@ def register(subparsers) -> None:
         help="where the probabilities come from (default: predictions; folds when --folds is given)",
     )
     parser.add_argument("--folds", type=_at_least_two, help="K of the k-fold cross-validation (default 5)")
-    parser.add_argument("--epochs", type=_positive_int, help="epochs of each fold model (default 2)")
+    parser.add_argument("--epochs", type=positive_int, help="epochs of each fold model (default 2)")
     parser.add_argument("--arch", help="architecture of the fold models (default: MODEL's)")
     parser.add_argument("--tta", action="store_true", help="predictions source: average 8 flips/rotations")
-    parser.set_defaults(handler=run_label_issues)
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
 
 
 def _at_least_two(text: str) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -77,40 +79,39 @@ def _concat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
     return np.concatenate(parts).astype(dtype) if parts else np.empty(0, dtype=dtype)
 
 
-def _check_pcam_x(h5py: Any, x_path: Path) -> int:
+@contextmanager
+def _pcam_array(h5py: Any, path: Path, key: str) -> Iterator[Any]:
+    """The HDF5 dataset `key` of the file `path`, while the file is open; a DatasetError when the file
+    cannot be read or has no `key`."""
     try:
-        with h5py.File(x_path, "r") as handle:
-            if "x" not in handle:
+        with h5py.File(path, "r") as handle:
+            if key not in handle:
                 raise DatasetError(
-                    f"{x_path.name} has no dataset 'x' (found: {', '.join(handle) or 'nothing'})."
+                    f"{path.name} has no dataset '{key}' (found: {', '.join(handle) or 'nothing'})."
                 )
-            x = handle["x"]
-            if x.ndim != 4 or x.shape[1:] != PATCH_SHAPE or x.dtype != np.uint8:
-                raise DatasetError(
-                    f"{x_path.name}: 'x' has shape {x.shape} and dtype {x.dtype}; expected (N, {IMAGE_SIZE}, "
-                    f"{IMAGE_SIZE}, 3) uint8."
-                )
-            return int(x.shape[0])
+            yield handle[key]
     except OSError as error:
-        raise DatasetError(f"{x_path.name} is not a readable HDF5 file ({error}).") from None
+        raise DatasetError(f"{path.name} is not a readable HDF5 file ({error}).") from None
+
+
+def _check_pcam_x(h5py: Any, x_path: Path) -> int:
+    with _pcam_array(h5py, x_path, "x") as x:
+        if x.ndim != 4 or x.shape[1:] != PATCH_SHAPE or x.dtype != np.uint8:
+            raise DatasetError(
+                f"{x_path.name}: 'x' has shape {x.shape} and dtype {x.dtype}; expected (N, {IMAGE_SIZE}, "
+                f"{IMAGE_SIZE}, 3) uint8."
+            )
+        return int(x.shape[0])
 
 
 def _read_pcam_y(h5py: Any, y_path: Path, n: int) -> np.ndarray:
-    try:
-        with h5py.File(y_path, "r") as handle:
-            if "y" not in handle:
-                raise DatasetError(
-                    f"{y_path.name} has no dataset 'y' (found: {', '.join(handle) or 'nothing'})."
-                )
-            y = handle["y"]
-            if y.shape[0:1] != (n,) or int(np.prod(y.shape[1:])) != 1 or y.dtype.kind not in "iub":
-                raise DatasetError(
-                    f"{y_path.name}: 'y' has shape {y.shape} and dtype {y.dtype}; expected ({n}, 1, 1, 1) or ({n},) "
-                    "integers to match the x file."
-                )
-            return np.asarray(y[...]).reshape(n).astype(np.int64)
-    except OSError as error:
-        raise DatasetError(f"{y_path.name} is not a readable HDF5 file ({error}).") from None
+    with _pcam_array(h5py, y_path, "y") as y:
+        if y.shape[0:1] != (n,) or int(np.prod(y.shape[1:])) != 1 or y.dtype.kind not in "iub":
+            raise DatasetError(
+                f"{y_path.name}: 'y' has shape {y.shape} and dtype {y.dtype}; expected ({n}, 1, 1, 1) or ({n},) "
+                "integers to match the x file."
+            )
+        return np.asarray(y[...]).reshape(n).astype(np.int64)
 
 
 def _read_pcam_meta(meta_path: Path, n: int, problems: list[Problem]) -> list[str] | None:

@@ -51,6 +51,7 @@ JOB_FILE = "job.json"  # the pid of a cross-validation the page started in the b
 LOG_FILE = "job.log"
 DEFAULT_FOLDS = 5
 DEFAULT_EPOCHS = 2
+RECIPE_FIELDS = ("architecture", "epochs", "batch_size", "learning_rate", "seed")  # named as in TrainConfig
 
 FoldProgress = Callable[[int, int, str], None]
 
@@ -77,6 +78,10 @@ class CrossValSettings:
         if self.architecture not in ARCHITECTURES:
             raise RunError(f"Unknown architecture {self.architecture!r}: {', '.join(ARCHITECTURES)}.")
         return self
+
+    def recipe(self) -> dict:
+        """The TrainConfig fields every fold model takes from these settings as they are."""
+        return {name: getattr(self, name) for name in RECIPE_FIELDS}
 
 
 # --------------------------------------------------------------------------- folds
@@ -287,13 +292,9 @@ def _train_fold(dataset, held_out_cache: Path, fold_dir: Path, settings: CrossVa
     config = TrainConfig(
         data=[str(dataset.path)],
         val_data=str(held_out_cache),
-        architecture=settings.architecture,
-        epochs=settings.epochs,
-        batch_size=settings.batch_size,
-        learning_rate=settings.learning_rate,
-        seed=settings.seed,
         max_minutes=settings.max_minutes_per_fold,
         workers=1,
+        **settings.recipe(),
     )
     run_training(config, fold_dir, verbose=verbose)
     return read_status(fold_dir)
