@@ -183,8 +183,9 @@ def _library(method: str, params: dict | None = None):
         return library
     library = NumpyReinhardNormalizer()
     if params:
-        library.target_means = np.asarray(params["lab_means"], dtype=np.float64)
-        library.target_stds = np.asarray(params["lab_stds"], dtype=np.float64)
+        # float32, as torchstain's own fit leaves them (float64 moved a few pixels by one level)
+        library.target_means = np.asarray(params["lab_means"], dtype=np.float32)
+        library.target_stds = np.asarray(params["lab_stds"], dtype=np.float32)
     return library
 
 

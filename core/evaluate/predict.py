@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from core.constants import PATCH_SHAPE
+from core.data.normalise import normaliser_of
 from core.data.quality import quality_labels
 from core.errors import InputError
 
@@ -94,6 +95,7 @@ def predict_patches(model, patches: np.ndarray, *, tta: bool = False) -> np.ndar
     if len(patches) == 0:
         return np.empty(0, dtype=np.float32)
     forward = compiled_predict(model, tta=tta)
+    patches = normaliser_of(model).transform(patches)  # the model's stain normalisation, if any
     return forward(patches.astype(np.float32, copy=False)).numpy()
 
 
@@ -187,7 +189,7 @@ def predict_dataset(
                 raise item
             pixels, good, bad, labels = item
             if len(good):
-                probs.append(forward(pixels.astype(np.float32)).numpy())
+                probs.append(forward(normaliser_of(model).transform(pixels).astype(np.float32)).numpy())
                 kept_index.append(np.asarray(good, dtype=np.int64))
                 qualities.extend(labels or [])
             skipped.update({dataset.ids[i]: reason for i, reason in bad.items()})
