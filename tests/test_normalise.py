@@ -129,3 +129,18 @@ def test_a_model_trained_with_macenko_applies_it_wherever_it_scores(
     frame = predict_dataset(model, open_dataset(small_kaggle), batch_size=16)
     np.testing.assert_allclose(frame["prob"].to_numpy(), expected, atol=1e-6)  # same order: the CSV's
     np.testing.assert_allclose(Explainer(model).probabilities(small_patches), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("memory_limit", [None, 0])  # held in memory / streamed from the HDF5 cache
+def test_the_training_pipeline_feeds_normalised_patches(fitted, small_kaggle, tmp_path, memory_limit):
+    from core.data.cache import prepare
+    from core.train.pipeline import Selection, load_pixels, make_dataset, read_cache_index
+
+    cache = tmp_path / "cache.h5"
+    prepare(small_kaggle, cache, workers=1)
+    ids, labels = read_cache_index(cache)
+    selection = Selection(parts=[(cache, np.arange(len(ids)))], labels=labels.astype(np.float32), ids=ids)
+    limit = {} if memory_limit is None else {"memory_limit_bytes": memory_limit}
+    data = make_dataset(selection, batch_size=16, shuffle=False, normaliser=fitted["macenko"], **limit)
+    fed = np.concatenate([x.numpy() for x, _ in data])
+    np.testing.assert_array_equal(fed, fitted["macenko"].transform(load_pixels(selection)).astype(np.float32))
