@@ -42,6 +42,10 @@ IO = 240.0  # transmitted light intensity (torchstain's default)
 BETA = 0.15  # optical density below which a pixel counts as transparent (torchstain's default)
 ALPHA = 1.0  # percentile of the extreme stain angles (torchstain's default)
 MIN_TISSUE_FRACTION = 0.10  # below this share of tissue pixels a patch passes unchanged
+# Optical density -log((I + 1) / IO) of each 8-bit level: a pixel is tissue when it is >= BETA in every
+# channel, i.e. when every channel is at most _TISSUE_MAX_LEVEL.
+_OD_OF_LEVEL = -np.log((np.arange(256, dtype=np.float64) + 1.0) / IO)
+_TISSUE_MAX_LEVEL = int(np.flatnonzero(_OD_OF_LEVEL >= BETA).max())  # brightest level with OD >= BETA
 # ONE_BLAS_THREAD: torchstain's per-patch least squares (3x2 by 3x9216) is too small for threads; with
 # OpenBLAS's 2 threads it cost 4x the CPU (Macenko 56 vs 247 patches/s of CPU time), so the calls
 # into torchstain run with one BLAS thread (threadpoolctl).
@@ -139,14 +143,14 @@ def normaliser_of(model) -> StainNormaliser:
 
 def tissue_fraction(patches: np.ndarray) -> np.ndarray:
     """Share of pixels of each patch (n, h, w, 3) with optical density >= BETA in every channel."""
-    od = _OD_OF_LEVEL[_as_uint8(patches).reshape(len(patches), -1, 3)]
-    return np.all(od >= BETA, axis=2).mean(axis=1)
+    pixels = _as_uint8(patches).reshape(len(patches), -1, 3)
+    return np.all(pixels <= _TISSUE_MAX_LEVEL, axis=2).mean(axis=1)
 
 
 def _normalisable(patches: np.ndarray) -> np.ndarray:
     """Patches with enough tissue and not one flat colour (where torchstain's stain estimate is
     degenerate and would paint the patch in the reference's colours)."""
-    flat = patches.reshape(len(patches), -1, 3).std(axis=1).max(axis=1) < FLAT_MAX_STD
+    flat = patches.reshape(len(patches), -1, 3).std(axis=1, dtype=np.float32).max(axis=1) < FLAT_MAX_STD
     return (tissue_fraction(patches) >= MIN_TISSUE_FRACTION) & ~flat
 
 
@@ -253,9 +257,6 @@ def _stain_statistics(patches: np.ndarray, method: str) -> tuple[np.ndarray, np.
         [np.concatenate([np.ravel(v) for v in fit.values()]) if fit else np.zeros(width) for fit in fits]
     )
     return stats.reshape(len(patches), width), ok
-
-
-_OD_OF_LEVEL = -np.log((np.arange(256, dtype=np.float64) + 1.0) / IO)
 
 
 def _as_uint8(patches) -> np.ndarray:
