@@ -4,10 +4,10 @@ model's metadata and applied to every patch that model scores.
 All the arithmetic is torchstain's numpy backend (torchstain 1.4.1, MIT): the reference is fitted
 with `NumpyMacenkoNormalizer.fit` / `NumpyReinhardNormalizer.fit` and every patch goes through their
 `normalize`, one patch at a time, as the library works. A vectorised batch version was written and
-measured (it matched torchstain to the pixel) but gained nothing: in CPU time torchstain per patch
-already runs ~250 patches/s (Macenko) and ~500 (Reinhard), the batch version 250 and 180, so only what
-torchstain does not do is written here: the pass-through of background, the choice of the reference,
-and the JSON form of the fit (BENCHMARKS.md, "Stain normalisation").
+checked (it matched torchstain to the pixel) but gained nothing in CPU time (torchstain per patch:
+~270 patches per CPU second for Macenko, ~450 for Reinhard; the batch version 250 and 180), so only
+what torchstain does not do is written here: the pass-through of background, the choice of the
+reference, and the JSON form of the fit (BENCHMARKS.md, "Stain normalisation").
 
 - Macenko (Macenko et al., ISBI 2009): each patch's own two stain vectors (the extreme angles of its
   optical densities in their main plane) and concentrations; the concentrations are rescaled to the
@@ -16,8 +16,8 @@ and the JSON form of the fit (BENCHMARKS.md, "Stain normalisation").
   and standard deviation.
 
 Background passes unchanged: a patch with less than MIN_TISSUE_FRACTION of tissue pixels (optical
-density >= BETA in every channel, Macenko's own mask) is returned as it came, as is one flat colour and
-any patch torchstain cannot normalise (an error, or a division by zero, e.g. on one solid colour), so nothing crashes on glass.
+density >= BETA in every channel, Macenko's own mask) is returned as it came, as is one flat colour
+and any patch torchstain cannot normalise (an error, or a division by zero), so nothing crashes on glass.
 
 The reference: `fit(patches)` on a stack picks the *typical* tissue-rich patch: among patches with at
 least REFERENCE_MIN_TISSUE tissue pixels, the one whose stain statistics (Macenko: stain matrix and

@@ -67,7 +67,8 @@ class TrainConfig:
             raise RunError(f"Unknown schedule {self.schedule!r}: {', '.join(SCHEDULES)}.")
         if self.stain_normalisation not in STAIN_NORMALISATIONS:
             raise RunError(
-                f"Unknown stain normalisation {self.stain_normalisation!r}: {', '.join(STAIN_NORMALISATIONS)}."
+                f"Unknown stain normalisation {self.stain_normalisation!r}: "
+                f"{', '.join(STAIN_NORMALISATIONS)}."
             )
         if self.stain_reference and not Path(self.stain_reference).is_file():
             raise RunError(f"No stain reference image at {self.stain_reference}.")
