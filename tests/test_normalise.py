@@ -144,3 +144,15 @@ def test_the_training_pipeline_feeds_normalised_patches(fitted, small_kaggle, tm
     data = make_dataset(selection, batch_size=16, shuffle=False, normaliser=fitted["macenko"], **limit)
     fed = np.concatenate([x.numpy() for x, _ in data])
     np.testing.assert_array_equal(fed, fitted["macenko"].transform(load_pixels(selection)).astype(np.float32))
+
+
+def test_a_given_reference_patch_is_used_as_it_is(small_kaggle, small_rows, small_patches, tmp_path):
+    from core.train.data import fit_normaliser
+
+    image = small_kaggle / "train" / f"{small_rows[3][0]}.tif"
+    config = TrainConfig(data=[str(small_kaggle)], stain_normalisation="reinhard", stain_reference=str(image))
+    normaliser = fit_normaliser(config.validate(), train=None)
+    assert normaliser.params == StainNormaliser("reinhard").fit(small_patches[3]).params
+    assert "index" not in normaliser.reference
+    with pytest.raises(RunError):
+        TrainConfig(data=[str(small_kaggle)], stain_reference=str(tmp_path / "missing.png")).validate()
