@@ -42,6 +42,9 @@ TABS = ["Label balance", "Patches", "Quality", "Colour", "Problems"]
 QUALITY_CHOICES = [ALL, OK, *QUALITY_FLAGS]
 OK_MEANING = "no flag: the patch looks like a usable H&E patch"
 TAB_KEY = "dataset_tab"
+STAIN_KEY = (
+    "dataset_stain"  # the "Stain normalisation" expander's open state (its content runs only when open)
+)
 STAIN_METHODS = ("macenko", "reinhard")
 STAIN_SAMPLE = 128  # patches of the dataset a reference is picked from when the model has none
 
@@ -232,8 +235,11 @@ def model_normaliser() -> StainNormaliser | None:
 
 
 def stain_preview(dataset, path: str, patch) -> None:
-    """The chosen patch before and after Macenko and Reinhard normalisation."""
-    with st.expander("Stain normalisation"):
+    """The chosen patch before and after Macenko and Reinhard normalisation, drawn only when open."""
+    expander = st.expander("Stain normalisation", key=STAIN_KEY, on_change="rerun")
+    if not expander.open:
+        return
+    with expander:
         own = model_normaliser()
         columns = st.columns(1 + len(STAIN_METHODS))
         columns[0].image(patch, caption="as stored", width="stretch")

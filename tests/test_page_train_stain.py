@@ -17,6 +17,7 @@ from core.train.runs import list_runs, read_status
 
 APP = str(PROJECT_DIR / "streamlit_app.py")
 TAB_KEY = "dataset_tab"  # the Dataset page's st.tabs key
+STAIN_KEY = "dataset_stain"  # the Dataset page's "Stain normalisation" expander (lazy: drawn when open)
 
 
 def open_app(small_kaggle, monkeypatch, tmp_path, page: str, model=None) -> AppTest:
@@ -36,6 +37,10 @@ def open_app(small_kaggle, monkeypatch, tmp_path, page: str, model=None) -> AppT
 def stain_images(at) -> list[str]:
     """Captions of the images in the Dataset page's "Stain normalisation" expander."""
     at.session_state[TAB_KEY] = "Patches"
+    at.run()
+    expander = next(e for e in at.expander if e.label == "Stain normalisation")
+    assert not expander.get("image")  # closed: nothing computed
+    at.session_state[STAIN_KEY] = True
     at.run()
     assert not at.exception, at.exception
     expander = next(e for e in at.expander if e.label == "Stain normalisation")
