@@ -17,6 +17,7 @@ import plotly.express as px
 import streamlit as st
 
 from core.data.images import draw_centre_box
+from core.data.normalise import META_KEY, StainNormaliser
 from core.data.quality import FLAG_MEANINGS, FLAG_SEPARATOR, IMAGE_FLAGS, OK, quality_labels
 from core.data.stats import (
     ALL,
@@ -32,7 +33,7 @@ from core.data.stats import (
 from core.errors import PatchLensError
 from core.formatting import short_name
 from ui.frame import page
-from ui.shared import DATASET_KEY, active_dataset, dataset_label
+from ui.shared import DATASET_KEY, active_dataset, active_model_path, dataset_label
 
 PAGE_SIZE = 24
 GRID_COLUMNS = 8
@@ -41,6 +42,11 @@ TABS = ["Label balance", "Patches", "Quality", "Colour", "Problems"]
 QUALITY_CHOICES = [ALL, OK, *IMAGE_FLAGS]  # a dataset has no model: no out_of_distribution
 OK_MEANING = "no flag: the patch looks like a usable H&E patch"
 TAB_KEY = "dataset_tab"
+STAIN_KEY = (
+    "dataset_stain"  # the "Stain normalisation" expander's open state (its content runs only when open)
+)
+STAIN_METHODS = ("macenko", "reinhard")
+STAIN_SAMPLE = 128  # patches of the dataset a reference is picked from when the model has none
 
 
 def scoped(name: str, path: str) -> str:
@@ -204,6 +210,55 @@ def patch_detail(dataset, path: str, on_page, with_box: bool) -> None:
     )
     histogram.update_layout(height=300, margin=dict(t=20, b=20), xaxis_title="pixel value")
     right.plotly_chart(histogram, width="stretch")
+    stain_preview(dataset, path, patch)
+
+
+@st.cache_data(show_spinner="Picking a stain reference from the dataset…", max_entries=16)
+def _dataset_reference(path: str, fingerprint: str, n: int, method: str, _dataset) -> StainNormaliser:
+    import numpy as np
+
+    rows = np.sort(np.random.default_rng(0).permutation(n)[:STAIN_SAMPLE])
+    patches, kept, _ = _dataset.read_tolerant(rows.tolist())
+    return StainNormaliser(method).fit(patches, ids=[_dataset.ids[i] for i in kept])
+
+
+def model_normaliser() -> StainNormaliser | None:
+    """The active model's stain normaliser, read from its file's metadata (no TensorFlow)."""
+    from core.model.io import read_model_meta, resolve_model_path
+
+    path = active_model_path()
+    try:
+        meta = read_model_meta(resolve_model_path(path)).get(META_KEY) if path else None
+    except PatchLensError:
+        return None
+    return StainNormaliser.from_meta(meta) if meta else None
+
+
+def stain_preview(dataset, path: str, patch) -> None:
+    """The chosen patch before and after Macenko and Reinhard normalisation, drawn only when open."""
+    expander = st.expander("Stain normalisation", key=STAIN_KEY, on_change="rerun")
+    if not expander.open:
+        return
+    with expander:
+        own = model_normaliser()
+        columns = st.columns(1 + len(STAIN_METHODS))
+        columns[0].image(patch, caption="as stored", width="stretch")
+        for column, method in zip(columns[1:], STAIN_METHODS):
+            if own is not None and own.method == method:
+                normaliser, source = own, "the active model's reference"
+            else:
+                try:
+                    fingerprint = repr(getattr(dataset, "fingerprint", ()))
+                    normaliser = _dataset_reference(path, fingerprint, len(dataset), method, dataset)
+                except PatchLensError as error:
+                    column.info(f"{method}: {error}")
+                    continue
+                source = f"reference {normaliser.reference.get('id', '?')} of this dataset"
+            column.image(normaliser.transform(patch), caption=f"{method} · {source}", width="stretch")
+        st.caption(
+            "A model trained with stain normalisation (Train page) applies its own reference wherever it "
+            "scores a patch; background and flat patches pass unchanged."
+        )
 
 
 @st.cache_data(show_spinner="Sampling colour statistics…", max_entries=16)

@@ -21,7 +21,7 @@ from core.errors import PatchLensError, RunError
 from core.model.architectures import ARCHITECTURES, IMAGENET, NO_WEIGHTS, WEIGHTS_HELP
 from core.model.augment import AugmentConfig
 from core.settings import check_allowed
-from core.train.config import SCHEDULES, TrainConfig
+from core.train.config import SCHEDULES, STAIN_NORMALISATIONS, TrainConfig
 from core.train.runs import (
     ACTIVE_STATES,
     RunSummary,
@@ -194,6 +194,7 @@ with page("Train"):
             seed=int(state["train_seed"]),
             max_minutes=float(state["train_max_minutes"]) or None,
             limit=int(state["train_limit"]) or None,
+            stain_normalisation=state["train_stain_norm"],
             augment=AugmentConfig.with_strength(
                 state["train_jitter"], dihedral=state["train_dihedral"], hed=state["train_hed"]
             ),
@@ -296,12 +297,21 @@ with page("Train"):
             )
             columns[2].slider("HED stain jitter", 0.0, 0.1, AUGMENT_DEFAULTS.hed, 0.01, key="train_hed")
             columns[3].checkbox("Class weighting", DEFAULTS["class_weighting"], key="train_class_weighting")
-            st.number_input(
+            columns = st.columns(2)
+            columns[0].number_input(
                 "Use at most this many training patches (0 = all)",
                 0,
                 10_000_000,
                 int(DEFAULTS["limit"] or 0),
                 key="train_limit",
+            )
+            columns[1].selectbox(
+                "Stain normalisation",
+                STAIN_NORMALISATIONS,
+                index=STAIN_NORMALISATIONS.index(DEFAULTS["stain_normalisation"]),
+                key="train_stain_norm",
+                help="Macenko or Reinhard, fitted on a typical training patch, stored in the model and "
+                "applied wherever the model scores a patch (prediction, evaluation, Grad-CAM).",
             )
             st.form_submit_button("Start training", type="primary", on_click=start_job)
         show_notice(START_NOTICE_KEY)

@@ -10,7 +10,7 @@ from pathlib import Path
 from core.errors import RunError
 from core.model.architectures import ARCHITECTURES, DEFAULT_ARCHITECTURE, IMAGENET, NO_WEIGHTS, WEIGHTS_HELP
 from core.model.augment import AugmentConfig
-from core.train.config import TrainConfig
+from core.train.config import STAIN_NORMALISATIONS, TrainConfig
 
 
 def register(subparsers) -> None:
@@ -61,6 +61,16 @@ def register(subparsers) -> None:
         help="strength of brightness/contrast/saturation/hue jitter (0 = off, 1 = default)",
     )
     parser.add_argument("--hed-jitter", type=float, default=0.0, help="HED stain jitter strength (e.g. 0.05)")
+    parser.add_argument(
+        "--stain-norm",
+        default="none",
+        choices=STAIN_NORMALISATIONS,
+        help="stain normalisation fitted on the training data, stored in the model and applied wherever "
+        "it scores a patch (default none)",
+    )
+    parser.add_argument(
+        "--stain-reference", metavar="IMAGE", help="fit the stain normalisation on this patch instead"
+    )
     parser.add_argument(
         "--patience", type=int, default=0, help="early stopping patience on val AUC (0 = off)"
     )
@@ -114,6 +124,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         workers=args.workers,
         strategy=args.strategy,
         memory_limit_gb=args.memory_limit_gb,
+        stain_normalisation=args.stain_norm,
+        stain_reference=str(Path(args.stain_reference).resolve()) if args.stain_reference else None,
     ).validate()
 
 

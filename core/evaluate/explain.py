@@ -42,6 +42,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from core.constants import DEFAULT_THRESHOLD, IMAGE_SIZE, PATCH_SHAPE
+from core.data.normalise import normaliser_of
 from core.errors import InputError, ModelError, PatchError, PatchLensError
 from core.evaluate.cam_models import build_fused_gradcam, two_class_logits, without_exp_score
 from core.evaluate.heatmaps import REFERENCE_PERCENTILE, normalise, on_shared_scale, resize_to_patch
@@ -143,7 +144,7 @@ class Explainer:
 
     def probabilities(self, patches: np.ndarray) -> np.ndarray:
         """P(tumour) for a batch (n, 96, 96, 3) or one patch (96, 96, 3) of uint8 pixels."""
-        batch, single = _as_batch(patches)
+        batch, single = _as_batch(patches, self.model)
         probabilities = self._predict(batch)
         return probabilities[0] if single else probabilities
 
@@ -181,7 +182,7 @@ class Explainer:
             raise InputError(f"Unknown scale {scale!r}; choose one of: {', '.join(SCALES)}.")
         threshold = self.threshold if threshold is None else threshold
         check_threshold(threshold)
-        batch, single = _as_batch(patches)
+        batch, single = _as_batch(patches, self.model)
         raw, strengths, probabilities, tumour_wanted = self._raw_explanation(method, batch, target, threshold)
         score_references = self._score_references(method, tumour_wanted) if scale == "shared" else None
         if score_references is None:
@@ -223,7 +224,7 @@ class Explainer:
                 patches = load_reference_patches(REFERENCE_PER_CLASS[method])
             except PatchLensError:
                 return None
-        batch, _ = _as_batch(patches)
+        batch, _ = _as_batch(patches, self.model)
         if len(batch) == 0:
             return None
         _, strengths = self._raw_grids(method, batch, np.full(len(batch), tumour))
@@ -403,13 +404,14 @@ def _stored_last_conv_layer(model) -> str:
 # --- validation and heatmap arithmetic --------------------------------------------------------
 
 
-def _as_batch(patches: np.ndarray) -> tuple[np.ndarray, bool]:
-    """float32 batch (n, 96, 96, 3) of 0-255 values, and whether one patch was given."""
+def _as_batch(patches: np.ndarray, model) -> tuple[np.ndarray, bool]:
+    """float32 batch (n, 96, 96, 3) of 0-255 values after the model's stain normalisation (if any),
+    and whether one patch was given."""
     patches = np.asarray(patches)
     if patches.dtype != np.uint8:
         raise PatchError(f"Patches must be uint8 pixels (0-255); got dtype {patches.dtype}.")
     single = patches.shape == PATCH_SHAPE
     if not single and (patches.ndim != 4 or patches.shape[1:] != PATCH_SHAPE):
         raise PatchError(f"Expected patches of shape (n, 96, 96, 3) or (96, 96, 3); got {patches.shape}.")
-    batch = patches[None] if single else patches
+    batch = normaliser_of(model).transform(patches[None] if single else patches)
     return batch.astype(np.float32), single

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from core.constants import PATCH_SHAPE
+from core.data.normalise import normaliser_of
 from core.data.quality import OUT_OF_DISTRIBUTION, quality_labels, with_flag
 from core.errors import InputError
 from core.model.ood import batch_scorer
@@ -95,6 +96,7 @@ def predict_patches(model, patches: np.ndarray, *, tta: bool = False) -> np.ndar
     if len(patches) == 0:
         return np.empty(0, dtype=np.float32)
     forward = compiled_predict(model, tta=tta)
+    patches = normaliser_of(model).transform(patches)  # the model's stain normalisation, if any
     return forward(patches.astype(np.float32, copy=False)).numpy()
 
 
@@ -191,10 +193,11 @@ def predict_dataset(
                 raise item
             pixels, good, bad, labels = item
             if len(good):
+                pixels = normaliser_of(model).transform(pixels).astype(np.float32)  # the model's stain
                 if score is None:
-                    probs.append(forward(pixels.astype(np.float32)).numpy())
+                    probs.append(forward(pixels).numpy())
                 else:  # one forward pass: the probabilities and the out-of-distribution verdict
-                    batch_probs, unlike_training = score(pixels.astype(np.float32))
+                    batch_probs, unlike_training = score(pixels)
                     probs.append(batch_probs)
                     labels = with_flag(labels, OUT_OF_DISTRIBUTION, unlike_training)
                 kept_index.append(np.asarray(good, dtype=np.int64))

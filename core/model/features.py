@@ -19,6 +19,7 @@ from collections.abc import Callable
 import numpy as np
 
 from core.constants import PATCH_SHAPE
+from core.data.normalise import normaliser_of
 from core.errors import InputError, ModelError
 
 DEFAULT_BATCH_SIZE = 256
@@ -130,6 +131,7 @@ def probabilities_and_features(
     """((n,) float32 probabilities, (n, d) float32 features) of patches with values 0-255, in
     batches of `batch_size` (only one batch is converted to float at a time)."""
     patches = as_patch_batch(patches)
+    patches = normaliser_of(model).transform(patches)  # as the model was trained: its stain normalisation
     forward = compiled_scores(model, tta=tta)
     if len(patches) == 0:
         return np.empty(0, np.float32), np.empty((0, feature_size(model)), np.float32)

@@ -187,9 +187,13 @@ def score(
     should_stop: Callable[[], bool] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(probabilities (rows, cols) float32, NaN where not scored; quality bits (rows, cols) uint8)."""
+    from core.data.normalise import normaliser_of
     from core.evaluate.predict import compiled_predict
+    from core.model.ood import batch_scorer
 
     forward = compiled_predict(model)
+    scorer = batch_scorer(model) if quality else None  # None: the model has no out-of-distribution statistics
+    normaliser = normaliser_of(model)
     probabilities = np.full(plan.grid.shape, np.nan, dtype=np.float32)
     flags = np.zeros(plan.grid.shape, dtype=np.uint8)
     total, done, started = int(plan.tissue.sum()), 0, time.monotonic()
@@ -211,7 +215,12 @@ def score(
             if isinstance(item, BaseException):
                 raise item
             rows, cols, pixels, bits = item
-            probabilities[rows, cols] = forward(pixels.astype(np.float32)).numpy()
+            pixels = normaliser.transform(pixels).astype(np.float32)  # as the model was trained
+            if scorer is None:
+                probabilities[rows, cols] = forward(pixels).numpy()
+            else:  # one forward pass: the probabilities and the out-of-distribution verdict
+                probabilities[rows, cols], unlike_training = scorer(pixels)
+                bits = bits | np.where(unlike_training, FLAG_BITS[OUT_OF_DISTRIBUTION], 0).astype(np.uint8)
             flags[rows, cols] = bits
             done += len(rows)
             if progress:

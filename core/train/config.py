@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from core.data.normalise import METHODS as STAIN_NORMALISATIONS
 from core.errors import RunError
 from core.model.architectures import NO_WEIGHTS
 from core.model.augment import AugmentConfig
@@ -38,6 +39,12 @@ class TrainConfig:
     strategy: str = "default"  # default | mirrored (several GPUs) | multiworker (TF_CONFIG)
     memory_limit_gb: float = 1.0  # selections larger than this stream from the HDF5 cache
     resume_from: str | None = None  # a checkpoint (.keras) or run directory to continue from
+    stain_normalisation: str = (
+        "none"  # none | macenko | reinhard (core.data.normalise), fitted on training data
+    )
+    stain_reference: str | None = (
+        None  # a patch image to fit it on instead of one picked from the training data
+    )
 
     def validate(self) -> TrainConfig:
         from core.model.architectures import ARCHITECTURES, weights_problem
@@ -63,6 +70,13 @@ class TrainConfig:
             raise RunError("Epochs, batch size and learning rate must be positive.")
         if self.schedule not in SCHEDULES:
             raise RunError(f"Unknown schedule {self.schedule!r}: {', '.join(SCHEDULES)}.")
+        if self.stain_normalisation not in STAIN_NORMALISATIONS:
+            raise RunError(
+                f"Unknown stain normalisation {self.stain_normalisation!r}: "
+                f"{', '.join(STAIN_NORMALISATIONS)}."
+            )
+        if self.stain_reference and not Path(self.stain_reference).is_file():
+            raise RunError(f"No stain reference image at {self.stain_reference}.")
         if self.strategy not in STRATEGIES:
             raise RunError(f"Unknown strategy {self.strategy!r}.")
         return self

@@ -125,3 +125,21 @@ def prepare_data(config: TrainConfig, report: Callable[[str], None] = lambda _: 
     if len(np.unique(train.labels)) < 2:
         raise RunError("The training patches hold only one class; a classifier needs both.")
     return TrainingData(train=train, val=val, notes=notes)
+
+
+def fit_normaliser(config: TrainConfig, train):
+    """The run's stain normaliser (core.data.normalise), fitted on the given reference patch or on one
+    picked from REFERENCE_SAMPLE random training patches; identity for "none"."""
+    from core.data.normalise import REFERENCE_SAMPLE, StainNormaliser
+
+    normaliser = StainNormaliser(config.stain_normalisation)
+    if not normaliser.active:
+        return normaliser
+    if config.stain_reference:
+        from core.data.images import decode_patch
+
+        return normaliser.fit(decode_patch(config.stain_reference))
+    from core.train.pipeline import load_pixels
+
+    sample = train.sample(REFERENCE_SAMPLE, seed=config.seed)
+    return normaliser.fit(load_pixels(sample), ids=sample.ids)

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
+from core.data.normalise import META_KEY
 from core.errors import JobConflictError, PatchLensError, RunError
-from core.model.io import CHECKPOINT_FILE, FINAL_MODEL_FILE, run_checkpoint_path
+from core.model.io import CHECKPOINT_FILE, FINAL_MODEL_FILE, read_model_meta, run_checkpoint_path
 from core.train.config import DEFAULT_BATCH_SIZE, GPU_BATCH_SIZE, TrainConfig
-from core.train.data import prepare_data
+from core.train.data import fit_normaliser, prepare_data
 from core.train.distributed import is_chief, make_strategy
 from core.train.reporting import JobReporter, make_callback, terminal_printer
 from core.train.runs import (
@@ -127,6 +128,9 @@ def _train(config: TrainConfig, run_dir: Path, job: JobReporter, printer, starte
         n_val_positive=int(data.val.labels.sum()),
         notes=data.notes,
     )
+    normaliser = fit_normaliser(config, data.train)
+    stain_meta = {META_KEY: normaliser.to_meta()} if normaliser.active else {}
+    normaliser = normaliser if normaliser.active else None
 
     import keras
     import tensorflow as tf
@@ -156,15 +160,21 @@ def _train(config: TrainConfig, run_dir: Path, job: JobReporter, printer, starte
         augment=config.augment,
         seed=config.seed,
         memory_limit_bytes=memory_limit,
+        normaliser=normaliser,
     )
     val_ds = make_dataset(
-        data.val, batch_size=max(global_batch, 128), shuffle=False, memory_limit_bytes=memory_limit
+        data.val,
+        batch_size=max(global_batch, 128),
+        shuffle=False,
+        memory_limit_bytes=memory_limit,
+        normaliser=normaliser,
     )
     batch_norm_ds = make_dataset(  # a fixed sample of un-augmented training patches (core.train.batch_norm)
         data.train.sample(PRECISE_BN_PATCHES, seed=config.seed),
         batch_size=global_batch,
         shuffle=False,
         memory_limit_bytes=memory_limit,
+        normaliser=normaliser,
     )
     if replicas > 1 or config.strategy == "multiworker":
         options = tf.data.Options()
@@ -217,6 +227,7 @@ def _train(config: TrainConfig, run_dir: Path, job: JobReporter, printer, starte
         deadline=deadline,
         printer=printer,
         val_majority_rate=float(max(data.val.labels.mean(), 1 - data.val.labels.mean())),
+        checkpoint_meta=stain_meta,
     )
     # before each validation: BatchNorm statistics that match the weights (see core.train.batch_norm)
     callbacks = [precise_batch_norm_callback(batch_norm_ds, strategy=strategy), callback]
@@ -283,7 +294,7 @@ def _train(config: TrainConfig, run_dir: Path, job: JobReporter, printer, starte
     save_model(
         model,
         run_dir / FINAL_MODEL_FILE,
-        {"config": config.to_dict(), **summary, "duration_s": round(time.time() - started, 1)},
+        {"config": config.to_dict(), **summary, "duration_s": round(time.time() - started, 1), **stain_meta},
     )
     summary["ood_fit_s"] = _store_ood_stats(model, data, run_dir / FINAL_MODEL_FILE, config.seed, job)
     return summary
@@ -297,6 +308,7 @@ def _store_ood_stats(model, data, model_file: Path, seed: int, job: JobReporter)
 
     job.update(phase="fitting the out-of-distribution statistics")
     start = time.time()
+    model.patchlens_meta = read_model_meta(model_file)  # score as the saved model will: its stain normaliser
     fit_on, held_out = (
         data.train.sample(FIT_PATCHES, seed=seed),
         data.val.sample(CALIBRATION_PATCHES, seed=seed),

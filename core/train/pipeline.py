@@ -120,6 +120,11 @@ def _stream_blocks(selection: Selection, seed: int, shuffle: bool):
             handle.close()
 
 
+def _normalised(blocks, normaliser):
+    for x, y in blocks:
+        yield (normaliser.transform(x) if normaliser is not None else x), y
+
+
 def make_dataset(
     selection: Selection,
     *,
@@ -129,8 +134,13 @@ def make_dataset(
     seed: int = 0,
     memory_limit_bytes: int = DEFAULT_MEMORY_LIMIT,
     repeat: bool = False,
+    normaliser=None,
 ):
-    """A tf.data.Dataset of (float32 images 0-255, float32 labels (B, 1)) batches."""
+    """A tf.data.Dataset of (float32 images 0-255, float32 labels (B, 1)) batches.
+
+    `normaliser` (a core.data.normalise.StainNormaliser) is applied to the uint8 pixels before
+    augmentation: once, when the selection is held in memory; per block read, when it streams.
+    """
     import tensorflow as tf
 
     n = len(selection)
@@ -139,6 +149,8 @@ def make_dataset(
         # One numpy copy of the pixels, gathered batch by batch. Capturing it as a tf.constant
         # cost two more full copies (the constant and the iterator's), ~3x the pixels in RAM.
         pixels = load_pixels(selection)
+        if normaliser is not None:
+            pixels = normaliser.transform(pixels)
 
         def gather(indices):
             return pixels[indices], labels[indices]
@@ -164,7 +176,7 @@ def make_dataset(
         )
         passes = iter(range(10**9))  # a new block order on every pass over the data
         blocks = tf.data.Dataset.from_generator(
-            lambda: _stream_blocks(selection, seed + next(passes), shuffle),
+            lambda: _normalised(_stream_blocks(selection, seed + next(passes), shuffle), normaliser),
             output_signature=signature,
         )
         data = blocks.unbatch()

@@ -57,6 +57,7 @@ def make_callback(
     deadline: float | None,
     printer: Callable[[str], None] | None,
     val_majority_rate: float | None = None,
+    checkpoint_meta: dict | None = None,
 ):
     import keras
 
@@ -156,7 +157,12 @@ def make_callback(
                 save_model(
                     self.model,
                     job.run_dir / CHECKPOINT_FILE,
-                    {"epoch": epoch + 1, "val_auc": val_auc, "val_accuracy": record.get("val_accuracy")},
+                    {
+                        "epoch": epoch + 1,
+                        "val_auc": val_auc,
+                        "val_accuracy": record.get("val_accuracy"),
+                        **(checkpoint_meta or {}),
+                    },
                 )
                 job.update(
                     best={"epoch": epoch + 1, "val_auc": val_auc, "val_accuracy": record.get("val_accuracy")}
