@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from core.constants import PCAM_MPP
-from core.data.quality import assess
+from core.data.quality import OUT_OF_DISTRIBUTION, assess
 from core.errors import PatchLensError
 from core.region.outputs import FLAG_BITS, write_outputs
 from core.region.reader import RegionImage, RegionImageError, open_region_image
