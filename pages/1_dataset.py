@@ -305,7 +305,6 @@ def problems(dataset) -> None:
 
 
 with page("Dataset"):
-    st.title("🗂️ Dataset")
     dataset = active_dataset()
     if dataset is None:
         st.info("Open another dataset from the sidebar.")

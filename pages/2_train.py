@@ -54,7 +54,6 @@ LEARNING_RATES = sorted({1e-4, 3e-4, 1e-3, 3e-3, DEFAULTS["learning_rate"]})
 HOLD_OUT, SEPARATE = "hold out a fraction", "a separate dataset"
 
 with page("Train"):
-    st.title("🏋️ Train")
     st.caption(SPLIT_WARNING)
 
     # ---------------------------------------------------------------- notices left by callbacks

@@ -138,7 +138,6 @@ def quality_comparison(predictions: pd.DataFrame, threshold: float) -> None:
 
 
 with page("Evaluate"):
-    st.title("📈 Evaluate")
     source = pick_source()
     if source is None:
         st.stop()

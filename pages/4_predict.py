@@ -31,7 +31,7 @@ from core.model.ood import NO_STATS_NOTE
 from ui.frame import page
 from ui.gallery import blend, explain_settings, explanation, method_name, scale_legend
 from ui.prediction_source import threshold_control
-from ui.shared import active_dataset, active_model_path, load_active_model, model_label
+from ui.shared import active_dataset, load_active_model, model_label, required_model_path
 from ui.similar import similar_to_uploads
 
 PAGE_SIZE = 8  # patches per gallery page; each shows the original beside its overlay
@@ -57,11 +57,7 @@ def probabilities(
 
 
 with page("Predict"):
-    st.title("🔍 Predict")
-    model_path = active_model_path()
-    if model_path is None:
-        st.warning("No model is active. Choose one in the sidebar or train one on the Train page.")
-        st.stop()
+    model_path = required_model_path()
     st.caption(
         f"Model: {model_label(model_path)} — 96×96 px H&E patches; the label concerns the centre 32×32 px."
     )

@@ -24,7 +24,6 @@ SHORT = {"false positive": "FP", "false negative": "FN"}
 DEFAULT_SETTINGS = {"method": "gradcam", "target": "tumour", "alpha": 0.4, "colormap": "jet", "box": True}
 
 with page("Mistakes"):
-    st.title("⚠️ Mistakes")
     source = pick_source()
     if source is None:
         st.stop()

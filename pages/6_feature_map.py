@@ -29,10 +29,10 @@ from ui.prediction_source import threshold_control
 from ui.shared import (
     DATASET_KEY,
     active_dataset,
-    active_model_path,
     dataset_label,
     load_active_model,
     model_label,
+    required_model_path,
 )
 from ui.similar import EXPLAINED, caption, features_at, index_at, k_control, lookup_of, neighbour_grid
 
@@ -146,11 +146,7 @@ def similar_patches(choices: list[str], index, lookup, found) -> None:
 # --- the page --------------------------------------------------------------------------------
 
 with page("Feature map"):
-    st.title("🗺️ Feature map")
-    model_path = active_model_path()
-    if model_path is None:
-        st.warning("No model is active. Choose one in the sidebar or train one on the Train page.")
-        st.stop()
+    model_path = required_model_path()
     dataset = active_dataset()
     if dataset is None:
         st.stop()

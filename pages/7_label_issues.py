@@ -145,7 +145,6 @@ def _follow(dataset, settings) -> None:
 # --------------------------------------------------------------------------- the page
 
 with page("Label issues"):
-    st.title("🏷️ Label issues")
     st.caption(
         "Confident learning (cleanlab) ranks every labelled patch by **score = the probability that its "
         "given label is wrong** (1 − P(given label)). It needs out-of-sample probabilities: a model "

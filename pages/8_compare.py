@@ -195,7 +195,6 @@ def gallery(rows, lookup, model_a: str, model_b: str, threshold: float) -> None:
 
 
 with page("Compare"):
-    st.title("⚖️ Compare")
     options = model_options()
     if len(options) < 2:
         st.info(

@@ -32,7 +32,7 @@ from core.settings import check_allowed, workspace_dir
 from ui.frame import page
 from ui.gallery import blend, explain_settings, explanation, method_name
 from ui.prediction_source import threshold_control
-from ui.shared import active_model_path, extra_roots, model_label
+from ui.shared import extra_roots, model_label, required_model_path
 
 SOURCE_KEY = "region_source"
 PATH_KEY = "region_path"
@@ -312,11 +312,7 @@ def results(key: str, image: Path, model_path: str, outputs: dict) -> None:
 
 
 with page("Region"):
-    st.title("🗺️ Region")
-    model_path = active_model_path()
-    if model_path is None:
-        st.warning("No model is active. Choose one in the sidebar or train one on the Train page.")
-        st.stop()
+    model_path = required_model_path()
     st.caption(f"Model: {model_label(model_path)} — scores 96 px tiles at {PCAM_MPP} µm/px over the tissue.")
     image_path = chosen_image()
     if image_path is None:

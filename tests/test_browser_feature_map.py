@@ -11,11 +11,11 @@ import re
 
 import pytest
 from browser_helpers import (
+    ARTIFACTS,
     PLOTLY,
     SIDEBAR,
     assert_no_exception,
     go_nav,
-    launch_browser,
     new_session,
     require_browser,
     serve_app,
@@ -28,14 +28,11 @@ require_browser()
 
 from page_helpers import copy_kaggle_subset  # noqa: E402
 
-from core.settings import BASELINE_MODEL, PROJECT_DIR  # noqa: E402
+from core.settings import BASELINE_MODEL  # noqa: E402
 
 if not BASELINE_MODEL.exists():
     pytest.skip("the bundled baseline model is missing", allow_module_level=True)
 
-pytestmark = pytest.mark.browser
-
-ARTIFACTS = PROJECT_DIR / "test-artifacts" / "browser"
 IMAGE = '[data-testid="stImage"]'
 N_PER_CLASS = 10
 
@@ -46,11 +43,6 @@ def server(tmp_path_factory):
     copy_kaggle_subset(root / "data" / "subset", N_PER_CLASS)
     with serve_app(root, data=root / "data") as served:
         yield served
-
-
-@pytest.fixture(scope="module")
-def browser():
-    yield from launch_browser()
 
 
 def open_dataset(page, path) -> None:

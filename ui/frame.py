@@ -83,6 +83,9 @@ def page(title: str) -> Iterator[None]:
         for entry in PAGES:
             st.page_link(entry.script, label=entry.title, icon=entry.icon)
     render_sidebar()
+    entry = next(entry for entry in PAGES if entry.title == title)
+    if entry != HOME:  # Home draws its own title, the app's name
+        st.title(f"{entry.icon} {entry.title}")
     try:
         yield
     finally:  # also after st.stop(): the page has been drawn; warm TensorFlow and the model now

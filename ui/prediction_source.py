@@ -40,6 +40,7 @@ from core.model.ood import NO_STATS_NOTE
 from core.train.runs import list_runs
 from ui.shared import (
     DATASET_KEY,
+    NO_MODEL,
     THRESHOLD_KEY,
     URL_THRESHOLD,
     active_dataset,
@@ -226,7 +227,7 @@ def _run_source(runs) -> PredictionSource | None:
 def _active_source() -> PredictionSource | None:
     model_path = active_model_path()
     if model_path is None:
-        st.warning("No model is active. Choose one in the sidebar or train one on the Train page.")
+        st.warning(NO_MODEL)
         return None
     dataset = active_dataset()
     if dataset is None:

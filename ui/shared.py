@@ -170,6 +170,18 @@ def open_dataset_from_user(text: str):
 # --------------------------------------------------------------------------- models
 
 
+NO_MODEL = "No model is active. Choose one in the sidebar or train one on the Train page."
+
+
+def required_model_path() -> str:
+    """The active model's path; without one, say so and stop the page."""
+    path = active_model_path()
+    if path is None:
+        st.warning(NO_MODEL)
+        st.stop()
+    return path
+
+
 def active_model_path() -> str | None:
     path = st.session_state.get(MODEL_KEY)
     if path and Path(path).exists():

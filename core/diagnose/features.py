@@ -21,9 +21,7 @@ TensorFlow is imported inside the functions, never at module import.
 from __future__ import annotations
 
 import hashlib
-import os
 import queue
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,7 +32,7 @@ import numpy as np
 from core.errors import DatasetError
 from core.evaluate.predict import DEFAULT_BATCH_SIZE, PREFETCH_BATCHES, _read_ahead
 from core.evaluate.predictions import prediction_cache_key
-from core.files import atomic_write_json
+from core.files import atomic_file, atomic_write_json
 from core.model.features import compiled_scores, final_dense_layer, probabilities_and_features
 
 FEATURE_CACHE_FORMAT = 1  # bump when the stored arrays change meaning
@@ -180,20 +178,9 @@ def feature_cache_path(model_path: str | Path, dataset, cache_dir: str | Path | 
 
 def save_npz_atomic(path: str | Path, **arrays: np.ndarray) -> Path:
     """np.savez to a temp file in the same folder, fsync, rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".npz", dir=path.parent)
-    os.chmod(tmp, 0o644)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_file(path) as handle:
+        np.savez(handle, **arrays)
+    return Path(path)
 
 
 def _write_cache(path: Path, found: FeatureSet, description: dict) -> None:

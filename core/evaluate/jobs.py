@@ -20,6 +20,8 @@ import signal
 import threading
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from core.errors import PatchLensError, RunError
@@ -138,17 +140,27 @@ def run_job(
     job = JobReporter(folder)
     started = time.time()
     job.update("running", pid=os.getpid(), started=started, phase=LOADING_PHASE, done=0)
-    job.start_heartbeat()
-    previous = stop_on_sigterm(folder)
-    try:
+    with job_lifecycle(job, folder, stopped_by=JobStopped):
         dataset = open_dataset(dataset_path)
         job.update(total=len(dataset))
         if prediction_cache_key(model_path, dataset, tta=tta) != key:
             raise RunError("The model file or the dataset changed since this job was started; run it again.")
         _predict(model_path, dataset, tta, cache_dir, job, folder)
         job.update("finished", phase="done", finished=time.time(), duration_s=round(time.time() - started, 1))
-    except BaseException as error:  # the job must always end in a state the page can show
-        state = "stopped" if isinstance(error, (JobStopped, KeyboardInterrupt)) else "failed"
+    return read_json(folder / "status.json", {})
+
+
+@contextmanager
+def job_lifecycle(job: JobReporter, folder: Path, *, stopped_by: type[BaseException]) -> Iterator[None]:
+    """Run a background job's body so that it always ends in a state the page can show: `stopped` (a
+    stop request raising `stopped_by`, SIGTERM or Ctrl-C) or `failed` with its reason; the body says
+    `finished` itself. Heartbeat on while it runs; SIGTERM becomes a stop request."""
+    job.start_heartbeat()
+    previous = stop_on_sigterm(folder)
+    try:
+        yield
+    except BaseException as error:
+        state = "stopped" if isinstance(error, (stopped_by, KeyboardInterrupt)) else "failed"
         message = str(error) if isinstance(error, PatchLensError) else f"{type(error).__name__}: {error}"
         if state == "failed":
             traceback.print_exc()
@@ -159,7 +171,6 @@ def run_job(
         job.stop_heartbeat()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-    return read_json(folder / "status.json", {})
 
 
 def _predict(model_path, dataset, tta: bool, cache_dir, job: JobReporter, folder: Path) -> None:

@@ -28,6 +28,7 @@ from core.constants import PATCH_SHAPE
 from core.data.normalise import normaliser_of
 from core.data.quality import OUT_OF_DISTRIBUTION, quality_labels, with_flag
 from core.errors import InputError
+from core.model.features import as_patch_batch
 from core.model.ood import batch_scorer
 
 DEFAULT_BATCH_SIZE = 256
@@ -86,13 +87,7 @@ def predict_patches(model, patches: np.ndarray, *, tta: bool = False) -> np.ndar
 
     Returns a float32 array of shape (n,) (n = 1 for a single patch).
     """
-    patches = np.asarray(patches)
-    if patches.shape == PATCH_SHAPE:
-        patches = patches[None]
-    if patches.ndim != 4 or patches.shape[1:] != PATCH_SHAPE:
-        raise InputError(f"patches must have shape (96, 96, 3) or (n, 96, 96, 3); got {patches.shape}.")
-    if not (np.issubdtype(patches.dtype, np.number) or patches.dtype == bool):
-        raise InputError(f"patches must hold numbers 0-255; got dtype {patches.dtype}.")
+    patches = as_patch_batch(patches)
     if len(patches) == 0:
         return np.empty(0, dtype=np.float32)
     forward = compiled_predict(model, tta=tta)

@@ -11,13 +11,12 @@ TensorFlow is imported inside the functions, never at module import.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 from core.constants import PATCH_SHAPE, PCAM_MPP
 from core.errors import ModelError
+from core.files import atomic_path
 from core.model.architectures import find_last_conv_layer
 
 META_ENTRY = "patchlens.json"
@@ -50,17 +49,10 @@ def save_model(model, path: str | Path, meta: dict | None = None) -> Path:
     info.update(meta or {})
     if getattr(model, "optimizer", None) is not None:
         model = _without_optimizer(model)  # the optimizer state would triple the file
-    fd, tmp = tempfile.mkstemp(suffix=".keras", prefix=f".{path.stem}-", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o644)
-    try:
-        model.save(tmp)
+    with atomic_path(path, suffix=".keras") as tmp:  # Keras wants the .keras suffix
+        model.save(str(tmp))
         with zipfile.ZipFile(tmp, "a") as archive:
             archive.writestr(META_ENTRY, json.dumps(info, indent=2, default=str))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -73,10 +65,7 @@ def update_model_file(
     path = Path(path)
     info = {**read_model_meta(path), **(meta or {})}
     replaced = {META_ENTRY, *(entries or {})}
-    fd, tmp = tempfile.mkstemp(suffix=".keras", prefix=f".{path.stem}-", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o644)
-    try:
+    with atomic_path(path, suffix=".keras") as tmp:
         with zipfile.ZipFile(path) as source, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as target:
             for item in source.infolist():
                 if item.filename not in replaced:
@@ -84,10 +73,6 @@ def update_model_file(
             for name, data in (entries or {}).items():
                 target.writestr(name, data)
             target.writestr(META_ENTRY, json.dumps(info, indent=2, default=str))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -16,13 +16,12 @@ import hashlib
 import json
 import os
 import time
-import traceback
 from pathlib import Path
 
-from core.errors import PatchLensError, RunError
+from core.errors import RunError
+from core.evaluate.jobs import job_lifecycle
 from core.evaluate.jobs import read_job as _read_job
 from core.evaluate.jobs import stop_job as _stop_job
-from core.evaluate.jobs import stop_on_sigterm
 from core.files import read_json
 from core.region.heatmap import HeatmapStopped
 from core.train.reporting import JobReporter
@@ -120,28 +119,12 @@ def run_job(model_path, image_path, *, key: str | None = None, stride: int, mpp:
     job.update(
         "running", pid=os.getpid(), started=started, phase=LOADING_PHASE, done=0, image=str(image_path)
     )
-    job.start_heartbeat()
-    previous = stop_on_sigterm(folder)
-    try:
+    with job_lifecycle(job, folder, stopped_by=HeatmapStopped):
         if job_key(model_path, image_path, stride=stride, mpp=mpp, threshold=threshold) != key:
             raise RunError("The model file or the image changed since this job was started; run it again.")
         summary = _score(model_path, image_path, folder, job, stride=stride, mpp=mpp, threshold=threshold)
         job.update("finished", phase="done", finished=time.time(), duration_s=round(time.time() - started, 1),
                    summary=summary)  # fmt: skip
-    except BaseException as error:  # the job must always end in a state the page can show
-        state = "stopped" if isinstance(error, (HeatmapStopped, KeyboardInterrupt)) else "failed"
-        message = str(error) if isinstance(error, PatchLensError) else f"{type(error).__name__}: {error}"
-        if state == "failed":
-            traceback.print_exc()
-        job.update(state, phase=state, error=message if state == "failed" else None, finished=time.time())
-        if not isinstance(error, (Exception, KeyboardInterrupt)):
-            raise
-    finally:
-        job.stop_heartbeat()
-        if previous is not None:
-            import signal
-
-            signal.signal(signal.SIGTERM, previous)
     return read_json(folder / "status.json", {})
 
 

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,7 +24,7 @@ import numpy as np
 
 from core.data.quality import QUALITY_FLAGS, quality_label
 from core.evaluate.heatmaps import DEFAULT_COLORMAP, colorize, labelled_colour_bar
-from core.files import atomic_write_bytes, atomic_write_json
+from core.files import atomic_file, atomic_write_bytes, atomic_write_json
 from core.region.tiling import Grid
 
 FLAG_BITS = {flag: 1 << bit for bit, flag in enumerate(QUALITY_FLAGS)}  # quality.npy: OR of a tile's flags
@@ -161,26 +159,16 @@ def write_geojson(
     path: Path, probabilities: np.ndarray, flags: np.ndarray, grid: Grid, threshold: float
 ) -> int:
     """Stream the scored tiles to `path` (temp file + rename); returns how many were written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
-    os.chmod(tmp, 0o644)
     count = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write('{"type": "FeatureCollection", "features": [\n')
-            for row, col in zip(*np.nonzero(~np.isnan(probabilities)), strict=True):
-                x, y, size, _ = grid.tile_box(row, col)
-                feature = _feature(float(x), float(y), float(size), float(probabilities[row, col]),
-                                   int(flags[row, col]), threshold)  # fmt: skip
-                handle.write((",\n" if count else "") + json.dumps(feature))
-                count += 1
-            handle.write("\n]}\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "w", encoding="utf-8") as handle:
+        handle.write('{"type": "FeatureCollection", "features": [\n')
+        for row, col in zip(*np.nonzero(~np.isnan(probabilities)), strict=True):
+            x, y, size, _ = grid.tile_box(row, col)
+            feature = _feature(float(x), float(y), float(size), float(probabilities[row, col]),
+                               int(flags[row, col]), threshold)  # fmt: skip
+            handle.write((",\n" if count else "") + json.dumps(feature))
+            count += 1
+        handle.write("\n]}\n")
     return count
 
 

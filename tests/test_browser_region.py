@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from browser_helpers import (
+    ARTIFACTS,
     PLOTLY,
     go_nav,
-    launch_browser,
     new_session,
     require_browser,
     serve_app,
@@ -27,14 +27,11 @@ require_browser()
 from region_images import mosaic, write_png  # noqa: E402
 
 from core.constants import PCAM_MPP  # noqa: E402
-from core.settings import BASELINE_MODEL, PROJECT_DIR  # noqa: E402
+from core.settings import BASELINE_MODEL  # noqa: E402
 
 if not BASELINE_MODEL.exists():
     pytest.skip("the bundled baseline model is missing", allow_module_level=True)
 
-pytestmark = pytest.mark.browser
-
-ARTIFACTS = PROJECT_DIR / "test-artifacts" / "browser"
 JOB_MS = 300_000  # the job imports TensorFlow and loads the model on two busy cores
 # Where a tile's centre is drawn, in page pixels: plotly's own axis mapping of the chart.
 TILE_CENTRE_JS = """([el, x, y]) => {
@@ -54,11 +51,6 @@ def server(tmp_path_factory):
     with serve_app(root, data=root / "data") as served:
         served.image = image
         yield served
-
-
-@pytest.fixture(scope="module")
-def browser():
-    yield from launch_browser()
 
 
 def test_a_heatmap_is_computed_drawn_and_a_clicked_tile_is_shown(server, browser):
