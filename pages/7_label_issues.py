@@ -27,6 +27,7 @@ from ui.frame import page
 from ui.gallery import blend, explain_settings, heatmaps, patch_grid, with_box
 from ui.prediction_source import KIND_KEY, current_threshold, pick_source, show_source_notes
 from ui.shared import DATASET_KEY, active_dataset, active_model_path, dataset_label
+from ui.similar import similar_in_dataset
 
 PAGE_SIZE = 24
 SOURCE_KEY = "label_issues_source"
@@ -246,10 +247,4 @@ with page("Label issues"):
         "source": f"`{lookup.source_of(chosen)}`",
     }
     right.markdown("  \n".join(f"**{name}** {value}" for name, value in details.items()))
-    # ----------------------------------------------------------------------------------------------
-    # NEIGHBOURS (issue 12): the nearest patches of this suspect in the model's feature space come
-    # from core/diagnose/neighbours.py, written by another helper and not here yet. Plug its call in
-    # at this place (the suspect: `chosen`, its pixels `patches[k]`, the patches: `lookup`,
-    # the model: `model_path`); this page computes no neighbours of its own.
-    # ----------------------------------------------------------------------------------------------
-    st.caption("Nearest neighbours of a suspect: not available yet (core/diagnose/neighbours.py).")
+    similar_in_dataset(model_path, active_dataset(), chosen, key="label_issues_similar")

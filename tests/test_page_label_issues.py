@@ -13,7 +13,9 @@ from page_helpers import open_page, page_on_run, run_on_kaggle_copy
 from core.constants import LABEL_NAMES
 from core.data.dataset import open_checked
 from core.diagnose import crossval
+from core.diagnose.features import cached_features
 from core.diagnose.label_issues import rank_dataset, rank_predictions
+from core.diagnose.neighbours import DEFAULT_K
 from core.evaluate.predictions import cached_predictions, read_predictions
 
 JOB_TIMEOUT = 240  # seconds for the background cross-validation (TensorFlow import + 2 tiny folds)
@@ -70,6 +72,13 @@ def test_the_model_on_its_own_training_data_is_called_in_sample(run):
     assert any("IN-SAMPLE" in w.value for w in at.warning)
     assert not any("out-of-sample" in s.value for s in at.success)
     assert {m.label: m.value for m in at.metric}["Patches ranked"] == "24"
+    assert any("open the Feature map page" in c.value for c in at.caption)  # no features cached yet
+
+    cached_features(run_dir / "model.keras", open_checked(data))  # what the Feature map page stores
+    at.run()
+    neighbours = at.dataframe[-1].value  # the last table of the page: the suspect's neighbours
+    suspect = at.selectbox(key="label_issues_detail").value
+    assert neighbours["id"].iloc[0] == suspect and len(neighbours) == DEFAULT_K + 1  # itself, then k others
 
 
 def test_kfold_started_from_the_page_runs_in_the_background_and_ranks_every_patch(run):

@@ -20,6 +20,10 @@ from core.evaluate.sources import dataset_lookup
 from ui.gallery import patch_grid, with_box
 
 MAX_K = 48
+FEATURES_NEEDED = (
+    "Similar patches come from the features of the active model on the active dataset: open the Feature "
+    "map page once to compute them."
+)
 EXPLAINED = "Distances are Euclidean between penultimate-layer features (the input of the final Dense layer)."
 
 
@@ -84,6 +88,27 @@ def neighbour_grid(
     st.dataframe(table, hide_index=True, width="stretch", key=f"{key}_neighbours")
 
 
+def similar_in_dataset(model_path: str, dataset, item: str, key: str) -> None:
+    """A section: the patches of `dataset` nearest to its patch `item` in the model's feature space,
+    when the features of the model on the dataset are cached; else a caption that says how to get them."""
+    from core.diagnose.features import feature_cache_path
+    from core.errors import DatasetError
+
+    st.markdown("**Similar patches** — what the model thinks this patch resembles")
+    path = feature_cache_path(model_path, dataset) if dataset is not None else None
+    if path is None or not path.is_file():
+        st.caption(FEATURES_NEEDED)
+        return
+    found = features_at(str(path), mtime(str(path)))
+    try:
+        found.position(item)
+    except DatasetError:
+        st.caption(f"{item} is not among the cached features of the active dataset.")
+        return
+    table = index_at(str(path), mtime(str(path))).by_id(item, k_control(f"{key}_k"))
+    neighbour_grid(table, lookup_of(dataset), found, key=key)
+
+
 def similar_to_uploads(model, model_path: str, dataset, names: list[str], patches: np.ndarray) -> None:
     """Predict's section: the active dataset's patches nearest to a chosen upload, when the features of
     the active model on the active dataset are cached; else a caption that says how to get them."""
@@ -92,8 +117,7 @@ def similar_to_uploads(model, model_path: str, dataset, names: list[str], patche
     st.subheader("Similar patches")
     path = feature_cache_path(model_path, dataset) if dataset is not None else None
     if path is None or not path.is_file():
-        st.caption("Similar patches come from the features of the active model on the active dataset: open "
-                   "the Feature map page once to compute them.")  # fmt: skip
+        st.caption(FEATURES_NEEDED)
         return
     found = features_at(str(path), mtime(str(path)))
     st.caption(f"The {len(found):,} patches of the active dataset nearest to an upload in the model's feature "
