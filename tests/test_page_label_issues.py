@@ -41,7 +41,7 @@ def caption_of(row) -> str:
 
 def test_run_validation_suspects_most_suspect_first_with_gradcam_and_csv(run, monkeypatch):
     workspace, _, run_dir = run
-    at, _ = page_on_run((workspace, run_dir), "label issues", monkeypatch)
+    at, _ = page_on_run((workspace, run_dir), "label_issues", monkeypatch)
     assert not at.exception and not at.error
     expected = rank_predictions(read_predictions(run_dir / "val_predictions.csv"))
     assert any("out-of-sample" in s.value and "validation patches only" in s.value for s in at.success)
