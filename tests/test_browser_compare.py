@@ -34,6 +34,7 @@ from page_helpers import copy_kaggle_subset  # noqa: E402
 from test_page_compare import make_run  # noqa: E402
 
 RUN_MS = 300_000  # both models run in the page's process: TensorFlow starts on two busy cores
+GRADCAM_MS = 600_000  # two explainers, each first computing its shared-scale references, on busy cores
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +85,7 @@ def test_two_models_are_run_then_drawn_over_each_other_with_their_disagreements(
     shown = page.locator('[data-testid="stImage"]').count()
     assert shown > 0
     page.get_by_text("Grad-CAM of both").click()
-    page.get_by_text("Grad-CAM of B").first.wait_for(timeout=RUN_MS)
+    page.get_by_text("Grad-CAM of B").first.wait_for(timeout=GRADCAM_MS)
     settle(page)
     assert_no_exception(page)
     assert page.get_by_text("Grad-CAM of A", exact=True).count() == shown

@@ -73,6 +73,7 @@ def first_visit_by_deep_link(browser, server: ServedApp) -> dict:
         page.goto(f"{server.url}/train")
         wait_title(page, "Train")
         settle(page)
+        page.locator(NAV_LINK).first.wait_for()  # the sidebar may still be drawing on a busy machine
         shoot(page, ARTIFACTS, "00-fresh-server-deep-link-train")
         return {
             "nav": [text.split("\n")[-1].strip() for text in page.locator(NAV_LINK).all_inner_texts()],
