@@ -29,12 +29,6 @@ def model_and_data(tmp_path_factory):
     return tiny_model(root / "tiny.keras"), copy_kaggle_subset(root / "data", 5)
 
 
-@pytest.fixture()
-def workspace(tmp_path, monkeypatch):
-    monkeypatch.setenv("PATCHLENS_HOME", str(tmp_path / "workspace"))
-    return tmp_path / "workspace"
-
-
 def wait_for_end(key: str) -> dict:
     deadline = time.monotonic() + JOB_TIMEOUT_S
     while time.monotonic() < deadline:

@@ -23,12 +23,6 @@ def model_and_image(tmp_path_factory, fit_tiny_model):
     return model, write_png(root / "mosaic.png", mosaic().pixels)  # no resolution in the file
 
 
-@pytest.fixture()
-def workspace(tmp_path, monkeypatch):
-    monkeypatch.setenv("PATCHLENS_HOME", str(tmp_path / "workspace"))
-    return tmp_path / "workspace"
-
-
 def wait_for_end(key: str) -> dict:
     deadline = time.monotonic() + JOB_TIMEOUT_S
     while time.monotonic() < deadline:
