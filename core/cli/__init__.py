@@ -1,4 +1,4 @@
-"""The command line (`python -m core …`): inspect|prepare|train|evaluate|predict|explain|predict-job.
+"""The command line (`python -m core …`): inspect|prepare|train|evaluate|predict|explain|predict-job|…|calibrate.
 
 Each command lives in a small module with `register(subparsers)`; its handler returns an exit code.
 Errors core raises on purpose (PatchLensError) end in a one-line message and exit status 2.
@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "core.cli.labels",
     "core.cli.compare",
     "core.cli.region",
+    "core.cli.calibrate",
 )
 
 
