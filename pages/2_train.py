@@ -113,6 +113,11 @@ with page("Train"):
             st.success(
                 f"Finished in {(status.get('duration_s') or 0) / 60:.1f} min — best val AUC "
                 f"{best.get('val_auc', float('nan')):.4f} at epoch {best.get('epoch', '?')}."
+                + (
+                    f" Probabilities calibrated on the validation set (temperature {status['temperature']:.3f})."
+                    if status.get("temperature") not in (None, 1.0)
+                    else ""
+                )
             )
 
     def show_run(run_dir: Path) -> None:
@@ -190,6 +195,7 @@ with page("Train"):
             schedule=state["train_schedule"],
             early_stopping_patience=int(state["train_patience"]),
             class_weighting=bool(state["train_class_weighting"]),
+            calibrate=bool(state["train_calibrate"]),
             seed=int(state["train_seed"]),
             max_minutes=float(state["train_max_minutes"]) or None,
             limit=int(state["train_limit"]) or None,
@@ -311,6 +317,13 @@ with page("Train"):
                 key="train_stain_norm",
                 help="Macenko or Reinhard, fitted on a typical training patch, stored in the model and "
                 "applied wherever the model scores a patch (prediction, evaluation, Grad-CAM).",
+            )
+            st.checkbox(
+                "Calibrate the probabilities on the validation set (temperature scaling)",
+                DEFAULTS["calibrate"],
+                key="train_calibrate",
+                help="Fits one temperature on the validation patches and folds it into the final model, so "
+                "its probabilities match how often it is right. The ranking (AUC) and the 0.5 call do not change.",
             )
             st.form_submit_button("Start training", type="primary", on_click=start_job)
         show_notice(START_NOTICE_KEY)

@@ -108,3 +108,28 @@ def test_the_cli_prints_the_fit_and_refuses_unlabelled_data(
     )
     assert code == 2 and "no labels" in stderr
     assert not (tmp_path / "x.keras").exists()
+
+
+def test_a_training_run_folds_the_validation_temperature_into_its_final_model(tmp_path, workspace):
+    from core.data.dataset import open_dataset
+    from core.evaluate.predict import predict_patches
+    from core.evaluate.predictions import read_predictions
+    from core.model.io import load_model
+    from core.train.runs import read_status
+    from page_helpers import copy_kaggle_subset, finished_run
+
+    data = copy_kaggle_subset(tmp_path / "data", 40)
+    run_dir = finished_run(workspace, data)
+    status, meta = read_status(run_dir), read_model_meta(run_dir / "model.keras")
+    fit = meta["calibration"]["fit"]
+    assert fit["n"] == status["n_val"] == 40
+    assert status["temperature"] == meta["calibration"]["temperature"] != 1.0
+    assert fit["log_loss_after"] <= fit["log_loss_before"]
+
+    # val_predictions.csv holds what the calibrated final model says, not the raw network
+    saved = read_predictions(run_dir / "val_predictions.csv")
+    dataset = open_dataset(data)
+    index = {patch_id: i for i, patch_id in enumerate(dataset.ids)}
+    pixels = dataset.read_batch([index[i] for i in saved["id"]])
+    now = predict_patches(load_model(run_dir / "model.keras"), pixels)
+    np.testing.assert_allclose(now, saved["prob"].to_numpy(), atol=1e-5)

@@ -75,6 +75,12 @@ def register(subparsers) -> None:
         "--patience", type=int, default=0, help="early stopping patience on val AUC (0 = off)"
     )
     parser.add_argument("--class-weights", action="store_true", help="weight classes inversely to frequency")
+    parser.add_argument(
+        "--no-calibrate",
+        dest="calibrate",
+        action="store_false",
+        help="keep the raw probabilities (default: temperature scaling fitted on the validation set)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-minutes", type=float, help="wall-clock budget; stops gracefully when reached")
     parser.add_argument("--limit", type=int, help="use at most this many training patches")
@@ -118,6 +124,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         augment=augment,
         early_stopping_patience=args.patience,
         class_weighting=args.class_weights,
+        calibrate=args.calibrate,
         seed=args.seed,
         max_minutes=args.max_minutes,
         limit=args.limit,

@@ -8,7 +8,8 @@ heatmaps) gets calibrated probabilities with no code of its own, and the model c
 P(tumour) out) holds. The fit's record is kept in the model's `patchlens.json` under `calibration`.
 
 Owns: fitting T (`fit_temperature`), applying it to probabilities (`scaled_probabilities`) or to a
-model (`fold_temperature`), and writing a calibrated copy of a model file (`calibrate_model_file`).
+model (`fold_temperature`, `calibrate_model` at the end of a training run), and writing a calibrated
+copy of a model file (`calibrate_model_file`).
 """
 
 from __future__ import annotations
@@ -110,6 +111,23 @@ def fold_temperature(model, temperature: float) -> None:
         raise ModelError(f"The {OUTPUT_LAYER!r} layer of {model.name} does not end in a sigmoid.")
     kernel, bias = layer.get_weights()
     layer.set_weights([kernel / temperature, bias / temperature])
+
+
+def calibrate_model(model, predict, labels) -> tuple[np.ndarray, dict]:
+    """Fit T on held-out `labels` against `predict()` (the model's probabilities for them), fold it
+    into `model`, and return the probabilities the model now gives with the `calibration` metadata.
+
+    When the held-out patches cannot pin T down (too few, one class) the model is left as it is and
+    the metadata says why, so a tiny run still finishes.
+    """
+    probs = predict()
+    try:
+        fit = fit_temperature(labels, probs)
+    except InputError as error:
+        return probs, {META_KEY: {"temperature": 1.0, "skipped": str(error)}}
+    fold_temperature(model, fit.temperature)
+    meta = {"temperature": round(fit.temperature, 6), "fitted_on": "the validation set", "fit": fit.summary()}
+    return predict(), {META_KEY: meta}
 
 
 def stored_temperature(meta: dict) -> float:

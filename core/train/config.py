@@ -42,6 +42,7 @@ class TrainConfig:
     stain_normalisation: str = (
         "none"  # none | macenko | reinhard (core.data.normalise), fitted on training data
     )
+    calibrate: bool = True  # temperature scaling fitted on the validation set, folded into the final model
     stain_reference: str | None = (
         None  # a patch image to fit it on instead of one picked from the training data
     )

@@ -274,13 +274,22 @@ def _train(config: TrainConfig, run_dir: Path, job: JobReporter, printer, starte
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
         val_ds = val_ds.with_options(options)
-    probs = model.predict(val_ds, verbose=0).reshape(-1)[: len(data.val)]
     import pandas as pd
     from sklearn.metrics import roc_auc_score
 
+    from core.evaluate.calibration import calibrate_model
     from core.evaluate.predictions import write_predictions
 
+    def predict_val() -> np.ndarray:
+        return model.predict(val_ds, verbose=0).reshape(-1)[: len(data.val)]
+
     labels = data.val.labels.astype(int)
+    calibration: dict = {}
+    if config.calibrate:  # temperature scaling on the validation set, folded into the final model
+        job.update(phase="calibrating on the validation set")
+        probs, calibration = calibrate_model(model, predict_val, labels)
+    else:
+        probs = predict_val()
     write_predictions(
         pd.DataFrame({"id": data.val.ids, "label": labels, "prob": probs}), run_dir / "val_predictions.csv"
     )
@@ -290,11 +299,18 @@ def _train(config: TrainConfig, run_dir: Path, job: JobReporter, printer, starte
         "val_accuracy": float(np.mean((probs >= 0.5) == labels)),
         "n_train": len(data.train),
         "n_val": len(data.val),
+        **({"temperature": calibration["calibration"]["temperature"]} if calibration else {}),
     }
     save_model(
         model,
         run_dir / FINAL_MODEL_FILE,
-        {"config": config.to_dict(), **summary, "duration_s": round(time.time() - started, 1), **stain_meta},
+        {
+            "config": config.to_dict(),
+            **summary,
+            "duration_s": round(time.time() - started, 1),
+            **stain_meta,
+            **calibration,
+        },
     )
     summary["ood_fit_s"] = _store_ood_stats(model, data, run_dir / FINAL_MODEL_FILE, config.seed, job)
     return summary
