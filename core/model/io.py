@@ -105,16 +105,20 @@ def read_model_meta(path: str | Path) -> dict:
         raise ModelError(f"{Path(path).name} is not a Keras model file ({error}).") from error
 
 
-def resolve_model_path(path: str | Path) -> Path:
-    """A .keras file, or a run directory (its final model, else its best checkpoint)."""
+def resolve_model_path(path: str | Path, *, checkpoint: bool = False) -> Path:
+    """A .keras file, or a run directory's model: its final model, else its best checkpoint (with
+    `checkpoint`, the file a run resumes from: its best checkpoint, else its final model)."""
     path = Path(path).expanduser()
     if path.is_dir():
-        found = run_model_path(path)
+        found = run_checkpoint_path(path) if checkpoint else run_model_path(path)
         if found is None:
-            raise ModelError(f"{path} holds no model.keras or best.keras yet.")
+            wanted = (
+                f"no {CHECKPOINT_FILE} to resume from" if checkpoint else "no model.keras or best.keras yet"
+            )
+            raise ModelError(f"{path} holds {wanted}.")
         return found
     if not path.is_file():
-        raise ModelError(f"No model file at {path}.")
+        raise ModelError(f"No {'checkpoint' if checkpoint else 'model file'} at {path}.")
     if path.suffix != ".keras":
         raise ModelError(f"{path.name} is not a .keras model file (Keras 3 format expected).")
     return path

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from core.data.normalise import META_KEY
-from core.errors import JobConflictError, PatchLensError, RunError
-from core.model.io import CHECKPOINT_FILE, FINAL_MODEL_FILE, read_model_meta, run_checkpoint_path
+from core.errors import JobConflictError, ModelError, PatchLensError, RunError
+from core.model.io import FINAL_MODEL_FILE, read_model_meta, resolve_model_path
 from core.train.config import DEFAULT_BATCH_SIZE, GPU_BATCH_SIZE, TrainConfig
 from core.train.data import fit_normaliser, prepare_data
 from core.train.distributed import is_chief, make_strategy
@@ -240,32 +240,26 @@ def _train(config: TrainConfig, run_dir: Path, job: JobReporter, printer, starte
     job.update(
         phase="training", progress={"epoch": 0, "epochs": config.epochs, "step": 0, "steps": steps_per_epoch}
     )
-    if config.strategy == "multiworker":
+    fit = model.fit
+    if config.strategy == "multiworker":  # the custom loop of core.train.distributed, called as Model.fit
         from core.train.distributed import fit_multiworker
 
         if class_weight is not None:
             raise RunError("Class weighting is not available with --strategy multiworker.")
-        fit_multiworker(
-            model,
-            strategy,
-            train_ds,
-            val_ds,
-            epochs=config.epochs,
-            global_batch=global_batch,
-            callbacks=callbacks,
-            initial_epoch=initial_epoch,
-        )
-    else:
-        model.fit(
-            train_ds,
-            validation_data=val_ds,
-            epochs=config.epochs,
-            callbacks=callbacks,
-            class_weight=class_weight,
-            initial_epoch=initial_epoch,
-            shuffle=False,  # the tf.data pipeline shuffles
-            verbose=0,
-        )
+
+        def fit(train, *, validation_data, class_weight, shuffle, verbose, **options):  # as Model.fit
+            fit_multiworker(model, strategy, train, validation_data, global_batch=global_batch, **options)
+
+    fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=config.epochs,
+        callbacks=callbacks,
+        initial_epoch=initial_epoch,
+        class_weight=class_weight,
+        shuffle=False,  # the tf.data pipeline shuffles
+        verbose=0,
+    )
 
     if callback.best_weights is not None:
         model.set_weights(callback.best_weights)  # the final model is the best by validation AUC
@@ -337,15 +331,10 @@ def _store_ood_stats(model, data, model_file: Path, seed: int, job: JobReporter)
 
 def resolve_checkpoint(path: str | Path) -> Path:
     """A run directory's best checkpoint (else its final model), or the .keras file itself."""
-    path = Path(path)
-    if path.is_dir():
-        found = run_checkpoint_path(path)
-        if found is None:
-            raise RunError(f"{path.name} has no checkpoint to resume from (no {CHECKPOINT_FILE}).")
-        return found
-    if not path.is_file():
-        raise RunError(f"No checkpoint at {path}.")
-    return path
+    try:
+        return resolve_model_path(path, checkpoint=True)
+    except ModelError as error:
+        raise RunError(str(error)) from error
 
 
 def _restore_checkpoint(model, path: str | Path) -> int:
