@@ -1,7 +1,8 @@
 """Shared fixtures: small datasets of every layout, built in tmp_path from the bundled real patches.
 
 Everything derives from data/sample (1,000 real Kaggle TIFFs + train_labels.csv); nothing here is
-synthetic pixels. Fixtures are function-scoped so a test may damage its copy freely.
+synthetic pixels. Dataset fixtures are function-scoped so a test may damage its copy freely; the
+session-scoped ones (a tiny fitted model, the sample's rows and pixels) are built once and read-only.
 """
 
 from __future__ import annotations
@@ -148,6 +149,25 @@ def fit_tiny_model():
     return _fit_tiny_model
 
 
+@pytest.fixture(scope="session")
+def tiny_kaggle_model(tmp_path_factory):
+    """tiny_kaggle_model(n_per_class) -> (data, model): a Kaggle copy of 2 x `n_per_class` real patches
+    and the tiny model fitted on it, built once per session for each size and shared by every module
+    that asks for it. Read-only: a test that changes the data or the model copies it first."""
+    from page_helpers import copy_kaggle_subset
+
+    built: dict[int, tuple[Path, Path]] = {}
+
+    def get(n_per_class: int) -> tuple[Path, Path]:
+        if n_per_class not in built:
+            root = tmp_path_factory.mktemp(f"tiny-kaggle-{n_per_class}")
+            data = copy_kaggle_subset(root / "data", n_per_class)
+            built[n_per_class] = data, _fit_tiny_model(data, root / "tiny.keras")
+        return built[n_per_class]
+
+    return get
+
+
 @pytest.fixture
 def workspace(tmp_path, monkeypatch) -> Path:
     """A throwaway workspace (PATCHLENS_HOME) for one test: prediction caches never go to the project's."""
@@ -191,3 +211,4 @@ def browser():
     from browser_helpers import launch_browser
 
     yield from launch_browser()
+
