@@ -7,7 +7,7 @@ every panel to the unflagged patches; Mistakes filters by quality and names the 
 from __future__ import annotations
 
 import pytest
-from page_helpers import PAGE_SCRIPTS, app_test, tiny_model
+from page_helpers import open_page, tiny_model
 from quality_folders import CAT, mixed_class_folders
 
 from core.data.quality import OK
@@ -44,13 +44,8 @@ def scored(tmp_path_factory):
 def open_on(scored, monkeypatch, page: str):
     workspace, data, model, _ = scored
     monkeypatch.setenv("PATCHLENS_HOME", str(workspace))
-    at = app_test()
-    at.session_state["model_path"] = str(model)
-    at.session_state["dataset_path"] = str(data)
-    at.run()
-    at.switch_page(PAGE_SCRIPTS[page])
-    at.run()
-    assert not at.exception and not at.error, [e.value for e in at.error]
+    at = open_page(workspace, page, model=model, dataset=data)
+    assert not at.error, [e.value for e in at.error]
     return at
 
 
