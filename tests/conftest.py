@@ -188,9 +188,9 @@ def run_cli(capsys):
     return run
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def page_model(tmp_path_factory) -> Path:
-    """A tiny real model (page_helpers.tiny_model), fitted once per test module."""
+    """A tiny real model (page_helpers.tiny_model), fitted once per session. Read-only."""
     from page_helpers import tiny_model
 
     return tiny_model(tmp_path_factory.mktemp("page-model") / "tiny.keras")
