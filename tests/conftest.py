@@ -19,6 +19,8 @@ from core.data.images import decode_patch
 from core.settings import SAMPLE_DATASET
 
 SMALL_N = 40  # patches per small fixture: enough for both classes, cheap to copy
+# baseline_server's data roots: Kaggle-layout folders of real patches, patches per class
+BASELINE_SERVER_DATA = {"first": 10, "second": 15, "subset": 10}
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` selects by marker
@@ -212,3 +214,14 @@ def browser():
 
     yield from launch_browser()
 
+
+@pytest.fixture(scope="session")
+def baseline_server(tmp_path_factory):
+    """One `streamlit run` server (browser_helpers.ServedApp) shared by the browser tests that only need
+    the bundled baseline as the active model and Kaggle-layout copies of real patches as data roots:
+    BASELINE_SERVER_DATA (first/, second/, subset/). Started once, when a test first asks.
+    Tests that need a fresh server, their own runs or other data start their own."""
+    from browser_helpers import serve_kaggle_copies
+
+    with serve_kaggle_copies(tmp_path_factory.mktemp("browser-baseline"), **BASELINE_SERVER_DATA) as served:
+        yield served
