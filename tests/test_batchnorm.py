@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 
 import numpy as np
+import pytest
 from sklearn.metrics import roc_auc_score
 
 from core.data.images import decode_patch
@@ -32,6 +33,8 @@ def batch_statistics_probs(model, pixels, batch_size=128):
     return np.concatenate([np.asarray(p).reshape(-1) for p in parts])
 
 
+# The run takes the one-job lock and writes caches: in a throwaway workspace, not the project's.
+@pytest.mark.usefixtures("workspace")
 def test_a_two_epoch_patchnet_run_scores_well_above_chance_in_inference_mode(tmp_path):
     from core.model.io import load_model
     from core.train.job import TrainConfig, run_training
