@@ -198,6 +198,16 @@ def page_model(tmp_path_factory) -> Path:
     return tiny_model(tmp_path_factory.mktemp("page-model") / "tiny.keras")
 
 
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> tuple[Path, Path]:
+    """(workspace, run dir): a real finished run on 2 x 20 real patches (page_helpers.run_on_kaggle_copy),
+    trained once per session. Read-only: a module takes its own page_helpers.copy_workspace."""
+    from page_helpers import run_on_kaggle_copy
+
+    root = tmp_path_factory.mktemp("tiny-run")
+    return root / "workspace", run_on_kaggle_copy(root / "workspace", root / "data", 20)
+
+
 @pytest.fixture()
 def predict_page(page_model, tmp_path, monkeypatch):
     """An AppTest on the Predict page with `page_model` active, in a fresh workspace."""

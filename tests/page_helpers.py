@@ -70,6 +70,14 @@ def run_on_kaggle_copy(workspace: Path, data: Path, n_per_class: int, epochs: in
         return finished_run(workspace, data, epochs=epochs)
 
 
+def copy_workspace(source: tuple[Path, Path], target: Path) -> tuple[Path, Path]:
+    """(workspace, run dir) of a copy of `source`'s workspace at `target`/workspace: a module's own
+    copy of a run shared by the session, free to change."""
+    workspace, run_dir = source
+    copied = Path(shutil.copytree(workspace, target / "workspace"))
+    return copied, copied / run_dir.relative_to(workspace)
+
+
 def finished_run_dir(workspace: Path, name: str, config: dict) -> Path:
     """`workspace`/runs/`name` with `config` as its config.json and a finished status; the caller
     puts the model in it."""

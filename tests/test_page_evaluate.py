@@ -9,9 +9,9 @@ from page_helpers import (
     PAGE_SCRIPTS,
     app_test,
     copy_kaggle_subset,
+    copy_workspace,
     open_page,
     page_on_run,
-    run_on_kaggle_copy,
     wait_for_job_end,
 )
 
@@ -34,13 +34,12 @@ CARD_LABELS = {
 
 
 @pytest.fixture(scope="module")
-def run_without_model(tmp_path_factory):
-    """A real finished run whose model files are then deleted: any model call would fail."""
-    root = tmp_path_factory.mktemp("evaluate")
-    run_dir = run_on_kaggle_copy(root / "workspace", root / "data", 20)
+def run_without_model(tiny_run, tmp_path_factory):
+    """A copy of a real finished run whose model files are then deleted: any model call would fail."""
+    workspace, run_dir = copy_workspace(tiny_run, tmp_path_factory.mktemp("evaluate"))
     for name in ("model.keras", "best.keras"):
         (run_dir / name).unlink(missing_ok=True)
-    return root / "workspace", run_dir
+    return workspace, run_dir
 
 
 @pytest.fixture()
