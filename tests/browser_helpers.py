@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -21,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.settings import PROJECT_DIR
+from core.settings import BASELINE_MODEL, PROJECT_DIR
 from core.train.runs import pid_alive
 
 CHROMIUM = "/usr/bin/chromium"
@@ -36,6 +37,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ACTIVE_STATES = ("queued", "running")
+JOB_MS = 300_000  # a background job imports TensorFlow and loads the model on two busy cores
 ARTIFACTS = PROJECT_DIR / "test-artifacts" / "browser"  # where every browser test leaves its screenshots
 
 # Streamlit 1.67 selectors
@@ -187,8 +189,9 @@ def stop_prediction_jobs(home: Path) -> None:
 # --------------------------------------------------------------------------- the set-up
 
 
-def require_browser():
-    """Skip the calling test module when Debian's chromium or Playwright is missing; else return
+def require_browser(baseline_model: bool = False):
+    """Skip the calling test module when Debian's chromium or Playwright is missing (or, with
+    `baseline_model`, the bundled baseline model its server makes the active model); else return
     playwright.sync_api. Call it at module level, before anything that needs them."""
     import pytest
 
@@ -197,6 +200,8 @@ def require_browser():
             f"{CHROMIUM} is missing: the browser tests need Debian's chromium (apt-get install -y chromium)",
             allow_module_level=True,
         )
+    if baseline_model and not BASELINE_MODEL.exists():
+        pytest.skip("the bundled baseline model is missing", allow_module_level=True)
     return pytest.importorskip(
         "playwright.sync_api", reason="Playwright for Python is not installed (pip install playwright)"
     )
@@ -267,6 +272,18 @@ def serve_app(root: Path, env_extra: dict | None = None, data: Path | None = Non
     assert not job_pids(home), "a training process outlived the tests"
 
 
+@contextmanager
+def serve_kaggle_copies(root: Path, **n_per_class: int) -> Iterator[ServedApp]:
+    """serve_app with Kaggle-layout copies of real bundled patches as its data roots: for each
+    `name=n`, `root`/data/`name` holding n patches of each class."""
+    from page_helpers import copy_kaggle_subset
+
+    for name, n in n_per_class.items():
+        copy_kaggle_subset(root / "data" / name, n)
+    with serve_app(root, data=root / "data") as served:
+        yield served
+
+
 def new_session(browser, width: int = 1440, height: int = 1400):
     """A fresh browser context (= a fresh Streamlit session) whose waits time out after 60 s."""
     context = browser.new_context(viewport={"width": width, "height": height})
@@ -309,6 +326,18 @@ def settle(page, timeout: float = 120.0) -> None:
     """Wait until the script run is over: stApp reports notRunning and no status widget shows."""
     page.wait_for_selector(f'{APP}[data-test-script-state="notRunning"]', timeout=timeout * 1000)
     page.wait_for_selector(STATUS_WIDGET, state="detached", timeout=timeout * 1000)
+
+
+def open_dataset(page, path: Path) -> None:
+    """Type `path` into the sidebar's dataset field, press Open, and wait until the app says it opened it."""
+    field = page.locator(SIDEBAR).get_by_placeholder("/path/to")
+    field.fill(str(path))
+    field.press("Enter")
+    settle(page)
+    page.locator(SIDEBAR).locator("button").filter(has_text=re.compile(r"^Open$")).first.click()
+    page.locator(SIDEBAR).get_by_text(f"Opened {path}").wait_for()
+    settle(page)
+    assert_no_exception(page)
 
 
 def wait_title(page, text: str, timeout: float = 120.0) -> None:

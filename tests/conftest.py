@@ -1,7 +1,8 @@
 """Shared fixtures: small datasets of every layout, built in tmp_path from the bundled real patches.
 
 Everything derives from data/sample (1,000 real Kaggle TIFFs + train_labels.csv); nothing here is
-synthetic pixels. Fixtures are function-scoped so a test may damage its copy freely.
+synthetic pixels. Dataset fixtures are function-scoped so a test may damage its copy freely; the
+session-scoped ones (a tiny fitted model, the sample's rows and pixels) are built once and read-only.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from core.data.images import decode_patch
 from core.settings import SAMPLE_DATASET
 
 SMALL_N = 40  # patches per small fixture: enough for both classes, cheap to copy
+# baseline_server's data roots: Kaggle-layout folders of real patches, patches per class
+BASELINE_SERVER_DATA = {"first": 10, "second": 15, "subset": 10}
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` selects by marker
@@ -148,6 +151,25 @@ def fit_tiny_model():
     return _fit_tiny_model
 
 
+@pytest.fixture(scope="session")
+def tiny_kaggle_model(tmp_path_factory):
+    """tiny_kaggle_model(n_per_class) -> (data, model): a Kaggle copy of 2 x `n_per_class` real patches
+    and the tiny model fitted on it, built once per session for each size and shared by every module
+    that asks for it. Read-only: a test that changes the data or the model copies it first."""
+    from page_helpers import copy_kaggle_subset
+
+    built: dict[int, tuple[Path, Path]] = {}
+
+    def get(n_per_class: int) -> tuple[Path, Path]:
+        if n_per_class not in built:
+            root = tmp_path_factory.mktemp(f"tiny-kaggle-{n_per_class}")
+            data = copy_kaggle_subset(root / "data", n_per_class)
+            built[n_per_class] = data, _fit_tiny_model(data, root / "tiny.keras")
+        return built[n_per_class]
+
+    return get
+
+
 @pytest.fixture
 def workspace(tmp_path, monkeypatch) -> Path:
     """A throwaway workspace (PATCHLENS_HOME) for one test: prediction caches never go to the project's."""
@@ -168,12 +190,22 @@ def run_cli(capsys):
     return run
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def page_model(tmp_path_factory) -> Path:
-    """A tiny real model (page_helpers.tiny_model), fitted once per test module."""
+    """A tiny real model (page_helpers.tiny_model), fitted once per session. Read-only."""
     from page_helpers import tiny_model
 
     return tiny_model(tmp_path_factory.mktemp("page-model") / "tiny.keras")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> tuple[Path, Path]:
+    """(workspace, run dir): a real finished run on 2 x 20 real patches (page_helpers.run_on_kaggle_copy),
+    trained once per session. Read-only: a module takes its own page_helpers.copy_workspace."""
+    from page_helpers import run_on_kaggle_copy
+
+    root = tmp_path_factory.mktemp("tiny-run")
+    return root / "workspace", run_on_kaggle_copy(root / "workspace", root / "data", 20)
 
 
 @pytest.fixture()
@@ -191,3 +223,15 @@ def browser():
     from browser_helpers import launch_browser
 
     yield from launch_browser()
+
+
+@pytest.fixture(scope="session")
+def baseline_server(tmp_path_factory):
+    """One `streamlit run` server (browser_helpers.ServedApp) shared by the browser tests that only need
+    the bundled baseline as the active model and Kaggle-layout copies of real patches as data roots:
+    BASELINE_SERVER_DATA (first/, second/, subset/). Started once, when a test first asks.
+    Tests that need a fresh server, their own runs or other data start their own."""
+    from browser_helpers import serve_kaggle_copies
+
+    with serve_kaggle_copies(tmp_path_factory.mktemp("browser-baseline"), **BASELINE_SERVER_DATA) as served:
+        yield served

@@ -11,6 +11,8 @@ import csv
 import io
 import json
 import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,7 @@ PAGE_SCRIPTS = {entry.title.lower().replace(" ", "_"): entry.script for entry in
 
 APP = str(PROJECT_DIR / "streamlit_app.py")
 RUN_TIMEOUT = 120  # seconds for one script run: TensorFlow import + a model load on a busy machine
+JOB_TIMEOUT_S = 300  # an upper bound for a job process that imports TensorFlow on two busy cores
 
 
 def copy_kaggle_subset(target: Path, n_per_class: int) -> Path:
@@ -65,6 +68,14 @@ def run_on_kaggle_copy(workspace: Path, data: Path, n_per_class: int, epochs: in
         patch.setenv("PATCHLENS_HOME", str(workspace))
         copy_kaggle_subset(data, n_per_class)
         return finished_run(workspace, data, epochs=epochs)
+
+
+def copy_workspace(source: tuple[Path, Path], target: Path) -> tuple[Path, Path]:
+    """(workspace, run dir) of a copy of `source`'s workspace at `target`/workspace: a module's own
+    copy of a run shared by the session, free to change."""
+    workspace, run_dir = source
+    copied = Path(shutil.copytree(workspace, target / "workspace"))
+    return copied, copied / run_dir.relative_to(workspace)
 
 
 def finished_run_dir(workspace: Path, name: str, config: dict) -> Path:
@@ -132,6 +143,17 @@ def tiny_model(path: Path, n_patches: int = 60) -> Path:
     model.compile(optimizer="adam", loss="binary_crossentropy")
     model.fit(patches, labels, epochs=2, batch_size=16, verbose=0)
     return save_model(model, path)
+
+
+def wait_for_job_end(read_job: Callable[[str], dict | None], key: str) -> dict:
+    """The job `key` once it has ended (neither queued nor running), read with its layer's `read_job`."""
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while time.monotonic() < deadline:
+        job = read_job(key)
+        if job and job["state"] not in ("queued", "running"):
+            return job
+        time.sleep(0.5)
+    raise AssertionError(f"the job did not end: {read_job(key)}")
 
 
 def png_bytes(pixels) -> bytes:

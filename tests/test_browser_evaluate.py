@@ -1,11 +1,11 @@
 """Real-browser tests of the Evaluate page (issue 9): what AppTest cannot see.
 
-One `streamlit run` server with a temporary PATCHLENS_HOME and two tiny Kaggle-layout copies of real
-bundled patches as data roots; the active model is the bundled baseline. The user's path: evaluate
-dataset A (a background job), open dataset B (not computed: no slider for one run), run the model
-on B, and the threshold must still read 0.500 after the next click. Then a second session attaches
-to a running job, a click on a confusion-matrix cell selects it, and every preset label is visible
-at 1440 and 1280 px. Screenshots go to test-artifacts/browser/evaluate-*.png.
+The shared `streamlit run` server (conftest's baseline_server) with a temporary PATCHLENS_HOME and tiny
+Kaggle-layout copies of real bundled patches as data roots; the active model is the bundled baseline. The
+user's path: evaluate dataset A (a background job), open dataset B (not computed: no slider for one run),
+run the model on B, and the threshold must still read 0.500 after the next click. Then a second session
+attaches to a running job, a click on a confusion-matrix cell selects it, and every preset label is
+visible at 1440 and 1280 px. Screenshots go to test-artifacts/browser/evaluate-*.png.
 """
 
 from __future__ import annotations
@@ -16,37 +16,24 @@ from pathlib import Path
 import pytest
 from browser_helpers import (
     ARTIFACTS,
+    JOB_MS,
     PLOTLY,
-    SIDEBAR,
     assert_no_exception,
     new_session,
+    open_dataset,
     open_page,
     require_browser,
-    serve_app,
     settle,
     shoot,
     slider_thumb,
 )
 
-require_browser()
-
-from page_helpers import copy_kaggle_subset  # noqa: E402
-
-from core.settings import BASELINE_MODEL  # noqa: E402
-
-if not BASELINE_MODEL.exists():
-    pytest.skip("the bundled baseline model is missing", allow_module_level=True)
-
-JOB_MS = 300_000  # a job imports TensorFlow and loads the model on two busy cores
+require_browser(baseline_model=True)
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("browser-evaluate")
-    copy_kaggle_subset(root / "data" / "first", 10)
-    copy_kaggle_subset(root / "data" / "second", 15)
-    with serve_app(root, data=root / "data") as served:
-        yield served
+def server(baseline_server):
+    return baseline_server  # conftest: the baseline model, data roots first/, second/ and subset/
 
 
 def evaluate_page(browser, url: str, width: int = 1440):
@@ -54,17 +41,6 @@ def evaluate_page(browser, url: str, width: int = 1440):
     page = new_session(browser, width, height=1000).new_page()
     open_page(page, url, "evaluate", "Evaluate")
     return page
-
-
-def open_dataset(page, path: Path) -> None:
-    field = page.locator(SIDEBAR).get_by_placeholder("/path/to")
-    field.fill(str(path))
-    field.press("Enter")
-    settle(page)
-    page.locator(SIDEBAR).locator("button").filter(has_text=re.compile(r"^Open$")).first.click()
-    page.locator(SIDEBAR).get_by_text(f"Opened {path}").wait_for()
-    settle(page)
-    assert_no_exception(page)
 
 
 def click_and_settle(page, target) -> None:
@@ -154,6 +130,7 @@ def test_a_click_on_a_confusion_cell_selects_it(server, browser):
     assert radio.get_by_role("radio", name=re.compile("^FP")).is_checked()
     chart = page.locator(PLOTLY).first
     markers = chart.locator(".scatterlayer .trace .points path")
+    markers.nth(3).wait_for()  # plotly draws the cells after the script run ends
     assert markers.count() == 4
     box = markers.nth(0).bounding_box()  # TN
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)

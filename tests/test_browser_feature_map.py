@@ -1,58 +1,38 @@
 """Real-browser test of the Feature map page (issue 12, item 1): what AppTest cannot do is draw a lasso
-on the plotly scatter. One `streamlit run` server with a temporary PATCHLENS_HOME and a tiny
-Kaggle-layout copy of real bundled patches; the active model is the bundled baseline. A lasso around
-the left half of the points must open a gallery of exactly those patches, and Grad-CAM must draw
-their heatmaps on demand. Screenshots go to test-artifacts/browser/feature-map-*.png.
+on the plotly scatter. The shared `streamlit run` server (conftest's baseline_server) with a temporary
+PATCHLENS_HOME and a tiny Kaggle-layout copy of real bundled patches; the active model is the bundled
+baseline. A lasso around the left half of the points must open a gallery of exactly those patches, and
+Grad-CAM must draw their heatmaps on demand. Screenshots go to
+test-artifacts/browser/feature-map-*.png.
 """
 
 from __future__ import annotations
-
-import re
 
 import pytest
 from browser_helpers import (
     ARTIFACTS,
     PLOTLY,
-    SIDEBAR,
     assert_no_exception,
     go_nav,
     new_session,
+    open_dataset,
     require_browser,
-    serve_app,
     settle,
     shoot,
     wait_title,
 )
 
-require_browser()
+require_browser(baseline_model=True)
 
-from page_helpers import copy_kaggle_subset  # noqa: E402
-
-from core.settings import BASELINE_MODEL  # noqa: E402
-
-if not BASELINE_MODEL.exists():
-    pytest.skip("the bundled baseline model is missing", allow_module_level=True)
+from conftest import BASELINE_SERVER_DATA  # noqa: E402
 
 IMAGE = '[data-testid="stImage"]'
-N_PER_CLASS = 10
+N_PER_CLASS = BASELINE_SERVER_DATA["subset"]
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("browser-feature-map")
-    copy_kaggle_subset(root / "data" / "subset", N_PER_CLASS)
-    with serve_app(root, data=root / "data") as served:
-        yield served
-
-
-def open_dataset(page, path) -> None:
-    field = page.locator(SIDEBAR).get_by_placeholder("/path/to")
-    field.fill(str(path))
-    field.press("Enter")
-    settle(page)
-    page.locator(SIDEBAR).locator("button").filter(has_text=re.compile(r"^Open$")).first.click()
-    page.locator(SIDEBAR).get_by_text(f"Opened {path}").wait_for()
-    settle(page)
+def server(baseline_server):
+    return baseline_server  # conftest: the baseline model, data roots first/, second/ and subset/
 
 
 def lasso(page, left: float, top: float, right: float, bottom: float) -> None:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from browser_helpers import (
     ARTIFACTS,
+    JOB_MS,
     PLOTLY,
     go_nav,
     new_session,
@@ -22,17 +23,12 @@ from browser_helpers import (
     shoot,
 )
 
-require_browser()
+require_browser(baseline_model=True)
 
 from region_images import mosaic, write_png  # noqa: E402
 
 from core.constants import PCAM_MPP  # noqa: E402
-from core.settings import BASELINE_MODEL  # noqa: E402
 
-if not BASELINE_MODEL.exists():
-    pytest.skip("the bundled baseline model is missing", allow_module_level=True)
-
-JOB_MS = 300_000  # the job imports TensorFlow and loads the model on two busy cores
 # Where a tile's centre is drawn, in page pixels: plotly's own axis mapping of the chart.
 TILE_CENTRE_JS = """([el, x, y]) => {
     const plot = el.querySelector('.js-plotly-plot');

@@ -21,12 +21,9 @@ from core.model.features import feature_extractor
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory, fit_tiny_model):
-    from page_helpers import copy_kaggle_subset
-
-    root = tmp_path_factory.mktemp("features")
-    data = copy_kaggle_subset(root / "data", 8)
-    return data, fit_tiny_model(data, root / "tiny.keras")
+def tiny(tiny_kaggle_model):
+    """(data, model): 16 real patches and the tiny model fitted on them (shared, read-only)."""
+    return tiny_kaggle_model(8)
 
 
 @pytest.fixture(scope="module")

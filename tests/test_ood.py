@@ -301,7 +301,6 @@ def test_predict_page_badges_the_flag_or_says_the_model_has_no_stats(
 def test_evaluate_and_mistakes_use_the_flag_or_say_the_model_has_no_stats(
     trained_run, plain_model_path, tmp_path, monkeypatch
 ):
-    from page_helpers import PAGE_SCRIPTS, app_test
     from quality_folders import mixed_class_folders
 
     from core.evaluate.interpret import Interpretation
@@ -319,13 +318,8 @@ def test_evaluate_and_mistakes_use_the_flag_or_say_the_model_has_no_stats(
     assert len(unlike) >= 2  # the noise and the blue square are normal patches: false positives at 0
 
     def open_on(model, page):
-        at = app_test()
-        at.session_state["model_path"] = str(model)
-        at.session_state["dataset_path"] = str(data)
-        at.run()
-        at.switch_page(PAGE_SCRIPTS[page])
-        at.run()
-        assert not at.exception and not at.error, [e.value for e in at.error]
+        at = open_page(workspace, page, model=model, dataset=data)
+        assert not at.error, [e.value for e in at.error]
         return at
 
     at = open_on(run_dir / "model.keras", "mistakes")

@@ -3,18 +3,16 @@ no model call, the split warning, and the patches of a confusion-matrix cell."""
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from page_helpers import (
     PAGE_SCRIPTS,
     app_test,
     copy_kaggle_subset,
+    copy_workspace,
     open_page,
     page_on_run,
-    run_on_kaggle_copy,
-    tiny_model,
+    wait_for_job_end,
 )
 
 from core.evaluate.metrics import confusion_at, threshold_presets
@@ -36,13 +34,12 @@ CARD_LABELS = {
 
 
 @pytest.fixture(scope="module")
-def run_without_model(tmp_path_factory):
-    """A real finished run whose model files are then deleted: any model call would fail."""
-    root = tmp_path_factory.mktemp("evaluate")
-    run_dir = run_on_kaggle_copy(root / "workspace", root / "data", 20)
+def run_without_model(tiny_run, tmp_path_factory):
+    """A copy of a real finished run whose model files are then deleted: any model call would fail."""
+    workspace, run_dir = copy_workspace(tiny_run, tmp_path_factory.mktemp("evaluate"))
     for name in ("model.keras", "best.keras"):
         (run_dir / name).unlink(missing_ok=True)
-    return root / "workspace", run_dir
+    return workspace, run_dir
 
 
 @pytest.fixture()
@@ -95,31 +92,19 @@ def test_split_warning_curves_and_cell_patches(evaluate):
     assert len(at.get("image")) == min(24, n_true_negative)  # the cell's patches, read by id
 
 
-def wait_for_job(key: str) -> dict:
-    """Poll the job file (an upper bound, not a timing assertion)."""
-    from core.evaluate.jobs import read_job
-
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        job = read_job(key) or {}
-        if job.get("state") not in ("queued", "running"):
-            return job
-        time.sleep(0.5)
-    raise AssertionError(f"the prediction job did not end: {read_job(key)}")
-
-
 def test_active_model_predictions_are_computed_in_a_job_then_read_from_disk(
-    run_without_model, tmp_path, monkeypatch
+    run_without_model, page_model, tmp_path, monkeypatch
 ):
     """Issue 9, items 6b and 1: the model runs in a background job that a second session finds
     again; the results replace the 'not computed' banner and the threshold stays at 0.500."""
     from core.data.dataset import open_dataset
+    from core.evaluate.jobs import read_job
     from core.evaluate.predictions import prediction_cache_key
 
     workspace, _ = run_without_model
     monkeypatch.setenv("PATCHLENS_HOME", str(workspace))
     data = copy_kaggle_subset(tmp_path / "active", 6)
-    model = tiny_model(tmp_path / "tiny.keras")
+    model = page_model
 
     def session():
         return open_page(workspace, "evaluate", model=model, dataset=data)
@@ -140,7 +125,7 @@ def test_active_model_predictions_are_computed_in_a_job_then_read_from_disk(
     second = session()  # another tab (or a reload) attaches to the same job
     assert not any("not computed yet" in i.value for i in second.info)
 
-    job = wait_for_job(prediction_cache_key(model, open_dataset(data)))
+    job = wait_for_job_end(read_job, prediction_cache_key(model, open_dataset(data)))
     assert job["state"] == "finished", job
     at.run()
     assert not at.exception and not at.error, [e.value for e in at.error]
@@ -233,21 +218,21 @@ def test_moving_the_threshold_does_not_rerun_the_auc_bootstrap(evaluate):
     assert not at.exception and bootstrap_computations() == 3
 
 
-def test_the_page_stops_a_job_and_reports_a_failed_one(run_without_model, tmp_path, monkeypatch):
+def test_the_page_stops_a_job_and_reports_a_failed_one(run_without_model, page_model, tmp_path, monkeypatch):
     from core.data.dataset import open_dataset
-    from core.evaluate.jobs import job_dir
+    from core.evaluate.jobs import job_dir, read_job
     from core.evaluate.predictions import prediction_cache_key
     from core.train.runs import write_status
 
     workspace, _ = run_without_model
     monkeypatch.setenv("PATCHLENS_HOME", str(workspace))
     data = copy_kaggle_subset(tmp_path / "stopped", 4)
-    model = tiny_model(tmp_path / "tiny.keras")
+    model = page_model
     key = prediction_cache_key(model, open_dataset(data))
     at = open_page(workspace, "evaluate", model=model, dataset=data)
     at.button(key="start_prediction_job").click().run()
     at.button(key="stop_prediction_job").click().run()  # lands while TensorFlow still starts
-    assert wait_for_job(key)["state"] == "stopped"
+    assert wait_for_job_end(read_job, key)["state"] == "stopped"
     at.run()
     assert not at.exception and any("was stopped" in i.value for i in at.info)
     assert at.button(key="start_prediction_job") and not at.metric

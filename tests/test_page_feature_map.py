@@ -10,7 +10,7 @@ import json
 
 import numpy as np
 import pytest
-from page_helpers import PAGE_SCRIPTS, app_test, copy_kaggle_subset, open_page
+from page_helpers import PAGE_SCRIPTS, copy_kaggle_subset, open_page
 
 from core.data.dataset import open_dataset
 from core.diagnose.features import feature_cache_path
@@ -31,14 +31,7 @@ def page(setup, monkeypatch):
     root, data, model = setup
     monkeypatch.setenv("PATCHLENS_HOME", str(root / "workspace"))
     monkeypatch.setenv("PATCHLENS_DATA_ROOTS", str(root / "data"))
-    at = app_test()
-    at.session_state["model_path"] = str(model)
-    at.session_state["dataset_path"] = str(data)
-    at.run()
-    at.switch_page(PAGE_SCRIPTS["feature_map"])
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_page(root / "workspace", "feature_map", model=model, dataset=data)
 
 
 def independent(model_path, data):
@@ -105,13 +98,7 @@ def test_unlabelled_dataset_and_broken_model_get_a_message(setup, tmp_path, monk
     unlabelled.mkdir(exist_ok=True)
     for tif in sorted((data / "train").glob("*.tif"))[:4]:
         (unlabelled / tif.name).write_bytes(tif.read_bytes())
-    at = app_test()
-    at.session_state["model_path"] = str(model)
-    at.session_state["dataset_path"] = str(unlabelled)
-    at.run()
-    at.switch_page(PAGE_SCRIPTS["feature_map"])
-    at.run()
-    assert not at.exception
+    at = open_page(root / "workspace", "feature_map", model=model, dataset=unlabelled)
     assert any("unlabelled" in i.value for i in at.info)
     assert not at.get("plotly_chart")
 

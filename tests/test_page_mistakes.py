@@ -3,17 +3,18 @@ threshold, the filters, Grad-CAM on demand, the detail view and the CSV export."
 
 from __future__ import annotations
 
+import json
+
 import pytest
-from page_helpers import open_page, page_on_run, run_on_kaggle_copy
+from page_helpers import copy_workspace, open_page, page_on_run
 
 from core.evaluate.interpret import Interpretation
 from core.evaluate.predictions import read_predictions
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mistakes")
-    return root / "workspace", run_on_kaggle_copy(root / "workspace", root / "data", 20)
+def run(tiny_run, tmp_path_factory):
+    return copy_workspace(tiny_run, tmp_path_factory.mktemp("mistakes"))
 
 
 @pytest.fixture()
@@ -57,7 +58,8 @@ def test_opens_on_the_sidebars_model_and_dataset_and_names_a_training_overlap(ru
     model is a run's and the dataset its training data, the page says so before any computation."""
     workspace, run_dir = run
     monkeypatch.setenv("PATCHLENS_HOME", str(workspace))
-    at = open_page(workspace, "mistakes", model=run_dir / "model.keras", dataset=workspace.parent / "data")
+    training_data = json.loads((run_dir / "config.json").read_text())["data"][0]
+    at = open_page(workspace, "mistakes", model=run_dir / "model.keras", dataset=training_data)
     assert not at.exception
     assert at.radio(key="prediction_source_kind").value == "active"
     assert any("training data" in w.value for w in at.warning)

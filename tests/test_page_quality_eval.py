@@ -7,7 +7,7 @@ every panel to the unflagged patches; Mistakes filters by quality and names the 
 from __future__ import annotations
 
 import pytest
-from page_helpers import PAGE_SCRIPTS, app_test, tiny_model
+from page_helpers import open_page
 from quality_folders import CAT, mixed_class_folders
 
 from core.data.quality import OK
@@ -24,7 +24,7 @@ from core.evaluate.predictions import (
 
 
 @pytest.fixture(scope="module")
-def scored(tmp_path_factory):
+def scored(tmp_path_factory, page_model):
     """(workspace, dataset folder, model, cached predictions): the prediction cache is filled in
     this process, as the page's background job would, so the pages only read it."""
     from core.data.dataset import open_dataset
@@ -32,7 +32,7 @@ def scored(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("quality_eval")
     data = mixed_class_folders(root / "classes", n_per_class=8)
-    model = tiny_model(root / "tiny.keras")
+    model = page_model
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PATCHLENS_HOME", str(root / "workspace"))
         predictions = cached_predictions(model, open_dataset(data))
@@ -44,13 +44,8 @@ def scored(tmp_path_factory):
 def open_on(scored, monkeypatch, page: str):
     workspace, data, model, _ = scored
     monkeypatch.setenv("PATCHLENS_HOME", str(workspace))
-    at = app_test()
-    at.session_state["model_path"] = str(model)
-    at.session_state["dataset_path"] = str(data)
-    at.run()
-    at.switch_page(PAGE_SCRIPTS[page])
-    at.run()
-    assert not at.exception and not at.error, [e.value for e in at.error]
+    at = open_page(workspace, page, model=model, dataset=data)
+    assert not at.error, [e.value for e in at.error]
     return at
 
 

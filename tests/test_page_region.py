@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from page_helpers import copy_kaggle_subset, open_page
+from page_helpers import open_page
 from region_images import BLANK_ROW, mosaic, write_png
 
 from core.constants import DEFAULT_THRESHOLD, PCAM_MPP
@@ -18,9 +18,8 @@ from core.train.runs import write_status
 
 
 @pytest.fixture(scope="module")
-def model_path(tmp_path_factory, fit_tiny_model):
-    root = tmp_path_factory.mktemp("region-page")
-    return fit_tiny_model(copy_kaggle_subset(root / "data", 5), root / "tiny.keras")
+def model_path(tiny_kaggle_model):
+    return tiny_kaggle_model(5)[1]
 
 
 @pytest.fixture()

@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import time
 
-from page_helpers import PAGE_SCRIPTS
+from page_helpers import open_page
 from streamlit.testing.v1 import AppTest
 
 from core.data.normalise import META_KEY, StainNormaliser
 from core.model.io import read_model_meta, run_model_path
-from core.settings import PROJECT_DIR
 from core.train.config import STAIN_NORMALISATIONS
 from core.train.runs import list_runs, read_status
 
-APP = str(PROJECT_DIR / "streamlit_app.py")
 TAB_KEY = "dataset_tab"  # the Dataset page's st.tabs key
 STAIN_KEY = "dataset_stain"  # the Dataset page's "Stain normalisation" expander (lazy: drawn when open)
 
@@ -23,15 +21,7 @@ STAIN_KEY = "dataset_stain"  # the Dataset page's "Stain normalisation" expander
 def open_app(small_kaggle, monkeypatch, tmp_path, page: str, model=None) -> AppTest:
     monkeypatch.setenv("PATCHLENS_HOME", str(tmp_path / "workspace"))
     monkeypatch.setenv("PATCHLENS_DATA_ROOTS", str(small_kaggle.parent))
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.session_state["dataset_path"] = str(small_kaggle)
-    if model is not None:
-        at.session_state["model_path"] = str(model)
-    at.run()
-    at.switch_page(PAGE_SCRIPTS[page])
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_page(tmp_path / "workspace", page, model=model, dataset=small_kaggle)
 
 
 def stain_images(at) -> list[str]:

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import pytest
-from page_helpers import copy_kaggle_subset, tiny_model
+from page_helpers import wait_for_job_end
 
 from core.data.dataset import open_dataset
 from core.evaluate.jobs import LOADING_PHASE, job_dir, launch, read_job, run_job, stop_job
@@ -20,23 +19,11 @@ from core.evaluate.predictions import (
 )
 from core.train.runs import write_status
 
-JOB_TIMEOUT_S = 300  # an upper bound for a process that imports TensorFlow on two busy cores
-
 
 @pytest.fixture(scope="module")
-def model_and_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("jobs")
-    return tiny_model(root / "tiny.keras"), copy_kaggle_subset(root / "data", 5)
-
-
-def wait_for_end(key: str) -> dict:
-    deadline = time.monotonic() + JOB_TIMEOUT_S
-    while time.monotonic() < deadline:
-        job = read_job(key)
-        if job and job["state"] not in ("queued", "running"):
-            return job
-        time.sleep(0.5)
-    raise AssertionError(f"the job did not end: {read_job(key)}")
+def model_and_data(tiny_kaggle_model):
+    data, model = tiny_kaggle_model(5)
+    return model, data
 
 
 def test_a_launched_job_writes_the_cache_the_cli_reads(workspace, model_and_data):
@@ -46,7 +33,7 @@ def test_a_launched_job_writes_the_cache_the_cli_reads(workspace, model_and_data
     assert key == prediction_cache_key(model, dataset)
     assert read_job(key)["state"] in ("queued", "running")
     assert launch(model, dataset) == key  # a second session joins the running job
-    job = wait_for_end(key)
+    job = wait_for_job_end(read_job, key)
     assert job["state"] == "finished", job
     assert job["done"] == job["total"] == 10
     stored = default_prediction_cache_dir() / f"{key}.csv"

@@ -3,34 +3,20 @@ with a real tiny model, found again by its key, stoppable, failing with a reason
 
 from __future__ import annotations
 
-import time
-
 import pytest
-from page_helpers import copy_kaggle_subset
+from page_helpers import wait_for_job_end
 from region_images import mosaic, write_png
 
 from core.constants import PCAM_MPP
 from core.region.jobs import job_dir, launch, output_dir, read_job, run_job, stop_job
 from core.region.outputs import read_outputs
 
-JOB_TIMEOUT_S = 300  # an upper bound for a process that imports TensorFlow on two busy cores
-
 
 @pytest.fixture(scope="module")
-def model_and_image(tmp_path_factory, fit_tiny_model):
-    root = tmp_path_factory.mktemp("region-jobs")
-    model = fit_tiny_model(copy_kaggle_subset(root / "data", 5), root / "tiny.keras")
-    return model, write_png(root / "mosaic.png", mosaic().pixels)  # no resolution in the file
-
-
-def wait_for_end(key: str) -> dict:
-    deadline = time.monotonic() + JOB_TIMEOUT_S
-    while time.monotonic() < deadline:
-        job = read_job(key)
-        if job and job["state"] not in ("queued", "running"):
-            return job
-        time.sleep(0.5)
-    raise AssertionError(f"the job did not end: {read_job(key)}")
+def model_and_image(tmp_path_factory, tiny_kaggle_model):
+    _, model = tiny_kaggle_model(5)
+    image = write_png(tmp_path_factory.mktemp("region-jobs") / "mosaic.png", mosaic().pixels)
+    return model, image  # no resolution in the file
 
 
 def test_a_launched_job_writes_the_outputs_and_is_joined_not_restarted(workspace, model_and_image):
@@ -39,7 +25,7 @@ def test_a_launched_job_writes_the_outputs_and_is_joined_not_restarted(workspace
     key = launch(model, image, **settings)
     assert read_job(key)["state"] in ("queued", "running")
     assert launch(model, image, **settings) == key  # a second session (or a reload) joins it
-    job = wait_for_end(key)
+    job = wait_for_job_end(read_job, key)
     assert job["state"] == "finished", (job, (job_dir(key) / "job.log").read_text()[-2000:])
     assert job["done"] == job["total"] == 24 and job["summary"]["n_scored"] == 24
     assert read_outputs(output_dir(key))["probabilities"].shape == (5, 6)

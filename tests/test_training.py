@@ -22,13 +22,6 @@ EPOCH_KEYS = {"epoch", "loss", "accuracy", "auc", "val_loss", "val_accuracy", "v
 BATCH_KEYS = {"epoch", "step", "steps", "loss", "accuracy", "patches_per_s", "eta_s"}
 
 
-@pytest.fixture()
-def workspace(tmp_path, monkeypatch):
-    home = tmp_path / "workspace"
-    monkeypatch.setenv("PATCHLENS_HOME", str(home))
-    return home
-
-
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
     return copy_kaggle_subset(tmp_path_factory.mktemp("data") / "tiny", 24)
@@ -55,24 +48,33 @@ def wait_for(predicate, timeout=120.0, interval=0.3):
     raise AssertionError("condition not met in time")
 
 
-def test_cli_train_leaves_every_file_and_a_model_that_keeps_the_contract(tiny_data, workspace):
+@pytest.fixture(scope="module")
+def cli_run(tiny_data, tmp_path_factory):
+    """One `python -m core train` run (tiny, 2 epochs, seed 7) in its own workspace, that the tests
+    below only read: its run directory."""
+    workspace = tmp_path_factory.mktemp("cli") / "workspace"
     run_dir = workspace / "runs" / "cli"
+    arguments = ["--arch", "tiny", "--epochs", "2", "--batch-size", "16", "--val-fraction", "0.25"]
     result = run_cli(
         "train",
         str(tiny_data),
-        "--arch",
-        "tiny",
-        "--epochs",
-        "2",
-        "--batch-size",
-        "16",
-        "--val-fraction",
-        "0.25",
+        *arguments,
+        "--seed",
+        "7",
         "--out",
         str(run_dir),
         env={"PATCHLENS_HOME": str(workspace)},
     )
     assert result.returncode == 0, result.stderr[-2000:]
+    return run_dir
+
+
+def epoch_metrics(run_dir) -> list[tuple]:
+    return [(r["loss"], r["val_loss"], r["val_auc"]) for r in read_metrics(run_dir) if r["kind"] == "epoch"]
+
+
+def test_cli_train_leaves_every_file_and_a_model_that_keeps_the_contract(cli_run, tiny_data):
+    run_dir = cli_run
     for name in RUN_FILES:  # everything a finished run leaves
         assert (run_dir / name).is_file(), name
     status = json.loads((run_dir / "status.json").read_text())
@@ -102,21 +104,14 @@ def test_cli_train_leaves_every_file_and_a_model_that_keeps_the_contract(tiny_da
     assert read_model_meta(run_dir / "model.keras")["last_conv_layer"] == "last_conv"
 
 
-def test_same_seed_same_data_gives_the_same_metrics(tiny_data, workspace):
+def test_same_seed_same_data_gives_the_same_metrics(cli_run, workspace):
+    """The CLI's run again, in this process from its own config.json: the same numbers to the last bit."""
     from core.train.job import TrainConfig, run_training
 
-    results = []
-    for name in ("a", "b"):
-        config = TrainConfig(data=[str(tiny_data)], architecture="tiny", epochs=2, batch_size=16, seed=7)
-        run_training(config, workspace / "runs" / name, verbose=False)
-        results.append(
-            [
-                (r["loss"], r["val_loss"], r["val_auc"])
-                for r in read_metrics(workspace / "runs" / name)
-                if r["kind"] == "epoch"
-            ]
-        )
-    assert results[0] == results[1]
+    config = TrainConfig.from_dict(json.loads((cli_run / "config.json").read_text()))
+    assert config.seed == 7
+    run_training(config, workspace / "runs" / "again", verbose=False)
+    assert epoch_metrics(workspace / "runs" / "again") == epoch_metrics(cli_run)
 
 
 def test_stop_sigkill_and_the_one_job_lock(tiny_data, workspace):
@@ -197,15 +192,11 @@ def test_a_killed_run_keeps_a_loadable_checkpoint_and_resumes_from_it(tiny_data,
     assert epochs == [saved_epoch + 1, saved_epoch + 2]
 
 
-def test_resuming_into_an_incompatible_architecture_is_refused(tiny_data, workspace):
+def test_resuming_into_an_incompatible_architecture_is_refused(cli_run, tiny_data, workspace):
     from core.train.job import TrainConfig, run_training
 
-    first = workspace / "runs" / "first"
-    run_training(
-        TrainConfig(data=[str(tiny_data)], architecture="tiny", epochs=1, batch_size=16), first, verbose=False
-    )
     other = TrainConfig(
-        data=[str(tiny_data)], architecture="patchnet", epochs=3, batch_size=16, resume_from=str(first)
+        data=[str(tiny_data)], architecture="patchnet", epochs=3, batch_size=16, resume_from=str(cli_run)
     )
     status = run_training(other, workspace / "runs" / "second", verbose=False)
     assert status["state"] == "failed" and "does not match" in status["error"]
