@@ -23,7 +23,7 @@ from contextlib import closing
 import numpy as np
 import pandas as pd
 
-from core.constants import PATCH_SHAPE
+from core.constants import PATCH_SHAPE, SCORING_BATCH_SIZE
 from core.data.normalise import normaliser_of
 from core.data.quality import OUT_OF_DISTRIBUTION, with_flag
 from core.data.stream import read_dataset
@@ -31,7 +31,7 @@ from core.errors import InputError
 from core.model.features import as_patch_batch
 from core.model.ood import batch_scorer
 
-DEFAULT_BATCH_SIZE = 256
+DEFAULT_BATCH_SIZE = SCORING_BATCH_SIZE
 
 Progress = Callable[[int, int], None]
 

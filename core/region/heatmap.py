@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.constants import PCAM_MPP
+from core.constants import PCAM_MPP, SCORING_BATCH_SIZE
 from core.data.quality import OUT_OF_DISTRIBUTION, assess
 from core.data.stream import read_ahead
 from core.errors import PatchLensError
@@ -29,7 +29,7 @@ from core.region.reader import RegionImage, RegionImageError, open_region_image
 from core.region.tiling import DEFAULT_STRIDE, Grid, check_stride, cut_tiles, read_band, read_level
 from core.region.tissue import thumbnail, thumbnail_scale, tile_tissue_fractions, tissue_mask, tissue_tiles
 
-DEFAULT_BATCH_SIZE = 256
+DEFAULT_BATCH_SIZE = SCORING_BATCH_SIZE
 
 Progress = Callable[[dict], None]
 
