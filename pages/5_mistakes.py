@@ -14,7 +14,7 @@ from core.errors import PatchLensError
 from core.evaluate.interpret import MISTAKE_KINDS, Interpretation, mistakes_csv
 from core.evaluate.predictions import ALL_QUALITIES, has_quality
 from ui.frame import page
-from ui.gallery import paged_gallery, patch_in_detail
+from ui.gallery import paged_gallery, patch_in_detail, pick_one
 from ui.prediction_source import pick_source, show_source_notes, threshold_control
 
 KIND_FILTERS = {"both": None, "false positives": "false positive", "false negatives": "false negative"}
@@ -100,15 +100,9 @@ with page("Mistakes"):
     )
 
     # --- one mistake in detail -------------------------------------------------------------------
-    st.subheader("One mistake in detail")
-    if not gallery.ids:
-        st.stop()
     rows = gallery.rows
-    chosen = st.selectbox(
-        "Mistake",
-        gallery.ids,
-        format_func=lambda i: f"{SHORT[rows.loc[i, 'kind']]} · p={rows.loc[i, 'prob']:.3f} · {i}",
-        key="mistakes_detail",
+    chosen = pick_one(
+        gallery, "Mistake", lambda i: f"{SHORT[rows.loc[i, 'kind']]} · p={rows.loc[i, 'prob']:.3f} · {i}"
     )
     row = rows.loc[chosen]
     details = {

@@ -22,7 +22,7 @@ from core.diagnose.label_issues import (
 from core.errors import PatchLensError
 from core.evaluate.sources import dataset_lookup
 from ui.frame import page
-from ui.gallery import paged_gallery, patch_in_detail
+from ui.gallery import paged_gallery, patch_in_detail, pick_one
 from ui.prediction_source import KIND_KEY, current_threshold, pick_source, show_source_notes
 from ui.shared import DATASET_KEY, active_dataset, active_model_path, dataset_label
 from ui.similar import similar_in_dataset
@@ -188,17 +188,13 @@ with page("Label issues"):
     )
 
     # --- one suspect in detail ------------------------------------------------------------------
-    st.subheader("One suspect in detail")
-    if not gallery.ids:
-        st.stop()
     rows = gallery.rows
-    chosen = st.selectbox(
+    chosen = pick_one(
+        gallery,
         "Suspect",
-        gallery.ids,
-        format_func=lambda i: (
+        lambda i: (
             f"score {rows.loc[i, 'score']:.3f} · given {LABEL_NAMES[int(rows.loc[i, 'given_label'])]} · {i}"
         ),
-        key="label_issues_detail",
     )
     row = rows.loc[chosen]
     details = {

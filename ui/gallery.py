@@ -4,8 +4,8 @@ The Explainer (core.evaluate.explain) is built once per model file and shared by
 st.cache_resource (it is thread-safe); explanations are cached per (model, method, target, scale,
 patches), so changing the opacity, colormap or centre box only re-blends, never re-explains. Every
 gallery of heatmaps gets one colour bar with a caption that says how its maps are scaled.
-`paged_gallery` and `patch_in_detail` draw the ranked, paged gallery of Mistakes and Label issues
-and its one patch in detail.
+`paged_gallery`, `pick_one` and `patch_in_detail` draw the ranked, paged gallery of Mistakes and Label
+issues and its one patch in detail.
 """
 
 from __future__ import annotations
@@ -254,6 +254,15 @@ def paged_gallery(
     if missing:
         st.caption(f"{len(missing)} patch(es) could not be read: " + "; ".join(list(missing.values())[:3]))
     return Gallery(patches, shown, rows, settings, explain, model_path, threshold, key)
+
+
+def pick_one(gallery: Gallery, noun: str, describe: Callable[[str], str]) -> str:
+    """The heading "One <noun> in detail" and a select box over the gallery's patches, each named by
+    `describe(id)`; the page stops when the gallery shows none."""
+    st.subheader(f"One {noun.lower()} in detail")
+    if not gallery.ids:
+        st.stop()
+    return st.selectbox(noun, gallery.ids, format_func=describe, key=f"{gallery.key}_detail")
 
 
 def patch_in_detail(gallery: Gallery, chosen: str, details: dict[str, str]) -> None:
