@@ -15,7 +15,6 @@ Usage: /work/venv/bin/python bench/bench_embed.py [--repeats 3] [--quick]
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +29,7 @@ from common import (
     log,
     median,
     parser,
+    peak_memory_run,
     percentile,
     report,
     spread,
@@ -38,7 +38,6 @@ from common import (
 
 MODEL = PROJECT_DIR / "models" / "baseline.keras"
 QUERIES = 200
-TIME = "/usr/bin/time"
 
 
 def cold_sample(repeats: int) -> list[list[object]]:
@@ -82,26 +81,19 @@ def _cells(values: list[float]) -> list[object]:
 
 def embed_run(n: int, out: Path) -> dict:
     folder = pcam_folder(n)
-    with tempfile.NamedTemporaryFile("r", suffix=".time", dir=SCRATCH) as report_file:
-        command = [
-            sys.executable,
-            "-m",
-            "core",
-            "embed",
-            str(MODEL),
-            str(folder),
-            "--out",
-            str(out),
-            "--no-cache",
-        ]
-        start = time.perf_counter()
-        subprocess.run(
-            [TIME, "-v", "-o", report_file.name, *command], cwd=PROJECT_DIR, check=True, capture_output=True
-        )
-        wall = time.perf_counter() - start
-        text = Path(report_file.name).read_text()
-    peak_kb = next(int(line.split(":")[1]) for line in text.splitlines() if "Maximum resident" in line)
-    return {"n": n, "peak_mb": peak_kb / 1024, "wall": wall}
+    command = [
+        sys.executable,
+        "-m",
+        "core",
+        "embed",
+        str(MODEL),
+        str(folder),
+        "--out",
+        str(out),
+        "--no-cache",
+    ]
+    measured = peak_memory_run(command)
+    return {"n": n, "peak_mb": measured["rss_mb"], "wall": measured["wall_s"]}
 
 
 def neighbour_latency(features: np.ndarray) -> tuple[float, float, float]:

@@ -31,10 +31,9 @@ import time
 from pathlib import Path
 
 from bigdata import cache_of, pcam_folder, sample_cache
-from common import PROJECT_DIR, SCRATCH, log, median, parser, report, spread, table
+from common import PROJECT_DIR, SCRATCH, log, median, parser, peak_memory_run, report, spread, table
 
 TRAIN_STEPS = 30
-TIME = "/usr/bin/time"
 
 
 def measure(command: list[str], env: dict, *, stop_run_dir: Path | None = None, steps: int = 0) -> dict:
@@ -42,9 +41,8 @@ def measure(command: list[str], env: dict, *, stop_run_dir: Path | None = None, 
 
     With `stop_run_dir`, asks the training job to stop once status.json reports `steps` steps.
     """
-    with tempfile.NamedTemporaryFile("r", suffix=".time", dir=SCRATCH) as report_file:
-        full = [TIME, "-v", "-o", report_file.name, *command]
-        started = time.perf_counter()
+
+    def run(full: list[str]) -> None:
         process = subprocess.Popen(
             full, cwd=PROJECT_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
         )
@@ -60,14 +58,10 @@ def measure(command: list[str], env: dict, *, stop_run_dir: Path | None = None, 
                 ) == "training":
                     (stop_run_dir / "stop.request").touch()
         _, errors = process.communicate()
-        wall = time.perf_counter() - started
         if process.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} failed ({process.returncode}): {errors[-1500:]}")
-        text = Path(report_file.name).read_text()
-    peak_kb = next(
-        int(line.split(":")[1]) for line in text.splitlines() if "Maximum resident set size" in line
-    )
-    return {"rss_mb": peak_kb / 1024, "wall_s": wall}
+
+    return peak_memory_run(command, run=run)
 
 
 def bench_model(env: dict) -> Path:

@@ -22,21 +22,19 @@ from __future__ import annotations
 
 import csv
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from common import BUNDLED_SAMPLE, PROJECT_DIR, SCRATCH, log, median, parser, report, spread, table
+from common import BUNDLED_SAMPLE, SCRATCH, log, median, parser, peak_memory_run, report, spread, table
 
 TILE = 256
 PERIOD = 16  # patches per side of the repeated block
 TISSUE_AXES = (4200, 2800)  # px: half-axes of the tissue ellipse, the same on every image (~4,100 tiles)
 LEVEL_STEPS = (1, 4, 16, 64)
 MPP = 0.972
-TIME = "/usr/bin/time"
 
 
 def patch_block() -> np.ndarray:
@@ -121,22 +119,12 @@ def scoring_rates(model, image: Path, dataset, repeats: int) -> dict[str, list[f
 
 
 def peak_memory(model_path: Path, image: Path, out: Path, env: dict) -> dict:
-    with tempfile.NamedTemporaryFile("r", suffix=".time", dir=SCRATCH) as report_file:
-        command = [TIME, "-v", "-o", report_file.name, sys.executable, "-m", "core", "heatmap", str(model_path),
-                   str(image), "--out", str(out)]  # fmt: skip
-        started = time.perf_counter()
-        done = subprocess.run(command, cwd=PROJECT_DIR, env=env, capture_output=True, text=True)
-        wall = time.perf_counter() - started
-        if done.returncode != 0:
-            raise RuntimeError(f"heatmap failed: {done.stderr[-1500:]}")
-        text = Path(report_file.name).read_text()
-    peak_kb = next(
-        int(line.split(":")[1]) for line in text.splitlines() if "Maximum resident set size" in line
-    )
+    command = [sys.executable, "-m", "core", "heatmap", str(model_path), str(image), "--out", str(out)]
+    measured = peak_memory_run(command, env)
     import json
 
     summary = json.loads((out / "summary.json").read_text())
-    return {"rss_mb": peak_kb / 1024, "wall_s": wall, "tiles": summary["n_scored"], "grid": summary["grid"]}
+    return {**measured, "tiles": summary["n_scored"], "grid": summary["grid"]}
 
 
 def first_overlay(model_path: Path, image: Path, env_home: Path) -> float:

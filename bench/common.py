@@ -14,7 +14,9 @@ import os
 import platform
 import shlex
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +31,7 @@ KAGGLE_SAMPLE = SHARED_DATA / "kaggle-sample"
 PCAM_JPEG = SHARED_DATA / "pcam-jpeg"
 BUNDLED_SAMPLE = PROJECT_DIR / "data" / "sample"
 SCRATCH = Path(os.environ.get("PATCHLENS_BENCH_SCRATCH", "/tmp/patchlens-bench"))
+TIME = "/usr/bin/time"
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -92,6 +95,31 @@ def timed(function: Callable[[], object]) -> tuple[float, object]:
     start = time.perf_counter()
     result = function()
     return time.perf_counter() - start, result
+
+
+def run_checked(command: list[str], env: dict | None = None) -> None:
+    """Run `command` in the project folder; RuntimeError with the end of its stderr if it fails."""
+    done = subprocess.run(command, cwd=PROJECT_DIR, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{shlex.join(command)} failed ({done.returncode}): {done.stderr[-1500:]}")
+
+
+def peak_memory_run(
+    command: list[str], env: dict | None = None, run: Callable[[list[str]], object] | None = None
+) -> dict:
+    """{"rss_mb": peak resident memory, "wall_s": seconds} of `command` under `/usr/bin/time -v`
+    (Maximum resident set size = the process's peak RSS, VmHWM), run by `run(full_command)` when given
+    (it checks the exit status), else by run_checked with `env`."""
+    run = run or (lambda full: run_checked(full, env))
+    with tempfile.NamedTemporaryFile("r", suffix=".time", dir=SCRATCH) as report_file:
+        started = time.perf_counter()
+        run([TIME, "-v", "-o", report_file.name, *command])
+        wall = time.perf_counter() - started
+        text = Path(report_file.name).read_text()
+    peak_kb = next(
+        int(line.split(":")[1]) for line in text.splitlines() if "Maximum resident set size" in line
+    )
+    return {"rss_mb": peak_kb / 1024, "wall_s": wall}
 
 
 def median(values) -> float:

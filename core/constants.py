@@ -23,3 +23,4 @@ SPLIT_WARNING = (
 # A patch is called tumour when P(tumour) >= the threshold; the conventional one until a user moves it.
 DEFAULT_THRESHOLD = 0.5
 PCAM_MPP = 0.972  # µm per pixel of PCam patches (10x): a model's resolution unless its metadata says another
+SCORING_BATCH_SIZE = 256  # patches (or a region's tiles) per forward pass when a model scores many

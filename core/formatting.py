@@ -1,7 +1,11 @@
-"""How the pages and the CLI show things: metrics and intervals, names shortened for a caption, and the
-pages of a long list."""
+"""How the pages and the CLI show things: metrics and intervals, names shortened for a caption, the
+pages of a long list, and the one progress line the command line and training rewrite on stderr."""
 
 from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
 
 import numpy as np
 
@@ -45,3 +49,43 @@ def short_name(name: str, limit: int = 20) -> str:
     room = max(limit - len(tail) - 1, 2)
     head = (room + 1) // 2
     return f"{stem[:head]}…{stem[len(stem) - (room - head) :]}{tail}"
+
+
+class ProgressLine:
+    """One line of progress on stderr, rewritten in place with `\\r`.
+
+    `show(text)` writes any text over the line (padded to erase a longer one; `newline` ends it).
+    Called as `(done, total)` it is a progress callback: "<verb> done/total patches (p%)  rate patches/s",
+    at most ~5 times a second, ending the line at done == total. The stream is sys.stderr as it is when
+    writing unless one is given (a test's captured stream may be closed by a later call).
+    """
+
+    def __init__(self, verb: str = "", stream: TextIO | None = None) -> None:
+        self.verb, self.stream = verb, stream
+        self.started = time.monotonic()
+        self.last = 0.0
+        self.width = 0  # of the text on the open line; 0 when no line is open
+
+    def show(self, text: str, newline: bool = False) -> None:
+        out = self.stream or sys.stderr
+        out.write("\r" + text.ljust(self.width) + ("\n" if newline else ""))
+        out.flush()
+        self.width = 0 if newline else max(len(text), 1)
+
+    def finish(self) -> None:
+        """End the open line, if any (for a count that may stop short of its total)."""
+        if self.width:
+            out = self.stream or sys.stderr
+            out.write("\n")
+            out.flush()
+            self.width = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - self.last < 0.2:
+            return
+        self.last = now
+        percent = 100.0 * done / total if total else 100.0
+        rate = done / max(now - self.started, 1e-9)
+        text = f"{self.verb} {done:,}/{total:,} patches ({percent:5.1f}%)  {rate:,.0f} patches/s"
+        self.show(text, newline=done >= total)

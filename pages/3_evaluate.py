@@ -29,6 +29,7 @@ from core.evaluate.predictions import (
     with_quality,
 )
 from core.formatting import format_interval, format_metric
+from ui.charts import curve, curve_figure, reference_line, threshold_marker
 from ui.frame import page
 from ui.gallery import patch_grid
 from ui.prediction_source import pick_source, show_source_notes, threshold_control
@@ -56,13 +57,6 @@ CARDS = [  # (key, label, help)
     ("brier", "Brier score", "Mean squared error of the probability; lower is better."),
     ("ece", "ECE", "Expected calibration error over 10 bins; lower is better."),
 ]
-
-
-def diagonal(name: str):
-    """The dotted y = x reference line (chance on ROC, perfect calibration on the reliability plot)."""
-    return go.Scatter(
-        x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"), name=name, hoverinfo="skip"
-    )
 
 
 @st.cache_data(show_spinner="Bootstrapping 95 % intervals…", max_entries=64)
@@ -234,82 +228,38 @@ with page("Evaluate"):
 
     # --- curves ---------------------------------------------------------------------------------
     roc_column, pr_column = st.columns(2)
-    with roc_column:
-        sensitivity = metrics["sensitivity"] or 0.0
-        specificity = metrics["specificity"] if metrics["specificity"] is not None else 1.0
-        figure = go.Figure()
-        figure.add_trace(
-            go.Scatter(
-                x=roc.fpr,
-                y=roc.tpr,
-                mode="lines",
-                name="ROC",
-                customdata=roc.thresholds,
-                hovertemplate="FPR %{x:.3f}<br>TPR %{y:.3f}<br>threshold %{customdata:.3f}",
-            )
-        )
-        figure.add_trace(diagonal("chance"))
-        figure.add_trace(
-            go.Scatter(
-                x=[1 - specificity],
-                y=[sensitivity],
-                mode="markers",
-                name=f"threshold {threshold:.3f}",
-                marker=dict(size=13, color="#e45756", symbol="x"),
-            )
-        )
-        auc = format_metric(roc.auc)
-        figure.update_layout(
-            title=f"ROC (AUC {auc})",
-            xaxis_title="false positive rate (1 − specificity)",
-            yaxis_title="sensitivity",
-            height=380,
-            margin=dict(t=40, b=20),
-            legend=dict(x=0.55, y=0.08),
-        )
-        st.plotly_chart(figure, width="stretch", key="roc")
-    with pr_column:
-        figure = go.Figure()
-        figure.add_trace(
-            go.Scatter(
-                x=pr.recall,
-                y=pr.precision,
-                mode="lines",
-                name="PR",
-                customdata=pr.thresholds,
-                hovertemplate="recall %{x:.3f}<br>precision %{y:.3f}<br>threshold %{customdata:.3f}",
-            )
-        )
-        prevalence = positives / len(labels)
-        figure.add_trace(
-            go.Scatter(
-                x=[0, 1],
-                y=[prevalence, prevalence],
-                mode="lines",
-                name="prevalence",
-                line=dict(dash="dot", color="grey"),
-                hoverinfo="skip",
-            )
-        )
-        if metrics["precision"] is not None:
-            figure.add_trace(
-                go.Scatter(
-                    x=[sensitivity],
-                    y=[metrics["precision"]],
-                    mode="markers",
-                    name=f"threshold {threshold:.3f}",
-                    marker=dict(size=13, color="#e45756", symbol="x"),
-                )
-            )
-        figure.update_layout(
-            title=f"Precision-recall (AP {format_metric(pr.average_precision)})",
-            xaxis_title="recall (sensitivity)",
-            yaxis_title="precision",
-            height=380,
-            margin=dict(t=40, b=20),
-            legend=dict(x=0.02, y=0.08),
-        )
-        st.plotly_chart(figure, width="stretch", key="pr")
+    sensitivity = metrics["sensitivity"] or 0.0
+    specificity = metrics["specificity"] if metrics["specificity"] is not None else 1.0
+    curve_layout = dict(height=380, margin=dict(t=40, b=20))
+    figure = curve_figure(
+        [
+            curve(roc.fpr, roc.tpr, "ROC", thresholds=roc.thresholds, axes=("FPR", "TPR")),
+            reference_line("chance"),
+            threshold_marker(1 - specificity, sensitivity, threshold),
+        ],
+        title=f"ROC (AUC {format_metric(roc.auc)})",
+        x_title="false positive rate (1 − specificity)",
+        y_title="sensitivity",
+        legend=dict(x=0.55, y=0.08),
+        **curve_layout,
+    )
+    roc_column.plotly_chart(figure, width="stretch", key="roc")
+    prevalence = positives / len(labels)
+    pr_traces = [
+        curve(pr.recall, pr.precision, "PR", thresholds=pr.thresholds, axes=("recall", "precision")),
+        reference_line("prevalence", y=(prevalence, prevalence)),
+    ]
+    if metrics["precision"] is not None:
+        pr_traces.append(threshold_marker(sensitivity, metrics["precision"], threshold))
+    figure = curve_figure(
+        pr_traces,
+        title=f"Precision-recall (AP {format_metric(pr.average_precision)})",
+        x_title="recall (sensitivity)",
+        y_title="precision",
+        legend=dict(x=0.02, y=0.08),
+        **curve_layout,
+    )
+    pr_column.plotly_chart(figure, width="stretch", key="pr")
 
     # --- score histograms + reliability ----------------------------------------------------------
     hist_column, calibration_column = st.columns(2)
@@ -355,7 +305,7 @@ with page("Evaluate"):
                 width=0.09,
             )
         )
-        figure.add_trace(diagonal("perfect calibration"))
+        figure.add_trace(reference_line("perfect calibration"))
         figure.add_trace(
             go.Scatter(
                 x=calibration.mean_predicted[filled],

@@ -13,15 +13,12 @@ from core.data.quality import FLAG_MEANINGS, OK, QUALITY_FLAGS
 from core.errors import PatchLensError
 from core.evaluate.interpret import MISTAKE_KINDS, Interpretation, mistakes_csv
 from core.evaluate.predictions import ALL_QUALITIES, has_quality
-from core.formatting import page_bounds
 from ui.frame import page
-from ui.gallery import blend, explain_settings, heatmaps, patch_grid, with_box
+from ui.gallery import paged_gallery, patch_in_detail, pick_one
 from ui.prediction_source import pick_source, show_source_notes, threshold_control
 
-PAGE_SIZE = 24
 KIND_FILTERS = {"both": None, "false positives": "false positive", "false negatives": "false negative"}
 SHORT = {"false positive": "FP", "false negative": "FN"}
-DEFAULT_SETTINGS = {"method": "gradcam", "target": "tumour", "alpha": 0.4, "colormap": "jet", "box": True}
 
 with page("Mistakes"):
     source = pick_source()
@@ -87,62 +84,27 @@ with page("Mistakes"):
         st.stop()
 
     # --- the gallery ---------------------------------------------------------------------------
-    controls = st.columns([1, 1, 3])
-    _, _, n_pages = page_bounds(len(wrong), 1, PAGE_SIZE)
-    page = controls[0].number_input(f"Page (of {n_pages})", 1, n_pages, 1, key="mistakes_page")
-    start, stop, _ = page_bounds(len(wrong), int(page), PAGE_SIZE)
-    on_page = wrong.iloc[start:stop]
-    can_explain = source.model_path is not None and source.lookup is not None
-    explain = controls[1].toggle(
-        "Grad-CAM", False, key="mistakes_explain", disabled=not can_explain,
-        help="Heatmaps for the patches of this page only." if can_explain else "No model file for these predictions.",
-    )  # fmt: skip
-    settings = explain_settings("mistakes") if explain else {"box": True}
-    st.caption(f"Mistakes {start + 1:,}–{stop:,} of {len(wrong):,}, most confident first "
-               "(confidence = |P(tumour) − true label|).")  # fmt: skip
-
-    if source.lookup is None:
-        st.dataframe(on_page, hide_index=True, width="stretch")
-        st.stop()
-    patches, found, missing = source.lookup.read(on_page["id"].tolist())
-    rows = on_page.set_index("id").loc[found]
-    maps = heatmaps(source.model_path, patches, found, settings, threshold) if explain else None
-    images = [
-        blend(patch, maps[k], settings) if maps is not None else with_box(patch, settings["box"])
-        for k, patch in enumerate(patches)
-    ]
-    captions = [
-        f"{SHORT[row.kind]} · p={row.prob:.3f} · {LABEL_NAMES[int(row.label)]}"
-        + (f" · {row.quality}" if with_flags and row.quality != OK else "")
-        for row in rows.itertuples()
-    ]
-    patch_grid(images, captions)
-    if missing:
-        st.caption(f"{len(missing)} patch(es) could not be read: " + "; ".join(list(missing.values())[:3]))
+    gallery = paged_gallery(
+        wrong,
+        key="mistakes",
+        noun="Mistakes",
+        order="most confident first (confidence = |P(tumour) − true label|)",
+        lookup=source.lookup,
+        model_path=source.model_path,
+        threshold=threshold,
+        caption=lambda row: (
+            f"{SHORT[row.kind]} · p={row.prob:.3f} · {LABEL_NAMES[int(row.label)]}"
+            + (f" · {row.quality}" if with_flags and row.quality != OK else "")
+        ),
+        unexplained="No model file for these predictions.",
+    )
 
     # --- one mistake in detail -------------------------------------------------------------------
-    st.subheader("One mistake in detail")
-    if not found:
-        st.stop()
-    chosen = st.selectbox(
-        "Mistake",
-        found,
-        format_func=lambda i: f"{SHORT[rows.loc[i, 'kind']]} · p={rows.loc[i, 'prob']:.3f} · {i}",
-        key="mistakes_detail",
+    rows = gallery.rows
+    chosen = pick_one(
+        gallery, "Mistake", lambda i: f"{SHORT[rows.loc[i, 'kind']]} · p={rows.loc[i, 'prob']:.3f} · {i}"
     )
-    k = found.index(chosen)
     row = rows.loc[chosen]
-    left, middle, right = st.columns([1, 1, 1])
-    left.image(with_box(patches[k], True), caption="patch (centre 32×32 px outlined)", width="stretch")
-    if can_explain and (explain or middle.button("Grad-CAM for this one", key="mistakes_detail_explain")):
-        detail_settings = settings if explain else DEFAULT_SETTINGS
-        detail = heatmaps(source.model_path, patches[k : k + 1], [chosen], detail_settings, threshold)
-        if detail is not None:
-            middle.image(
-                blend(patches[k], detail[0], detail_settings),
-                caption=detail_settings["method"],
-                width="stretch",
-            )
     details = {
         "id": f"`{chosen}`",
         "kind": row["kind"],
@@ -154,4 +116,4 @@ with page("Mistakes"):
         "source": f"`{source.lookup.source_of(chosen)}`",
         "predictions": source.title,
     }
-    right.markdown("  \n".join(f"**{name}** {value}" for name, value in details.items()))
+    patch_in_detail(gallery, chosen, details)

@@ -20,26 +20,16 @@ from core.diagnose.label_issues import (
     suspects_csv,
 )
 from core.errors import PatchLensError
-from core.evaluate.heatmaps import DEFAULT_ALPHA
 from core.evaluate.sources import dataset_lookup
-from core.formatting import page_bounds
 from ui.frame import page
-from ui.gallery import blend, explain_settings, heatmaps, patch_grid, with_box
+from ui.gallery import paged_gallery, patch_in_detail, pick_one
 from ui.prediction_source import KIND_KEY, current_threshold, pick_source, show_source_notes
 from ui.shared import DATASET_KEY, active_dataset, active_model_path, dataset_label
 from ui.similar import similar_in_dataset
 
-PAGE_SIZE = 24
 SOURCE_KEY = "label_issues_source"
 SOURCES = {"model": "Stored or model predictions", "folds": "K-fold cross-validation (trains K models)"}
 KIND_ICONS = {"out-of-sample": "✅", "in-sample": "⚠️", "unknown": "❔"}
-DETAIL_SETTINGS = {
-    "method": "gradcam",
-    "target": "tumour",
-    "alpha": DEFAULT_ALPHA,
-    "colormap": "jet",
-    "box": True,
-}
 
 
 @st.cache_data(show_spinner="Ranking the labelled patches…", max_entries=8)
@@ -182,62 +172,31 @@ with page("Label issues"):
     )
 
     # --- the suspects, most suspect first -------------------------------------------------------
-    controls = st.columns([1, 1, 3])
-    _, _, n_pages = page_bounds(len(ranked), 1, PAGE_SIZE)
-    page = controls[0].number_input(f"Page (of {n_pages})", 1, n_pages, 1, key="label_issues_page")
-    start, stop, _ = page_bounds(len(ranked), int(page), PAGE_SIZE)
-    on_page = ranked.iloc[start:stop]
-    can_explain = model_path is not None and lookup is not None
-    explain = controls[1].toggle(
-        "Grad-CAM", False, key="label_issues_explain", disabled=not can_explain,
-        help="Heatmaps for the patches of this page only." if can_explain else "No model or patches for these probabilities.",
-    )  # fmt: skip
-    settings = explain_settings("label_issues") if explain else {"box": True}
-    st.caption(f"Suspects {start + 1:,}–{stop:,} of {len(ranked):,}, most suspect first.")
-    if lookup is None:
-        st.dataframe(on_page, hide_index=True, width="stretch")
-        st.stop()
-    patches, shown, missing = lookup.read(on_page["id"].tolist())
-    rows = on_page.set_index("id").loc[shown]
-    maps = heatmaps(model_path, patches, shown, settings, current_threshold()) if explain else None
-    images = [
-        blend(patch, maps[k], settings) if maps is not None else with_box(patch, settings["box"])
-        for k, patch in enumerate(patches)
-    ]
-    captions = [
-        f"given {LABEL_NAMES[int(row.given_label)]} · P(tumour)={row.probability:.3f} · score {row.score:.3f}"
-        + (" · flagged" if row.flagged else "")
-        for row in rows.itertuples()
-    ]
-    patch_grid(images, captions)
-    if missing:
-        st.caption(f"{len(missing)} patch(es) could not be read: " + "; ".join(list(missing.values())[:3]))
+    gallery = paged_gallery(
+        ranked,
+        key="label_issues",
+        noun="Suspects",
+        order="most suspect first",
+        lookup=lookup,
+        model_path=model_path,
+        threshold=current_threshold(),
+        caption=lambda row: (
+            f"given {LABEL_NAMES[int(row.given_label)]} · P(tumour)={row.probability:.3f} · score {row.score:.3f}"
+            + (" · flagged" if row.flagged else "")
+        ),
+        unexplained="No model or patches for these probabilities.",
+    )
 
     # --- one suspect in detail ------------------------------------------------------------------
-    st.subheader("One suspect in detail")
-    if not shown:
-        st.stop()
-    chosen = st.selectbox(
+    rows = gallery.rows
+    chosen = pick_one(
+        gallery,
         "Suspect",
-        shown,
-        format_func=lambda i: (
+        lambda i: (
             f"score {rows.loc[i, 'score']:.3f} · given {LABEL_NAMES[int(rows.loc[i, 'given_label'])]} · {i}"
         ),
-        key="label_issues_detail",
     )
-    k = shown.index(chosen)
     row = rows.loc[chosen]
-    left, middle, right = st.columns(3)
-    left.image(with_box(patches[k], True), caption="patch (centre 32×32 px outlined)", width="stretch")
-    if can_explain and (explain or middle.button("Grad-CAM for this one", key="label_issues_detail_explain")):
-        detail_settings = settings if explain else DETAIL_SETTINGS
-        detail = heatmaps(model_path, patches[k : k + 1], [chosen], detail_settings, current_threshold())
-        if detail is not None:
-            middle.image(
-                blend(patches[k], detail[0], detail_settings),
-                caption=detail_settings["method"],
-                width="stretch",
-            )
     details = {
         "id": f"`{chosen}`",
         "given label": f"{LABEL_NAMES[int(row['given_label'])]} ({int(row['given_label'])})",
@@ -246,5 +205,5 @@ with page("Label issues"):
         "flagged by confident learning": "yes" if row["flagged"] else "no",
         "source": f"`{lookup.source_of(chosen)}`",
     }
-    right.markdown("  \n".join(f"**{name}** {value}" for name, value in details.items()))
+    patch_in_detail(gallery, chosen, details)
     similar_in_dataset(model_path, active_dataset(), chosen, key="label_issues_similar")

@@ -7,7 +7,6 @@ already evaluated on this dataset is not run again; a missing one is computed he
 a progress bar. Moving the threshold re-derives everything from the cached predictions.
 """
 
-import plotly.graph_objects as go
 import streamlit as st
 
 from core.constants import LABEL_NAMES
@@ -24,6 +23,7 @@ from core.evaluate.metrics import pr_points, roc_points
 from core.evaluate.predictions import read_predictions
 from core.evaluate.sources import dataset_lookup
 from core.formatting import page_bounds
+from ui.charts import curve, curve_figure, reference_line
 from ui.frame import page
 from ui.gallery import blend, heatmaps, patch_grid, with_box
 from ui.prediction_source import threshold_control
@@ -106,24 +106,30 @@ def compute_missing(model_a: str, model_b: str, dataset, missing: list[str]) -> 
 def curves(paired, names: dict[str, str]) -> None:
     """Overlaid ROC and PR curves of both models."""
     labels = paired["label"].to_numpy()
-    roc_figure, pr_figure = go.Figure(), go.Figure()
+    roc_traces, pr_traces = [], []
     for model in ("A", "B"):
         probs = paired[f"prob_{model.lower()}"].to_numpy()
         roc, pr = roc_points(labels, probs), pr_points(labels, probs)
         line = dict(color=COLOURS[model])
-        roc_figure.add_trace(go.Scatter(x=roc.fpr, y=roc.tpr, mode="lines", line=line,
-                                        name=f"{model}: {names[model]} (AUC {roc.auc:.3f})"))  # fmt: skip
-        pr_figure.add_trace(go.Scatter(x=pr.recall, y=pr.precision, mode="lines", line=line,
-                                       name=f"{model}: {names[model]} (AP {pr.average_precision:.3f})"))  # fmt: skip
-    roc_figure.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"),
-                                    name="chance", hoverinfo="skip"))  # fmt: skip
+        roc_traces.append(curve(roc.fpr, roc.tpr, f"{model}: {names[model]} (AUC {roc.auc:.3f})", line=line))
+        pr_traces.append(
+            curve(
+                pr.recall, pr.precision, f"{model}: {names[model]} (AP {pr.average_precision:.3f})", line=line
+            )
+        )
     layout = dict(
         height=420, margin=dict(t=40, b=20), legend=dict(orientation="h", x=0, y=-0.2)
     )  # off the curves
-    roc_figure.update_layout(
-        title="ROC", xaxis_title="false positive rate", yaxis_title="sensitivity", **layout
+    roc_figure = curve_figure(
+        [*roc_traces, reference_line("chance")],
+        title="ROC",
+        x_title="false positive rate",
+        y_title="sensitivity",
+        **layout,
     )
-    pr_figure.update_layout(title="Precision-recall", xaxis_title="recall", yaxis_title="precision", **layout)
+    pr_figure = curve_figure(
+        pr_traces, title="Precision-recall", x_title="recall", y_title="precision", **layout
+    )
     left, right = st.columns(2)
     left.plotly_chart(roc_figure, width="stretch", key="compare_roc")
     right.plotly_chart(pr_figure, width="stretch", key="compare_pr")

@@ -32,7 +32,7 @@ from core.settings import check_allowed, workspace_dir
 from ui.frame import page
 from ui.gallery import blend, explain_settings, explanation, method_name
 from ui.prediction_source import threshold_control
-from ui.shared import extra_roots, model_label, required_model_path
+from ui.shared import extra_roots, job_progress_bar, model_label, required_model_path
 
 SOURCE_KEY = "region_source"
 PATH_KEY = "region_path"
@@ -140,22 +140,16 @@ def job_panel(key: str | None, model_path: str, image: Path, stride: int, mpp: f
 @st.fragment(run_every=JOB_REFRESH_SECONDS)
 def job_progress(key: str) -> None:
     """The running job's progress (tiles, tiles/s, ETA), refreshed every second; Stop."""
-    job = read_job(key) or {}
-    if job.get("state") not in ("queued", "running"):
-        st.rerun(scope="app")
-    done, total = int(job.get("done") or 0), int(job.get("total") or 0)
+    job_progress_bar(read_job(key) or {}, scoring_text, stop=lambda: stop_job(key), key="region_stop")
+
+
+def scoring_text(job: dict, done: int, total: int) -> str:
     if job.get("phase") != SCORING_PHASE or not total:
-        text = job.get("phase") or LOADING_PHASE
-    else:
-        eta = job.get("eta_s")
-        text = f"Scoring tiles… {done:,}/{total:,} · {job.get('patches_per_s') or 0:.0f} tiles/s" + (
-            f" · ETA {eta:.0f} s" if eta is not None else ""
-        )
-    st.progress(done / total if total else 0.0, text=text)
-    st.caption("This runs in the background: you may reload the page or come back later.")
-    if st.button("Stop", key="region_stop"):
-        stop_job(key)
-        st.toast("Stop requested: the job ends at its next batch.")
+        return job.get("phase") or LOADING_PHASE
+    eta = job.get("eta_s")
+    return f"Scoring tiles… {done:,}/{total:,} · {job.get('patches_per_s') or 0:.0f} tiles/s" + (
+        f" · ETA {eta:.0f} s" if eta is not None else ""
+    )
 
 
 # --------------------------------------------------------------------------- the map

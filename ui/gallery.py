@@ -1,17 +1,21 @@
-"""Patch grids and Grad-CAM for the Predict and Mistakes pages.
+"""Patch grids and Grad-CAM for the Predict, Mistakes and Label issues pages.
 
 The Explainer (core.evaluate.explain) is built once per model file and shared by every session through
 st.cache_resource (it is thread-safe); explanations are cached per (model, method, target, scale,
 patches), so changing the opacity, colormap or centre box only re-blends, never re-explains. Every
 gallery of heatmaps gets one colour bar with a caption that says how its maps are scaled.
+`paged_gallery`, `pick_one` and `patch_in_detail` draw the ranked, paged gallery of Mistakes and Label
+issues and its one patch in detail.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from core.data.images import draw_centre_box
@@ -25,9 +29,11 @@ from core.evaluate.heatmaps import (
     overlay,
     scale_labels,
 )
+from core.formatting import page_bounds
 from ui.shared import load_model_cached
 
 GRID_COLUMNS = 6
+GALLERY_PAGE_SIZE = 24  # patches per page of a ranked gallery
 METHOD_NAMES = {
     "gradcam": "Grad-CAM",
     "gradcam++": "Grad-CAM++",
@@ -42,6 +48,13 @@ def method_name(method: str) -> str:
 
 
 SCALE_NAMES = {"shared": "shared", "own": "own max"}
+DETAIL_SETTINGS = {
+    "method": "gradcam",
+    "target": "tumour",
+    "alpha": DEFAULT_ALPHA,
+    "colormap": "jet",
+    "box": True,
+}
 
 
 def _model_file(path: str) -> tuple[str, float]:
@@ -184,3 +197,89 @@ def patch_grid(images: Sequence[np.ndarray], captions: Sequence[str], columns: i
             row, images[start : start + columns], captions[start : start + columns], strict=False
         ):
             column.image(image, caption=caption, width="stretch")
+
+
+@dataclass
+class Gallery:
+    """The page of a ranked gallery on screen: its readable patches, their ids and table rows."""
+
+    patches: np.ndarray
+    ids: list[str]
+    rows: pd.DataFrame  # the table's rows of `ids`, indexed by id
+    settings: dict  # the Grad-CAM controls' (only "box" when Grad-CAM is off)
+    explain: bool  # Grad-CAM on for the whole page
+    model_path: str | None
+    threshold: float
+    key: str
+
+
+def paged_gallery(
+    table: pd.DataFrame,
+    *,
+    key: str,
+    noun: str,
+    order: str,
+    lookup,
+    model_path: str | None,
+    threshold: float,
+    caption: Callable[[tuple], str],
+    unexplained: str,
+) -> Gallery:
+    """One page of `table` (ranked, with an `id` column) as a grid of patches captioned by `caption(row)`,
+    with a page number and a Grad-CAM toggle (`unexplained` says why it is off without a model or
+    patches). Only the table is shown, and the page stops, when the patches cannot be read."""
+    controls = st.columns([1, 1, 3])
+    _, _, n_pages = page_bounds(len(table), 1, GALLERY_PAGE_SIZE)
+    page = controls[0].number_input(f"Page (of {n_pages})", 1, n_pages, 1, key=f"{key}_page")
+    start, stop, _ = page_bounds(len(table), int(page), GALLERY_PAGE_SIZE)
+    on_page = table.iloc[start:stop]
+    can_explain = model_path is not None and lookup is not None
+    explain = controls[1].toggle(
+        "Grad-CAM", False, key=f"{key}_explain", disabled=not can_explain,
+        help="Heatmaps for the patches of this page only." if can_explain else unexplained,
+    )  # fmt: skip
+    settings = explain_settings(key) if explain else {"box": True}
+    st.caption(f"{noun} {start + 1:,}–{stop:,} of {len(table):,}, {order}.")
+    if lookup is None:
+        st.dataframe(on_page, hide_index=True, width="stretch")
+        st.stop()
+    patches, shown, missing = lookup.read(on_page["id"].tolist())
+    rows = on_page.set_index("id").loc[shown]
+    maps = heatmaps(model_path, patches, shown, settings, threshold) if explain else None
+    images = [
+        blend(patch, maps[k], settings) if maps is not None else with_box(patch, settings["box"])
+        for k, patch in enumerate(patches)
+    ]
+    patch_grid(images, [caption(row) for row in rows.itertuples()])
+    if missing:
+        st.caption(f"{len(missing)} patch(es) could not be read: " + "; ".join(list(missing.values())[:3]))
+    return Gallery(patches, shown, rows, settings, explain, model_path, threshold, key)
+
+
+def pick_one(gallery: Gallery, noun: str, describe: Callable[[str], str]) -> str:
+    """The heading "One <noun> in detail" and a select box over the gallery's patches, each named by
+    `describe(id)`; the page stops when the gallery shows none."""
+    st.subheader(f"One {noun.lower()} in detail")
+    if not gallery.ids:
+        st.stop()
+    return st.selectbox(noun, gallery.ids, format_func=describe, key=f"{gallery.key}_detail")
+
+
+def patch_in_detail(gallery: Gallery, chosen: str, details: dict[str, str]) -> None:
+    """Patch `chosen` of the gallery with its centre box, its Grad-CAM (at once when the page shows
+    heatmaps, else on a button) and `details` ({name: value}) beside them."""
+    k = gallery.ids.index(chosen)
+    patch = gallery.patches[k]
+    left, middle, right = st.columns(3)
+    left.image(with_box(patch, True), caption="patch (centre 32×32 px outlined)", width="stretch")
+    button_key = f"{gallery.key}_detail_explain"
+    if gallery.model_path is not None and (
+        gallery.explain or middle.button("Grad-CAM for this one", key=button_key)
+    ):
+        settings = gallery.settings if gallery.explain else DETAIL_SETTINGS
+        detail = heatmaps(
+            gallery.model_path, gallery.patches[k : k + 1], [chosen], settings, gallery.threshold
+        )
+        if detail is not None:
+            middle.image(blend(patch, detail[0], settings), caption=settings["method"], width="stretch")
+    right.markdown("  \n".join(f"**{name}** {value}" for name, value in details.items()))

@@ -46,6 +46,7 @@ from ui.shared import (
     active_dataset,
     active_model_path,
     dataset_label,
+    job_progress_bar,
     model_label,
 )
 
@@ -319,19 +320,12 @@ def _job_progress(key: str, title: str) -> None:
     """The running job's progress, refreshed every second; the whole page reruns once it ends."""
     from core.evaluate.jobs import read_job, stop_job
 
-    job = read_job(key) or {}
-    if job.get("state") not in ("queued", "running"):
-        st.rerun(scope="app")  # finished, failed or stopped: the page shows the outcome
-    done, total = int(job.get("done") or 0), int(job.get("total") or 0)
-    if job.get("phase") == LOADING_PHASE or not total:
-        text = LOADING_PHASE
-    else:
-        text = f"Predicting {title}… {done:,}/{total:,} patches"
-    st.progress(done / total if total else 0.0, text=text)
-    st.caption("This runs in the background: you may reload the page or come back later.")
-    if st.button("Stop", key="stop_prediction_job"):
-        stop_job(key)
-        st.toast("Stop requested: the job ends at its next batch.")
+    def text(job: dict, done: int, total: int) -> str:
+        if job.get("phase") == LOADING_PHASE or not total:
+            return LOADING_PHASE
+        return f"Predicting {title}… {done:,}/{total:,} patches"
+
+    job_progress_bar(read_job(key) or {}, text, stop=lambda: stop_job(key), key="stop_prediction_job")
 
 
 def show_source_notes(source: PredictionSource) -> None:

@@ -1,4 +1,5 @@
-"""What every page shares: the active dataset and model, cached loaders, the sidebar, the URL.
+"""What every page shares: the active dataset and model, cached loaders, the sidebar, the URL, and
+the progress bar of a background job.
 
 Session state keys (one home for each):
   dataset_path   the active dataset (default: the bundled sample)
@@ -17,6 +18,7 @@ before the script runs, so what the sidebar names is what the page acts on in th
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import streamlit as st
@@ -348,3 +350,18 @@ def _roots_setting() -> None:
         st.text_input("Add a data root for this session", key=NEW_ROOT_KEY)
         st.button("Add root", key="add_root", on_click=_add_typed_root)
         _show_notices("roots")
+
+
+def job_progress_bar(
+    job: dict, text: Callable[[dict, int, int], str], *, stop: Callable[[], object], key: str
+):
+    """A background job's progress bar, captioned `text(job, done, total)`, the note that it runs in the
+    background and its Stop button (`stop()` on a click); the whole page reruns once the job has ended."""
+    if job.get("state") not in ("queued", "running"):
+        st.rerun(scope="app")  # finished, failed or stopped: the page shows the outcome
+    done, total = int(job.get("done") or 0), int(job.get("total") or 0)
+    st.progress(done / total if total else 0.0, text=text(job, done, total))
+    st.caption("This runs in the background: you may reload the page or come back later.")
+    if st.button("Stop", key=key):
+        stop()
+        st.toast("Stop requested: the job ends at its next batch.")

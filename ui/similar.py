@@ -88,43 +88,52 @@ def neighbour_grid(
     st.dataframe(table, hide_index=True, width="stretch", key=f"{key}_neighbours")
 
 
-def similar_in_dataset(model_path: str, dataset, item: str, key: str) -> None:
-    """A section: the patches of `dataset` nearest to its patch `item` in the model's feature space,
-    when the features of the model on the dataset are cached; else a caption that says how to get them."""
+def cached_features_of(model_path: str, dataset):
+    """(cache path, FeatureSet) of the model's features on `dataset` when they are cached; else None
+    after a caption that says how to get them."""
     from core.diagnose.features import feature_cache_path
-    from core.errors import DatasetError
 
-    st.markdown("**Similar patches** — what the model thinks this patch resembles")
     path = feature_cache_path(model_path, dataset) if dataset is not None else None
     if path is None or not path.is_file():
         st.caption(FEATURES_NEEDED)
+        return None
+    return str(path), features_at(str(path), mtime(str(path)))
+
+
+def similar_in_dataset(model_path: str, dataset, item: str, key: str) -> None:
+    """A section: the patches of `dataset` nearest to its patch `item` in the model's feature space,
+    when the features of the model on the dataset are cached; else a caption that says how to get them."""
+    from core.errors import DatasetError
+
+    st.markdown("**Similar patches** — what the model thinks this patch resembles")
+    cached = cached_features_of(model_path, dataset)
+    if cached is None:
         return
-    found = features_at(str(path), mtime(str(path)))
+    path, found = cached
     try:
         found.position(item)
     except DatasetError:
         st.caption(f"{item} is not among the cached features of the active dataset.")
         return
-    table = index_at(str(path), mtime(str(path))).by_id(item, k_control(f"{key}_k"))
+    table = index_at(path, mtime(path)).by_id(item, k_control(f"{key}_k"))
     neighbour_grid(table, lookup_of(dataset), found, key=key)
 
 
 def similar_to_uploads(model, model_path: str, dataset, names: list[str], patches: np.ndarray) -> None:
     """Predict's section: the active dataset's patches nearest to a chosen upload, when the features of
     the active model on the active dataset are cached; else a caption that says how to get them."""
-    from core.diagnose.features import feature_cache_path, patch_features
+    from core.diagnose.features import patch_features
 
     st.subheader("Similar patches")
-    path = feature_cache_path(model_path, dataset) if dataset is not None else None
-    if path is None or not path.is_file():
-        st.caption(FEATURES_NEEDED)
+    cached = cached_features_of(model_path, dataset)
+    if cached is None:
         return
-    found = features_at(str(path), mtime(str(path)))
+    path, found = cached
     st.caption(f"The {len(found):,} patches of the active dataset nearest to an upload in the model's feature "
                f"space: what the model thinks it resembles. {EXPLAINED}")  # fmt: skip
     left, right = st.columns([3, 1])
     chosen = left.selectbox("Upload", range(len(names)), format_func=names.__getitem__, key="predict_similar")
     k = k_control("predict_similar_k", right)
     vector, _ = patch_features(model, patches[chosen])
-    table = index_at(str(path), mtime(str(path))).by_vector(vector[0], k)
+    table = index_at(path, mtime(path)).by_vector(vector[0], k)
     neighbour_grid(table, lookup_of(dataset), found, (patches[chosen], "this upload"), key="predict_similar")

@@ -1,13 +1,11 @@
-"""What the command modules share: argument types, the arguments several commands take, and the
-progress line they print on stderr."""
+"""What the command modules share: argument types and the arguments several commands take (their
+progress line on stderr is core.formatting.ProgressLine)."""
 
 from __future__ import annotations
 
 import argparse
-import sys
-import time
 
-from core.constants import DEFAULT_THRESHOLD
+from core.constants import DEFAULT_THRESHOLD, SCORING_BATCH_SIZE
 
 MODEL_HELP = "a .keras model file or a run directory"
 DATA_HELP = "a dataset folder or file (any layout)"
@@ -33,7 +31,9 @@ def positive_int(text: str) -> int:
     return value
 
 
-def add_command(subparsers, name: str, handler, *, help: str, description: str) -> argparse.ArgumentParser:
+def add_command(
+    subparsers, name: str, handler, *, help: str, description: str | None = None
+) -> argparse.ArgumentParser:
     """The parser of the sub-command `name`, which runs `handler(args)`; the caller adds its arguments."""
     parser = subparsers.add_parser(name, help=help, description=description)
     parser.set_defaults(handler=handler)
@@ -46,36 +46,23 @@ def add_model_data_arguments(parser: argparse.ArgumentParser, *, labelled: bool)
     parser.add_argument("data", help=LABELLED_DATA_HELP if labelled else DATA_HELP)
 
 
-def add_threshold_argument(parser: argparse.ArgumentParser) -> None:
-    """--threshold T, the probability from which a patch is called tumour."""
+def add_threshold_argument(
+    parser: argparse.ArgumentParser, meaning: str = "predict tumour when prob >= T"
+) -> None:
+    """--threshold T, the probability from which a patch (or a cell) is called tumour."""
     parser.add_argument(
         "--threshold",
         type=unit_interval,
         default=DEFAULT_THRESHOLD,
-        help=f"predict tumour when prob >= T (default {DEFAULT_THRESHOLD})",
+        help=f"{meaning} (default {DEFAULT_THRESHOLD})",
     )
 
 
-class ProgressLine:
-    """`\\r`-rewritten progress text on stderr, at most ~5 updates a second."""
-
-    def __init__(self, verb: str) -> None:
-        self.verb = verb
-        self.started = time.monotonic()
-        self.last = 0.0
-        self.width = 0
-
-    def __call__(self, done: int, total: int) -> None:
-        now = time.monotonic()
-        if done < total and now - self.last < 0.2:
-            return
-        self.last = now
-        elapsed = max(now - self.started, 1e-9)
-        percent = 100.0 * done / total if total else 100.0
-        rate = done / elapsed
-        text = f"{self.verb} {done:,}/{total:,} patches ({percent:5.1f}%)  {rate:,.0f} patches/s"
-        sys.stderr.write("\r" + text.ljust(self.width))  # pad: erase a longer previous line
-        self.width = len(text)
-        if done >= total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
+def add_batch_size_argument(parser: argparse.ArgumentParser, what: str = "patches per batch") -> None:
+    """--batch-size N, the patches (or tiles) of one forward pass."""
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=SCORING_BATCH_SIZE,
+        help=f"{what} (default {SCORING_BATCH_SIZE})",
+    )

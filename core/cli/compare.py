@@ -34,9 +34,9 @@ def register(subparsers) -> None:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from core.cli.common import ProgressLine
     from core.data.dataset import open_dataset
     from core.diagnose.compare import COMPARISON_KEYS, compare_paired, paired_predictions
+    from core.formatting import ProgressLine
     from core.model.io import resolve_model_path
 
     model_a, model_b = resolve_model_path(args.model_a), resolve_model_path(args.model_b)

@@ -9,22 +9,25 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections import Counter
-from typing import TextIO
 
+from core.cli.common import add_command
 from core.data.cache import cache_path_for, prepare
 from core.data.dataset import Dataset, open_dataset
 from core.data.quality import count_flags, quality_labels
 from core.data.scan import SCAN_CHUNK, map_chunks
 from core.errors import DatasetError
+from core.formatting import ProgressLine
 
 MAX_PROBLEM_ROWS = 30
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    inspect = subparsers.add_parser(
-        "inspect", help="detect a dataset's layout; count patches, classes and problems"
+    inspect = add_command(
+        subparsers,
+        "inspect",
+        run_inspect,
+        help="detect a dataset's layout; count patches, classes and problems",
     )
     inspect.add_argument("path", help="dataset folder or file (Kaggle, PCam HDF5, class folders, cache)")
     inspect.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -34,20 +37,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="do not decode every patch (fast; counts listed files, no quality counts)",
     )
     inspect.add_argument("--workers", type=int, default=2, help="decoding processes for the scan")
-    inspect.set_defaults(handler=run_inspect)
 
-    prep = subparsers.add_parser("prepare", help="convert a dataset into one uint8 HDF5 cache")
+    prep = add_command(subparsers, "prepare", run_prepare, help="convert a dataset into one uint8 HDF5 cache")
     prep.add_argument("path", help="dataset folder or file")
     prep.add_argument("--out", help="cache file to write (default: the workspace cache for this dataset)")
     prep.add_argument("--workers", type=int, default=2, help="decoding processes")
     prep.add_argument("--chunk", type=int, default=512, help="patches per unit of work")
-    prep.set_defaults(handler=run_prepare)
 
 
 def run_inspect(args: argparse.Namespace) -> int:
     dataset = open_dataset(args.path)
     if not args.no_scan:
-        bar = ProgressBar("scanning") if sys.stderr.isatty() else None
+        bar = ProgressLine("scanning") if sys.stderr.isatty() else None
         dataset.scan(workers=args.workers, progress=bar)
         if bar:
             bar.finish()
@@ -55,7 +56,7 @@ def run_inspect(args: argparse.Namespace) -> int:
     if summary["n_patches"] == 0:
         raise DatasetError(f"no readable patches in {args.path} ({len(summary['problems'])} problems).")
     if not args.no_scan:
-        bar = ProgressBar("checking quality") if sys.stderr.isatty() else None
+        bar = ProgressLine("checking quality") if sys.stderr.isatty() else None
         summary["quality"] = quality_counts(dataset, workers=args.workers, progress=bar)
         if bar:
             bar.finish()
@@ -121,7 +122,7 @@ def format_summary(summary: dict, path: str, *, scanned: bool) -> str:
 def run_prepare(args: argparse.Namespace) -> int:
     dataset = open_dataset(args.path)
     out = args.out or cache_path_for(dataset)
-    bar = ProgressBar("preparing")
+    bar = ProgressLine("preparing")
     summary = prepare(dataset, out, workers=args.workers, chunk=args.chunk, progress=bar)
     bar.finish()
     skipped = f", {summary.n_skipped:,} unreadable skipped" if summary.n_skipped else ""
@@ -130,32 +131,3 @@ def run_prepare(args: argparse.Namespace) -> int:
         f"({summary.patches_per_second:,.0f} patches/s)"
     )
     return 0
-
-
-class ProgressBar:
-    """A plain-text progress bar redrawn in place with \\r, at most ten times a second."""
-
-    def __init__(self, label: str, stream: TextIO | None = None, width: int = 30) -> None:
-        self.label, self.stream, self.width = label, stream or sys.stderr, width
-        self.started = time.perf_counter()
-        self.last_draw = 0.0
-        self.drawn = False
-
-    def __call__(self, done: int, total: int) -> None:
-        now = time.perf_counter()
-        if done < total and now - self.last_draw < 0.1:
-            return
-        self.last_draw = now
-        fraction = done / total if total else 1.0
-        filled = int(self.width * fraction)
-        rate = f" {done / (now - self.started):,.0f} patches/s" if done and now > self.started else ""
-        self.stream.write(
-            f"\r{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {done:,}/{total:,} {fraction:4.0%}{rate}"
-        )
-        self.stream.flush()
-        self.drawn = True
-
-    def finish(self) -> None:
-        if self.drawn:
-            self.stream.write("\n")
-            self.stream.flush()

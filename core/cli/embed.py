@@ -16,7 +16,8 @@ import json
 import sys
 from pathlib import Path
 
-from core.cli.common import ProgressLine, positive_int
+from core.cli.common import add_batch_size_argument, add_model_data_arguments, positive_int
+from core.formatting import ProgressLine
 
 
 def register(subparsers) -> None:
@@ -45,11 +46,8 @@ def register(subparsers) -> None:
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="a .keras model file or a run directory")
-    parser.add_argument("data", help="a labelled dataset folder or file (any layout)")
-    parser.add_argument(
-        "--batch-size", type=positive_int, default=256, help="patches per batch (default 256)"
-    )
+    add_model_data_arguments(parser, labelled=True)
+    add_batch_size_argument(parser)
     parser.add_argument(
         "--no-cache", action="store_true", help="always run the model (default: reuse cached features)"
     )

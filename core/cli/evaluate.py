@@ -19,14 +19,14 @@ import sys
 from pathlib import Path
 
 from core.cli.common import (
-    ProgressLine,
+    add_batch_size_argument,
     add_command,
     add_model_data_arguments,
     add_threshold_argument,
-    positive_int,
 )
 from core.data.quality import count_flags
 from core.errors import DatasetError
+from core.formatting import ProgressLine
 
 JSON_KEYS = (
     "n",
@@ -88,12 +88,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="average over the 8 flips/rotations (8x slower)",
     )
-    parser.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=256,
-        help="patches per batch (default 256)",
-    )
+    add_batch_size_argument(parser)
 
 
 def _report_skipped(frame) -> None:

@@ -14,13 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from core.cli.common import MODEL_HELP, add_command, unit_interval
+from core.cli.common import MODEL_HELP, add_command, add_threshold_argument, unit_interval
 from core.errors import PatchLensError
 from core.evaluate.explain import (
     DEFAULT_METHOD,
     DEFAULT_SCALE,
     DEFAULT_TARGET,
-    DEFAULT_THRESHOLD,
     METHODS,
     SCALES,
     TARGETS,
@@ -49,7 +48,7 @@ def register(subparsers) -> None:
         default=DEFAULT_TARGET,
         help="explain P(tumour), or the class predicted at --threshold",
     )
-    parser.add_argument("--threshold", type=unit_interval, default=DEFAULT_THRESHOLD)
+    add_threshold_argument(parser)
     parser.add_argument(
         "--scale",
         choices=SCALES,

@@ -90,8 +90,8 @@ def _probabilities(source: str, args: argparse.Namespace, dataset):
         return predictions, label_issues.run_validation_kind(len(predictions), len(dataset))
     if source == "folds":
         return _folds(args, dataset)
-    from core.cli.common import ProgressLine
     from core.evaluate.predictions import cached_predictions
+    from core.formatting import ProgressLine
     from core.model.io import read_model_meta, resolve_model_path
 
     meta = read_model_meta(resolve_model_path(args.model))

@@ -10,21 +10,23 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from core.cli.common import add_command, add_model_data_arguments
+
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "predict-job",
+        run,
         help="cache a model's predictions on a dataset as a job the Evaluate page can follow",
         description="Compute and cache the predictions of MODEL on DATA, reporting progress in a job file.",
     )
-    parser.add_argument("model", help="a .keras model file or a run directory")
-    parser.add_argument("data", help="a dataset folder or file (any layout)")
+    add_model_data_arguments(parser, labelled=False)
     parser.add_argument("--key", help="the job key the page waits on (default: computed)")
     parser.add_argument("--tta", action="store_true", help="average over the 8 flips/rotations")
     parser.add_argument(
         "--cache-dir", type=Path, help="prediction cache (default: <workspace>/cache/predictions)"
     )
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

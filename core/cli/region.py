@@ -13,14 +13,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from core.cli.common import unit_interval
-from core.constants import DEFAULT_THRESHOLD
+from core.cli.common import MODEL_HELP, add_batch_size_argument, add_command, add_threshold_argument
 
 
 def _shared_arguments(parser: argparse.ArgumentParser) -> None:
     from core.region.tiling import DEFAULT_STRIDE, STRIDES
 
-    parser.add_argument("model", help="a .keras model file or a run directory")
+    parser.add_argument("model", help=MODEL_HELP)
     parser.add_argument(
         "image", help="a region image (.png .jpg .tif, pyramidal or OME-TIFF) or a slide (.svs …)"
     )
@@ -29,30 +28,31 @@ def _shared_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--mpp", type=float, help="the image's µm per pixel, for images whose file does not say"
     )
-    parser.add_argument("--threshold", type=unit_interval, default=DEFAULT_THRESHOLD,
-                        help="P(tumour) at or above which a cell counts as tumour (contour, area)")  # fmt: skip
+    add_threshold_argument(parser, "P(tumour) at or above which a cell counts as tumour (contour, area)")
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "heatmap",
+        run_heatmap_command,
         help="score a region image or slide tile by tile and write a tumour-probability heatmap",
         description="Mask the tissue, score every tissue tile (96 px at the model's resolution) in "
         "streamed batches and write the heatmap outputs to --out.",
     )
     _shared_arguments(parser)
     parser.add_argument("--out", required=True, type=Path, help="the output folder")
-    parser.add_argument("--batch-size", type=int, default=256, help="tiles per forward pass")
-    parser.set_defaults(handler=run_heatmap_command)
+    add_batch_size_argument(parser, "tiles per forward pass")
 
-    job = subparsers.add_parser(
+    job = add_command(
+        subparsers,
         "heatmap-job",
+        run_job_command,
         help="the Region page's background heatmap (reports in <workspace>/cache/region/jobs/KEY)",
         description="Score IMAGE with MODEL as a job the Region page can follow and stop.",
     )
     _shared_arguments(job)
     job.add_argument("--key", help="the job key the page waits on (default: computed)")
-    job.set_defaults(handler=run_job_command)
 
 
 def run_heatmap_command(args: argparse.Namespace) -> int:

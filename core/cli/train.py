@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from core.cli.common import add_command
 from core.errors import RunError
 from core.model.architectures import ARCHITECTURES, DEFAULT_ARCHITECTURE, IMAGENET, NO_WEIGHTS, WEIGHTS_HELP
 from core.model.augment import AugmentConfig
@@ -14,8 +15,10 @@ from core.train.config import STAIN_NORMALISATIONS, TrainConfig
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "train",
+        run,
         help="train a model on one or more datasets",
         description="Train a model; writes config.json, status.json, metrics.jsonl, best.keras, "
         "model.keras and val_predictions.csv into the run directory.",
@@ -93,7 +96,6 @@ def register(subparsers) -> None:
         help="training data up to this size is held in memory; larger sets stream from the HDF5 cache",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress line")
-    parser.set_defaults(handler=run)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

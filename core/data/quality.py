@@ -173,7 +173,7 @@ def assess(patches: np.ndarray) -> QualityReport:
     Raises PatchError when the array is not uint8 RGB 96x96 patches.
     """
     x = _validated(patches)
-    blocks = _block_sums(x)
+    blocks = _block_sums(x, np.uint16)
     tissue = ~_is_glass(blocks)
     tissue_fraction = tissue.mean(axis=(1, 2), dtype=np.float64)
     off_stain, hue, hue_spread = _stain_measures(blocks, tissue)
@@ -233,11 +233,12 @@ def _validated(patches) -> np.ndarray:
     return x
 
 
-def _block_sums(x: np.ndarray) -> np.ndarray:
-    """(n, 24, 24, 3) uint16 sum of each 4x4 block (0-4080): 16 x the block's mean colour."""
-    rows = x[:, 0::BLOCK].astype(np.uint16)
+def _block_sums(values: np.ndarray, dtype=None) -> np.ndarray:
+    """Sum of each 4x4 block over axes 1 and 2, (n, 96, 96, ...) -> (n, 24, 24, ...), in `dtype` (default:
+    the values' own; uint16 for uint8 pixels: 0-4080, 16 x the block's mean colour)."""
+    rows = values[:, 0::BLOCK].astype(dtype or values.dtype)  # a copy, summed into in place
     for k in range(1, BLOCK):
-        rows += x[:, k::BLOCK]
+        rows += values[:, k::BLOCK]
     blocks = rows[:, :, 0::BLOCK].copy()
     for k in range(1, BLOCK):
         blocks += rows[:, :, k::BLOCK]
@@ -314,20 +315,9 @@ def _sharpness(grey: np.ndarray, centred: np.ndarray, tissue: np.ndarray) -> np.
     pixels = np.maximum(weight.sum(axis=(1, 2), dtype=np.float64) * BLOCK * BLOCK, 1.0)
 
     def over_tissue(values: np.ndarray) -> np.ndarray:
-        return np.einsum("nij,nij->n", _block_totals(values), weight, dtype=np.float64) / pixels
+        return np.einsum("nij,nij->n", _block_sums(values), weight, dtype=np.float64) / pixels
 
     energy = over_tissue(np.square(laplacian, out=laplacian))
     mean = over_tissue(centred)
     variance = over_tissue(np.square(centred)) - mean**2
     return energy / np.maximum(variance, 1.0)
-
-
-def _block_totals(values: np.ndarray) -> np.ndarray:
-    """(n, 24, 24) sums of each 4x4 block of a (n, 96, 96) array."""
-    rows = values[:, 0::BLOCK].copy()
-    for k in range(1, BLOCK):
-        rows += values[:, k::BLOCK]
-    totals = rows[:, :, 0::BLOCK].copy()
-    for k in range(1, BLOCK):
-        totals += rows[:, :, k::BLOCK]
-    return totals

@@ -8,7 +8,7 @@ the pooled activations of the last convolution (D = its channel count: 256 for p
 is the identity at inference, so they are exactly the Dense layer's input. The same forward pass
 also yields the tumour probability, so one pass gives both.
 
-Memory: the pixels are read in batches by the reader thread of core.evaluate.predict (two batches in flight),
+Memory: the pixels are read in batches by the reader thread of core.data.stream (two batches in flight),
 so only the N x D float32 feature matrix grows with the dataset (100 MB at 100,000 patches, D=256).
 
 Cache: `cache/features/<key>.npz` in the workspace, keyed like the prediction cache (model file
@@ -21,16 +21,16 @@ TensorFlow is imported inside the functions, never at module import.
 from __future__ import annotations
 
 import hashlib
-import queue
-import threading
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from core.data.stream import read_dataset
 from core.errors import DatasetError
-from core.evaluate.predict import DEFAULT_BATCH_SIZE, PREFETCH_BATCHES, _read_ahead
+from core.evaluate.predict import DEFAULT_BATCH_SIZE
 from core.evaluate.predictions import prediction_cache_key
 from core.files import atomic_file, atomic_write_json
 from core.model.features import compiled_scores, final_dense_layer, probabilities_and_features
@@ -101,41 +101,23 @@ def compute_features(
         return features, probs
 
     total = len(dataset)
-    batches = [range(start, min(start + batch_size, total)) for start in range(0, total, batch_size)]
-    ready: queue.Queue = queue.Queue(maxsize=PREFETCH_BATCHES)
-    stop = threading.Event()
-    reader = threading.Thread(
-        target=_read_ahead, args=(dataset, batches, ready, stop, True), name="feature-reader", daemon=True
-    )
     features: np.ndarray | None = None
     probs = np.empty(total, dtype=np.float32)
     kept = np.zeros(total, dtype=bool)
     quality: list[str] = []
     skipped: dict[str, str] = {}
-    done = 0
-    if progress:
-        progress(0, total)
-    reader.start()
-    try:
-        while (item := ready.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            pixels, good, bad, labels = item
-            if good:
-                batch_features, batch_probs = forward(pixels.astype(np.float32))
-                if features is None:
-                    features = np.empty((total, batch_features.shape[1]), dtype=np.float32)
-                features[good] = batch_features.numpy()
-                probs[good] = batch_probs.numpy()
-                kept[good] = True
-                quality.extend(labels)
-            skipped.update({dataset.ids[i]: reason for i, reason in bad.items()})
-            done += len(good) + len(bad)
-            if progress:
-                progress(done, total)
-    finally:
-        stop.set()
-        reader.join(timeout=5)
+    batches = read_dataset(
+        dataset, batch_size, skipped=skipped, quality=True, progress=progress, name="feature-reader"
+    )
+    with closing(batches):
+        for pixels, good, labels in batches:
+            batch_features, batch_probs = forward(pixels.astype(np.float32))
+            if features is None:
+                features = np.empty((total, batch_features.shape[1]), dtype=np.float32)
+            features[good] = batch_features.numpy()
+            probs[good] = batch_probs.numpy()
+            kept[good] = True
+            quality.extend(labels)
     if features is None:
         raise DatasetError(f"no patch of {dataset.path} could be read, so there are no features.")
     index = np.flatnonzero(kept)

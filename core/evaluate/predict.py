@@ -17,22 +17,21 @@ TensorFlow is imported inside the functions, never at module import.
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Callable
+from contextlib import closing
 
 import numpy as np
 import pandas as pd
 
-from core.constants import PATCH_SHAPE
+from core.constants import PATCH_SHAPE, SCORING_BATCH_SIZE
 from core.data.normalise import normaliser_of
-from core.data.quality import OUT_OF_DISTRIBUTION, quality_labels, with_flag
+from core.data.quality import OUT_OF_DISTRIBUTION, with_flag
+from core.data.stream import read_dataset
 from core.errors import InputError
 from core.model.features import as_patch_batch
 from core.model.ood import batch_scorer
 
-DEFAULT_BATCH_SIZE = 256
-PREFETCH_BATCHES = 2  # batches the reader thread may have ready ahead of the model
+DEFAULT_BATCH_SIZE = SCORING_BATCH_SIZE
 
 Progress = Callable[[int, int], None]
 
@@ -98,34 +97,6 @@ def predict_patches(model, patches: np.ndarray, *, tta: bool = False) -> np.ndar
 # --------------------------------------------------------------------------- a whole dataset
 
 
-def _read_ahead(
-    dataset, batches: list[range], out: queue.Queue, stop: threading.Event, quality: bool = False
-) -> None:
-    """Producer: put (pixels, indices read, {index: problem}, quality labels or None) per batch,
-    then None. Errors are passed on to the consumer rather than lost in the thread; `stop` ends
-    it early. With `quality`, the input-quality gate runs here on the pixels just read, while the
-    model scores the previous batch."""
-
-    def put(item) -> None:
-        while not stop.is_set():
-            try:
-                out.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    try:
-        for indices in batches:
-            if stop.is_set():
-                return
-            pixels, good, bad = dataset.read_tolerant(list(indices))
-            labels = quality_labels(pixels) if quality else None
-            put((pixels, good, bad, labels))
-        put(None)
-    except BaseException as error:  # re-raised in the consumer thread, never lost here
-        put(error)
-
-
 def predict_dataset(
     model,
     dataset,
@@ -160,50 +131,22 @@ def predict_dataset(
     batch_size = int(batch_size)
     forward = compiled_predict(model, tta=tta)
     score = batch_scorer(model, tta=tta) if quality else None  # None: no out-of-distribution check
-    total = len(dataset)
-    batches = [range(start, min(start + batch_size, total)) for start in range(0, total, batch_size)]
-    ready: queue.Queue = queue.Queue(maxsize=PREFETCH_BATCHES)
-    stop = threading.Event()
-    reader = threading.Thread(
-        target=_read_ahead,
-        args=(dataset, batches, ready, stop, quality),
-        name="patch-reader",
-        daemon=True,
-    )
-
     kept_index: list[np.ndarray] = []
     probs: list[np.ndarray] = []
     qualities: list[str] = []
     skipped: dict[str, str] = {}
-    done = 0
-    if progress:
-        progress(0, total)
-    reader.start()
-    try:
-        while True:
-            item = ready.get()
-            if item is None:
-                break
-            if isinstance(item, BaseException):
-                raise item
-            pixels, good, bad, labels = item
-            if len(good):
-                pixels = normaliser_of(model).transform(pixels).astype(np.float32)  # the model's stain
-                if score is None:
-                    probs.append(forward(pixels).numpy())
-                else:  # one forward pass: the probabilities and the out-of-distribution verdict
-                    batch_probs, unlike_training = score(pixels)
-                    probs.append(batch_probs)
-                    labels = with_flag(labels, OUT_OF_DISTRIBUTION, unlike_training)
-                kept_index.append(np.asarray(good, dtype=np.int64))
-                qualities.extend(labels or [])
-            skipped.update({dataset.ids[i]: reason for i, reason in bad.items()})
-            done += len(good) + len(bad)
-            if progress:
-                progress(done, total)
-    finally:
-        stop.set()
-        reader.join(timeout=5)
+    batches = read_dataset(dataset, batch_size, skipped=skipped, quality=quality, progress=progress)
+    with closing(batches):
+        for pixels, good, labels in batches:
+            pixels = normaliser_of(model).transform(pixels).astype(np.float32)  # the model's stain
+            if score is None:
+                probs.append(forward(pixels).numpy())
+            else:  # one forward pass: the probabilities and the out-of-distribution verdict
+                batch_probs, unlike_training = score(pixels)
+                probs.append(batch_probs)
+                labels = with_flag(labels, OUT_OF_DISTRIBUTION, unlike_training)
+            kept_index.append(np.asarray(good, dtype=np.int64))
+            qualities.extend(labels or [])
 
     index = np.concatenate(kept_index) if kept_index else np.empty(0, dtype=np.int64)
     labels = dataset.labels

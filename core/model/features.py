@@ -18,11 +18,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from core.constants import PATCH_SHAPE
+from core.constants import PATCH_SHAPE, SCORING_BATCH_SIZE
 from core.data.normalise import normaliser_of
 from core.errors import InputError, ModelError
 
-DEFAULT_BATCH_SIZE = 256
+DEFAULT_BATCH_SIZE = SCORING_BATCH_SIZE
 _SCORING_ATTRIBUTE = "_patchlens_compiled_scores"
 
 

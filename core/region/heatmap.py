@@ -4,33 +4,32 @@ write the outputs.
 `prepare` opens the image, settles its resolution (the file's, or the `mpp` given), lays the tile
 grid, picks the level to read and masks the tissue on a thumbnail. `score` runs the model over the
 tissue tiles: a reader thread reads one band of tiles at a time (at most `batch_size` tiles wide)
-and runs the input-quality gate on them while the model scores the previous batch; at most
-PREFETCH_BATCHES batches of pixels exist at once, so memory stays flat whatever the slide's size.
+and runs the input-quality gate on them while the model scores the previous batch (core.data.stream);
+at most PREFETCH_BATCHES batches of pixels wait at once, so memory stays flat whatever the slide's size.
 `run_heatmap` does both and writes the outputs (core.region.outputs). Progress reports tiles done,
 tiles/s and the ETA; `should_stop` ends the run at the next batch (HeatmapStopped).
 """
 
 from __future__ import annotations
 
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from core.constants import PCAM_MPP
+from core.constants import PCAM_MPP, SCORING_BATCH_SIZE
 from core.data.quality import OUT_OF_DISTRIBUTION, assess
+from core.data.stream import read_ahead
 from core.errors import PatchLensError
 from core.region.outputs import FLAG_BITS, write_outputs
 from core.region.reader import RegionImage, RegionImageError, open_region_image
 from core.region.tiling import DEFAULT_STRIDE, Grid, check_stride, cut_tiles, read_band, read_level
 from core.region.tissue import thumbnail, thumbnail_scale, tile_tissue_fractions, tissue_mask, tissue_tiles
 
-DEFAULT_BATCH_SIZE = 256
-PREFETCH_BATCHES = 2
+DEFAULT_BATCH_SIZE = SCORING_BATCH_SIZE
 
 Progress = Callable[[dict], None]
 
@@ -140,33 +139,18 @@ def _flag_bits(pixels: np.ndarray) -> np.ndarray:
     return bits
 
 
-def _read_ahead(plan: Plan, batch_size: int, quality: bool, out: queue.Queue, stop: threading.Event) -> None:
-    """Producer: put full batches (rows, cols, pixels, flag bits), then None; errors are passed on."""
-
-    def put(item) -> None:
-        while not stop.is_set():
-            try:
-                out.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
+def _full_batches(plan: Plan, batch_size: int, quality: bool) -> Iterator[tuple]:
+    """(rows, cols, pixels, flag bits) per batch of about `batch_size` tiles (bands merged)."""
     pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     waiting = 0
-    try:
-        for rows, cols, pixels in _batches(plan, batch_size):
-            if stop.is_set():
-                return
-            pending.append((rows, cols, pixels))
-            waiting += len(rows)
-            if waiting >= batch_size:
-                put(_merge(pending, quality))
-                pending, waiting = [], 0
-        if waiting:
-            put(_merge(pending, quality))
-        put(None)
-    except BaseException as error:  # re-raised by the consumer, never lost in this thread
-        put(error)
+    for rows, cols, pixels in _batches(plan, batch_size):
+        pending.append((rows, cols, pixels))
+        waiting += len(rows)
+        if waiting >= batch_size:
+            yield _merge(pending, quality)
+            pending, waiting = [], 0
+    if waiting:
+        yield _merge(pending, quality)
 
 
 def _merge(pending, quality: bool):
@@ -175,6 +159,11 @@ def _merge(pending, quality: bool):
     pixels = np.concatenate([p[2] for p in pending])
     bits = _flag_bits(pixels) if quality else np.zeros(len(pixels), dtype=np.uint8)
     return rows, cols, pixels, bits
+
+
+def _stop_if_asked(should_stop: Callable[[], bool] | None) -> None:
+    if should_stop and should_stop():
+        raise HeatmapStopped("stopped on request")
 
 
 def score(
@@ -197,24 +186,12 @@ def score(
     probabilities = np.full(plan.grid.shape, np.nan, dtype=np.float32)
     flags = np.zeros(plan.grid.shape, dtype=np.uint8)
     total, done, started = int(plan.tissue.sum()), 0, time.monotonic()
-    ready: queue.Queue = queue.Queue(maxsize=PREFETCH_BATCHES)
-    stop = threading.Event()
-    reader = threading.Thread(
-        target=_read_ahead, args=(plan, batch_size, quality, ready, stop), name="region-reader", daemon=True
-    )
     if progress:
         progress({"done": 0, "total": total, "patches_per_s": 0.0, "eta_s": None})
-    reader.start()
-    try:
-        while True:
-            if should_stop and should_stop():
-                raise HeatmapStopped("stopped on request")
-            item = ready.get()
-            if item is None:
-                break
-            if isinstance(item, BaseException):
-                raise item
-            rows, cols, pixels, bits = item
+    batches = read_ahead(_full_batches(plan, batch_size, quality), name="region-reader", join_timeout=10)
+    with closing(batches):
+        _stop_if_asked(should_stop)
+        for rows, cols, pixels, bits in batches:
             pixels = normaliser.transform(pixels).astype(np.float32)  # as the model was trained
             if scorer is None:
                 probabilities[rows, cols] = forward(pixels).numpy()
@@ -227,9 +204,7 @@ def score(
                 rate = done / max(time.monotonic() - started, 1e-9)
                 progress({"done": done, "total": total, "patches_per_s": round(rate, 1),
                           "eta_s": round((total - done) / max(rate, 1e-9), 1)})  # fmt: skip
-    finally:
-        stop.set()
-        reader.join(timeout=10)
+            _stop_if_asked(should_stop)
     return probabilities, flags
 
 

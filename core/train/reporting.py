@@ -4,7 +4,6 @@ at chance (status `warning`, see core.train.chance) and honours stop requests an
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.formatting import ProgressLine
 from core.model.io import CHECKPOINT_FILE
 from core.train.chance import chance_warning
 from core.train.runs import HEARTBEAT_SECONDS, append_metrics, stop_requested, write_status
@@ -194,12 +194,6 @@ def make_callback(
 
 
 def terminal_printer(stream=None):
-    """A progress printer that rewrites one line; `stream` defaults to sys.stderr as it is when printing
-    (not when this module was imported: a test's captured stream may be closed by then)."""
-
-    def show(text: str, newline: bool = False) -> None:
-        out = stream or sys.stderr
-        out.write("\r" + text.ljust(100) + ("\n" if newline else ""))
-        out.flush()
-
-    return show
+    """The training's progress printer, show(text, newline=False): the one progress line of
+    core.formatting, on `stream` (default sys.stderr as it is when printing)."""
+    return ProgressLine(stream=stream).show
