@@ -11,6 +11,7 @@ import streamlit as st
 from core.constants import LABEL_NAMES
 from core.data.quality import OK
 from core.errors import PatchLensError
+from core.evaluate.calibration import calibration_note
 from core.evaluate.interpret import CELL_NAMES, CELLS, Interpretation, clicked_cell
 from core.evaluate.metrics import (
     bootstrap_ci,
@@ -29,6 +30,7 @@ from core.evaluate.predictions import (
     with_quality,
 )
 from core.formatting import format_interval, format_metric
+from core.model.io import read_model_meta, resolve_model_path
 from ui.charts import curve, curve_figure, reference_line, threshold_marker
 from ui.frame import page
 from ui.gallery import patch_grid
@@ -325,6 +327,11 @@ with page("Evaluate"):
             height=360, margin=dict(t=40, b=20), legend=dict(x=0.02, y=0.98),
         )  # fmt: skip
         st.plotly_chart(figure, width="stretch", key="reliability")
+        if source.model_path:
+            try:
+                st.caption(calibration_note(read_model_meta(resolve_model_path(source.model_path))))
+            except PatchLensError:  # the model file went away since the predictions were made
+                pass
 
     st.download_button(
         "Download these metrics (JSON)",

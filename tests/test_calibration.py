@@ -111,12 +111,13 @@ def test_the_cli_prints_the_fit_and_refuses_unlabelled_data(
 
 
 def test_a_training_run_folds_the_validation_temperature_into_its_final_model(tmp_path, workspace):
+    from page_helpers import copy_kaggle_subset, finished_run
+
     from core.data.dataset import open_dataset
     from core.evaluate.predict import predict_patches
     from core.evaluate.predictions import read_predictions
     from core.model.io import load_model
     from core.train.runs import read_status
-    from page_helpers import copy_kaggle_subset, finished_run
 
     data = copy_kaggle_subset(tmp_path / "data", 40)
     run_dir = finished_run(workspace, data)
@@ -133,3 +134,24 @@ def test_a_training_run_folds_the_validation_temperature_into_its_final_model(tm
     pixels = dataset.read_batch([index[i] for i in saved["id"]])
     now = predict_patches(load_model(run_dir / "model.keras"), pixels)
     np.testing.assert_allclose(now, saved["prob"].to_numpy(), atol=1e-5)
+
+
+def test_the_note_says_whether_and_how_a_model_was_calibrated(calibrated):
+    from core.evaluate.calibration import calibration_note
+
+    fit, out = calibrated
+    note = calibration_note(read_model_meta(out))
+    assert f"T = {fit.temperature:.3f}" in note and f"{fit.ece_after:.3f}" in note
+    assert "not calibrated" in calibration_note({})
+    assert "skipped" in calibration_note({"calibration": {"temperature": 1.0, "skipped": "too few"}})
+
+
+def test_the_evaluate_page_says_the_active_model_is_calibrated(calibrated, small_kaggle, workspace, run_cli):
+    from page_helpers import open_page
+
+    fit, out = calibrated
+    assert run_cli("evaluate", out, small_kaggle)[0] == 0  # fills the prediction cache the page reads
+    at = open_page(workspace, "evaluate", model=out, dataset=small_kaggle)
+    assert not at.exception and at.metric  # read from the cache, no job needed
+    captions = " ".join(c.value for c in at.caption)
+    assert f"Probabilities calibrated by temperature scaling (T = {fit.temperature:.3f}" in captions

@@ -129,6 +129,10 @@ def test_a_model_trained_with_macenko_applies_it_wherever_it_scores(
     frame = predict_dataset(model, open_dataset(small_kaggle), batch_size=16)
     np.testing.assert_allclose(frame["prob"].to_numpy(), expected, atol=1e-6)  # same order: the CSV's
     np.testing.assert_allclose(Explainer(model).probabilities(small_patches), expected, atol=1e-5)
+    from core.diagnose.features import compute_features  # the Feature map and similar patches
+
+    features = compute_features(model, open_dataset(small_kaggle), batch_size=16)
+    np.testing.assert_allclose(features.probs, expected, atol=1e-5)
 
 
 @pytest.mark.parametrize("memory_limit", [None, 0])  # held in memory / streamed from the HDF5 cache

@@ -10,7 +10,8 @@ import argparse
 import json
 from pathlib import Path
 
-from core.cli.common import ProgressLine, add_command, add_model_data_arguments, positive_int
+from core.cli.common import add_batch_size_argument, add_command, add_model_data_arguments
+from core.formatting import ProgressLine
 
 
 def register(subparsers) -> None:
@@ -24,9 +25,7 @@ def register(subparsers) -> None:
     )
     add_model_data_arguments(parser, labelled=True)
     parser.add_argument("--out", required=True, type=Path, help="the calibrated .keras file to write")
-    parser.add_argument(
-        "--batch-size", type=positive_int, default=256, help="patches per batch (default 256)"
-    )
+    add_batch_size_argument(parser)
     parser.add_argument("--json", action="store_true", help="print the fit as JSON")
 
 

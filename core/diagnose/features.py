@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.data.normalise import normaliser_of
 from core.data.stream import read_dataset
 from core.errors import DatasetError
 from core.evaluate.predict import DEFAULT_BATCH_SIZE
@@ -35,7 +36,7 @@ from core.evaluate.predictions import prediction_cache_key
 from core.files import atomic_file, atomic_write_json
 from core.model.features import compiled_scores, final_dense_layer, probabilities_and_features
 
-FEATURE_CACHE_FORMAT = 1  # bump when the stored arrays change meaning
+FEATURE_CACHE_FORMAT = 2  # bump when the stored arrays change meaning (2: after the model's stain normaliser)
 FEATURES_SUBDIR = "features"
 NPZ_KEYS = ("ids", "features", "probs", "labels", "quality", "groups")
 
@@ -95,6 +96,7 @@ def compute_features(
     `skipped`, like core.evaluate.predict.predict_dataset.
     """
     scores = compiled_scores(model)
+    normaliser = normaliser_of(model)
 
     def forward(x):  # (features, probabilities), the order this module keeps
         probs, features = scores(x)
@@ -111,6 +113,7 @@ def compute_features(
     )
     with closing(batches):
         for pixels, good, labels in batches:
+            pixels = normaliser.transform(pixels)  # as the model was trained (the gate saw raw pixels)
             batch_features, batch_probs = forward(pixels.astype(np.float32))
             if features is None:
                 features = np.empty((total, batch_features.shape[1]), dtype=np.float32)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.constants import SCORING_BATCH_SIZE
 from core.errors import InputError, ModelError
 from core.evaluate.metrics import check_labels_probs, reliability_curve
 
@@ -135,8 +136,33 @@ def stored_temperature(meta: dict) -> float:
     return float((meta.get(META_KEY) or {}).get("temperature", 1.0))
 
 
+def calibration_note(meta: dict) -> str:
+    """One sentence on whether (and how) a model's probabilities were calibrated, from its metadata."""
+    info = meta.get(META_KEY) or {}
+    if not info:
+        return (
+            "This model's probabilities are the network's own, not calibrated: `python -m core calibrate "
+            "MODEL DATA --out CALIBRATED.keras` fits temperature scaling on patches it never trained on."
+        )
+    if info.get("skipped"):
+        return f"Temperature scaling was skipped when this model was trained: {info['skipped']}"
+    fit = info.get("fit") or {}
+    where = f" on {info['fitted_on']}" if info.get("fitted_on") else ""
+    change = (
+        f"; ECE there {fit['ece_before']:.3f} → {fit['ece_after']:.3f}"
+        if {"ece_before", "ece_after"} <= fit.keys()
+        else ""
+    )
+    return f"Probabilities calibrated by temperature scaling (T = {info['temperature']:.3f}, fitted{where}{change})."
+
+
 def calibrate_model_file(
-    model_path: str | Path, data: str | Path, out: str | Path, *, batch_size: int = 256, progress=None
+    model_path: str | Path,
+    data: str | Path,
+    out: str | Path,
+    *,
+    batch_size: int = SCORING_BATCH_SIZE,
+    progress=None,
 ) -> TemperatureFit:
     """Fit T on the labelled dataset `data` and write a calibrated copy of the model to `out`.
 
