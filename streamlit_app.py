@@ -49,13 +49,18 @@ with page("Home"):
             and model_label(st.session_state[MODEL_KEY]) == "bundled baseline"
             and info
         ):
-            metrics = info.get("metrics", {})
-            st.caption(
-                f"Baseline: validation AUC {metrics.get('val_auc', float('nan')):.3f}, accuracy "
+            metrics, proxy = info.get("metrics", {}), info.get("unseen_slide_proxy")
+            text = (
+                f"Baseline: AUC {metrics.get('val_auc', float('nan')):.3f}, accuracy "
                 f"{metrics.get('val_accuracy', float('nan')):.3f} on the bundled sample, which it never "
-                "trained on. The sample shares slides with the training patches, so expect a little "
-                "less on new slides."
+                "trained on"
             )
+            if proxy:
+                text += (
+                    f"; AUC {proxy['auc']:.3f}, accuracy {proxy['accuracy']:.3f} on {proxy['n']:,} patches "
+                    "of slides it never saw (see models/README.md)"
+                )
+            st.caption(text + ".")
     with right:
         st.subheader("Training")
         running = active_run()

@@ -16,7 +16,10 @@ What it does, in the order of core/train/job.py's own fit (core.model.ood):
      photos when --photos holds them (see bench/calibrate_quality.py).
 
 Usage: /work/main/.venv/bin/python bench/fit_ood_baseline.py [--quick] [--per-family 300] [--dry-run]
+           [--train-prefix pcamtrain_] [--held-out DIR [DIR ...]]
   --dry-run measures with the statistics in memory and leaves models/baseline.keras alone.
+  --train-prefix / --held-out: for a baseline trained on bench/unseen_slide_split.py's train/ (fit on
+  pcamtrain_* only; threshold on valA and data/sample, so both JPEGs and TIFFs set it).
 """
 
 from __future__ import annotations
@@ -108,7 +111,7 @@ def rewrite_baseline(stats: ood.OODStats, sample_x: np.ndarray) -> str:
         ood.write_ood_stats(tmp, stats)
         with zipfile.ZipFile(BASELINE) as old, zipfile.ZipFile(tmp) as new:
             for name in old.namelist():
-                if name != "patchlens.json":
+                if name not in ("patchlens.json", ood.OOD_ENTRY):  # the two entries this rewrites
                     assert old.read(name) == new.read(name), f"{name} changed"
         after = predict_patches(load_model(tmp), sample_x)
         assert np.array_equal(before, after), "predictions changed"
@@ -127,13 +130,29 @@ def main() -> None:
     arguments.add_argument("--per-family", type=int, default=300, help="images per made-up family")
     arguments.add_argument("--photos", type=Path, default=Path("/tmp/skimage-data"), help="scikit-image data")
     arguments.add_argument("--dry-run", action="store_true", help="leave models/baseline.keras alone")
+    arguments.add_argument(
+        "--train-prefix",
+        default="",
+        help="fit only on shared patches whose id starts with this (pcamtrain_ for a baseline trained on "
+        "bench/unseen_slide_split.py's train/); default: every shared patch not held out",
+    )
+    arguments.add_argument(
+        "--held-out",
+        nargs="+",
+        type=Path,
+        default=[BUNDLED_SAMPLE],
+        help="labelled datasets the model never trained on; the threshold is their distances' percentile "
+        "(default data/sample)",
+    )
     args = arguments.parse_args()
     args.repeats = 1
     from core.model.io import load_model
 
     limit = 1500 if args.quick else None
     sample_ids, sample_x, _ = read_all(BUNDLED_SAMPLE)
-    held_out = set(sample_ids)
+    held_out_sets = [read_all(path) for path in args.held_out]
+    held_out = {i for part in held_out_sets for i in part[0]} | set(sample_ids)
+    calibration_x = np.concatenate([part[1] for part in held_out_sets])
     shared = {
         name: read_all(path, limit)
         for name, path in (("Kaggle TIFF", KAGGLE_SAMPLE), ("PCam JPEG", PCAM_JPEG))
@@ -142,13 +161,13 @@ def main() -> None:
     ids = [i for v in shared.values() for i in v[0]]
     x = np.concatenate([v[1] for v in shared.values()])
     y = np.concatenate([v[2] for v in shared.values()])
-    training = np.flatnonzero([i not in held_out for i in ids])
+    training = np.flatnonzero([i not in held_out and i.startswith(args.train_prefix) for i in ids])
     rng = np.random.default_rng(0)
     fitted = np.sort(rng.permutation(training)[: ood.FIT_PATCHES])
 
     model = load_model(BASELINE)
     start = time.perf_counter()
-    stats = ood.fit_ood_stats(model, x[fitted], y[fitted], sample_x)
+    stats = ood.fit_ood_stats(model, x[fitted], y[fitted], calibration_x)
     fit_seconds = time.perf_counter() - start
     log(
         f"fitted on {stats.n_fit:,}, calibrated on {stats.n_calibration:,} in {fit_seconds:.1f} s: {stats.summary()}"
@@ -173,8 +192,20 @@ def main() -> None:
         offset += len(part_ids)
     rows.append(real_row("all shared", real))
     rows.append(real_row("shared, not among the fitted", {k: v[not_fitted] for k, v in real.items()}))
+    if (
+        args.train_prefix
+    ):  # shared patches of slides the model never trained on, and not used for the threshold
+        unseen = np.array([not i.startswith(args.train_prefix) and i not in held_out for i in ids])
+        rows.append(
+            real_row("shared, never trained on nor held out", {k: v[unseen] for k, v in real.items()})
+        )
+    for path, part in zip(args.held_out, held_out_sets):
+        if Path(path).resolve() != BUNDLED_SAMPLE.resolve():
+            rows.append(real_row(f"{Path(path).name} (held out; the threshold's own)", gate(model, part[1])))
     sample = gate(model, sample_x)
-    rows.append(real_row("data/sample (held out; the threshold's own patches)", sample))
+    in_threshold = any(Path(path).resolve() == BUNDLED_SAMPLE.resolve() for path in args.held_out)
+    sample_role = "held out; the threshold's own" if in_threshold else "never trained on"
+    rows.append(real_row(f"data/sample ({sample_role})", sample))
     real_table = table(
         [
             "real patches",
@@ -224,8 +255,11 @@ def main() -> None:
     )
     notes = [
         "method: " + ood.METHOD + " (Lee et al. 2018); threshold = the "
-        f"{stats.percentile:g}th percentile of the distances of data/sample, the baseline's validation set.",
-        f"fitted on {stats.n_fit:,} random training patches of the baseline (shared data minus data/sample, seed 0).",
+        f"{stats.percentile:g}th percentile of the distances of the held-out patches: "
+        + ", ".join(str(path) for path in args.held_out)
+        + ".",
+        f"fitted on {stats.n_fit:,} random training patches of the baseline (shared data minus the held-out "
+        f"patches{', ids starting ' + args.train_prefix if args.train_prefix else ''}, seed 0).",
         "most shared patches are the baseline's own training patches: the rate on slides it never saw "
         "will be higher than on these (the threshold is set on held-out patches of the same slides).",
         rewrite_note,

@@ -75,7 +75,8 @@ def test_the_calibrated_file_scores_as_the_fit_says_and_keeps_its_metadata(calib
     assert np.array_equal(np.argsort(after, kind="stable"), np.argsort(before, kind="stable"))
 
     meta, original = read_model_meta(out), read_model_meta(BASELINE_MODEL)
-    assert stored_temperature(meta) == pytest.approx(fit.temperature, rel=1e-5)
+    # the baseline ships calibrated on unseen slides: this fit multiplies onto its temperature
+    assert stored_temperature(meta) == pytest.approx(stored_temperature(original) * fit.temperature, rel=1e-5)
     assert meta["calibration"]["fit"]["n"] == 1000
     assert meta["ood"] == original["ood"] and meta["last_conv_layer"] == original["last_conv_layer"]
     with zipfile.ZipFile(out) as archive, zipfile.ZipFile(BASELINE_MODEL) as source:
@@ -87,7 +88,7 @@ def test_a_second_calibration_multiplies_onto_the_first(calibrated, small_kaggle
     again = tmp_path / "again.keras"
     second = calibrate_model_file(out, small_kaggle, again)
     assert stored_temperature(read_model_meta(again)) == pytest.approx(
-        fit.temperature * second.temperature, rel=1e-4
+        stored_temperature(read_model_meta(out)) * second.temperature, rel=1e-4
     )
 
 
@@ -101,7 +102,10 @@ def test_the_cli_prints_the_fit_and_refuses_unlabelled_data(
 
     reported = json.loads(stdout)
     assert reported["n"] == 40 and reported["temperature"] > 0
-    assert stored_temperature(read_model_meta(out)) == pytest.approx(reported["temperature"], rel=1e-4)
+    assert stored_temperature(read_model_meta(out)) == pytest.approx(reported["model_temperature"], rel=1e-4)
+    assert reported["model_temperature"] == pytest.approx(
+        stored_temperature(read_model_meta(BASELINE_MODEL)) * reported["temperature"], rel=1e-4
+    )
 
     code, _, stderr = run_cli(
         "calibrate", BASELINE_MODEL, unlabelled_folder_dir, "--out", tmp_path / "x.keras"
@@ -141,7 +145,7 @@ def test_the_note_says_whether_and_how_a_model_was_calibrated(calibrated):
 
     fit, out = calibrated
     note = calibration_note(read_model_meta(out))
-    assert f"T = {fit.temperature:.3f}" in note and f"{fit.ece_after:.3f}" in note
+    assert f"T = {stored_temperature(read_model_meta(out)):.3f}" in note and f"{fit.ece_after:.3f}" in note
     assert "not calibrated" in calibration_note({})
     assert "skipped" in calibration_note({"calibration": {"temperature": 1.0, "skipped": "too few"}})
 
@@ -154,4 +158,7 @@ def test_the_evaluate_page_says_the_active_model_is_calibrated(calibrated, small
     at = open_page(workspace, "evaluate", model=out, dataset=small_kaggle)
     assert not at.exception and at.metric  # read from the cache, no job needed
     captions = " ".join(c.value for c in at.caption)
-    assert f"Probabilities calibrated by temperature scaling (T = {fit.temperature:.3f}" in captions
+    assert (
+        f"Probabilities calibrated by temperature scaling (T = {stored_temperature(read_model_meta(out)):.3f}"
+        in captions
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from page_helpers import PAGE_SCRIPTS, copy_kaggle_subset
 from streamlit.testing.v1 import AppTest
 
 import core.data.dataset
-from core.settings import PROJECT_DIR, SAMPLE_DATASET
+from core.settings import BASELINE_INFO, PROJECT_DIR, SAMPLE_DATASET
 
 APP = str(PROJECT_DIR / "streamlit_app.py")
 TAB_KEY = "dataset_tab"  # the Dataset page's st.tabs key (a page script cannot be imported)
@@ -37,6 +38,11 @@ def test_home_shows_the_bundled_sample_and_links(app):
     assert metric_values(app)["Active dataset"] == "bundled sample"
     text = " ".join(c.value for c in app.caption)
     assert "1,000 patches" in text and "440 tumour / 560 normal" in text
+    # the bundled baseline's figures, as models/baseline.json records them: the sample and unseen slides
+    info = json.loads(BASELINE_INFO.read_text())
+    proxy = info["unseen_slide_proxy"]
+    assert f"AUC {info['metrics']['val_auc']:.3f}" in text
+    assert f"AUC {proxy['auc']:.3f}, accuracy {proxy['accuracy']:.3f} on {proxy['n']:,} patches" in text
 
 
 def test_home_and_dataset_pages_never_import_tensorflow(tmp_path):
