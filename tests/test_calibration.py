@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import zipfile
 
 import numpy as np
@@ -96,7 +97,10 @@ def test_the_cli_prints_the_fit_and_refuses_unlabelled_data(
     run_cli, small_kaggle, unlabelled_folder_dir, tmp_path, workspace
 ):
     out = tmp_path / "cli.keras"
-    code, stdout, _ = run_cli("calibrate", BASELINE_MODEL, small_kaggle, "--out", out, "--json")
+    run_dir = tmp_path / "run"  # MODEL may be a run directory, as for every command
+    run_dir.mkdir()
+    shutil.copy(BASELINE_MODEL, run_dir / "model.keras")
+    code, stdout, _ = run_cli("calibrate", run_dir, small_kaggle, "--out", out, "--json")
     assert code == 0 and out.is_file()
     import json
 

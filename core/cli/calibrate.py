@@ -31,8 +31,9 @@ def register(subparsers) -> None:
 
 def run_calibrate(args: argparse.Namespace) -> int:
     from core.evaluate.calibration import calibrate_model_file, stored_temperature
-    from core.model.io import read_model_meta
+    from core.model.io import read_model_meta, resolve_model_path
 
+    before = stored_temperature(read_model_meta(resolve_model_path(args.model)))  # 1.0: never calibrated
     fit = calibrate_model_file(
         args.model, args.data, args.out, batch_size=args.batch_size, progress=ProgressLine("scoring")
     )
@@ -41,11 +42,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
         print(json.dumps({**fit.summary(), "model_temperature": total, "out": str(args.out)}, indent=2))
         return 0
     print(f"temperature {fit.temperature:.4f} fitted on {fit.n:,} patches", end="")
-    print(
-        f" (the model's total is now {total:.4f}: it was calibrated before)"
-        if total != fit.temperature
-        else ""
-    )
+    print(f" (the model's total is now {total:.4f}: it was calibrated before)" if before != 1.0 else "")
     print(f"log loss {fit.log_loss_before:.4f} -> {fit.log_loss_after:.4f}")
     print(f"ECE      {fit.ece_before:.4f} -> {fit.ece_after:.4f}")
     print(f"wrote {args.out}")

@@ -177,11 +177,11 @@ def calibrate_model_file(
         load_model,
         read_model_entry,
         read_model_meta,
+        resolve_model_path,
         save_model,
-        update_model_file,
     )
 
-    source, out = Path(model_path), Path(out)
+    source, out = resolve_model_path(model_path), Path(out)  # a run directory: the model it offers
     dataset = open_checked(data)
     if dataset.labels is None:
         raise InputError(f"{Path(data).name} has no labels: temperature scaling needs labelled patches.")
@@ -193,9 +193,9 @@ def calibrate_model_file(
     fold_temperature(model, fit.temperature)
     total = stored_temperature(meta) * fit.temperature
     meta[META_KEY] = {"temperature": round(total, 6), "fitted_on": str(data), "fit": fit.summary()}
-    save_model(model, out, meta)
-    if kept:  # e.g. the out-of-distribution statistics: the features they describe do not change with T
-        update_model_file(out, entries=kept)
+    # one atomic write with the kept entries (e.g. the out-of-distribution statistics: the features they
+    # describe do not change with T), so `out` is never a model without them, even when it is `source`
+    save_model(model, out, meta, entries=kept)
     return fit
 
 

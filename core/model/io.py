@@ -41,8 +41,11 @@ def run_checkpoint_path(run_dir: str | Path) -> Path | None:
     return _first_file(run_dir, (CHECKPOINT_FILE, FINAL_MODEL_FILE))
 
 
-def save_model(model, path: str | Path, meta: dict | None = None) -> Path:
-    """Save atomically (temp file in the same folder, then rename) with `patchlens.json` inside."""
+def save_model(
+    model, path: str | Path, meta: dict | None = None, *, entries: dict[str, bytes] | None = None
+) -> Path:
+    """Save atomically (temp file in the same folder, then rename) with `patchlens.json` inside, and
+    `entries` ({name: bytes}, e.g. the out-of-distribution statistics) in the same write."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     info = {"architecture": model.name, "last_conv_layer": find_last_conv_layer(model), "mpp": PCAM_MPP}
@@ -53,6 +56,8 @@ def save_model(model, path: str | Path, meta: dict | None = None) -> Path:
         model.save(str(tmp))
         with zipfile.ZipFile(tmp, "a") as archive:
             archive.writestr(META_ENTRY, json.dumps(info, indent=2, default=str))
+            for name, data in (entries or {}).items():
+                archive.writestr(name, data)
     return path
 
 

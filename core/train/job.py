@@ -271,7 +271,7 @@ def _train(config: TrainConfig, run_dir: Path, job: JobReporter, printer, starte
     import pandas as pd
     from sklearn.metrics import roc_auc_score
 
-    from core.evaluate.calibration import calibrate_model
+    from core.evaluate.calibration import calibrate_model, stored_temperature
     from core.evaluate.predictions import write_predictions
 
     def predict_val() -> np.ndarray:
@@ -293,7 +293,7 @@ def _train(config: TrainConfig, run_dir: Path, job: JobReporter, printer, starte
         "val_accuracy": float(np.mean((probs >= 0.5) == labels)),
         "n_train": len(data.train),
         "n_val": len(data.val),
-        **({"temperature": calibration["calibration"]["temperature"]} if calibration else {}),
+        **({"temperature": stored_temperature(calibration)} if calibration else {}),
     }
     save_model(
         model,
