@@ -85,7 +85,9 @@ def test_two_models_are_run_then_drawn_over_each_other_with_their_disagreements(
     shown = page.locator('[data-testid="stImage"]').count()
     assert shown > 0
     page.get_by_text("Grad-CAM of both").click()
-    page.get_by_text("Grad-CAM of B").first.wait_for(timeout=GRADCAM_MS)
+    # Exact text: a substring wait for "Grad-CAM of B" matched the toggle "Grad-CAM of both" at once,
+    # so the counts below were taken before the maps were drawn.
+    page.get_by_text("Grad-CAM of B", exact=True).first.wait_for(timeout=GRADCAM_MS)
     settle(page)
     assert_no_exception(page)
     assert page.get_by_text("Grad-CAM of A", exact=True).count() == shown
