@@ -2,9 +2,10 @@
 with its DeLong interval and p-value, both accuracies at the shared threshold with the exact McNemar
 p-value, and the patches where they disagree, with both Grad-CAMs side by side on demand.
 
-Both models' predictions come from core.evaluate.predictions.cached_predictions, the cache Evaluate reads: a model
-already evaluated on this dataset is not run again; a missing one is computed here, on request, with
-a progress bar. Moving the threshold re-derives everything from the cached predictions.
+Both models' predictions come from the prediction cache Evaluate reads: a model already evaluated on
+this dataset is not run again; a missing one is computed on request by the same background prediction
+job as Evaluate's (ui.prediction_source.prediction_jobs), which a reload or a second session finds
+again and which can be stopped. Moving the threshold re-derives everything from the cached predictions.
 """
 
 import streamlit as st
@@ -14,7 +15,6 @@ from core.diagnose.compare import (
     compare_paired,
     disagreements,
     pair_predictions,
-    paired_predictions,
     prediction_files,
     significance,
 )
@@ -26,7 +26,7 @@ from core.formatting import page_bounds
 from ui.charts import curve, curve_figure, reference_line
 from ui.frame import page
 from ui.gallery import blend, heatmaps, patch_grid, with_box
-from ui.prediction_source import threshold_control
+from ui.prediction_source import prediction_jobs, threshold_control
 from ui.shared import (
     DATASET_KEY,
     active_dataset,
@@ -76,31 +76,6 @@ def pick_models(options: dict[str, str]) -> tuple[str, str]:
     model_a = left.selectbox("Model A", paths, format_func=options.get, key=MODEL_A_KEY)
     model_b = right.selectbox("Model B", paths, format_func=options.get, key=MODEL_B_KEY)
     return model_a, model_b
-
-
-def compute_missing(model_a: str, model_b: str, dataset, missing: list[str]) -> None:
-    """Offer to run the models whose predictions are not cached; rerun the page once both are."""
-    st.info(
-        f"Not computed on this dataset yet: {', '.join(missing)}. Each model runs once over "
-        f"{len(dataset):,} patches; the predictions are kept on disk (shared with Evaluate), so every "
-        "threshold and view afterwards is instant."
-    )
-    if not st.button("Run the models on this dataset", type="primary", key="compare_run"):
-        return
-    bar = st.progress(0.0, text="Loading the models…")
-
-    def show(done: int, total: int) -> None:
-        model = "A" if done < total / 2 else "B"
-        bar.progress(
-            done / total if total else 1.0, text=f"Predicting with model {model}… {done:,}/{total:,}"
-        )
-
-    try:
-        paired_predictions(model_a, model_b, dataset, progress=show)
-    except (PatchLensError, OSError) as error:
-        st.error(f"The predictions could not be computed: {error}")
-        return
-    st.rerun()  # drawn afresh from the cache, without this notice and button
 
 
 def curves(paired, names: dict[str, str]) -> None:
@@ -229,11 +204,13 @@ with page("Compare"):
     except PatchLensError as error:
         st.error(str(error))
         st.stop()
-    missing = [
-        f"{model} ({names[model]})" for model, file in zip("AB", files, strict=True) if not file.is_file()
-    ]
+    missing = {
+        path: f"Model {model} ({names[model]})"
+        for model, path, file in zip("AB", (model_a, model_b), files, strict=True)
+        if not file.is_file()
+    }
     if missing:
-        compute_missing(model_a, model_b, dataset, missing)
+        prediction_jobs(missing, dataset, button="Run the models on this dataset", key="compare_run")
         st.stop()
     try:
         paired = paired_from_files(*(item for file in files for item in (str(file), file.stat().st_mtime)))

@@ -2,7 +2,8 @@
 
 One `streamlit run` server with a temporary PATCHLENS_HOME holding two runs with real tiny models, and
 a Kaggle-layout copy of real bundled patches as the active dataset (named in the link, with model A).
-The user's path: open Compare from the navigation, pick model B, run both models, and see the two
+The user's path: open Compare from the navigation, pick model B, run both models (two background
+jobs, each with its progress and Stop), and see the two
 models' ROC and PR curves drawn over each other, the tests in words, and the disagreement gallery
 with both Grad-CAMs. Screenshots go to test-artifacts/browser/compare-*.png.
 """
@@ -26,6 +27,7 @@ from browser_helpers import (
     settle,
     shoot,
     wait_title,
+    wait_until,
 )
 
 require_browser()
@@ -33,7 +35,7 @@ require_browser()
 from page_helpers import copy_kaggle_subset  # noqa: E402
 from test_page_compare import make_run  # noqa: E402
 
-RUN_MS = 300_000  # both models run in the page's process: TensorFlow starts on two busy cores
+RUN_MS = 300_000  # both models run in background jobs: two TensorFlow starts on two busy cores
 GRADCAM_MS = 600_000  # two explainers, each first computing its shared-scale references, on busy cores
 
 
@@ -59,13 +61,16 @@ def test_two_models_are_run_then_drawn_over_each_other_with_their_disagreements(
     model_b = page.locator(SELECTBOX).filter(has_text="Model B").first
     choose(page, model_b, "run tiny-b")
     settle(page)
-    assert page.get_by_text("Not computed on this dataset yet").count() == 1
+    assert page.get_by_text("not computed yet").count() == 2  # one notice per model
 
     page.get_by_role("button", name="Run the models on this dataset").click()
+    page.get_by_text("This runs in the background").first.wait_for()  # two background jobs
+    assert wait_until(lambda: page.get_by_role("button", name="Stop").count() == 2, timeout=30)
+    shoot(page, ARTIFACTS, "compare-jobs")
     page.locator(PLOTLY).first.wait_for(timeout=RUN_MS)
     settle(page)
     assert_no_exception(page)
-    assert page.get_by_text("Not computed on this dataset yet").count() == 0
+    assert page.get_by_text("not computed yet").count() == 0
     shoot(page, ARTIFACTS, "compare-results")
 
     roc, pr = page.locator(PLOTLY).nth(0), page.locator(PLOTLY).nth(1)

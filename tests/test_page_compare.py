@@ -9,7 +9,7 @@ import shutil
 
 import numpy as np
 import pytest
-from page_helpers import copy_kaggle_subset, finished_run_dir, open_page
+from page_helpers import copy_kaggle_subset, finished_run_dir, open_page, wait_for_job_end
 
 from core.data.dataset import open_dataset
 from core.diagnose.compare import (
@@ -19,7 +19,8 @@ from core.diagnose.compare import (
     prediction_files,
     significance,
 )
-from core.evaluate.predictions import read_predictions
+from core.evaluate.jobs import read_job
+from core.evaluate.predictions import prediction_cache_key, read_predictions
 
 PAGE_SIZE = 12
 
@@ -56,11 +57,25 @@ def test_runs_both_models_once_then_compares_them_at_the_shared_threshold(setup,
     assert at.title[0].value.endswith("Compare")
     assert at.selectbox(key="compare_model_a").value == str(model_a)  # A defaults to the active model
     at.selectbox(key="compare_model_b").set_value(str(model_b)).run()
-    assert any("Not computed on this dataset yet" in i.value and "tiny-b" in i.value for i in at.info)
+    notices = [i.value for i in at.info if "not computed yet" in i.value]
+    assert len(notices) == 2 and "Model B (run tiny-b)" in notices[1]
 
+    # Both models run as background prediction jobs (Evaluate's), each with its progress and Stop.
     at.button(key="compare_run").click().run()
     assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
-    assert not any("Not computed" in i.value for i in at.info)  # redrawn from the cache, notice gone
+    assert not any("not computed yet" in i.value for i in at.info)
+    assert at.button(key="stop_prediction_job") and at.button(key="stop_prediction_job_1")
+    assert "compare_run" not in {b.key for b in at.button}
+    second = open_compare(workspace, data, model_a, monkeypatch)  # another tab attaches to both jobs
+    second.selectbox(key="compare_model_b").set_value(str(model_b)).run()
+    assert len(second.get("progress")) == 2 and "compare_run" not in {b.key for b in second.button}
+    dataset = open_dataset(data)
+    for model in (model_a, model_b):
+        job = wait_for_job_end(read_job, prediction_cache_key(model, dataset))
+        assert job["state"] == "finished", job
+    at.run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    assert not any("not computed yet" in i.value for i in at.info)  # redrawn from the cache
     assert any("A − B" in frame.value.columns for frame in at.dataframe)
     file_a, file_b = prediction_files(model_a, model_b, open_dataset(data))
     assert file_a.is_file() and file_b.is_file()  # in the workspace's prediction cache, Evaluate's
@@ -120,7 +135,7 @@ def test_predictions_cached_the_way_evaluate_caches_them_are_used_without_a_butt
     at = open_compare(workspace, data, model_a, monkeypatch)
     at.selectbox(key="compare_model_b").set_value(str(model_b)).run()
     assert not at.exception and not at.error
-    assert not any("Not computed" in i.value for i in at.info)
+    assert not any("not computed yet" in i.value for i in at.info)
     assert any("A − B" in frame.value.columns for frame in at.dataframe)
 
 

@@ -120,7 +120,7 @@ def test_active_model_predictions_are_computed_in_a_job_then_read_from_disk(
     assert not any("not computed yet" in i.value for i in at.info)
     assert at.button(key="stop_prediction_job")  # the job runs: progress and a Stop button
     (bar,) = at.get("progress")  # while TensorFlow starts, it says so (not "Predicting… 0/12")
-    assert bar.proto.text == "Starting TensorFlow and loading the model…"
+    assert bar.proto.text == "tiny.keras on active: Starting TensorFlow and loading the model…"
 
     second = session()  # another tab (or a reload) attaches to the same job
     assert not any("not computed yet" in i.value for i in second.info)

@@ -239,23 +239,22 @@ def _active_source() -> PredictionSource | None:
             f"{dataset_label(dataset_path)} is unlabelled: it can be scored on the Predict page, not evaluated."
         )
         return None
-    from core.evaluate.predictions import prediction_cache_key, prediction_cache_path
+    from core.evaluate.predictions import prediction_cache_path
     from core.model.io import read_model_meta, resolve_model_path
 
     tta = st.checkbox("Test-time augmentation (average of 8 flips/rotations, 8× slower)", key=TTA_KEY)
     try:
-        key = prediction_cache_key(model_path, dataset, tta=tta)
+        csv_path = prediction_cache_path(model_path, dataset, tta=tta)
         meta = read_model_meta(resolve_model_path(model_path))
     except PatchLensError as error:
         st.error(str(error))
         return None
-    csv_path = prediction_cache_path(model_path, dataset, tta=tta)
     title = f"{model_label(model_path)} on {dataset_label(dataset_path)}" + (" (TTA)" if tta else "")
     overlap = training_overlap_note((meta or {}).get("config"), dataset_path)
     if not csv_path.is_file():
         if overlap:
             st.warning(overlap, icon="⚠️")
-        _prediction_job(key, title, model_path, dataset, tta)
+        prediction_jobs({model_path: title}, dataset, tta=tta)
         return None
     try:
         predictions = _cached_file_predictions(str(csv_path), modified_ns(csv_path))
@@ -283,49 +282,70 @@ def _active_source() -> PredictionSource | None:
 JOB_REFRESH_SECONDS = 1.0
 
 
-def _prediction_job(key: str, title: str, model_path: str, dataset, tta: bool) -> None:
-    """Start, follow or report the background job that computes these predictions.
+STOP_KEY = "stop_prediction_job"  # the Stop button of the first job a page follows
 
-    The job runs in its own process (core.evaluate.jobs) and is found by its cache key, so a
-    reload, a page switch or a second session attaches to the same job instead of losing it.
+
+def prediction_jobs(
+    models: dict[str, str],
+    dataset,
+    *,
+    tta: bool = False,
+    button: str = "Run the model on this dataset",
+    key: str = "start_prediction_job",
+) -> None:
+    """Start, follow or report the background jobs that compute each model's predictions on `dataset`.
+
+    `models` maps a model path to its title. Each job runs in its own process (core.evaluate.jobs) and
+    is found by its cache key, so a reload, a page switch or a second session attaches to the same job
+    instead of losing it. The button starts every model that is not running yet; the page reruns as
+    each job ends, and shows the predictions once none is missing.
     """
-    from core.evaluate.jobs import read_job
+    from core.evaluate.jobs import launch, read_job
+    from core.evaluate.predictions import prediction_cache_key
 
-    job = read_job(key)
-    if job and job["state"] in ("queued", "running"):
-        _job_progress(key, title)
-        return
-    if job and job["state"] == "failed":
-        st.error(f"Computing {title} failed: {job.get('error') or 'no reason given'}")
-    elif job and job["state"] == "stopped":
-        st.info(f"Computing {title} was stopped before it finished.")
-    else:
-        st.info(
-            f"{title}: not computed yet. The model runs once over {len(dataset):,} patches in the "
-            "background; the result is kept on disk, so every threshold and view afterwards is instant."
-        )
-    if st.button("Run the model on this dataset", type="primary", key="start_prediction_job"):
-        from core.evaluate.jobs import launch
-
+    waiting = []
+    for number, (model_path, title) in enumerate(models.items()):
+        job_key = prediction_cache_key(model_path, dataset, tta=tta)
+        job = read_job(job_key)
+        if job and job["state"] in ("queued", "running"):
+            _job_progress(job_key, title, STOP_KEY if number == 0 else f"{STOP_KEY}_{number}")
+            continue
+        _job_outcome(job, title, len(dataset))
+        waiting.append(model_path)
+    if waiting and st.button(button, type="primary", key=key):
         try:
-            launch(model_path, dataset, tta=tta)
+            for model_path in waiting:
+                launch(model_path, dataset, tta=tta)
         except (PatchLensError, OSError) as error:
             st.error(f"The prediction job could not be started: {error}")
             return
         st.rerun()
 
 
+def _job_outcome(job: dict | None, title: str, n_patches: int) -> None:
+    """Why these predictions are not there: the last job failed, was stopped, or never ran."""
+    if job and job["state"] == "failed":
+        st.error(f"Computing {title} failed: {job.get('error') or 'no reason given'}")
+    elif job and job["state"] == "stopped":
+        st.info(f"Computing {title} was stopped before it finished.")
+    else:
+        st.info(
+            f"{title}: not computed yet. The model runs once over {n_patches:,} patches in the "
+            "background; the result is kept on disk, so every threshold and view afterwards is instant."
+        )
+
+
 @st.fragment(run_every=JOB_REFRESH_SECONDS)
-def _job_progress(key: str, title: str) -> None:
+def _job_progress(key: str, title: str, stop_key: str) -> None:
     """The running job's progress, refreshed every second; the whole page reruns once it ends."""
     from core.evaluate.jobs import read_job, stop_job
 
     def text(job: dict, done: int, total: int) -> str:
         if job.get("phase") == LOADING_PHASE or not total:
-            return LOADING_PHASE
+            return f"{title}: {LOADING_PHASE}"
         return f"Predicting {title}… {done:,}/{total:,} patches"
 
-    job_progress_bar(read_job(key) or {}, text, stop=lambda: stop_job(key), key="stop_prediction_job")
+    job_progress_bar(read_job(key) or {}, text, stop=lambda: stop_job(key), key=stop_key)
 
 
 def show_source_notes(source: PredictionSource) -> None:
