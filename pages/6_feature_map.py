@@ -25,7 +25,7 @@ from core.diagnose.projection import (
 from core.errors import PatchLensError
 from ui.frame import page
 from ui.gallery import blend, explain_settings, heatmaps, patch_grid, with_box
-from ui.prediction_source import threshold_control
+from ui.prediction_source import prediction_jobs, threshold_control
 from ui.shared import (
     DATASET_KEY,
     active_dataset,
@@ -50,18 +50,19 @@ def _points(path: str, mtime: float, method: str):
 
 
 def feature_file(model_path: str, dataset) -> str | None:
-    """The cache file of the features, computing them first (in this session, with a progress bar)
-    when they are not on disk; a dataset above DECODE_AT_OPEN_MAX patches waits for a click."""
+    """The cache file of the features. Not on disk yet: a dataset of at most DECODE_AT_OPEN_MAX patches
+    is computed here at once (seconds, with a progress bar); a larger one by a background job on a
+    click, which a reload or a second session finds again and which can be stopped."""
     from core.diagnose.features import cached_features, feature_cache_path
 
     path = feature_cache_path(model_path, dataset)
     if path.is_file():
         return str(path)
     if len(dataset) > DECODE_AT_OPEN_MAX:
-        st.info(f"Features of {len(dataset):,} patches are not computed yet: the model runs once over every "
-                "patch and the result is kept on disk.")  # fmt: skip
-        if not st.button("Compute the features", type="primary", key="feature_map_compute"):
-            return None
+        title = f"{model_label(model_path)} on {dataset_label(st.session_state.get(DATASET_KEY))}"
+        prediction_jobs({model_path: title}, dataset, features=True, button="Compute the features",
+                        key="feature_map_compute")  # fmt: skip
+        return None
     model = load_active_model()
     if model is None:
         return None

@@ -134,3 +134,43 @@ def test_predict_shows_the_datasets_patches_nearest_to_an_upload(setup, page, mo
     assert not at.exception
     assert any("open the Feature map page once" in c.value for c in at.caption)
     assert len(at.dataframe) == 1  # the results only
+
+
+def test_a_large_datasets_features_come_from_a_background_job_a_second_session_finds(
+    setup, tmp_path, monkeypatch
+):
+    from page_helpers import wait_for_job_end
+
+    import core.data.dataset
+    from core.diagnose.features import read_features
+    from core.evaluate.jobs import job_key, read_job, results_dir
+
+    root, data, model = setup
+    workspace = tmp_path / "workspace"
+    monkeypatch.setenv("PATCHLENS_HOME", str(workspace))
+    monkeypatch.setenv("PATCHLENS_DATA_ROOTS", str(root / "data"))
+    monkeypatch.setattr(core.data.dataset, "DECODE_AT_OPEN_MAX", 0)  # as if too large to score on opening
+
+    at = open_page(workspace, "feature_map", model=model, dataset=data)
+    assert not at.exception and not at.get("plotly_chart")  # nothing computed without a click
+    assert any("not computed yet" in i.value for i in at.info)
+    at.button(key="feature_map_compute").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.button(key="stop_prediction_job")  # a background job: its progress and a Stop button
+    second = open_page(workspace, "feature_map", model=model, dataset=data)  # another tab attaches
+    assert "feature_map_compute" not in {b.key for b in second.button} and second.get("progress")
+
+    dataset = open_dataset(data)
+    job = wait_for_job_end(
+        lambda key: read_job(key, results_dir(features=True)), job_key(model, dataset, features=True)
+    )
+    assert job["state"] == "finished", job
+    at.run()
+    assert not at.exception and not at.error
+    drawn = [i for trace in traces(at) for i in (row[0] for row in trace["customdata"])]
+    assert sorted(drawn) == sorted(dataset.ids)
+    stored = read_features(feature_cache_path(model, dataset))  # where the in-page path keeps them too
+    _, features, probs = independent(model, data)
+    order = [stored.ids.index(i) for i in dataset.ids]
+    np.testing.assert_allclose(stored.features[order], features, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(stored.probs[order], probs, rtol=1e-4, atol=1e-5)

@@ -10,7 +10,7 @@ import pytest
 from page_helpers import wait_for_job_end
 
 from core.data.dataset import open_dataset
-from core.evaluate.jobs import LOADING_PHASE, job_dir, launch, read_job, run_job, stop_job
+from core.evaluate.jobs import LOADING_PHASE, job_dir, job_key, launch, read_job, run_job, stop_job
 from core.evaluate.predictions import (
     cached_predictions,
     default_prediction_cache_dir,
@@ -51,6 +51,27 @@ def test_a_stop_request_ends_the_job_as_stopped_without_a_cache_file(workspace, 
     status = run_job(model, data, key=key)
     assert status["state"] == "stopped" and not status.get("error")
     assert not (default_prediction_cache_dir() / f"{key}.csv").exists()
+
+
+def test_a_features_job_stops_on_request_then_caches_what_the_feature_map_reads(workspace, model_and_data):
+    from core.diagnose.features import cached_features, default_feature_cache_dir, feature_cache_key
+
+    model, data = model_and_data
+    dataset = open_dataset(data)
+    key = job_key(model, dataset, features=True)
+    assert key == feature_cache_key(model, dataset) != job_key(model, dataset)
+    folder = default_feature_cache_dir()
+    job_dir(key, folder).mkdir(parents=True)
+    stop_job(key, folder)
+    assert run_job(model, data, key=key, features=True)["state"] == "stopped"
+    assert not (folder / f"{key}.npz").exists()
+
+    job_dir(key, folder).joinpath("stop.request").unlink()
+    status = run_job(model, data, features=True)  # as `python -m core predict-job MODEL DATA --features`
+    assert status["state"] == "finished" and status["phase"] == "done", status
+    assert read_job(key, folder)["done"] == 10
+    found = cached_features(model, dataset)  # what the Feature map reads: from the job's file
+    assert found.from_cache and found.cached == str(folder / f"{key}.npz") and len(found) == 10
 
 
 def test_a_job_for_a_changed_dataset_fails_with_a_reason(workspace, model_and_data):

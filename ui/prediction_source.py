@@ -290,34 +290,36 @@ def prediction_jobs(
     dataset,
     *,
     tta: bool = False,
+    features: bool = False,
     button: str = "Run the model on this dataset",
     key: str = "start_prediction_job",
 ) -> None:
-    """Start, follow or report the background jobs that compute each model's predictions on `dataset`.
+    """Start, follow or report the background jobs that compute each model's predictions on `dataset`
+    (with `features`, the Feature map's features).
 
     `models` maps a model path to its title. Each job runs in its own process (core.evaluate.jobs) and
     is found by its cache key, so a reload, a page switch or a second session attaches to the same job
     instead of losing it. The button starts every model that is not running yet; the page reruns as
-    each job ends, and shows the predictions once none is missing.
+    each job ends, and shows the result once none is missing.
     """
-    from core.evaluate.jobs import launch, read_job
-    from core.evaluate.predictions import prediction_cache_key
+    from core.evaluate.jobs import job_key, launch, read_job, results_dir
 
+    folder = results_dir(features=features)
     waiting = []
     for number, (model_path, title) in enumerate(models.items()):
-        job_key = prediction_cache_key(model_path, dataset, tta=tta)
-        job = read_job(job_key)
+        key_of_job = job_key(model_path, dataset, tta=tta, features=features)
+        job = read_job(key_of_job, folder)
         if job and job["state"] in ("queued", "running"):
-            _job_progress(job_key, title, STOP_KEY if number == 0 else f"{STOP_KEY}_{number}")
+            _job_progress(key_of_job, folder, title, STOP_KEY if number == 0 else f"{STOP_KEY}_{number}")
             continue
-        _job_outcome(job, title, len(dataset))
+        _job_outcome(job, f"The features of {title}" if features else title, len(dataset))
         waiting.append(model_path)
     if waiting and st.button(button, type="primary", key=key):
         try:
             for model_path in waiting:
-                launch(model_path, dataset, tta=tta)
+                launch(model_path, dataset, tta=tta, features=features)
         except (PatchLensError, OSError) as error:
-            st.error(f"The prediction job could not be started: {error}")
+            st.error(f"The job could not be started: {error}")
             return
         st.rerun()
 
@@ -336,16 +338,17 @@ def _job_outcome(job: dict | None, title: str, n_patches: int) -> None:
 
 
 @st.fragment(run_every=JOB_REFRESH_SECONDS)
-def _job_progress(key: str, title: str, stop_key: str) -> None:
+def _job_progress(key: str, folder, title: str, stop_key: str) -> None:
     """The running job's progress, refreshed every second; the whole page reruns once it ends."""
-    from core.evaluate.jobs import read_job, stop_job
+    from core.evaluate.jobs import FEATURES_PHASE, read_job, stop_job
 
     def text(job: dict, done: int, total: int) -> str:
         if job.get("phase") == LOADING_PHASE or not total:
             return f"{title}: {LOADING_PHASE}"
-        return f"Predicting {title}… {done:,}/{total:,} patches"
+        doing = "Computing the features of" if job.get("phase") == FEATURES_PHASE else "Predicting with"
+        return f"{doing} {title}… {done:,}/{total:,} patches"
 
-    job_progress_bar(read_job(key) or {}, text, stop=lambda: stop_job(key), key=stop_key)
+    job_progress_bar(read_job(key, folder) or {}, text, stop=lambda: stop_job(key, folder), key=stop_key)
 
 
 def show_source_notes(source: PredictionSource) -> None:

@@ -1,8 +1,9 @@
 """The `predict-job` command: what the Evaluate page starts in its own process.
 
-python -m core predict-job MODEL DATA [--key KEY] [--tta] [--cache-dir DIR]
-    computes the cached predictions of MODEL on DATA (the file `python -m core evaluate` reads),
-    reporting state and progress in <cache>/jobs/<KEY>/status.json (see core.evaluate.jobs)
+python -m core predict-job MODEL DATA [--key KEY] [--tta] [--features] [--cache-dir DIR]
+    computes the cached predictions of MODEL on DATA (the file `python -m core evaluate` reads), or
+    with --features the Feature map's features, reporting state and progress in
+    <cache>/jobs/<KEY>/status.json (see core.evaluate.jobs)
 """
 
 from __future__ import annotations
@@ -25,14 +26,19 @@ def register(subparsers) -> None:
     parser.add_argument("--key", help="the job key the page waits on (default: computed)")
     parser.add_argument("--tta", action="store_true", help="average over the 8 flips/rotations")
     parser.add_argument(
-        "--cache-dir", type=Path, help="prediction cache (default: <workspace>/cache/predictions)"
+        "--features",
+        action="store_true",
+        help="cache the Feature map's penultimate-layer features instead (default cache: <workspace>/cache/features)",
     )
+    parser.add_argument("--cache-dir", type=Path, help="the cache (default: <workspace>/cache/predictions)")
 
 
 def run(args: argparse.Namespace) -> int:
     from core.evaluate.jobs import run_job
 
-    status = run_job(args.model, args.data, key=args.key, tta=args.tta, cache_dir=args.cache_dir)
+    status = run_job(
+        args.model, args.data, key=args.key, tta=args.tta, features=args.features, cache_dir=args.cache_dir
+    )
     if status.get("state") != "finished":
         print(f"{status.get('state')}: {status.get('error') or ''}".strip())
         return 1

@@ -1,10 +1,13 @@
-"""Prediction jobs: the model over a whole labelled dataset in its own process, for the Evaluate page.
+"""Scoring jobs: the model over a whole dataset in its own process, for the Evaluate, Compare and
+Feature map pages.
 
 `launch(model_path, dataset)` starts `python -m core predict-job MODEL DATA --key KEY` as its own
 process and returns KEY, the prediction cache key (core.evaluate.predict.prediction_cache_key). A page finds
-the job again after a reload, or from a second session, by computing the same key. The job writes
-its result through core.evaluate.predict.cached_predictions, so the file is the very one `python -m core
-evaluate` and the page read. It reports only through files in `<prediction cache>/jobs/<KEY>/`:
+the job again after a reload, or from a second session, by computing the same key (`job_key`). The job
+writes its result through core.evaluate.predict.cached_predictions, so the file is the very one `python
+-m core evaluate` and the page read. With `features=True` the job computes the Feature map's features
+instead (core.diagnose.features.cached_features, keyed by feature_cache_key, its folder the feature
+cache). A job reports only through files in `<its cache>/jobs/<KEY>/`:
 status.json (state, phase, done/total, pid, heartbeat, error; written atomically by
 core.train.reporting.JobReporter), stop.request and job.log (the process's own output).
 
@@ -40,6 +43,7 @@ from core.train.runs import (
 
 LOADING_PHASE = "Starting TensorFlow and loading the model…"
 PREDICTING_PHASE = "predicting"
+FEATURES_PHASE = "computing features"
 LOG_NAME = "job.log"
 
 
@@ -94,14 +98,41 @@ def stop_job(key: str, cache_dir: str | Path | None = None) -> None:
     request_stop(folder)
 
 
-def launch(model_path: str | Path, dataset, *, tta: bool = False, cache_dir: str | Path | None = None) -> str:
-    """Start the job for (model, dataset, tta) in its own process; returns its key.
+def job_key(model_path: str | Path, dataset, *, tta: bool = False, features: bool = False) -> str:
+    """The key of the job computing (model, dataset): the name of the cache file it writes."""
+    if features:
+        from core.diagnose.features import feature_cache_key
+
+        return feature_cache_key(model_path, dataset)
+    from core.evaluate.predictions import prediction_cache_key
+
+    return prediction_cache_key(model_path, dataset, tta=tta)
+
+
+def results_dir(cache_dir: str | Path | None = None, *, features: bool = False) -> Path | None:
+    """Where a job writes its result (and keeps its jobs/ folder): `cache_dir`, else the feature
+    cache for a features job, else None (the prediction cache, core.evaluate.predictions' default)."""
+    if cache_dir is not None or not features:
+        return cache_dir
+    from core.diagnose.features import default_feature_cache_dir
+
+    return default_feature_cache_dir()
+
+
+def launch(
+    model_path: str | Path,
+    dataset,
+    *,
+    tta: bool = False,
+    features: bool = False,
+    cache_dir: str | Path | None = None,
+) -> str:
+    """Start the job for (model, dataset, tta), or its features job, in its own process; returns its key.
 
     A job already running for the same key is joined, never started twice.
     """
-    from core.evaluate.predictions import prediction_cache_key
-
-    key = prediction_cache_key(model_path, dataset, tta=tta)
+    key = job_key(model_path, dataset, tta=tta, features=features)
+    cache_dir = results_dir(cache_dir, features=features)
     if is_running(key, cache_dir):
         return key
     folder = job_dir(key, cache_dir)
@@ -111,6 +142,7 @@ def launch(model_path: str | Path, dataset, *, tta: bool = False, cache_dir: str
     write_status(folder, "queued", pid=os.getpid(), created=time.time(), phase=LOADING_PHASE, done=0)
     arguments = ["predict-job", str(model_path), str(dataset.path), "--key", key]
     arguments += ["--tta"] if tta else []
+    arguments += ["--features"] if features else []
     arguments += ["--cache-dir", str(cache_dir)] if cache_dir is not None else []
     write_status(folder, "queued", pid=start_core_command(arguments, folder / LOG_NAME))
     return key
@@ -122,19 +154,21 @@ def run_job(
     *,
     key: str | None = None,
     tta: bool = False,
+    features: bool = False,
     cache_dir: str | Path | None = None,
 ) -> dict:
-    """Compute and cache the predictions in this process, reporting in the job folder.
+    """Compute and cache the predictions (or, with `features`, the features) in this process,
+    reporting in the job folder.
 
     `key` (from `launch`) is the key the page waits on; the job fails with a clear message when the
     model or dataset changed since, so the page never waits for a file that will not come.
     Returns the final status (finished, stopped or failed); never raises for a job failure.
     """
     from core.data.dataset import open_dataset
-    from core.evaluate.predictions import prediction_cache_key
 
     if key is None:  # run by hand: the key follows from the inputs, and bad inputs fail right here
-        key = prediction_cache_key(model_path, open_dataset(dataset_path), tta=tta)
+        key = job_key(model_path, open_dataset(dataset_path), tta=tta, features=features)
+    cache_dir = results_dir(cache_dir, features=features)
     folder = job_dir(key, cache_dir)
     folder.mkdir(parents=True, exist_ok=True)
     job = JobReporter(folder)
@@ -143,9 +177,9 @@ def run_job(
     with job_lifecycle(job, folder, stopped_by=JobStopped):
         dataset = open_dataset(dataset_path)
         job.update(total=len(dataset))
-        if prediction_cache_key(model_path, dataset, tta=tta) != key:
+        if job_key(model_path, dataset, tta=tta, features=features) != key:
             raise RunError("The model file or the dataset changed since this job was started; run it again.")
-        _predict(model_path, dataset, tta, cache_dir, job, folder)
+        _compute(model_path, dataset, tta, features, cache_dir, job, folder)
         job.update("finished", phase="done", finished=time.time(), duration_s=round(time.time() - started, 1))
     return read_json(folder / "status.json", {})
 
@@ -173,18 +207,27 @@ def job_lifecycle(job: JobReporter, folder: Path, *, stopped_by: type[BaseExcept
             signal.signal(signal.SIGTERM, previous)
 
 
-def _predict(model_path, dataset, tta: bool, cache_dir, job: JobReporter, folder: Path) -> None:
-    from core.evaluate.predictions import cached_predictions
+def _compute(
+    model_path, dataset, tta: bool, features: bool, cache_dir, job: JobReporter, folder: Path
+) -> None:
     from core.model.io import load_model
 
     model = load_model(model_path)
+    phase = FEATURES_PHASE if features else PREDICTING_PHASE
 
     def progress(done: int, total: int) -> None:
         if stop_requested(folder):
             raise JobStopped("stopped on request")
-        job.update(phase=PREDICTING_PHASE, done=done, total=total)
+        job.update(phase=phase, done=done, total=total)
 
-    cached_predictions(model_path, dataset, tta=tta, cache_dir=cache_dir, model=model, progress=progress)
+    if features:
+        from core.diagnose.features import cached_features
+
+        cached_features(model_path, dataset, cache_dir=cache_dir, model=model, progress=progress)
+    else:
+        from core.evaluate.predictions import cached_predictions
+
+        cached_predictions(model_path, dataset, tta=tta, cache_dir=cache_dir, model=model, progress=progress)
 
 
 def stop_on_sigterm(folder: Path):
