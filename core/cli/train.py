@@ -77,6 +77,16 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--patience", type=int, default=0, help="early stopping patience on val AUC (0 = off)"
     )
+    parser.add_argument(
+        "--swa-epochs",
+        type=int,
+        default=None,
+        help="average the weights of the last N epochs (stochastic weight averaging; the run keeps the "
+        "average if it validates at least as well as the best epoch; also with --resume; default 0 = off)",
+    )
+    parser.add_argument(
+        "--swa-lr", type=float, help="learning rate of the averaged epochs (default a fifth of --lr)"
+    )
     parser.add_argument("--class-weights", action="store_true", help="weight classes inversely to frequency")
     parser.add_argument(
         "--no-calibrate",
@@ -102,7 +112,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if args.resume:
         from core.train.job import resume_config
 
-        return resume_config(args.resume, epochs=args.epochs)
+        return resume_config(args.resume, epochs=args.epochs, swa_epochs=args.swa_epochs, swa_lr=args.swa_lr)
     if args.config:
         try:
             return TrainConfig.from_dict(json.loads(Path(args.config).read_text()))
@@ -127,6 +137,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         early_stopping_patience=args.patience,
         class_weighting=args.class_weights,
         calibrate=args.calibrate,
+        swa_epochs=args.swa_epochs or 0,
+        swa_lr=args.swa_lr,
         seed=args.seed,
         max_minutes=args.max_minutes,
         limit=args.limit,

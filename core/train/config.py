@@ -46,6 +46,8 @@ class TrainConfig:
     stain_reference: str | None = (
         None  # a patch image to fit it on instead of one picked from the training data
     )
+    swa_epochs: int = 0  # average the weights of the last N epochs (core.train.averaging); 0 = off
+    swa_lr: float | None = None  # the learning rate of those epochs; None = a fifth of learning_rate
 
     def validate(self) -> TrainConfig:
         from core.model.architectures import ARCHITECTURES, weights_problem
@@ -69,6 +71,10 @@ class TrainConfig:
             raise RunError("The validation fraction must lie between 0 and 1.")
         if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:
             raise RunError("Epochs, batch size and learning rate must be positive.")
+        if self.swa_epochs and not 2 <= self.swa_epochs < self.epochs:
+            raise RunError("Weight averaging needs at least 2 epochs, and fewer than the run's epochs.")
+        if self.swa_epochs < 0 or (self.swa_lr is not None and self.swa_lr <= 0):
+            raise RunError("The averaging epochs cannot be negative, nor its learning rate 0 or less.")
         if self.schedule not in SCHEDULES:
             raise RunError(f"Unknown schedule {self.schedule!r}: {', '.join(SCHEDULES)}.")
         if self.stain_normalisation not in STAIN_NORMALISATIONS:

@@ -22,6 +22,7 @@ import numpy as np
 from core.data.normalise import META_KEY
 from core.errors import JobConflictError, ModelError, PatchLensError, RunError
 from core.model.io import FINAL_MODEL_FILE, read_model_meta, resolve_model_path
+from core.train.averaging import adopt_average, learning_rate, weight_averager
 from core.train.config import DEFAULT_BATCH_SIZE, GPU_BATCH_SIZE, TrainConfig
 from core.train.data import fit_normaliser, prepare_data
 from core.train.distributed import is_chief, make_strategy
@@ -197,14 +198,8 @@ def _train(config: TrainConfig, run_dir: Path, job: JobReporter, printer, starte
                     "time": time.time(),
                 },
             )
-        if config.schedule == "cosine":
-            lr = keras.optimizers.schedules.CosineDecay(
-                config.learning_rate, decay_steps=steps_per_epoch * config.epochs, alpha=0.02
-            )
-        else:
-            lr = config.learning_rate
         model.compile(
-            optimizer=keras.optimizers.Adam(lr),
+            optimizer=keras.optimizers.Adam(learning_rate(config, steps_per_epoch)),
             loss="binary_crossentropy",
             metrics=["accuracy", keras.metrics.AUC(name="auc")],
         )
@@ -231,6 +226,8 @@ def _train(config: TrainConfig, run_dir: Path, job: JobReporter, printer, starte
     )
     # before each validation: BatchNorm statistics that match the weights (see core.train.batch_norm)
     callbacks = [precise_batch_norm_callback(batch_norm_ds, strategy=strategy), callback]
+    averager = weight_averager(config.epochs - config.swa_epochs + 1) if config.swa_epochs else None
+    callbacks += [averager] if averager else []
     if config.early_stopping_patience > 0:
         callbacks.append(
             keras.callbacks.EarlyStopping(
@@ -261,7 +258,19 @@ def _train(config: TrainConfig, run_dir: Path, job: JobReporter, printer, starte
         verbose=0,
     )
 
-    if callback.best_weights is not None:
+    if averager:
+        job.update(phase="validating the averaged weights")
+    swa = adopt_average(
+        model,
+        averager,
+        best_auc=callback.best_auc,
+        batch_norm_data=batch_norm_ds,
+        val_data=val_ds,
+        strategy=strategy,
+    )
+    if swa:
+        append_metrics(run_dir, {**swa, "time": time.time()})
+    if not (swa and swa["adopted"]) and callback.best_weights is not None:
         model.set_weights(callback.best_weights)  # the final model is the best by validation AUC
     job.update(phase="predicting the validation set")
     if config.strategy == "multiworker":  # every worker predicts the whole validation set, unsharded
@@ -289,6 +298,7 @@ def _train(config: TrainConfig, run_dir: Path, job: JobReporter, printer, starte
     )
     summary = {
         "best_epoch": callback.best_epoch,
+        **({"swa": {k: v for k, v in swa.items() if k != "kind"}} if swa else {}),
         "val_auc": float(roc_auc_score(labels, probs)) if len(np.unique(labels)) == 2 else None,
         "val_accuracy": float(np.mean((probs >= 0.5) == labels)),
         "n_train": len(data.train),
@@ -352,9 +362,16 @@ def _restore_checkpoint(model, path: str | Path) -> int:
     return int(meta.get("epoch") or meta.get("best_epoch") or 0)
 
 
-def resume_config(run_dir: str | Path, *, epochs: int | None = None) -> TrainConfig:
+def resume_config(
+    run_dir: str | Path,
+    *,
+    epochs: int | None = None,
+    swa_epochs: int | None = None,
+    swa_lr: float | None = None,
+) -> TrainConfig:
     """The configuration of an earlier run, set to continue from its best checkpoint; `epochs`, when
-    given, is the new total (else the earlier run's)."""
+    given, is the new total (else the earlier run's); `swa_epochs` and `swa_lr`, when given, replace
+    the earlier run's weight averaging (core.train.averaging)."""
     run_dir = Path(run_dir)
     data = read_json(run_dir / "config.json")
     if not data:
@@ -363,6 +380,9 @@ def resume_config(run_dir: str | Path, *, epochs: int | None = None) -> TrainCon
     config.resume_from = str(resolve_checkpoint(run_dir))
     if epochs is not None:
         config.epochs = epochs
+    if swa_epochs is not None:
+        config.swa_epochs = swa_epochs
+    config.swa_lr = swa_lr or config.swa_lr
     return config.validate()
 
 
