@@ -113,12 +113,23 @@ with page("Train"):
             st.success(
                 f"Finished in {(status.get('duration_s') or 0) / 60:.1f} min — best val AUC "
                 f"{best.get('val_auc', float('nan')):.4f} at epoch {best.get('epoch', '?')}."
+                + averaging_outcome(status.get("swa"))
                 + (
                     f" Probabilities calibrated on the validation set (temperature {status['temperature']:.3f})."
                     if status.get("temperature") not in (None, 1.0)
                     else ""
                 )
             )
+
+    def averaging_outcome(swa: dict | None) -> str:
+        """A sentence on the run's weight average, if it made one (core.train.averaging)."""
+        if not swa:
+            return ""
+        verdict = "the model is this average" if swa["adopted"] else "the best epoch is kept"
+        return (
+            f" Weights averaged over epochs {swa['first_epoch']}–{swa['last_epoch']}: "
+            f"val AUC {swa.get('val_auc', float('nan')):.4f}, so {verdict}."
+        )
 
     def show_run(run_dir: Path) -> None:
         """Status, progress, warning and live curves of one run."""
@@ -196,6 +207,7 @@ with page("Train"):
             early_stopping_patience=int(state["train_patience"]),
             class_weighting=bool(state["train_class_weighting"]),
             calibrate=bool(state["train_calibrate"]),
+            swa_epochs=int(state["train_swa_epochs"]),
             seed=int(state["train_seed"]),
             max_minutes=float(state["train_max_minutes"]) or None,
             limit=int(state["train_limit"]) or None,
@@ -302,7 +314,17 @@ with page("Train"):
             )
             columns[2].slider("HED stain jitter", 0.0, 0.1, AUGMENT_DEFAULTS.hed, 0.01, key="train_hed")
             columns[3].checkbox("Class weighting", DEFAULTS["class_weighting"], key="train_class_weighting")
-            columns = st.columns(2)
+            columns = st.columns(3)
+            columns[2].number_input(
+                "Average the weights of the last N epochs (0 = off)",
+                0,
+                499,
+                DEFAULTS["swa_epochs"],
+                key="train_swa_epochs",
+                help="Stochastic weight averaging: the learning rate decays to a fifth of its start over the "
+                "epochs before, stays there for these N, and the model becomes the mean of their weights "
+                "if that validates at least as well as the best epoch. Often steadier on new slides.",
+            )
             columns[0].number_input(
                 "Use at most this many training patches (0 = all)",
                 0,

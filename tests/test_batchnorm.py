@@ -101,3 +101,28 @@ def test_a_model_without_batch_norm_is_left_untouched(small_patches):
     dataset = tf.data.Dataset.from_tensor_slices((small_patches.astype("float32"), np.zeros(40))).batch(8)
     assert recompute_batch_norm(model, dataset) == 0
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+
+
+def test_a_model_with_a_single_batch_norm_layer_gets_its_population_statistics(small_patches):
+    """Keras gives a one-output probe's output as a tensor, not a list: iterating it inside the traced
+    step looped over the batch instead of the layers and raised InaccessibleTensorError."""
+    import keras
+    import tensorflow as tf
+
+    from core.train.batch_norm import recompute_batch_norm
+
+    inputs = keras.Input(shape=small_patches.shape[1:])
+    x = keras.layers.BatchNormalization(name="only")(keras.layers.Rescaling(1.0 / 255.0)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.GlobalAveragePooling2D()(x)))
+    pixels = small_patches.astype("float32")
+
+    assert (
+        recompute_batch_norm(
+            model, tf.data.Dataset.from_tensor_slices((pixels, pixels[:, 0, 0, 0])).batch(16)
+        )
+        == 3
+    )
+    seen = (pixels / 255.0).astype(np.float64)
+    np.testing.assert_allclose(
+        model.get_layer("only").moving_mean.numpy(), seen.mean(axis=(0, 1, 2)), rtol=1e-3
+    )

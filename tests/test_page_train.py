@@ -31,7 +31,8 @@ def test_start_from_the_page_watch_it_finish_and_compare(train_page):
     at = train_page
     assert any("No job is running" in i.value for i in at.info)
     at.selectbox(key="arch").set_value("tiny")
-    at.number_input(key="epochs").set_value(2)
+    at.number_input(key="epochs").set_value(3)
+    at.number_input(key="train_swa_epochs").set_value(2)  # weight averaging of epochs 2 and 3
     at.select_slider(key="batch_size").set_value(16)
     next(b for b in at.button if b.label == "Start training").click().run()
     assert not at.exception, at.exception
@@ -47,14 +48,23 @@ def test_start_from_the_page_watch_it_finish_and_compare(train_page):
         assert not at.exception
     assert read_status(run_dir)["state"] == "finished"
     at.run()
-    assert any(s.value.startswith("Finished") for s in at.success)
+    (finished,) = [s.value for s in at.success if s.value.startswith("Finished")]
     charts = [c for c in at.get("plotly_chart")]
     assert charts, "the live curves chart is drawn"
-    assert len([r for r in read_metrics(run_dir) if r["kind"] == "epoch"]) == 2
+    records = read_metrics(run_dir)
+    assert len([r for r in records if r["kind"] == "epoch"]) == 3
+    (swa,) = [r for r in records if r["kind"] == "swa"]
+    assert f"Weights averaged over epochs 2–3: val AUC {swa['val_auc']:.4f}" in finished
+    assert ("the model is this average" in finished) == swa["adopted"]
     table = at.dataframe[-1].value
     assert list(table["run"]) == [run_dir.name]
-    assert table["status"].iloc[0] == "finished" and table["epochs"].iloc[0] == "2/2"
-    assert 0.0 <= table["best val AUC"].iloc[0] <= 1.0
+    assert table["status"].iloc[0] == "finished" and table["epochs"].iloc[0] == "3/3"
+    delivered = (
+        swa
+        if swa["adopted"]
+        else max((r for r in records if r["kind"] == "epoch"), key=lambda r: r["val_auc"])
+    )
+    assert table["best val AUC"].iloc[0] == pytest.approx(delivered["val_auc"], abs=1e-4)
 
 
 def test_a_path_outside_the_roots_is_refused_on_start(train_page):

@@ -50,8 +50,9 @@ class BatchNormEstimator:
         strategy = self.strategy
 
         def replica_sums(images):
-            sums = []
-            for features in probe(images, training=True):
+            sums, outputs = [], probe(images, training=True)
+            # a model with one BatchNormalization layer gives one tensor, not a list of one
+            for features in outputs if isinstance(outputs, (list, tuple)) else [outputs]:
                 features = tf.cast(features, tf.float32)
                 axes = list(range(len(features.shape) - 1))
                 mean, variance = tf.nn.moments(features, axes)

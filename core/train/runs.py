@@ -264,7 +264,14 @@ class RunSummary:
 
     @cached_property
     def _best_epoch(self) -> dict:
-        return max(self.epoch_records, key=lambda r: r.get("val_auc") or -1, default={})
+        """The validation record of the model the run delivers: its weight average when the run
+        adopted one (core.train.averaging), else its best epoch."""
+        adopted = [r for r in read_metrics(self.path) if r.get("kind") == "swa" and r.get("adopted")]
+        return (
+            adopted[-1]
+            if adopted
+            else max(self.epoch_records, key=lambda r: r.get("val_auc") or -1, default={})
+        )
 
     @property
     def best_val_auc(self) -> float | None:
