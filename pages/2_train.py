@@ -277,7 +277,8 @@ with page("Train"):
                 SCHEDULES,
                 index=SCHEDULES.index(DEFAULTS["schedule"]),
                 key="train_schedule",
-                help="Cosine decays to 2 % over all epochs.",
+                help="Cosine decays to 2 % over all epochs; with weight averaging, to a fifth of the start "
+                "over the epochs before the averaged ones.",
             )
             columns[1].number_input(
                 "Early stopping patience (0 = off)",

@@ -392,6 +392,12 @@ def shoot(page, folder: Path, name: str) -> Path:
 TRAIN_FORM = '[data-testid="stForm"]'
 
 
+def epochs_input(form):
+    """The Train form's Epochs box, by its exact label ("Average the weights of the last N epochs"
+    contains the word too, and Playwright matches text case-insensitively)."""
+    return form.get_by_role("spinbutton", name="Epochs", exact=True)
+
+
 def fill_train_form(page, data: Path, epochs: int, enter: bool = False) -> None:
     """Fill the Train form for a tiny job (architecture tiny, batch size 16); with `enter`, the Epochs
     box is left by pressing Enter instead of Tab."""
@@ -403,7 +409,7 @@ def fill_train_form(page, data: Path, epochs: int, enter: bool = False) -> None:
     batch = slider_thumb(form.locator('[data-testid="stSlider"]').filter(has_text="Batch size"))
     batch.focus()
     batch.press("Home")  # the smallest batch size, 16
-    number = form.locator('[data-testid="stNumberInput"]').filter(has_text="Epochs").locator("input")
+    number = epochs_input(form)
     number.fill(str(epochs))
     number.press("Enter" if enter else "Tab")
     assert batch.get_attribute("aria-valuetext") == "16"

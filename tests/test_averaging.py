@@ -123,7 +123,7 @@ def test_a_run_with_averaging_holds_the_rate_averages_its_last_epochs_and_delive
 ):
     from core.model.io import load_model
     from core.train.job import run_training
-    from core.train.runs import read_metrics
+    from core.train.runs import WEIGHT_AVERAGE, curves_long, read_metrics
 
     data = copy_kaggle_subset(tmp_path / "data", 24)
     config = TrainConfig(
@@ -148,6 +148,10 @@ def test_a_run_with_averaging_holds_the_rate_averages_its_last_epochs_and_delive
     assert swa["adopted"] == (swa["val_auc"] >= best)
     assert status["swa"]["adopted"] == swa["adopted"]
     assert json.loads((run_dir / "config.json").read_text())["swa_epochs"] == 2
+    curves = curves_long(records)  # the Train page's curves show the average as its own point
+    average = curves[curves["split"] == WEIGHT_AVERAGE].set_index("metric")
+    assert sorted(average.index) == ["accuracy", "auc", "loss"] and (average["epoch"] == 4).all()
+    assert average.loc["auc", "value"] == swa["val_auc"]
     final, checkpoint = load_model(run_dir / "model.keras"), load_model(run_dir / "best.keras")
     conv = [layer.name for layer in final.layers if layer.weights][0]  # calibration leaves it alone
     same = np.allclose(final.get_layer(conv).get_weights()[0], checkpoint.get_layer(conv).get_weights()[0])

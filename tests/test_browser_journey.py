@@ -40,6 +40,7 @@ from browser_helpers import (
     click_radio,
     confusion_cells,
     core_process,
+    epochs_input,
     go_nav,
     metric_value,
     multiselect_add,
@@ -317,7 +318,7 @@ def step_train(journey: Journey, server: ServedApp) -> Path:
     area = form.locator('[data-testid="stTextArea"]').filter(has_text="Training dataset").locator("textarea")
     area.fill(str(server.data))
     choose(page, selectbox(page, "Architecture", '[data-testid="stForm"]'), "tiny")
-    epochs = form.locator('[data-testid="stNumberInput"]').filter(has_text="Epochs").locator("input")
+    epochs = epochs_input(form)
     epochs.fill("2")
     batch = slider_thumb(form.locator('[data-testid="stSlider"]').filter(has_text="Batch size"))
     batch.focus()

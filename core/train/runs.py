@@ -369,11 +369,15 @@ def run_progress(status: dict) -> tuple[float, str]:
     return fraction, text
 
 
+WEIGHT_AVERAGE = "validation, weight average"  # the split of a run's averaged weights in curves_long
+
+
 def curves_long(records: list[dict], run_name: str = "") -> object:
     """Long-form curves for plotting: columns run, epoch, metric (loss/accuracy/auc), split, value.
 
     Batch-window lines give the training curve inside an epoch (fractional epochs), so a chart grows
-    while the first epoch runs; epoch lines give the validation points.
+    while the first epoch runs; epoch lines give the validation points; a weight average
+    (core.train.averaging) is one point of split WEIGHT_AVERAGE at the last epoch it averages.
     """
     import pandas as pd
 
@@ -389,4 +393,10 @@ def curves_long(records: list[dict], run_name: str = "") -> object:
                 for split, key in (("train", metric), ("validation", f"val_{metric}")):
                     if r.get(key) is not None:
                         rows.append((run_name, float(r["epoch"]), metric, split, r[key]))
+        elif r.get("kind") == "swa":  # the weight average's validation, at its last epoch
+            for metric in ("loss", "accuracy", "auc"):
+                if r.get(f"val_{metric}") is not None:
+                    rows.append(
+                        (run_name, float(r["last_epoch"]), metric, WEIGHT_AVERAGE, r[f"val_{metric}"])
+                    )
     return pd.DataFrame(rows, columns=["run", "epoch", "metric", "split", "value"])
