@@ -125,7 +125,11 @@ with page("Train"):
         """A sentence on the run's weight average, if it made one (core.train.averaging)."""
         if not swa:
             return ""
-        verdict = "the model is this average" if swa["adopted"] else "the best epoch is kept"
+        verdict = (
+            "the model is this average"
+            if swa["adopted"]
+            else "the best epoch is kept (the average: averaged.keras)"
+        )
         return (
             f" Weights averaged over epochs {swa['first_epoch']}–{swa['last_epoch']}: "
             f"val AUC {swa.get('val_auc', float('nan')):.4f}, so {verdict}."

@@ -121,7 +121,7 @@ def test_resume_and_the_cli_set_the_averaging(tmp_path):
 def test_a_run_with_averaging_holds_the_rate_averages_its_last_epochs_and_delivers_by_validation(
     tmp_path, workspace
 ):
-    from core.model.io import load_model
+    from core.model.io import load_model, read_model_meta
     from core.train.job import run_training
     from core.train.runs import WEIGHT_AVERAGE, curves_long, read_metrics
 
@@ -156,3 +156,7 @@ def test_a_run_with_averaging_holds_the_rate_averages_its_last_epochs_and_delive
     conv = [layer.name for layer in final.layers if layer.weights][0]  # calibration leaves it alone
     same = np.allclose(final.get_layer(conv).get_weights()[0], checkpoint.get_layer(conv).get_weights()[0])
     assert same != swa["adopted"]  # the average is delivered exactly when it was adopted
+    averaged = load_model(run_dir / "averaged.keras")  # kept either way, with its validation record
+    assert read_model_meta(run_dir / "averaged.keras")["swa"] == {k: v for k, v in swa.items() if k != "time"}
+    weights = averaged.get_layer(conv).get_weights()[0]
+    assert np.allclose(weights, final.get_layer(conv).get_weights()[0]) == swa["adopted"]

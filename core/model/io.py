@@ -22,6 +22,7 @@ from core.model.architectures import find_last_conv_layer
 META_ENTRY = "patchlens.json"
 FINAL_MODEL_FILE = "model.keras"  # what a finished run delivers
 CHECKPOINT_FILE = "best.keras"  # the best validation AUC so far, written after each better epoch
+AVERAGED_MODEL_FILE = "averaged.keras"  # a run's weight average (core.train.averaging), delivered or not
 
 
 def _first_file(run_dir: str | Path, names: tuple[str, ...]) -> Path | None:

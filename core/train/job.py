@@ -21,7 +21,7 @@ import numpy as np
 
 from core.data.normalise import META_KEY
 from core.errors import JobConflictError, ModelError, PatchLensError, RunError
-from core.model.io import FINAL_MODEL_FILE, read_model_meta, resolve_model_path
+from core.model.io import AVERAGED_MODEL_FILE, FINAL_MODEL_FILE, read_model_meta, resolve_model_path
 from core.train.averaging import adopt_average, learning_rate, weight_averager
 from core.train.config import DEFAULT_BATCH_SIZE, GPU_BATCH_SIZE, TrainConfig
 from core.train.data import fit_normaliser, prepare_data
@@ -268,8 +268,9 @@ def _train(config: TrainConfig, run_dir: Path, job: JobReporter, printer, starte
         val_data=val_ds,
         strategy=strategy,
     )
-    if swa:
+    if swa:  # kept whether delivered or not, so a user can score both on their own slides
         append_metrics(run_dir, {**swa, "time": time.time()})
+        save_model(model, run_dir / AVERAGED_MODEL_FILE, {"swa": swa, **stain_meta})
     if not (swa and swa["adopted"]) and callback.best_weights is not None:
         model.set_weights(callback.best_weights)  # the final model is the best by validation AUC
     job.update(phase="predicting the validation set")
