@@ -36,6 +36,29 @@ def test_saved_model_round_trips_with_its_metadata(tmp_path):
     np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), rtol=1e-5, atol=1e-6)
 
 
+def test_a_trained_model_is_saved_without_its_optimizer_state(tmp_path):
+    """A run's model.keras and best.keras held Adam's two moments per weight: three times the file."""
+    import io
+    import json
+    import zipfile
+
+    import h5py
+    import keras
+
+    model = build_model("patchnet", seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy")
+    x = np.random.default_rng(0).integers(0, 255, (8, 96, 96, 3)).astype("float32")
+    model.fit(x, np.ones((8, 1), "float32"), epochs=1, verbose=0)
+    path = save_model(model, tmp_path / "trained.keras")
+    with zipfile.ZipFile(path) as archive:
+        weights = archive.read("model.weights.h5")
+        assert not json.loads(archive.read("config.json")).get("compile_config")
+    with h5py.File(io.BytesIO(weights), "r") as handle:
+        assert "optimizer" not in handle
+    assert len(weights) < 1.2 * 4 * model.count_params()  # float32 weights and little else
+    np.testing.assert_allclose(np.asarray(load_model(path)(x)), np.asarray(model(x)), rtol=1e-5, atol=1e-6)
+
+
 def test_a_file_that_is_not_a_keras_model_is_refused(tmp_path):
     fake = tmp_path / "model.keras"
     fake.write_text("definitely not a zip archive")

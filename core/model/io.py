@@ -92,10 +92,9 @@ def read_model_entry(path: str | Path, name: str) -> bytes | None:
 
 
 def _without_optimizer(model):
-    """A copy of the model with the same layers and weights and no optimizer state."""
-    import keras
-
-    copy = keras.models.clone_model(model)
+    """A copy of the model with the same layers and weights and no optimizer state (built from its
+    config: keras.models.clone_model also copies the compile state, optimizer included)."""
+    copy = model.__class__.from_config(model.get_config())
     copy.set_weights(model.get_weights())
     return copy
 
