@@ -75,7 +75,11 @@ def test_gradcam_plus_plus_strength_does_not_grow_with_exp_of_the_score(explaine
     patches = np.stack([read(TUMOUR), read(EDGE_TISSUE)])
     plus = explainer.explain(patches, "gradcam++").strengths
     plain = explainer.explain(patches, "gradcam").strengths
-    assert (plus < 10 * plain).all() and (plus > plain / 10).all()
+    # Within a factor of 30 either way (the faint edge-tissue map reads ~12x with the current baseline);
+    # the bug's exp(logit) factor puts a confident tumour patch (logit ≥ 5) at ≥ 150x.
+    probability = float(explainer.model(patches[:1])[0, 0])
+    assert probability / (1 - probability) > 150  # exp(logit) of the tumour patch
+    assert (plus < 30 * plain).all() and (plus > plain / 30).all()
 
 
 def test_the_top_edge_band_follows_the_tissue_and_is_faint(explainer):
