@@ -71,10 +71,10 @@ class TrainConfig:
             raise RunError("The validation fraction must lie between 0 and 1.")
         if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:
             raise RunError("Epochs, batch size and learning rate must be positive.")
-        if self.swa_epochs and not 2 <= self.swa_epochs < self.epochs:
+        if self.swa_epochs and not 2 <= self.swa_epochs < self.epochs:  # negatives included
             raise RunError("Weight averaging needs at least 2 epochs, and fewer than the run's epochs.")
-        if self.swa_epochs < 0 or (self.swa_lr is not None and self.swa_lr <= 0):
-            raise RunError("The averaging epochs cannot be negative, nor its learning rate 0 or less.")
+        if self.swa_lr is not None and self.swa_lr <= 0:
+            raise RunError("The learning rate of weight averaging must be positive.")
         if self.schedule not in SCHEDULES:
             raise RunError(f"Unknown schedule {self.schedule!r}: {', '.join(SCHEDULES)}.")
         if self.stain_normalisation not in STAIN_NORMALISATIONS:

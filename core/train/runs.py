@@ -255,8 +255,12 @@ class RunSummary:
     # The epoch records are read only when a view asks for them: the sidebar lists every run on
     # every page and needs none of this.
     @cached_property
+    def records(self) -> list[dict]:
+        return read_metrics(self.path)
+
+    @cached_property
     def epoch_records(self) -> list[dict]:
-        return [r for r in read_metrics(self.path) if r.get("kind") == "epoch"]
+        return [r for r in self.records if r.get("kind") == "epoch"]
 
     @property
     def epochs_done(self) -> int:
@@ -266,7 +270,7 @@ class RunSummary:
     def _best_epoch(self) -> dict:
         """The validation record of the model the run delivers: its weight average when the run
         adopted one (core.train.averaging), else its best epoch."""
-        adopted = [r for r in read_metrics(self.path) if r.get("kind") == "swa" and r.get("adopted")]
+        adopted = [r for r in self.records if r.get("kind") == "swa" and r.get("adopted")]
         return (
             adopted[-1]
             if adopted
