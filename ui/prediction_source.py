@@ -317,7 +317,9 @@ def prediction_jobs(
         key_of_job = job_key(model_path, dataset, tta=tta, features=features)
         job = read_job(key_of_job, folder)
         if job and job["state"] in ("queued", "running"):
-            _job_progress(key_of_job, folder, title, STOP_KEY if number == 0 else f"{STOP_KEY}_{number}")
+            _job_progress(
+                key_of_job, folder, md_escape(title), STOP_KEY if number == 0 else f"{STOP_KEY}_{number}"
+            )
             continue
         _job_outcome(job, f"The features of {title}" if features else title, len(dataset))
         waiting.append(model_path)
@@ -339,7 +341,7 @@ def _job_outcome(job: dict | None, title: str, n_patches: int) -> None:
         st.info(f"Computing {md_escape(title)} was stopped before it finished.")
     else:
         st.info(
-            f"{title}: not computed yet. The model runs once over {n_patches:,} patches in the "
+            f"{md_escape(title)}: not computed yet. The model runs once over {n_patches:,} patches in the "
             "background; the result is kept on disk, so every threshold and view afterwards is instant."
         )
 

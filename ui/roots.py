@@ -18,8 +18,8 @@ from pathlib import Path
 import streamlit as st
 from streamlit import config
 
-from core.errors import InputError
-from core.settings import DATA_ROOTS_ENV, data_roots, roots_from_ui
+from core.errors import InputError, PatchLensError
+from core.settings import DATA_ROOTS_ENV, check_allowed, data_roots, roots_from_ui
 from ui.notices import notice, show_notices
 from ui.text import md_escape
 
@@ -44,6 +44,23 @@ def roots_editable() -> bool:
 def extra_roots() -> list[str]:
     """The roots added in the sidebar, when adding roots is allowed; none otherwise."""
     return list(st.session_state.get(ROOTS_KEY, [])) if roots_editable() else []
+
+
+def refused_now(path: str) -> PatchLensError | None:
+    """Why `path` may no longer be used, when only a root added in the sidebar let it open and such
+    roots are no longer honoured; None otherwise (the data roots of the server are not re-checked)."""
+    added = st.session_state.get(ROOTS_KEY) or []
+    if not added or roots_editable():
+        return None
+    try:
+        check_allowed(path)
+    except PatchLensError as error:
+        try:
+            check_allowed(path, added)
+        except PatchLensError:
+            return None  # not inside the added roots either: not this check's business
+        return error
+    return None
 
 
 def _add_typed_root() -> None:

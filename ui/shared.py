@@ -11,8 +11,8 @@ The active dataset and model also live in the URL (query parameters `dataset` an
 reload or a shared link opens the same ones: a new session reads them once (init_state), checks
 them like a path typed in the sidebar, and falls back to the defaults with a message when they
 cannot be used; every run writes them back (sync_url), since a page switch may drop them. Every run
-also re-checks the active dataset against the data roots in force, so a dataset opened from a root
-that is no longer honoured is dropped.
+also drops an active dataset that only a root added in the sidebar let open, once such roots are no
+longer honoured (ui.roots).
 
 Everything a user or a link supplies (paths, names, error messages quoting them) is shown through
 ui.text.md_escape: markdown never turns it into a link or an image.
@@ -41,7 +41,7 @@ from core.settings import (
 )
 from core.train.runs import list_runs
 from ui.notices import notice, show_notices
-from ui.roots import extra_roots, roots_setting
+from ui.roots import extra_roots, refused_now, roots_setting
 from ui.text import md_escape
 
 DATASET_KEY = "dataset_path"
@@ -137,16 +137,12 @@ def sync_url() -> None:
 
 
 def _recheck_dataset() -> None:
-    """Drop an active dataset that lies outside the data roots in force now (e.g. opened from a root
-    added in the sidebar before adding roots was switched off), with a message."""
-    path = st.session_state[DATASET_KEY]
-    if path == str(SAMPLE_DATASET):
-        return
-    try:
-        check_allowed(path, extra_roots())
-    except PatchLensError as error:
+    """Drop an active dataset that only a root added in the sidebar let open, once such roots are no
+    longer honoured (ui.roots), with a message."""
+    error = refused_now(st.session_state[DATASET_KEY])
+    if error is not None:
         notice("main", "warning", f"The active dataset cannot be used any more ({md_escape(error)}) — "
-                "showing the bundled sample.")  # fmt: skip
+               "showing the bundled sample.")  # fmt: skip
         st.session_state[DATASET_KEY] = str(SAMPLE_DATASET)
 
 
