@@ -19,6 +19,7 @@ from ui.shared import (
     dataset_label,
     model_label,
 )
+from ui.text import md_escape
 
 with page("Home"):
     st.title("🔬 PatchLens")
@@ -32,7 +33,7 @@ with page("Home"):
     left, middle, right = st.columns(3)
     with left:
         st.subheader("Dataset")
-        st.metric("Active dataset", dataset_label(st.session_state[DATASET_KEY]))
+        st.metric("Active dataset", md_escape(dataset_label(st.session_state[DATASET_KEY])))
         if dataset is not None:
             summary = dataset.describe()
             st.caption(
@@ -42,7 +43,7 @@ with page("Home"):
             )
     with middle:
         st.subheader("Model")
-        st.metric("Active model", model_label(st.session_state.get(MODEL_KEY)))
+        st.metric("Active model", md_escape(model_label(st.session_state.get(MODEL_KEY))))
         info = read_json(BASELINE_INFO, {}) or {}
         if (
             st.session_state.get(MODEL_KEY)
@@ -73,7 +74,7 @@ with page("Home"):
             except RunError:
                 status = {}
             progress = status.get("progress") or {}
-            st.metric("Job", running.name)
+            st.metric("Job", md_escape(running.name))
             st.caption(
                 f"{status.get('state', '?')} · {status.get('phase', '')} · epoch "
                 f"{progress.get('epoch', 0)}/{progress.get('epochs', '?')}"

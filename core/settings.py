@@ -1,11 +1,13 @@
-"""Where things live: the workspace (runs, caches) and the data roots datasets may be opened from."""
+"""Where things live: the workspace (runs, caches), the data roots datasets may be opened from, and
+whether a web user may add data roots of their own (PATCHLENS_ROOTS_FROM_UI)."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 
-from core.errors import PathNotAllowedError
+from core.errors import InputError, PathNotAllowedError
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_DIR / "data"
@@ -16,6 +18,8 @@ BASELINE_INFO = MODELS_DIR / "baseline.json"
 
 WORKSPACE_ENV = "PATCHLENS_HOME"
 DATA_ROOTS_ENV = "PATCHLENS_DATA_ROOTS"
+ROOTS_FROM_UI_ENV = "PATCHLENS_ROOTS_FROM_UI"
+SWITCH_VALUES = {"1": True, "0": False}
 
 
 def workspace_dir() -> Path:
@@ -77,3 +81,31 @@ def check_allowed(path: str | Path, extra_roots: list[str | Path] | None = None)
         f"{text} is outside the data roots ({listed}). Add its folder to {DATA_ROOTS_ENV} "
         "(or to the data roots in the sidebar settings) to open it."
     )
+
+
+def listens_on_loopback(server_address: str | None) -> bool:
+    """Whether a server bound to `server_address` (Streamlit's server.address) is reachable from this
+    machine only. Unset or empty means every interface, as a hostname other than localhost may."""
+    address = (server_address or "").strip().strip("[]")
+    if address.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:  # "", "0.0.0.0" is an address; a hostname such as "myhost" is not
+        return False
+
+
+def roots_from_ui(server_address: str | None) -> bool:
+    """Whether a web user may add data roots in the sidebar: PATCHLENS_ROOTS_FROM_UI=1 or 0 when set,
+    otherwise only when the server listens on localhost (anyone who can reach it sits at this machine).
+
+    Raises InputError for any other value of PATCHLENS_ROOTS_FROM_UI; the caller then keeps it off.
+    """
+    text = os.environ.get(ROOTS_FROM_UI_ENV, "").strip()
+    if not text:
+        return listens_on_loopback(server_address)
+    if text not in SWITCH_VALUES:
+        raise InputError(
+            f"{ROOTS_FROM_UI_ENV} must be 1 or 0, not {text!r}: adding data roots in the sidebar is off."
+        )
+    return SWITCH_VALUES[text]

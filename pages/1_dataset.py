@@ -34,6 +34,7 @@ from core.errors import PatchLensError
 from core.formatting import short_name
 from ui.frame import page
 from ui.shared import DATASET_KEY, active_dataset, active_model_path, dataset_label
+from ui.text import md_code, md_escape
 
 PAGE_SIZE = 24
 GRID_COLUMNS = 8
@@ -125,10 +126,10 @@ def patch_grid(dataset, path: str) -> None:
             i = kept[k]
             image = draw_centre_box(patches[k]) if with_box else patches[k]
             label = label_name(dataset.labels[i]) if dataset.labels is not None else "unlabelled"
-            caption = f"{short_name(dataset.ids[i], CAPTION_CHARS)} · {label}{flag_note(flags[k])}"
+            caption = f"{md_escape(short_name(dataset.ids[i], CAPTION_CHARS))} · {label}{flag_note(flags[k])}"
             column.image(image, caption=caption, width="stretch")
     for i, problem in bad.items():
-        st.warning(f"{short_name(dataset.ids[i], 40)}: {problem}")
+        st.warning(md_escape(f"{short_name(dataset.ids[i], 40)}: {problem}"))
     if len(indices):
         patch_detail(dataset, path, on_page, with_box)
 
@@ -192,14 +193,14 @@ def patch_detail(dataset, path: str, on_page, with_box: bool) -> None:
     try:
         patch = dataset.read_patch(choice)
     except PatchLensError as error:
-        st.error(str(error))
+        st.error(md_escape(error))
         return
     left, right = st.columns([1, 2])
     left.image(draw_centre_box(patch) if with_box else patch, width=288)
     label = label_name(dataset.labels[choice]) if dataset.labels is not None else "unlabelled"
     left.markdown(
-        f"**id** `{dataset.ids[choice]}`  \n**label** {label}  \n**quality** {quality_labels(patch)[0]}  \n"
-        f"**source** `{dataset.source_of(choice)}`"
+        f"**id** {md_code(dataset.ids[choice])}  \n**label** {label}  \n**quality** {quality_labels(patch)[0]}  \n"
+        f"**source** {md_code(dataset.source_of(choice))}"
     )
     histogram = px.line(
         channel_histograms(patch),
@@ -251,7 +252,7 @@ def stain_preview(dataset, path: str, patch) -> None:
                     fingerprint = repr(getattr(dataset, "fingerprint", ()))
                     normaliser = _dataset_reference(path, fingerprint, len(dataset), method, dataset)
                 except PatchLensError as error:
-                    column.info(f"{method}: {error}")
+                    column.info(f"{method}: {md_escape(error)}")
                     continue
                 source = f"reference {normaliser.reference.get('id', '?')} of this dataset"
             column.image(normaliser.transform(patch), caption=f"{method} · {source}", width="stretch")
@@ -311,7 +312,7 @@ with page("Dataset"):
         st.stop()
 
     path = st.session_state[DATASET_KEY]
-    st.caption(f"{dataset_label(path)} — `{path}`")
+    st.caption(f"{md_escape(dataset_label(path))} — {md_code(path)}")
     header = st.container()  # filled last: it counts what the tabs below found in this run
     overview, grid_tab, quality_tab, colour_tab, problems_tab = st.tabs(TABS, key=TAB_KEY, on_change="rerun")
     if overview.open:

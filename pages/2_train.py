@@ -37,6 +37,7 @@ from core.train.runs import (
 )
 from ui.frame import page
 from ui.shared import DATASET_KEY, MODEL_KEY, default_model, extra_roots
+from ui.text import md_escape
 
 WATCHED_KEY = "watched_run"  # the run directory shown under "Current job"
 DRAWN_KEY = "train_drawn_state"  # (run name, state) of the watched run when the page was last drawn
@@ -66,7 +67,7 @@ with page("Train"):
         notice = st.session_state.pop(key, None)
         if notice:
             kind, text = notice
-            getattr(st, kind)(text)
+            getattr(st, kind)(md_escape(text))  # the text quotes typed paths and run names
 
     # ---------------------------------------------------------------- the current job
 
@@ -105,9 +106,11 @@ with page("Train"):
     def show_outcome(status: dict) -> None:
         state = status.get("state", "failed")
         if state == "failed":
-            st.error(f"The job failed: {status.get('error')}")
+            st.error(f"The job failed: {md_escape(status.get('error'))}")
         elif state == "stopped":
-            st.warning(f"Stopped ({status.get('note') or 'by the user'}); the best checkpoint is kept.")
+            st.warning(
+                f"Stopped ({md_escape(status.get('note') or 'by the user')}); the best checkpoint is kept."
+            )
         else:
             best = status.get("best") or {}
             st.success(
@@ -140,12 +143,12 @@ with page("Train"):
         try:
             status = read_status(run_dir)
         except RunError as error:
-            st.warning(str(error))
+            st.warning(md_escape(error))
             st.session_state.pop(WATCHED_KEY, None)
             return
         state = status.get("state", "failed")
         header = st.columns([3, 1])
-        header[0].markdown(f"**{run_dir.name}** — {state} · {status.get('phase', '')}")
+        header[0].markdown(f"**{md_escape(run_dir.name)}** — {state} · {status.get('phase', '')}")
         if state in ACTIVE_STATES:
             if header[1].button("Stop", type="primary", key=f"stop-{run_dir.name}"):
                 request_stop(run_dir)
@@ -157,9 +160,9 @@ with page("Train"):
         else:
             show_outcome(status)
         if status.get("warning"):
-            st.warning(status["warning"])
+            st.warning(md_escape(status["warning"]))
         for note in status.get("notes") or []:
-            st.caption(note)
+            st.caption(md_escape(note))
         curves = curves_long(read_metrics(run_dir))
         if curves.empty:
             st.caption("Waiting for the first batches…")
@@ -442,11 +445,11 @@ with page("Train"):
             st.session_state.pop(CONFIRM_KEY, None)
             return
         st.warning(
-            f"Delete run {name} and all its files (models, curves, predictions)? This cannot be undone."
+            f"Delete run {md_escape(name)} and all its files (models, curves, predictions)? This cannot be undone."
         )
         buttons = st.columns(2)
         buttons[0].button(
-            f"Confirm delete {name}",
+            f"Confirm delete {md_escape(name)}",
             type="primary",
             key="confirm_delete",
             on_click=confirm_delete,
@@ -457,21 +460,21 @@ with page("Train"):
     def run_actions(target: RunSummary) -> None:
         actions = st.columns(3)
         actions[0].button(
-            f"Make {target.name} the active model",
+            f"Make {md_escape(target.name)} the active model",
             key="make_active",
             disabled=not target.has_model,
             on_click=make_active,
             args=(str(target.path),),
         )
         actions[1].button(
-            f"Delete {target.name}",
+            f"Delete {md_escape(target.name)}",
             key="delete_run",
             disabled=target.state in ACTIVE_STATES,
             on_click=ask_delete,
             args=(str(target.path),),
         )
         actions[2].button(
-            f"Resume {target.name}",
+            f"Resume {md_escape(target.name)}",
             key="resume_run",
             disabled=not target.resumable,
             help="Continue a failed or stopped run from its best checkpoint, in a new run.",

@@ -35,6 +35,7 @@ from ui.charts import curve, curve_figure, reference_line, threshold_marker
 from ui.frame import page
 from ui.gallery import patch_grid
 from ui.prediction_source import pick_source, show_source_notes, threshold_control
+from ui.text import md_escape
 
 BOOTSTRAP_SAMPLES = 1000
 CELL_PATCHES = 24
@@ -152,7 +153,7 @@ with page("Evaluate"):
     try:
         labels, probs = labelled_arrays(predictions)
     except PatchLensError as error:
-        st.error(f"These predictions cannot be evaluated: {error}")
+        st.error(f"These predictions cannot be evaluated: {md_escape(error)}")
         st.stop()
     if len(labels) < len(predictions):
         st.caption(f"{len(predictions) - len(labels):,} unlabelled rows are left out.")

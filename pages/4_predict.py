@@ -33,6 +33,7 @@ from ui.gallery import blend, explain_settings, explanation, method_name, scale_
 from ui.prediction_source import threshold_control
 from ui.shared import active_dataset, load_active_model, model_label, required_model_path
 from ui.similar import similar_to_uploads
+from ui.text import md_escape
 
 PAGE_SIZE = 8  # patches per gallery page; each shows the original beside its overlay
 UPLOAD_TYPES = ["tif", "tiff", "png", "jpg", "jpeg"]
@@ -59,7 +60,7 @@ def probabilities(
 with page("Predict"):
     model_path = required_model_path()
     st.caption(
-        f"Model: {model_label(model_path)} — 96×96 px H&E patches; the label concerns the centre 32×32 px."
+        f"Model: {md_escape(model_label(model_path))} — 96×96 px H&E patches; the label concerns the centre 32×32 px."
     )
 
     uploads = st.file_uploader(
@@ -76,7 +77,7 @@ with page("Predict"):
 
     batch = decode_uploads([(upload.name, upload.getvalue()) for upload in uploads])
     for name, reason in batch.errors:
-        st.error(f"**{name}** was not scored: {reason}")
+        st.error(f"**{md_escape(name)}** was not scored: {md_escape(reason)}")
     if not batch.names:
         st.stop()
 
@@ -89,7 +90,7 @@ with page("Predict"):
             model.patchlens_path, mtime, tta, tuple(batch.digests), model, batch.patches
         )
     except PatchLensError as error:
-        st.error(f"The model could not score these patches: {error}")
+        st.error(f"The model could not score these patches: {md_escape(error)}")
         st.stop()
 
     batch = with_model_verdict(batch, unlike_training)
@@ -151,7 +152,7 @@ with page("Predict"):
         flags = quality_flags(batch.quality[k])
         call = f":gray[{NOT_MEANINGFUL}]" if flags else f"**{call_of(prob, threshold)}**"
         text.markdown(
-            f"**{short_name(batch.names[k], NAME_IN_TEXT)}**  \nP(tumour) **{prob:.4f}**  \ncall at {threshold:.3f}: {call}"
+            f"**{md_escape(short_name(batch.names[k], NAME_IN_TEXT))}**  \nP(tumour) **{prob:.4f}**  \ncall at {threshold:.3f}: {call}"
         )
         for flag in flags:
             text.badge(FLAG_BADGES[flag], icon="⚠️", color="orange", help=FLAG_MEANINGS[flag])

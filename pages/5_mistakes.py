@@ -16,6 +16,7 @@ from core.evaluate.predictions import ALL_QUALITIES, has_quality
 from ui.frame import page
 from ui.gallery import paged_gallery, patch_in_detail, pick_one
 from ui.prediction_source import pick_source, show_source_notes, threshold_control
+from ui.text import md_escape
 
 KIND_FILTERS = {"both": None, "false positives": "false positive", "false negatives": "false negative"}
 SHORT = {"false positive": "FP", "false negative": "FN"}
@@ -56,7 +57,7 @@ with page("Mistakes"):
             quality=quality,
         )
     except PatchLensError as error:
-        st.error(f"These predictions cannot be searched for mistakes: {error}")
+        st.error(f"These predictions cannot be searched for mistakes: {md_escape(error)}")
         st.stop()
 
     counts = every["kind"].value_counts()

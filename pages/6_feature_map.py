@@ -35,6 +35,7 @@ from ui.shared import (
     required_model_path,
 )
 from ui.similar import EXPLAINED, caption, features_at, index_at, k_control, lookup_of, neighbour_grid
+from ui.text import md_escape
 
 CHART_KEY = "feature_map_chart"
 GALLERY_MAX = 24  # selected patches drawn at once
@@ -129,7 +130,9 @@ def selected_gallery(ids: list[str], lookup, found, model_path: str, threshold: 
     ]
     patch_grid(images, [caption(found, item) for item in shown])
     if missing:
-        st.caption(f"{len(missing)} patch(es) could not be read: " + "; ".join(list(missing.values())[:3]))
+        st.caption(
+            f"{len(missing)} patch(es) could not be read: " + md_escape("; ".join(list(missing.values())[:3]))
+        )
 
 
 def similar_patches(choices: list[str], index, lookup, found) -> None:
@@ -153,15 +156,15 @@ with page("Feature map"):
         st.stop()
     dataset_path = st.session_state.get(DATASET_KEY)
     if dataset.labels is None:
-        st.info(f"{dataset_label(dataset_path)} is unlabelled: the feature map colours and samples patches by "
+        st.info(f"{md_escape(dataset_label(dataset_path))} is unlabelled: the feature map colours and samples patches by "
                 "their labels. Open a labelled dataset, or score these patches on the Predict page.")  # fmt: skip
         st.stop()
-    st.caption(f"{model_label(model_path)} on {dataset_label(dataset_path)}: the input of the model's final "
+    st.caption(f"{md_escape(model_label(model_path))} on {md_escape(dataset_label(dataset_path))}: the input of the model's final "
                "Dense layer (its penultimate-layer features), one point a patch.")  # fmt: skip
     try:
         path = feature_file(model_path, dataset)
     except PatchLensError as error:
-        st.error(f"The features could not be computed: {error}")
+        st.error(f"The features could not be computed: {md_escape(error)}")
         st.stop()
     if path is None:
         st.stop()
@@ -179,7 +182,7 @@ with page("Feature map"):
     try:
         rows, xy = _points(path, mtime, method)
     except PatchLensError as error:
-        st.error(str(error))
+        st.error(md_escape(error))
         st.stop()
 
     frame = scatter_frame(found, rows, xy, threshold)

@@ -26,6 +26,7 @@ from ui.gallery import paged_gallery, patch_in_detail, pick_one
 from ui.prediction_source import KIND_KEY, current_threshold, pick_source, show_source_notes
 from ui.shared import DATASET_KEY, active_dataset, active_model_path, dataset_label
 from ui.similar import similar_in_dataset
+from ui.text import md_escape
 
 SOURCE_KEY = "label_issues_source"
 SOURCES = {"model": "Stored or model predictions", "folds": "K-fold cross-validation (trains K models)"}
@@ -67,7 +68,9 @@ def folds_source():
         st.info("Choose a labelled dataset and a model in the sidebar.")
         return None
     if dataset.labels is None:
-        st.info(f"{dataset_label(st.session_state.get(DATASET_KEY))} is unlabelled: no label to doubt.")
+        st.info(
+            f"{md_escape(dataset_label(st.session_state.get(DATASET_KEY)))} is unlabelled: no label to doubt."
+        )
         return None
     from core.model.architectures import ARCHITECTURES
     from core.model.io import read_model_meta, resolve_model_path
@@ -101,7 +104,7 @@ def follow_or_offer(model_path: str, dataset, settings) -> None:
         _follow(dataset, settings)
         return
     if progress.error:
-        st.error(f"The cross-validation ended without a result: {progress.error}")
+        st.error(f"The cross-validation ended without a result: {md_escape(progress.error)}")
     st.info(
         f"Not computed yet: {settings.folds} {settings.architecture} models, {settings.epochs} epoch(s) each, "
         f"on {len(dataset):,} patches. Each fold model is trained on the other folds and scores the "
@@ -116,7 +119,7 @@ def follow_or_offer(model_path: str, dataset, settings) -> None:
         try:
             crossval.launch(model_path, dataset, settings)
         except (PatchLensError, OSError) as error:
-            st.error(f"The cross-validation could not be started: {error}")
+            st.error(f"The cross-validation could not be started: {md_escape(error)}")
             return
         st.rerun()
 
@@ -147,7 +150,7 @@ with page("Label issues"):
     try:
         found = model_source() if choice == "model" else folds_source()
     except PatchLensError as error:
-        st.error(f"Label issues cannot be ranked here: {error}")
+        st.error(f"Label issues cannot be ranked here: {md_escape(error)}")
         st.stop()
     if found is None:
         st.stop()

@@ -34,6 +34,7 @@ from ui.shared import (
     dataset_label,
     model_options,
 )
+from ui.text import md_escape
 
 MODEL_A_KEY = "compare_model_a"
 MODEL_B_KEY = "compare_model_b"
@@ -172,7 +173,9 @@ def gallery(rows, lookup, model_a: str, model_b: str, threshold: float) -> None:
                 texts.append(f"Grad-CAM of {model}")
         patch_grid(images, texts, columns=6)  # two patches a row: patch, A's map, B's map
     if missing:
-        st.caption(f"{len(missing)} patch(es) could not be read: " + "; ".join(list(missing.values())[:3]))
+        st.caption(
+            f"{len(missing)} patch(es) could not be read: " + md_escape("; ".join(list(missing.values())[:3]))
+        )
 
 
 with page("Compare"):
@@ -188,7 +191,7 @@ with page("Compare"):
     if dataset.labels is None:
         name = dataset_label(st.session_state.get(DATASET_KEY))
         st.info(
-            f"{name} is unlabelled: comparing models needs labels. Open a labelled dataset in the sidebar."
+            f"{md_escape(name)} is unlabelled: comparing models needs labels. Open a labelled dataset in the sidebar."
         )
         st.stop()
     model_a, model_b = pick_models(options)
@@ -196,13 +199,15 @@ with page("Compare"):
     if model_a == model_b:
         st.warning("Model A and model B are the same model: pick two different ones.")
         st.stop()
-    st.caption(f"Both on {dataset_label(st.session_state.get(DATASET_KEY))} ({len(dataset):,} patches).")
+    st.caption(
+        f"Both on {md_escape(dataset_label(st.session_state.get(DATASET_KEY)))} ({len(dataset):,} patches)."
+    )
     threshold = threshold_control()
 
     try:
         files = prediction_files(model_a, model_b, dataset)
     except PatchLensError as error:
-        st.error(str(error))
+        st.error(md_escape(error))
         st.stop()
     missing = {
         path: f"Model {model} ({names[model]})"
@@ -217,7 +222,7 @@ with page("Compare"):
         result = compare_paired(paired, threshold)
         groups = disagreements(paired, threshold)
     except (PatchLensError, OSError, ValueError) as error:
-        st.error(f"These models cannot be compared on this dataset: {error}")
+        st.error(f"These models cannot be compared on this dataset: {md_escape(error)}")
         st.stop()
 
     results(result, names, threshold)

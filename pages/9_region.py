@@ -33,6 +33,7 @@ from ui.frame import page
 from ui.gallery import blend, explain_settings, explanation, method_name
 from ui.prediction_source import threshold_control
 from ui.shared import extra_roots, job_progress_bar, model_label, required_model_path
+from ui.text import md_escape
 
 SOURCE_KEY = "region_source"
 PATH_KEY = "region_path"
@@ -79,7 +80,7 @@ def chosen_image() -> Path | None:
     try:
         return check_allowed(text, extra_roots())
     except PatchLensError as error:
-        st.error(str(error))
+        st.error(md_escape(error))
         return None
 
 
@@ -121,7 +122,7 @@ def job_panel(key: str | None, model_path: str, image: Path, stride: int, mpp: f
         if outputs is not None:
             return outputs
     if job and job["state"] == "failed":
-        st.error(f"The heatmap failed: {job.get('error') or 'no reason given'}")
+        st.error(f"The heatmap failed: {md_escape(job.get('error') or 'no reason given')}")
     elif job and job["state"] == "stopped":
         st.info("The heatmap was stopped before it finished.")
     else:
@@ -131,7 +132,7 @@ def job_panel(key: str | None, model_path: str, image: Path, stride: int, mpp: f
         try:
             launch(model_path, image, stride=stride, mpp=mpp, threshold=DEFAULT_THRESHOLD)
         except (PatchLensError, OSError) as error:
-            st.error(f"The heatmap could not be started: {error}")
+            st.error(f"The heatmap could not be started: {md_escape(error)}")
             return None
         st.rerun()
     return None
@@ -241,7 +242,7 @@ def tile_panel(image: Path, model_path: str, outputs: dict, grid: Grid, threshol
         patch = tile_pixels(str(image), _mtime(image), (summary["seconds"],), int(row), int(col), summary["mpp"],
                             summary["model_mpp"], summary["stride"])  # fmt: skip
     except PatchLensError as error:
-        st.error(f"The tile could not be read: {error}")
+        st.error(f"The tile could not be read: {md_escape(error)}")
         return
     flags = flags_of(int(quality[row, col]))
     st.markdown(f"**P(tumour) {probability:.4f}** · call at {threshold:.3f}: "
@@ -307,7 +308,9 @@ def results(key: str, image: Path, model_path: str, outputs: dict) -> None:
 
 with page("Region"):
     model_path = required_model_path()
-    st.caption(f"Model: {model_label(model_path)} — scores 96 px tiles at {PCAM_MPP} µm/px over the tissue.")
+    st.caption(
+        f"Model: {md_escape(model_label(model_path))} — scores 96 px tiles at {PCAM_MPP} µm/px over the tissue."
+    )
     image_path = chosen_image()
     if image_path is None:
         st.info("Choose a region image or a whole slide: the model scores every tissue tile into a heatmap.")
@@ -315,9 +318,9 @@ with page("Region"):
     try:
         info = image_info(str(image_path), _mtime(image_path))
     except PatchLensError as error:
-        st.error(str(error))
+        st.error(md_escape(error))
         st.stop()
-    st.caption(f"{image_path.name}: {info['width']:,} × {info['height']:,} px, {info['levels']} level(s), "
+    st.caption(f"{md_escape(image_path.name)}: {info['width']:,} × {info['height']:,} px, {info['levels']} level(s), "
                f"read with {info['reader']}.")  # fmt: skip
     mpp = resolution(info)
     stride = st.selectbox("Stride (px at the model's resolution)", STRIDES, index=STRIDES.index(DEFAULT_STRIDE),
@@ -329,7 +332,7 @@ with page("Region"):
     try:
         job = job_key(model_path, image_path, stride=stride, mpp=float(mpp), threshold=DEFAULT_THRESHOLD)
     except PatchLensError as error:
-        st.error(str(error))
+        st.error(md_escape(error))
         st.stop()
     outputs = job_panel(job, model_path, image_path, stride, float(mpp))
     if outputs is not None:

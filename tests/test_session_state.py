@@ -171,3 +171,74 @@ def test_a_crafted_url_never_raises(env):
     assert not at.exception
     assert len(at.warning) == 2
     assert at.session_state[DATASET_KEY] == str(SAMPLE_DATASET)
+
+
+# --------------------------------------------------------------------------- adding data roots from the page
+
+
+@pytest.fixture()
+def listening_on(monkeypatch):
+    """Set Streamlit's server.address (what `streamlit run --server.address …` sets) for one test."""
+    from streamlit import config
+
+    before = config.get_option("server.address")
+
+    def listen(address: str | None) -> None:
+        config.set_option("server.address", address)
+
+    yield listen
+    config.set_option("server.address", before)
+
+
+def roots_expanders(at) -> list:
+    return [e for e in at.sidebar.expander if "data roots" in e.label]
+
+
+def test_on_localhost_the_data_roots_setting_is_offered(env, listening_on, monkeypatch):
+    monkeypatch.delenv("PATCHLENS_ROOTS_FROM_UI", raising=False)
+    listening_on("localhost")
+    at = app_test()
+    at.run()
+    assert roots_expanders(at) and at.text_input(key="new_root")
+
+
+@pytest.mark.parametrize("switch, address", [(None, "0.0.0.0"), (None, None), ("0", "localhost")])
+def test_where_roots_may_not_be_added_the_setting_is_gone_and_added_roots_count_for_nothing(
+    env, tmp_path, listening_on, monkeypatch, switch, address
+):
+    """A shared server (listening beyond localhost, or PATCHLENS_ROOTS_FROM_UI=0): no expander, and a root
+    left in the session from before opens nothing, neither typed, nor in a link, nor as the active dataset."""
+    if switch is None:
+        monkeypatch.delenv("PATCHLENS_ROOTS_FROM_UI", raising=False)
+    else:
+        monkeypatch.setenv("PATCHLENS_ROOTS_FROM_UI", switch)
+    listening_on(address)
+    planted = copy_kaggle_subset(tmp_path / "planted" / "set", 2)
+    at = app_test()
+    at.query_params["dataset"] = str(planted)
+    at.session_state["extra_roots"] = ["/", str(tmp_path / "planted")]
+    at.run()
+    assert not at.exception and not roots_expanders(at)
+    assert not [w for w in at.text_input if w.key == "new_root"]
+    assert any("dataset in the link cannot be opened" in w.value for w in at.warning)
+    assert at.session_state[DATASET_KEY] == str(SAMPLE_DATASET)
+    at.text_input(key="open_path").set_value(str(planted))
+    click(at, "Open")
+    assert any("outside the data roots" in e.value for e in at.sidebar.error)
+    assert sidebar_captions(at)[0] == "bundled sample"
+    at.text_input(key="open_path").set_value(str(env["data"]))  # PATCHLENS_DATA_ROOTS still opens
+    click(at, "Open")
+    assert sidebar_captions(at)[0] == "kaggle-small"
+    at.session_state[DATASET_KEY] = str(planted)  # opened from a root before the switch was turned off
+    at.run()
+    assert at.session_state[DATASET_KEY] == str(SAMPLE_DATASET)
+    assert any("active dataset cannot be used any more" in w.value for w in at.warning)
+
+
+def test_a_bad_roots_switch_is_named_and_keeps_roots_off(env, listening_on, monkeypatch):
+    monkeypatch.setenv("PATCHLENS_ROOTS_FROM_UI", "yes")
+    listening_on("localhost")
+    at = app_test()
+    at.run()
+    assert not at.exception and not roots_expanders(at)
+    assert any("PATCHLENS_ROOTS_FROM_UI must be 1 or 0" in w.value for w in at.sidebar.warning)

@@ -1,4 +1,5 @@
-"""Data roots: the dashboard opens datasets only inside them, whatever symlinks say."""
+"""Data roots: the dashboard opens datasets only inside them, whatever symlinks say; whether a web user
+may add roots depends on PATCHLENS_ROOTS_FROM_UI and, by default, on the address the server listens on."""
 
 from __future__ import annotations
 
@@ -6,8 +7,15 @@ import os
 
 import pytest
 
-from core.errors import PathNotAllowedError
-from core.settings import DATA_DIR, check_allowed, data_roots, workspace_dir
+from core.errors import InputError, PathNotAllowedError
+from core.settings import (
+    DATA_DIR,
+    ROOTS_FROM_UI_ENV,
+    check_allowed,
+    data_roots,
+    roots_from_ui,
+    workspace_dir,
+)
 
 
 @pytest.fixture()
@@ -62,3 +70,25 @@ def test_extra_roots_from_the_settings_extend_the_list(roots, tmp_path):
 def test_a_nul_character_is_refused_with_a_message(roots):
     with pytest.raises(PathNotAllowedError, match="NUL"):
         check_allowed(str(DATA_DIR / "sample") + "\x00/etc")
+
+
+@pytest.mark.parametrize("address", ["localhost", "LOCALHOST", "127.0.0.1", "127.0.1.1", "::1", "[::1]"])
+def test_adding_roots_from_the_page_is_on_by_default_on_a_loopback_address(address, monkeypatch):
+    monkeypatch.delenv(ROOTS_FROM_UI_ENV, raising=False)
+    assert roots_from_ui(address)
+
+
+@pytest.mark.parametrize("address", [None, "", "0.0.0.0", "::", "10.0.0.5", "patchlens.example.org"])
+def test_adding_roots_from_the_page_is_off_by_default_on_any_other_address(address, monkeypatch):
+    monkeypatch.delenv(ROOTS_FROM_UI_ENV, raising=False)
+    assert not roots_from_ui(address)
+
+
+def test_the_roots_from_ui_variable_decides_whatever_the_address(monkeypatch):
+    monkeypatch.setenv(ROOTS_FROM_UI_ENV, "0")
+    assert not roots_from_ui("localhost")
+    monkeypatch.setenv(ROOTS_FROM_UI_ENV, "1")
+    assert roots_from_ui("0.0.0.0")
+    monkeypatch.setenv(ROOTS_FROM_UI_ENV, "yes")
+    with pytest.raises(InputError, match="PATCHLENS_ROOTS_FROM_UI must be 1 or 0, not 'yes'"):
+        roots_from_ui("localhost")

@@ -31,6 +31,7 @@ from core.evaluate.heatmaps import (
 )
 from core.formatting import page_bounds
 from ui.shared import load_model_cached
+from ui.text import md_escape
 
 GRID_COLUMNS = 6
 GALLERY_PAGE_SIZE = 24  # patches per page of a ranked gallery
@@ -75,7 +76,7 @@ def explainer_at(path: str):
     try:
         return _explainer(*_model_file(path))
     except (PatchLensError, OSError) as error:
-        st.error(f"Grad-CAM is unavailable for this model: {error}")
+        st.error(f"Grad-CAM is unavailable for this model: {md_escape(error)}")
         return None
 
 
@@ -117,7 +118,7 @@ def explanation(
             patches,
         )
     except PatchLensError as error:
-        st.error(f"The heatmaps could not be computed: {error}")
+        st.error(f"The heatmaps could not be computed: {md_escape(error)}")
         return None
 
 
@@ -252,7 +253,9 @@ def paged_gallery(
     ]
     patch_grid(images, [caption(row) for row in rows.itertuples()])
     if missing:
-        st.caption(f"{len(missing)} patch(es) could not be read: " + "; ".join(list(missing.values())[:3]))
+        st.caption(
+            f"{len(missing)} patch(es) could not be read: " + md_escape("; ".join(list(missing.values())[:3]))
+        )
     return Gallery(patches, shown, rows, settings, explain, model_path, threshold, key)
 
 
@@ -282,4 +285,4 @@ def patch_in_detail(gallery: Gallery, chosen: str, details: dict[str, str]) -> N
         )
         if detail is not None:
             middle.image(blend(patch, detail[0], settings), caption=settings["method"], width="stretch")
-    right.markdown("  \n".join(f"**{name}** {value}" for name, value in details.items()))
+    right.markdown("  \n".join(f"**{name}** {md_escape(value)}" for name, value in details.items()))

@@ -49,6 +49,7 @@ from ui.shared import (
     job_progress_bar,
     model_label,
 )
+from ui.text import md_escape
 
 SLIDER_KEY = "threshold_slider"
 KIND_KEY = "prediction_source_kind"
@@ -85,10 +86,16 @@ def _threshold_from_url() -> float | None:
 
 
 def current_threshold() -> float:
-    """The threshold in force; a new session starts from the URL's when it carries a valid one."""
+    """The threshold in force; a new session starts from the URL's when it carries a valid one, and
+    says so when the URL's is not a number between 0 and 1."""
     if THRESHOLD_KEY not in st.session_state:
         from_url = _threshold_from_url()
         st.session_state[THRESHOLD_KEY] = DEFAULT_THRESHOLD if from_url is None else from_url
+        if from_url is None and st.query_params.get(URL_THRESHOLD) is not None:
+            st.warning(
+                f"The threshold in the link ({md_escape(st.query_params[URL_THRESHOLD])}) is not a number "
+                f"between 0 and 1 — using {DEFAULT_THRESHOLD}."
+            )
     return float(st.session_state[THRESHOLD_KEY])
 
 
@@ -209,7 +216,7 @@ def _run_source(runs) -> PredictionSource | None:
     try:
         predictions = _run_predictions(str(csv_path), modified_ns(csv_path))
     except PatchLensError as error:
-        st.error(str(error))
+        st.error(md_escape(error))
         return None
     info = validation_info(run.config)
     lookup = _lookup(info.patch_paths, tuple(modified_ns(p) for p in info.patch_paths))
@@ -236,7 +243,7 @@ def _active_source() -> PredictionSource | None:
     dataset_path = st.session_state.get(DATASET_KEY)
     if dataset.labels is None:
         st.info(
-            f"{dataset_label(dataset_path)} is unlabelled: it can be scored on the Predict page, not evaluated."
+            f"{md_escape(dataset_label(dataset_path))} is unlabelled: it can be scored on the Predict page, not evaluated."
         )
         return None
     from core.evaluate.predictions import prediction_cache_path
@@ -247,20 +254,20 @@ def _active_source() -> PredictionSource | None:
         csv_path = prediction_cache_path(model_path, dataset, tta=tta)
         meta = read_model_meta(resolve_model_path(model_path))
     except PatchLensError as error:
-        st.error(str(error))
+        st.error(md_escape(error))
         return None
     title = f"{model_label(model_path)} on {dataset_label(dataset_path)}" + (" (TTA)" if tta else "")
     overlap = training_overlap_note((meta or {}).get("config"), dataset_path)
     if not csv_path.is_file():
         if overlap:
-            st.warning(overlap, icon="⚠️")
+            st.warning(md_escape(overlap), icon="⚠️")
         prediction_jobs({model_path: title}, dataset, tta=tta)
         return None
     try:
         predictions = _cached_file_predictions(str(csv_path), modified_ns(csv_path))
     except (OSError, ValueError) as error:
         st.error(
-            f"The cached predictions {csv_path.name} could not be read ({error}); delete it and run again."
+            f"The cached predictions {csv_path.name} could not be read ({md_escape(error)}); delete it and run again."
         )
         return None
     skipped = len(predictions.attrs.get("skipped", {}))
@@ -310,7 +317,9 @@ def prediction_jobs(
         key_of_job = job_key(model_path, dataset, tta=tta, features=features)
         job = read_job(key_of_job, folder)
         if job and job["state"] in ("queued", "running"):
-            _job_progress(key_of_job, folder, title, STOP_KEY if number == 0 else f"{STOP_KEY}_{number}")
+            _job_progress(
+                key_of_job, folder, md_escape(title), STOP_KEY if number == 0 else f"{STOP_KEY}_{number}"
+            )
             continue
         _job_outcome(job, f"The features of {title}" if features else title, len(dataset))
         waiting.append(model_path)
@@ -319,7 +328,7 @@ def prediction_jobs(
             for model_path in waiting:
                 launch(model_path, dataset, tta=tta, features=features)
         except (PatchLensError, OSError) as error:
-            st.error(f"The job could not be started: {error}")
+            st.error(f"The job could not be started: {md_escape(error)}")
             return
         st.rerun()
 
@@ -327,12 +336,12 @@ def prediction_jobs(
 def _job_outcome(job: dict | None, title: str, n_patches: int) -> None:
     """Why these predictions are not there: the last job failed, was stopped, or never ran."""
     if job and job["state"] == "failed":
-        st.error(f"Computing {title} failed: {job.get('error') or 'no reason given'}")
+        st.error(f"Computing {md_escape(title)} failed: {md_escape(job.get('error') or 'no reason given')}")
     elif job and job["state"] == "stopped":
-        st.info(f"Computing {title} was stopped before it finished.")
+        st.info(f"Computing {md_escape(title)} was stopped before it finished.")
     else:
         st.info(
-            f"{title}: not computed yet. The model runs once over {n_patches:,} patches in the "
+            f"{md_escape(title)}: not computed yet. The model runs once over {n_patches:,} patches in the "
             "background; the result is kept on disk, so every threshold and view afterwards is instant."
         )
 
@@ -353,16 +362,17 @@ def _job_progress(key: str, folder, title: str, stop_key: str) -> None:
 
 def show_source_notes(source: PredictionSource) -> None:
     """The caption, the split warning (visible) and the separate-dataset note of a source."""
-    st.caption(source.title)
+    st.caption(md_escape(source.title))
     if source.warning:
-        st.warning(source.warning, icon="⚠️")
+        st.warning(md_escape(source.warning), icon="⚠️")
     if source.note:
-        st.info(source.note, icon="ℹ️")
+        st.info(md_escape(source.note), icon="ℹ️")
     if source.skipped:
         st.caption(f"{source.skipped:,} patches could not be read and are left out.")
     if source.lookup is not None and source.lookup.problems:
         st.caption(
-            "Some datasets of this source could not be opened: " + "; ".join(source.lookup.problems[:2])
+            "Some datasets of this source could not be opened: "
+            + md_escape("; ".join(source.lookup.problems[:2]))
         )
     if source.lookup is None:
         st.caption("The patches behind these predictions cannot be opened here, so only tables are shown.")

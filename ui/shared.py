@@ -4,12 +4,18 @@ the progress bar of a background job.
 Session state keys (one home for each):
   dataset_path   the active dataset (default: the bundled sample)
   model_path     the active model (default: the bundled baseline, when present)
-  extra_roots    data roots added in the sidebar settings, on top of PATCHLENS_DATA_ROOTS
+(Data roots added in the sidebar, and whether this server allows them: ui.roots. Messages left for a
+later drawing: ui.notices.)
 
 The active dataset and model also live in the URL (query parameters `dataset` and `model`), so a
 reload or a shared link opens the same ones: a new session reads them once (init_state), checks
 them like a path typed in the sidebar, and falls back to the defaults with a message when they
-cannot be used; every run writes them back (sync_url), since a page switch may drop them.
+cannot be used; every run writes them back (sync_url), since a page switch may drop them. Every run
+also drops an active dataset that only a root added in the sidebar let open, once such roots are no
+longer honoured (ui.roots).
+
+Everything a user or a link supplies (paths, names, error messages quoting them) is shown through
+ui.text.md_escape: markdown never turns it into a link or an image.
 
 The sidebar's own actions (Open, Add root, the model picker) are callbacks: they change the state
 before the script runs, so what the sidebar names is what the page acts on in the same run.
@@ -29,21 +35,19 @@ from core.files import modified_ns
 from core.model.io import CHECKPOINT_FILE, FINAL_MODEL_FILE
 from core.settings import (
     BASELINE_MODEL,
-    DATA_ROOTS_ENV,
     SAMPLE_DATASET,
     check_allowed,
-    data_roots,
     runs_dir,
 )
 from core.train.runs import list_runs
+from ui.notices import notice, show_notices
+from ui.roots import extra_roots, refused_now, roots_setting
+from ui.text import md_escape
 
 DATASET_KEY = "dataset_path"
 MODEL_KEY = "model_path"
-ROOTS_KEY = "extra_roots"
 OPEN_PATH_KEY = "open_path"  # the sidebar's path box
-NEW_ROOT_KEY = "new_root"  # the sidebar's data-root box
 MODEL_PICKER_KEY = "model_picker"  # the sidebar's model selectbox (mirrors MODEL_KEY)
-NOTICES_KEY = "sidebar_notices"  # [(place, level, text)] shown once, where `place` is drawn next
 URL_DATASET = "dataset"
 URL_MODEL = "model"
 THRESHOLD_KEY = "threshold"  # the decision threshold shared by Evaluate, Predict and Mistakes
@@ -55,21 +59,15 @@ URL_THRESHOLD = "threshold"
 
 def init_state() -> None:
     """Fill the session's state once: from the URL when it names a usable dataset/model, else defaults."""
-    st.session_state.setdefault(ROOTS_KEY, [])
-    st.session_state.setdefault(NOTICES_KEY, [])
     if DATASET_KEY not in st.session_state:
         st.session_state[DATASET_KEY] = _dataset_from_url()
     if MODEL_KEY not in st.session_state:
         st.session_state[MODEL_KEY] = _model_from_url()
+    _recheck_dataset()
 
 
 def default_model() -> str | None:
     return str(BASELINE_MODEL) if BASELINE_MODEL.exists() else None
-
-
-def _notice(place: str, level: str, text: str) -> None:
-    """Queue a message for the next drawing of `place`: "main" (top of the page), "open" or "roots"."""
-    st.session_state.setdefault(NOTICES_KEY, []).append((place, level, text))
 
 
 def _dataset_from_url() -> str:
@@ -80,10 +78,10 @@ def _dataset_from_url() -> str:
         path = str(check_allowed(text, extra_roots()))
         _open_dataset(path, modified_ns(path))
     except PatchLensError as error:
-        _notice(
+        notice(
             "main",
             "warning",
-            f"The dataset in the link cannot be opened ({error}) — showing the bundled sample.",
+            f"The dataset in the link cannot be opened ({md_escape(error)}) — showing the bundled sample.",
         )
         return str(SAMPLE_DATASET)
     return path
@@ -97,7 +95,11 @@ def _model_from_url() -> str | None:
         check_offered_model(text)
     except PatchLensError as error:
         fallback = "the bundled baseline" if default_model() else "no model"
-        _notice("main", "warning", f"The model in the link cannot be used ({error}) — using {fallback}.")
+        notice(
+            "main",
+            "warning",
+            f"The model in the link cannot be used ({md_escape(error)}) — using {fallback}.",
+        )
         return default_model()
     return text
 
@@ -134,8 +136,14 @@ def sync_url() -> None:
             st.query_params[key] = value
 
 
-def extra_roots() -> list[str]:
-    return list(st.session_state.get(ROOTS_KEY, []))
+def _recheck_dataset() -> None:
+    """Drop an active dataset that only a root added in the sidebar let open, once such roots are no
+    longer honoured (ui.roots), with a message."""
+    error = refused_now(st.session_state[DATASET_KEY])
+    if error is not None:
+        notice("main", "warning", f"The active dataset cannot be used any more ({md_escape(error)}) — "
+               "showing the bundled sample.")  # fmt: skip
+        st.session_state[DATASET_KEY] = str(SAMPLE_DATASET)
 
 
 # --------------------------------------------------------------------------- datasets
@@ -154,7 +162,7 @@ def active_dataset():
     try:
         return _open_dataset(path, modified_ns(path))
     except PatchLensError as error:
-        st.error(f"The dataset {path} cannot be opened: {error}")
+        st.error(f"The dataset {md_escape(path)} cannot be opened: {md_escape(error)}")
         return None
 
 
@@ -210,7 +218,7 @@ def load_active_model():
         resolved = str(resolve_model_path(path))
         return load_model_cached(resolved, modified_ns(resolved))
     except PatchLensError as error:
-        st.error(str(error))
+        st.error(md_escape(error))
         return None
 
 
@@ -252,41 +260,18 @@ def _open_typed_dataset() -> None:
     """Callback of Open: runs before the script, so the whole next run shows the new dataset."""
     text = (st.session_state.get(OPEN_PATH_KEY) or "").strip()
     if not text:
-        _notice("open", "error", "Enter the path of a dataset folder or file.")
+        notice("open", "error", "Enter the path of a dataset folder or file.")
         return
     try:
         open_dataset_from_user(text)
     except PatchLensError as error:
-        _notice("open", "error", str(error))
+        notice("open", "error", md_escape(error))
         return
-    _notice("open", "success", f"Opened {text}")
+    notice("open", "success", f"Opened {md_escape(text)}")
 
 
 def _model_picked() -> None:
     st.session_state[MODEL_KEY] = st.session_state[MODEL_PICKER_KEY]
-
-
-def _add_typed_root() -> None:
-    text = (st.session_state.get(NEW_ROOT_KEY) or "").strip()
-    if not text:
-        return
-    if not Path(text).expanduser().is_dir():
-        _notice("roots", "error", f"{text} is not a folder.")
-        return
-    if text not in st.session_state[ROOTS_KEY]:
-        st.session_state[ROOTS_KEY] = [*st.session_state[ROOTS_KEY], text]
-    _notice("roots", "success", f"Added {text} to the data roots of this session.")
-
-
-def _show_notices(where: str) -> None:
-    """Show, once, the queued messages meant for `where`."""
-    keep = []
-    for place, level, text in st.session_state.get(NOTICES_KEY, []):
-        if place != where:
-            keep.append((place, level, text))
-            continue
-        {"error": st.error, "warning": st.warning, "success": st.success}[level](text)
-    st.session_state[NOTICES_KEY] = keep
 
 
 # --------------------------------------------------------------------------- the sidebar
@@ -299,17 +284,17 @@ def render_sidebar() -> None:
     Also keeps the URL in step with the active dataset and model.
     """
     init_state()
-    _show_notices("main")
+    show_notices("main")
     with st.sidebar:
         _dataset_picker()
         _model_picker()
-        _roots_setting()
+        roots_setting()
     sync_url()
 
 
 def _dataset_picker() -> None:
     st.markdown("### Active dataset")
-    st.caption(dataset_label(st.session_state[DATASET_KEY]))
+    st.caption(md_escape(dataset_label(st.session_state[DATASET_KEY])))
     st.text_input(
         "Open a dataset by path",
         key=OPEN_PATH_KEY,
@@ -318,7 +303,7 @@ def _dataset_picker() -> None:
         "or a cache .h5. Only paths inside the data roots can be opened.",
     )
     st.button("Open", key="open_dataset", on_click=_open_typed_dataset)
-    _show_notices("open")
+    show_notices("open")
 
 
 def _model_picker() -> None:
@@ -340,16 +325,6 @@ def _model_picker() -> None:
         on_change=_model_picked,
         label_visibility="collapsed",
     )
-
-
-def _roots_setting() -> None:
-    with st.expander("Settings: data roots"):
-        st.caption(f"Datasets may be opened from these folders (extend with {DATA_ROOTS_ENV}):")
-        for root in data_roots(st.session_state[ROOTS_KEY]):
-            st.code(str(root), language=None)
-        st.text_input("Add a data root for this session", key=NEW_ROOT_KEY)
-        st.button("Add root", key="add_root", on_click=_add_typed_root)
-        _show_notices("roots")
 
 
 def job_progress_bar(

@@ -18,6 +18,7 @@ from core.constants import LABEL_NAMES
 from core.diagnose.neighbours import DEFAULT_K
 from core.evaluate.sources import dataset_lookup
 from ui.gallery import patch_grid, with_box
+from ui.text import md_escape
 
 MAX_K = 48
 FEATURES_NEEDED = (
@@ -113,7 +114,7 @@ def similar_in_dataset(model_path: str, dataset, item: str, key: str) -> None:
     try:
         found.position(item)
     except DatasetError:
-        st.caption(f"{item} is not among the cached features of the active dataset.")
+        st.caption(f"{md_escape(item)} is not among the cached features of the active dataset.")
         return
     table = index_at(path, mtime(path)).by_id(item, k_control(f"{key}_k"))
     neighbour_grid(table, lookup_of(dataset), found, key=key)
