@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
+from core.data.cache_records import CacheRecomputedWarning
 from core.errors import PatchLensError
 
 COMMAND_MODULES = (
@@ -34,8 +36,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _print_notes(message, category, filename, lineno, file=None, line=None) -> None:
+    """A PatchLens warning (a damaged cache recomputed) is one line on stderr; any other warning as usual."""
+    if issubclass(category, CacheRecomputedWarning):
+        print(f"note: {message}", file=sys.stderr)
+    else:
+        warnings._showwarning_orig(message, category, filename, lineno, file, line)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", CacheRecomputedWarning)
+        warnings.showwarning = _print_notes
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.handler(args) or 0)
     except PatchLensError as error:

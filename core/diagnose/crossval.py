@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.data.cache_records import warn_recomputed
 from core.errors import DatasetError, RunError
 from core.evaluate.predictions import read_predictions, write_predictions
 from core.files import atomic_write_json
@@ -246,13 +247,27 @@ def _stopped(fold: int, folds: int) -> str:
     return f"Cross-validation stopped before fold {fold + 1} of {folds}; finished folds are kept and reused."
 
 
+def _fold_problem(ids: list[str], held_out_ids: set[str]) -> str | None:
+    """Why a finished fold's predictions cannot be reused (repeated ids, ids not of its held-out patches)."""
+    if len(ids) != len(set(ids)):
+        return f"{len(ids) - len(set(ids)):,} of its ids appear more than once"
+    foreign = set(ids) - held_out_ids
+    if foreign:
+        return f"{len(foreign):,} of its ids are not patches this fold holds out (e.g. {min(foreign)!r})"
+    return None
+
+
 def _fold_predictions(
     dataset, held_out: np.ndarray, fold_dir: Path, settings: CrossValSettings, verbose: bool
 ):
     """The held-out fold's probabilities, from a model trained on every other labelled patch."""
     predictions = fold_dir / "val_predictions.csv"
     if predictions.is_file() and (read_json(fold_dir / "status.json") or {}).get("state") == "finished":
-        return read_predictions(predictions)
+        reused = read_predictions(predictions)
+        problem = _fold_problem(reused["id"].tolist(), {dataset.ids[i] for i in np.flatnonzero(held_out)})
+        if problem is None:
+            return reused
+        warn_recomputed(predictions, problem)
     if is_active(fold_dir):
         raise RunError(f"{fold_dir} is being trained by another job; wait for it or stop it.")
     shutil.rmtree(fold_dir, ignore_errors=True)  # an unfinished earlier attempt: start the fold afresh
