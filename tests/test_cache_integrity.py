@@ -131,3 +131,21 @@ def test_training_rebuilds_a_damaged_training_cache_and_says_so(tmp_path, monkey
     assert any("is damaged" in line and "rebuilding it" in line and target.name in line for line in said)
     assert len(training.train) + len(training.val) == 2 * N_PER_CLASS
     assert len(open_dataset(target)) == 2 * N_PER_CLASS
+
+
+def test_cross_validation_recomputes_duplicated_out_of_fold_rows(tmp_path, monkeypatch):
+    from core.diagnose.crossval import RESULT_FILE, CrossValSettings, crossval_dir, crossval_probabilities
+
+    monkeypatch.setenv("PATCHLENS_HOME", str(tmp_path / "workspace"))
+    dataset = open_dataset(copy_kaggle_subset(tmp_path / "data", 10))
+    settings = CrossValSettings(folds=2, architecture="tiny", epochs=1)
+    crossval_probabilities(dataset, settings)
+    work_dir = crossval_dir(dataset, settings)
+    duplicate(work_dir / RESULT_FILE, 3)
+    duplicate(work_dir / "fold-0" / "val_predictions.csv", 2)
+    with pytest.warns(CacheRecomputedWarning) as said:
+        again = crossval_probabilities(dataset, settings)
+    messages = [str(w.message) for w in said]
+    assert any(RESULT_FILE in m and "3 of its ids appear more than once" in m for m in messages)
+    assert any("val_predictions.csv" in m and "2 of its ids appear more than once" in m for m in messages)
+    assert sorted(again["id"]) == sorted(dataset.ids)  # every patch exactly once

@@ -122,7 +122,14 @@ def crossval_dir(dataset, settings: CrossValSettings) -> Path:
 def stored_crossval(dataset, settings: CrossValSettings) -> pd.DataFrame | None:
     """The finished out-of-fold probabilities of this cross-validation, or None when not computed."""
     path = crossval_dir(dataset, settings) / RESULT_FILE
-    return read_predictions(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    stored = read_predictions(path)
+    problem = _ids_problem(stored["id"].tolist(), set(dataset.ids), "of the dataset")
+    if problem is None:
+        return stored
+    warn_recomputed(path, problem)  # recomputed from its folds, each reused when it is sound
+    return None
 
 
 def request_stop(work_dir: str | Path) -> None:
@@ -247,13 +254,13 @@ def _stopped(fold: int, folds: int) -> str:
     return f"Cross-validation stopped before fold {fold + 1} of {folds}; finished folds are kept and reused."
 
 
-def _fold_problem(ids: list[str], held_out_ids: set[str]) -> str | None:
-    """Why a finished fold's predictions cannot be reused (repeated ids, ids not of its held-out patches)."""
+def _ids_problem(ids: list[str], expected: set[str], whose: str) -> str | None:
+    """Why stored out-of-fold predictions cannot be reused (repeated ids, ids not in `expected`)."""
     if len(ids) != len(set(ids)):
         return f"{len(ids) - len(set(ids)):,} of its ids appear more than once"
-    foreign = set(ids) - held_out_ids
+    foreign = set(ids) - expected
     if foreign:
-        return f"{len(foreign):,} of its ids are not patches this fold holds out (e.g. {min(foreign)!r})"
+        return f"{len(foreign):,} of its ids are not patches {whose} (e.g. {min(foreign)!r})"
     return None
 
 
@@ -264,7 +271,8 @@ def _fold_predictions(
     predictions = fold_dir / "val_predictions.csv"
     if predictions.is_file() and (read_json(fold_dir / "status.json") or {}).get("state") == "finished":
         reused = read_predictions(predictions)
-        problem = _fold_problem(reused["id"].tolist(), {dataset.ids[i] for i in np.flatnonzero(held_out)})
+        held_out_ids = {dataset.ids[i] for i in np.flatnonzero(held_out)}
+        problem = _ids_problem(reused["id"].tolist(), held_out_ids, "this fold holds out")
         if problem is None:
             return reused
         warn_recomputed(predictions, problem)
