@@ -149,3 +149,24 @@ def test_cross_validation_recomputes_duplicated_out_of_fold_rows(tmp_path, monke
     assert any(RESULT_FILE in m and "3 of its ids appear more than once" in m for m in messages)
     assert any("val_predictions.csv" in m and "2 of its ids appear more than once" in m for m in messages)
     assert sorted(again["id"]) == sorted(dataset.ids)  # every patch exactly once
+
+
+def test_feature_map_recomputes_a_damaged_feature_cache_and_says_so(tmp_path, monkeypatch, page_model):
+    from core.diagnose.features import cached_features, feature_cache_path, read_features
+
+    monkeypatch.setenv("PATCHLENS_HOME", str(tmp_path / "workspace"))
+    data = copy_kaggle_subset(tmp_path / "data", N_PER_CLASS)
+    dataset = open_dataset(data)
+    cached_features(page_model, dataset)
+    path = feature_cache_path(page_model, dataset)
+    with np.load(path) as stored:
+        arrays = {key: stored[key] for key in stored}
+    arrays["ids"] = np.concatenate([arrays["ids"][:-2], arrays["ids"][:2]])  # two ids twice, two gone
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)
+    at = open_page(tmp_path / "workspace", "feature_map", model=page_model, dataset=data)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("2 of its ids appear more than once" in w.value for w in at.warning)
+    assert sorted(read_features(path).ids) == sorted(dataset.ids)  # computed again, whole
+    at.run()
+    assert not any("was damaged" in w.value for w in at.warning)  # said once
