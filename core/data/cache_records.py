@@ -98,7 +98,8 @@ def check_cache_ids(
 ) -> None:
     """DamagedCacheError unless the cache has the record's row count, no repeated id, and (given the
     dataset's ids) only ids of the dataset, one row per patch that was not skipped."""
-    repeated = len(ids) - len(set(ids))
+    unique = set(ids)
+    repeated = len(ids) - len(unique)
     if repeated:
         raise DamagedCacheError(f"{repeated:,} of its ids appear more than once")
     if len(ids) != record.rows:
@@ -109,7 +110,7 @@ def check_cache_ids(
         raise DamagedCacheError(
             f"it covers {len(ids) + len(record.skipped):,} patches but the dataset has {len(dataset_ids):,}"
         )
-    foreign = set(ids) - set(dataset_ids)
+    foreign = unique.difference(dataset_ids)
     if foreign:
         raise DamagedCacheError(f"{len(foreign):,} of its ids are not in the dataset (e.g. {min(foreign)!r})")
 
