@@ -170,3 +170,14 @@ def test_feature_map_recomputes_a_damaged_feature_cache_and_says_so(tmp_path, mo
     assert sorted(read_features(path).ids) == sorted(dataset.ids)  # computed again, whole
     at.run()
     assert not any("was damaged" in w.value for w in at.warning)  # said once
+
+
+def test_cli_compare_recomputes_a_cut_cache_and_says_so(scored, tiny_kaggle_model, run_cli):
+    model, data, csv = scored
+    _, other = tiny_kaggle_model(5)
+    assert run_cli("compare", model, other, data, "--json")[0] == 0  # both models' caches exist now
+    cut_to(csv, 3)
+    code, stdout, stderr = run_cli("compare", model, other, data, "--json")
+    assert code == 0, stderr
+    assert json.loads(stdout)["n"] == 2 * N_PER_CLASS
+    assert stderr.count("note: ") == 1 and "holds 3 rows but its record says 12" in stderr
