@@ -36,19 +36,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _print_notes(message, category, filename, lineno, file=None, line=None) -> None:
-    """A PatchLens warning (a damaged cache recomputed) is one line on stderr; any other warning as usual."""
-    if issubclass(category, CacheRecomputedWarning):
-        print(f"note: {message}", file=sys.stderr)
-    else:
-        warnings._showwarning_orig(message, category, filename, lineno, file, line)
+def _notes_then(show_other):
+    """A warnings.showwarning that prints a recomputed cache as one `note:` line on stderr and hands
+    every other warning to `show_other`."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, CacheRecomputedWarning):
+            print(f"note: {message}", file=sys.stderr)
+        else:
+            show_other(message, category, filename, lineno, file, line)
+
+    return show
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     with warnings.catch_warnings():
         warnings.simplefilter("always", CacheRecomputedWarning)
-        warnings.showwarning = _print_notes
+        warnings.showwarning = _notes_then(warnings.showwarning)
         return _run(args)
 
 
