@@ -77,6 +77,22 @@ def feature_file(model_path: str, dataset) -> str | None:
     return found.cached
 
 
+def checked_features(path: str, model_path: str, dataset):
+    """(path, features) of the cache file; one that disagrees with its record is discarded and computed
+    again (here, or by its job for a large dataset), and the page says so once."""
+    from core.data.cache_records import DamagedCacheError, damaged_message, discard_cache
+
+    try:
+        return path, features_at(path, os.stat(path).st_mtime)
+    except DamagedCacheError as error:
+        discard_cache(path)
+        st.warning(md_escape(damaged_message(path, str(error))), icon="⚠️")
+    path = feature_file(model_path, dataset)
+    if path is None:
+        st.stop()
+    return path, features_at(path, os.stat(path).st_mtime)
+
+
 def sample_caption(drawn: int, total: int, method: str) -> str:
     limit = SCATTER_SAMPLE if method == "pca" else TSNE_SAMPLE
     shown = (
@@ -168,8 +184,8 @@ with page("Feature map"):
         st.stop()
     if path is None:
         st.stop()
+    path, found = checked_features(path, model_path, dataset)
     mtime = os.stat(path).st_mtime
-    found = features_at(path, mtime)
     if found.skipped:
         st.caption(f"{len(found.skipped):,} patches could not be read and are left out.")
     threshold = threshold_control()

@@ -76,24 +76,24 @@ def test_a_features_job_stops_on_request_then_caches_what_the_feature_map_reads(
 
 def test_a_job_for_a_changed_dataset_fails_with_a_reason(workspace, model_and_data):
     model, data = model_and_data
-    status = run_job(model, data, key="not-this-dataset")
+    status = run_job(model, data, key="00000000000000000000dead")
     assert status["state"] == "failed" and "changed since this job was started" in status["error"]
-    assert read_job("not-this-dataset")["state"] == "failed"
+    assert read_job("00000000000000000000dead")["state"] == "failed"
 
 
 def test_a_missing_model_fails_with_a_reason(workspace, model_and_data, tmp_path):
     _, data = model_and_data
-    status = run_job(tmp_path / "gone.keras", data, key="page-key")
+    status = run_job(tmp_path / "gone.keras", data, key="0000000000000000000000aa")
     assert status["state"] == "failed" and "gone.keras" in status["error"]
-    assert read_job("page-key")["error"] == status["error"]  # what the waiting page reads
+    assert read_job("0000000000000000000000aa")["error"] == status["error"]  # what the waiting page reads
 
 
 def test_a_job_whose_process_died_reads_as_failed(workspace):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    folder = job_dir("dead-job")
+    folder = job_dir("0000000000000000000000bb")
     folder.mkdir(parents=True)
     write_status(folder, "running", pid=dead.pid, phase=LOADING_PHASE)
-    job = read_job("dead-job")
+    job = read_job("0000000000000000000000bb")
     assert job["state"] == "failed" and "ended without reporting" in job["error"]
-    assert read_job("never-started") is None
+    assert read_job("0000000000000000000000cc") is None

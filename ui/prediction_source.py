@@ -25,6 +25,7 @@ import pandas as pd
 import streamlit as st
 
 from core.constants import DEFAULT_THRESHOLD
+from core.data.cache_records import DamagedCacheError
 from core.errors import PatchLensError
 from core.evaluate.jobs import LOADING_PHASE
 from core.evaluate.sources import (
@@ -165,10 +166,10 @@ def _run_predictions(path: str, mtime: float) -> pd.DataFrame:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _cached_file_predictions(path: str, mtime: float) -> pd.DataFrame:
+def _cached_file_predictions(path: str, mtime: float, fingerprint: str, _dataset) -> pd.DataFrame:
     from core.evaluate.predictions import read_cached_predictions
 
-    return read_cached_predictions(path)
+    return read_cached_predictions(path, _dataset)  # DamagedCacheError when it disagrees with its record
 
 
 @st.cache_resource(show_spinner="Indexing the validation patches…", max_entries=4)
@@ -263,15 +264,18 @@ def _active_source() -> PredictionSource | None:
             st.warning(md_escape(overlap), icon="⚠️")
         prediction_jobs({model_path: title}, dataset, tta=tta)
         return None
+    fingerprint = repr(getattr(dataset, "fingerprint", ()))
     try:
-        predictions = _cached_file_predictions(str(csv_path), modified_ns(csv_path))
+        predictions = _cached_file_predictions(str(csv_path), modified_ns(csv_path), fingerprint, dataset)
+    except DamagedCacheError as error:
+        _recompute_damaged(csv_path, str(error), {model_path: title}, dataset, tta=tta)
+        return None
     except (OSError, ValueError) as error:
         st.error(
             f"The cached predictions {csv_path.name} could not be read ({md_escape(error)}); delete it and run again."
         )
         return None
     skipped = len(predictions.attrs.get("skipped", {}))
-    fingerprint = repr(getattr(dataset, "fingerprint", ()))
     return PredictionSource(
         key=f"{csv_path}:{modified_ns(csv_path)}",
         title=f"{title} — {len(predictions):,} predictions",
@@ -282,6 +286,21 @@ def _active_source() -> PredictionSource | None:
         model_path=model_path,
         skipped=skipped,
     )
+
+
+def _recompute_damaged(csv_path: Path, reason: str, models: dict[str, str], dataset, *, tta: bool) -> None:
+    """A cache that disagrees with its record is discarded and its job started again, said once."""
+    from core.data.cache_records import damaged_message, discard_cache
+    from core.evaluate.jobs import launch
+
+    discard_cache(csv_path)
+    st.warning(md_escape(damaged_message(csv_path, reason)), icon="⚠️")
+    try:
+        launch(next(iter(models)), dataset, tta=tta)
+    except (PatchLensError, OSError) as error:
+        st.error(f"The job could not be started: {md_escape(error)}")
+        return
+    prediction_jobs(models, dataset, tta=tta)
 
 
 # --------------------------------------------------------------------------- the prediction job

@@ -98,7 +98,14 @@ def cached_features_of(model_path: str, dataset):
     if path is None or not path.is_file():
         st.caption(FEATURES_NEEDED)
         return None
-    return str(path), features_at(str(path), mtime(str(path)))
+    from core.data.cache_records import DamagedCacheError, discard_cache
+
+    try:
+        return str(path), features_at(str(path), mtime(str(path)))
+    except DamagedCacheError as error:  # never used: discarded, to be computed again
+        discard_cache(path)
+        st.caption(f"The cached features {path.name} were damaged ({md_escape(error)}) and were discarded. {FEATURES_NEEDED}")
+        return None
 
 
 def similar_in_dataset(model_path: str, dataset, item: str, key: str) -> None:

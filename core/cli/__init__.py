@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
+from core.data.cache_records import CacheRecomputedWarning
 from core.errors import PatchLensError
 
 COMMAND_MODULES = (
@@ -34,8 +36,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _notes_then(show_other):
+    """A warnings.showwarning that prints a recomputed cache as one `note:` line on stderr and hands
+    every other warning to `show_other`."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, CacheRecomputedWarning):
+            print(f"note: {message}", file=sys.stderr)
+        else:
+            show_other(message, category, filename, lineno, file, line)
+
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", CacheRecomputedWarning)
+        warnings.showwarning = _notes_then(warnings.showwarning)
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.handler(args) or 0)
     except PatchLensError as error:

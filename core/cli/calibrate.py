@@ -10,7 +10,8 @@ import argparse
 import json
 from pathlib import Path
 
-from core.cli.common import add_batch_size_argument, add_command, add_model_data_arguments
+from core.cli.common import add_batch_size_argument, add_command, add_model_data_arguments, output_file
+from core.errors import InputError
 from core.formatting import ProgressLine
 
 
@@ -24,16 +25,29 @@ def register(subparsers) -> None:
         "(patches it was not trained on) and write a copy of MODEL with it folded in.",
     )
     add_model_data_arguments(parser, labelled=True)
-    parser.add_argument("--out", required=True, type=Path, help="the calibrated .keras file to write")
+    parser.add_argument("--out", required=True, type=output_file, help="the calibrated .keras file to write")
+    parser.add_argument(
+        "--force", action="store_true", help="replace --out if it exists (never MODEL itself)"
+    )
     add_batch_size_argument(parser)
     parser.add_argument("--json", action="store_true", help="print the fit as JSON")
+
+
+def refuse_overwrite(out: Path, model_file: Path, *, force: bool) -> None:
+    """InputError when --out is MODEL itself (even with --force) or an existing file without --force."""
+    if out.exists() and out.resolve() == Path(model_file).resolve():
+        raise InputError(f"--out {out} is the model being calibrated; write the calibrated copy elsewhere.")
+    if out.exists() and not force:
+        raise InputError(f"--out {out} already exists; pass --force to replace it.")
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
     from core.evaluate.calibration import calibrate_model_file, stored_temperature
     from core.model.io import read_model_meta, resolve_model_path
 
-    before = stored_temperature(read_model_meta(resolve_model_path(args.model)))  # 1.0: never calibrated
+    model_file = resolve_model_path(args.model)
+    refuse_overwrite(args.out, model_file, force=args.force)  # before the model runs over DATA
+    before = stored_temperature(read_model_meta(model_file))  # 1.0: never calibrated
     fit = calibrate_model_file(
         args.model, args.data, args.out, batch_size=args.batch_size, progress=ProgressLine("scoring")
     )

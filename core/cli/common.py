@@ -4,12 +4,15 @@ progress line on stderr is core.formatting.ProgressLine)."""
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
 from core.constants import DEFAULT_THRESHOLD, SCORING_BATCH_SIZE
 
 MODEL_HELP = "a .keras model file or a run directory"
 DATA_HELP = "a dataset folder or file (any layout)"
 LABELLED_DATA_HELP = "a labelled dataset folder or file (any layout)"
+RUN_MODEL_FILES = ("model.keras", "best.keras", "averaged.keras")  # a run's models: never an --out
 
 
 def unit_interval(text: str) -> float:
@@ -29,6 +32,42 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
     return value
+
+
+def output_problem(path: Path) -> str | None:
+    """Why `path` cannot be an output file (a folder, a run's model, not writable), or None."""
+    if path.is_dir():
+        return f"{path} is a folder; give the name of a file to write"
+    if path.name in RUN_MODEL_FILES and (path.parent / "config.json").is_file():
+        return f"{path} is a run's model; PatchLens never writes over it (choose another file)"
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # a missing folder is created on writing, inside its nearest existing one
+    if not folder.is_dir():
+        return f"cannot write {path}: {folder} is a file, not a folder"
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        return f"cannot write {path}: permission denied"
+    return None
+
+
+def output_file(text: str) -> Path:
+    """An argparse type for --out: a file that can be written, checked before any computation."""
+    path = Path(text).expanduser()
+    problem = output_problem(path)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return path
+
+
+def job_key_argument(text: str) -> str:
+    """An argparse type: a job key (hex digits, core.evaluate.jobs.check_key), never a path."""
+    from core.errors import InputError
+    from core.evaluate.jobs import check_key
+
+    try:
+        return check_key(text)
+    except InputError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def add_command(

@@ -11,7 +11,7 @@ import json
 import sys
 from collections import Counter
 
-from core.cli.common import add_command
+from core.cli.common import add_command, output_file
 from core.data.cache import cache_path_for, prepare
 from core.data.dataset import Dataset, open_dataset
 from core.data.quality import count_flags, quality_labels
@@ -40,7 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     prep = add_command(subparsers, "prepare", run_prepare, help="convert a dataset into one uint8 HDF5 cache")
     prep.add_argument("path", help="dataset folder or file")
-    prep.add_argument("--out", help="cache file to write (default: the workspace cache for this dataset)")
+    prep.add_argument(
+        "--out", type=output_file, help="cache file to write (default: the workspace cache for this dataset)"
+    )
     prep.add_argument("--workers", type=int, default=2, help="decoding processes")
     prep.add_argument("--chunk", type=int, default=512, help="patches per unit of work")
 

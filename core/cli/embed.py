@@ -14,9 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-from core.cli.common import add_batch_size_argument, add_model_data_arguments, positive_int
+from core.cli.common import add_batch_size_argument, add_model_data_arguments, output_file, positive_int
 from core.formatting import ProgressLine
 
 
@@ -27,7 +26,7 @@ def register(subparsers) -> None:
         description="Write ids, features (N x D float32) and xy (N x 2) of MODEL on the labelled DATA.",
     )
     _add_common(embed)
-    embed.add_argument("--out", required=True, type=Path, help=".npz to write (ids, features, xy)")
+    embed.add_argument("--out", required=True, type=output_file, help=".npz to write (ids, features, xy)")
     embed.add_argument(
         "--method", choices=("pca", "tsne"), default="pca", help="2-D projection (default pca)"
     )

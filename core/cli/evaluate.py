@@ -23,6 +23,7 @@ from core.cli.common import (
     add_command,
     add_model_data_arguments,
     add_threshold_argument,
+    output_file,
 )
 from core.data.quality import count_flags
 from core.errors import DatasetError
@@ -55,10 +56,10 @@ def register(subparsers) -> None:
         description="Write id,label (label = tumour probability) for every patch of DATA.",
     )
     _add_common(predict)
-    predict.add_argument("--out", required=True, type=Path, help="CSV to write (id,label)")
+    predict.add_argument("--out", required=True, type=output_file, help="CSV to write (id,label)")
     predict.add_argument(
         "--quality-report",
-        type=Path,
+        type=output_file,
         metavar="CSV",
         help="also write id,probability,quality: 'ok' or the input-quality flags (background, not_he, "
         "blurred) joined by ';'",

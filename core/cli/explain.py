@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.cli.common import MODEL_HELP, add_command, add_threshold_argument, unit_interval
+from core.cli.common import MODEL_HELP, add_command, add_threshold_argument, output_file, unit_interval
 from core.errors import PatchLensError
 from core.evaluate.explain import (
     DEFAULT_METHOD,
@@ -69,7 +69,7 @@ def register(subparsers) -> None:
         action="store_false",
         help="do not draw the centre 32x32 box",
     )
-    parser.add_argument("--out", required=True, type=Path, help="the PNG to write")
+    parser.add_argument("--out", required=True, type=output_file, help="the PNG to write")
 
 
 def run_explain(args: argparse.Namespace) -> int:

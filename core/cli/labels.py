@@ -22,7 +22,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from core.cli.common import add_command, add_model_data_arguments, positive_int
+from core.cli.common import add_command, add_model_data_arguments, output_file, positive_int
 from core.errors import RunError
 
 SOURCES = ("predictions", "run-validation", "folds")
@@ -40,7 +40,7 @@ def register(subparsers) -> None:
     )
     add_model_data_arguments(parser, labelled=True)
     parser.add_argument(
-        "--out", required=True, type=Path, help="CSV to write (id,given_label,probability,score)"
+        "--out", required=True, type=output_file, help="CSV to write (id,given_label,probability,score)"
     )
     parser.add_argument(
         "--source",

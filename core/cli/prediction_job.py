@@ -9,9 +9,10 @@ python -m core predict-job MODEL DATA [--key KEY] [--tta] [--features] [--cache-
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from core.cli.common import add_command, add_model_data_arguments
+from core.cli.common import add_command, add_model_data_arguments, job_key_argument
 
 
 def register(subparsers) -> None:
@@ -23,7 +24,9 @@ def register(subparsers) -> None:
         description="Compute and cache the predictions of MODEL on DATA, reporting progress in a job file.",
     )
     add_model_data_arguments(parser, labelled=False)
-    parser.add_argument("--key", help="the job key the page waits on (default: computed)")
+    parser.add_argument(
+        "--key", type=job_key_argument, help="the job key the page waits on (hex; default: computed)"
+    )
     parser.add_argument("--tta", action="store_true", help="average over the 8 flips/rotations")
     parser.add_argument(
         "--features",
@@ -39,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     status = run_job(
         args.model, args.data, key=args.key, tta=args.tta, features=args.features, cache_dir=args.cache_dir
     )
-    if status.get("state") != "finished":
-        print(f"{status.get('state')}: {status.get('error') or ''}".strip())
+    if status.get("state") != "finished":  # the reason in one line; a bug's traceback is in the job's log
+        print(f"{status.get('state')}: {status.get('error') or ''}".strip(), file=sys.stderr)
         return 1
     return 0

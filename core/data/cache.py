@@ -39,12 +39,13 @@ import numpy as np
 from core.constants import PATCH_SHAPE
 from core.data.base import Dataset, HDF5Dataset, Problem, content_hash
 from core.data.dataset import open_dataset
-from core.data.layouts import CACHE_MARK, CACHE_VERSION, UNLABELLED
+from core.data.layouts import CACHE_MARK, CACHE_VERSION, UNLABELLED, open_cache
 from core.data.scan import map_chunks
 from core.errors import DatasetError, StorageError
 from core.settings import cache_dir
 
 CHUNK_PATCHES = 64
+PATCH_COUNT = "n_patches"
 
 
 @dataclass
@@ -141,6 +142,7 @@ def prepare(
             handle.attrs[CACHE_MARK] = CACHE_VERSION
             handle.attrs["source"] = str(dataset.path)
             handle.attrs["layout"] = dataset.layout
+            handle.attrs[PATCH_COUNT] = written  # its record: a cache holding another count is damaged
         os.replace(temporary, out_path)
     except (OSError, RuntimeError) as error:  # h5py reports a full disk as either
         temporary.unlink(missing_ok=True)
@@ -171,3 +173,26 @@ def cache_path_for(dataset: Dataset) -> Path:
     """Where the cache of this dataset lives in the workspace; changes when its content does."""
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(dataset.path).resolve().name or "dataset")
     return cache_dir() / f"{name}-{content_hash(dataset)}.h5"
+
+
+def cache_problem(path: str | Path) -> str | None:
+    """Why the cache at `path` cannot be used (not readable HDF5, wrong shapes, counts that disagree with
+    the count it recorded, an unreadable first or last patch), or None when it is sound. Cheap: it reads
+    the index and two patches, not the pixels."""
+    import h5py
+
+    try:
+        dataset = open_cache(path)
+        with h5py.File(path, "r") as handle:
+            recorded = handle.attrs.get(PATCH_COUNT)
+            x = handle["x"]
+            n = int(x.shape[0])
+            if n:
+                x[0], x[n - 1]  # noqa: B018 (a truncated or overwritten file fails here)
+    except (DatasetError, OSError, RuntimeError, KeyError, ValueError) as error:
+        return str(error)
+    if recorded is not None and int(recorded) != n:
+        return f"it holds {n:,} patches but recorded {int(recorded):,} when it was written"
+    if len(dataset) == 0 and n:
+        return "it has no usable patch"
+    return None

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.data.cache_records import warn_recomputed
 from core.errors import DatasetError, RunError
 from core.evaluate.predictions import read_predictions, write_predictions
 from core.files import atomic_write_json
@@ -121,7 +122,14 @@ def crossval_dir(dataset, settings: CrossValSettings) -> Path:
 def stored_crossval(dataset, settings: CrossValSettings) -> pd.DataFrame | None:
     """The finished out-of-fold probabilities of this cross-validation, or None when not computed."""
     path = crossval_dir(dataset, settings) / RESULT_FILE
-    return read_predictions(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    stored = read_predictions(path)
+    problem = _ids_problem(stored["id"].tolist(), set(dataset.ids), "of the dataset")
+    if problem is None:
+        return stored
+    warn_recomputed(path, problem)  # recomputed from its folds, each reused when it is sound
+    return None
 
 
 def request_stop(work_dir: str | Path) -> None:
@@ -246,13 +254,28 @@ def _stopped(fold: int, folds: int) -> str:
     return f"Cross-validation stopped before fold {fold + 1} of {folds}; finished folds are kept and reused."
 
 
+def _ids_problem(ids: list[str], expected: set[str], whose: str) -> str | None:
+    """Why stored out-of-fold predictions cannot be reused (repeated ids, ids not in `expected`)."""
+    if len(ids) != len(set(ids)):
+        return f"{len(ids) - len(set(ids)):,} of its ids appear more than once"
+    foreign = set(ids) - expected
+    if foreign:
+        return f"{len(foreign):,} of its ids are not patches {whose} (e.g. {min(foreign)!r})"
+    return None
+
+
 def _fold_predictions(
     dataset, held_out: np.ndarray, fold_dir: Path, settings: CrossValSettings, verbose: bool
 ):
     """The held-out fold's probabilities, from a model trained on every other labelled patch."""
     predictions = fold_dir / "val_predictions.csv"
     if predictions.is_file() and (read_json(fold_dir / "status.json") or {}).get("state") == "finished":
-        return read_predictions(predictions)
+        reused = read_predictions(predictions)
+        held_out_ids = {dataset.ids[i] for i in np.flatnonzero(held_out)}
+        problem = _ids_problem(reused["id"].tolist(), held_out_ids, "this fold holds out")
+        if problem is None:
+            return reused
+        warn_recomputed(predictions, problem)
     if is_active(fold_dir):
         raise RunError(f"{fold_dir} is being trained by another job; wait for it or stop it.")
     shutil.rmtree(fold_dir, ignore_errors=True)  # an unfinished earlier attempt: start the fold afresh

@@ -21,6 +21,7 @@ TensorFlow is imported inside the functions, never at module import.
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -28,15 +29,17 @@ from pathlib import Path
 
 import numpy as np
 
+from core.data import cache_records
 from core.data.normalise import normaliser_of
 from core.data.stream import read_dataset
 from core.errors import DatasetError
 from core.evaluate.predict import DEFAULT_BATCH_SIZE
 from core.evaluate.predictions import prediction_cache_key
-from core.files import atomic_file, atomic_write_json
+from core.files import atomic_file
 from core.model.features import compiled_scores, final_dense_layer, probabilities_and_features
 
-FEATURE_CACHE_FORMAT = 2  # bump when the stored arrays change meaning (2: after the model's stain normaliser)
+FEATURE_CACHE_FORMAT = 3  # bump when the stored arrays change meaning (2: after the model's stain normaliser,
+# 3: a record with the row count and the file's hash)
 FEATURES_SUBDIR = "features"
 NPZ_KEYS = ("ids", "features", "probs", "labels", "quality", "groups")
 
@@ -169,9 +172,9 @@ def save_npz_atomic(path: str | Path, **arrays: np.ndarray) -> Path:
 
 
 def _write_cache(path: Path, found: FeatureSet, description: dict) -> None:
-    atomic_write_json(path.with_suffix(".json"), {**description, "skipped": found.skipped})
-    save_npz_atomic(  # last: an .npz present means its sidecar is complete
-        path,
+    buffer = io.BytesIO()
+    np.savez(
+        buffer,
         ids=np.array(found.ids, dtype=str),
         features=found.features,
         probs=found.probs,
@@ -179,18 +182,27 @@ def _write_cache(path: Path, found: FeatureSet, description: dict) -> None:
         quality=np.array(found.quality, dtype=str),
         groups=np.array(found.groups if found.groups is not None else [], dtype=str),
     )
+    cache_records.write_cached_bytes(
+        path, buffer.getvalue(), description, rows=len(found), skipped=found.skipped
+    )
 
 
-def read_features(path: str | Path) -> FeatureSet:
-    """A FeatureSet from a cache file written by `cached_features` (OSError/ValueError/KeyError if damaged)."""
-    from core.files import read_json
+def _arrays(data: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(data), allow_pickle=False) as stored:
+        return {key: stored[key] for key in NPZ_KEYS}
 
-    with np.load(path, allow_pickle=False) as stored:
-        arrays = {key: stored[key] for key in NPZ_KEYS}
+
+def _ids(arrays: dict[str, np.ndarray]) -> list[str]:
+    return arrays["ids"].tolist()
+
+
+def read_features(path: str | Path, dataset=None) -> FeatureSet:
+    """A FeatureSet from a cache file written by `cached_features`, checked against its record
+    (core.data.cache_records; given `dataset`, also against its ids): DamagedCacheError if they disagree."""
+    path = Path(path)
+    arrays, record = cache_records.read_checked(path, _arrays, _ids, None if dataset is None else dataset.ids)
     ids = arrays["ids"].tolist()
     groups = arrays["groups"].tolist()
-    path = Path(path)
-    info = read_json(path.with_suffix(".json"), {}) or {}
     return FeatureSet(
         ids=ids,
         features=arrays["features"],
@@ -198,7 +210,7 @@ def read_features(path: str | Path) -> FeatureSet:
         labels=arrays["labels"],
         quality=arrays["quality"].tolist(),
         groups=groups if len(groups) == len(ids) and ids else None,
-        skipped=info.get("skipped", {}),
+        skipped=record.skipped,
         cached=str(path),
         from_cache=True,
     )
@@ -216,21 +228,21 @@ def cached_features(
     """Features of the model at `model_path` on `dataset`, computed once and kept on disk.
 
     `cache_dir` defaults to <workspace>/cache/features. Pass an already loaded `model` to skip
-    loading it again on a miss. A changed model file or dataset misses the cache; a damaged entry
-    is recomputed and overwritten.
+    loading it again on a miss. A changed model file or dataset misses the cache; an entry that
+    disagrees with its record (read_features) is recomputed and overwritten, with a
+    CacheRecomputedWarning that says why.
     """
     from core.model.io import resolve_model_path
 
     path = feature_cache_path(model_path, dataset, cache_dir)
     if path.is_file():
         try:
-            found = read_features(path)
-            if len(found) <= len(dataset):
-                if progress:
-                    progress(len(dataset), len(dataset))
-                return found
-        except (OSError, ValueError, KeyError):
-            pass  # recomputed below
+            found = read_features(path, dataset)
+            if progress:
+                progress(len(dataset), len(dataset))
+            return found
+        except cache_records.DamagedCacheError as error:
+            cache_records.warn_recomputed(path, str(error))
     if model is None:
         from core.model.io import load_model
 

@@ -18,7 +18,9 @@ the job process, when it loads the model.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import re
 import signal
 import threading
 import time
@@ -27,7 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from core.errors import PatchLensError, RunError
+from core.errors import InputError, PatchLensError, RunError
 from core.files import read_json
 from core.train.reporting import JobReporter
 from core.train.runs import (
@@ -45,6 +47,8 @@ LOADING_PHASE = "Starting TensorFlow and loading the model…"
 PREDICTING_PHASE = "predicting"
 FEATURES_PHASE = "computing features"
 LOG_NAME = "job.log"
+LAUNCH_LOCK = ".launch.lock"  # held while a launch checks for a running job and claims the key
+KEY_PATTERN = re.compile(r"[0-9a-f]{8,64}")  # a job key is a hash: it names a folder, never a path
 
 
 class JobStopped(PatchLensError):
@@ -57,8 +61,16 @@ def jobs_dir(cache_dir: str | Path | None = None) -> Path:
     return (Path(cache_dir) if cache_dir is not None else default_prediction_cache_dir()) / "jobs"
 
 
+def check_key(key: str) -> str:
+    """`key` when it is a job key (8-64 lower-case hex digits); InputError otherwise, so a key such as
+    `../..` can never name a folder outside the jobs folder."""
+    if not isinstance(key, str) or not KEY_PATTERN.fullmatch(key):
+        raise InputError(f"a job key is 8 to 64 lower-case hex digits (a cache key); got {key!r}.")
+    return key
+
+
 def job_dir(key: str, cache_dir: str | Path | None = None) -> Path:
-    return jobs_dir(cache_dir) / key
+    return jobs_dir(cache_dir) / check_key(key)
 
 
 def read_job(key: str, cache_dir: str | Path | None = None) -> dict | None:
@@ -133,19 +145,31 @@ def launch(
     """
     key = job_key(model_path, dataset, tta=tta, features=features)
     cache_dir = results_dir(cache_dir, features=features)
-    if is_running(key, cache_dir):
-        return key
-    folder = job_dir(key, cache_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "status.json").unlink(missing_ok=True)  # a new attempt forgets the last one's fields
-    (folder / "stop.request").unlink(missing_ok=True)
-    write_status(folder, "queued", pid=os.getpid(), created=time.time(), phase=LOADING_PHASE, done=0)
-    arguments = ["predict-job", str(model_path), str(dataset.path), "--key", key]
-    arguments += ["--tta"] if tta else []
-    arguments += ["--features"] if features else []
-    arguments += ["--cache-dir", str(cache_dir)] if cache_dir is not None else []
-    write_status(folder, "queued", pid=start_core_command(arguments, folder / LOG_NAME))
+    with _launch_lock(cache_dir):  # two clicks at once: the second finds the first one's job
+        if is_running(key, cache_dir):
+            return key
+        folder = job_dir(key, cache_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "status.json").unlink(missing_ok=True)  # a new attempt forgets the last one's fields
+        (folder / "stop.request").unlink(missing_ok=True)
+        write_status(folder, "queued", pid=os.getpid(), created=time.time(), phase=LOADING_PHASE, done=0)
+        arguments = ["predict-job", str(model_path), str(dataset.path), "--key", key]
+        arguments += ["--tta"] if tta else []
+        arguments += ["--features"] if features else []
+        arguments += ["--cache-dir", str(cache_dir)] if cache_dir is not None else []
+        write_status(folder, "queued", pid=start_core_command(arguments, folder / LOG_NAME))
     return key
+
+
+@contextmanager
+def _launch_lock(cache_dir: str | Path | None) -> Iterator[None]:
+    """An exclusive lock on the jobs folder (flock: released by the kernel even if this process dies),
+    so checking for a running job and claiming the key is one atomic step across sessions."""
+    folder = jobs_dir(cache_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / LAUNCH_LOCK, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def run_job(
@@ -196,8 +220,8 @@ def job_lifecycle(job: JobReporter, folder: Path, *, stopped_by: type[BaseExcept
     except BaseException as error:
         state = "stopped" if isinstance(error, (stopped_by, KeyboardInterrupt)) else "failed"
         message = str(error) if isinstance(error, PatchLensError) else f"{type(error).__name__}: {error}"
-        if state == "failed":
-            traceback.print_exc()
+        if state == "failed" and not isinstance(error, PatchLensError):  # a bug: its traceback in the log
+            message += f" (the traceback is in {_log_traceback(folder)})"
         job.update(state, phase=state, error=message if state == "failed" else None, finished=time.time())
         if not isinstance(error, (Exception, KeyboardInterrupt)):
             raise
@@ -205,6 +229,14 @@ def job_lifecycle(job: JobReporter, folder: Path, *, stopped_by: type[BaseExcept
         job.stop_heartbeat()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _log_traceback(folder: Path) -> Path:
+    """Append the traceback being handled to the job's log (not to the terminal); returns the log."""
+    log = folder / LOG_NAME
+    with open(log, "a") as handle:
+        handle.write(traceback.format_exc())
+    return log
 
 
 def _compute(

@@ -11,6 +11,7 @@ the Evaluate page runs the model once per (model, dataset) pair.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -19,11 +20,12 @@ import numpy as np
 import pandas as pd
 
 from core.constants import DEFAULT_THRESHOLD
+from core.data.cache_records import DamagedCacheError, read_checked, warn_recomputed, write_cached_bytes
 from core.data.quality import FLAG_SEPARATOR, OK, QUALITY_FLAGS
 from core.errors import InputError
 from core.evaluate.metrics import check_labels_probs, metrics_at
 from core.evaluate.predict import DEFAULT_BATCH_SIZE, predict_dataset
-from core.files import atomic_write_csv, atomic_write_json
+from core.files import atomic_write_csv
 
 PREDICTION_COLUMNS = ("id", "label", "prob")
 QUALITY_COLUMN = "quality"  # optional: `ok` or the patch's input-quality flags joined by `;`
@@ -31,8 +33,8 @@ ALL_QUALITIES = "all"  # the quality filter that keeps every patch
 HEADLINE_METRICS = ("auc", "accuracy", "sensitivity", "specificity")
 ALL_PATCHES = "all patches"
 WITHOUT_FLAGGED = "without flagged patches"
-CACHE_FORMAT = 3  # bump when the stored predictions change meaning (2: a `quality` column,
-# 3: `out_of_distribution` among its flags)
+CACHE_FORMAT = 4  # bump when the stored predictions change meaning (2: a `quality` column,
+# 3: `out_of_distribution` among its flags, 4: a record with the row count and the CSV's hash)
 
 Progress = Callable[[int, int], None]
 
@@ -116,18 +118,23 @@ def _stored_columns(frame: pd.DataFrame) -> list[str]:
     return list(PREDICTION_COLUMNS) + ([QUALITY_COLUMN] if has_quality(frame) else [])
 
 
-def write_predictions(predictions: pd.DataFrame, path: str | Path) -> Path:
-    """Store predictions as CSV (id,label,prob[,quality]; label empty when unknown), atomically."""
+def _storable(predictions: pd.DataFrame) -> pd.DataFrame:
     check_columns(predictions, ("id", "prob"))
     frame = predictions.copy()
     if "label" not in frame.columns:
         frame["label"] = np.nan
-    return atomic_write_csv(frame[_stored_columns(frame)], path)
+    return frame[_stored_columns(frame)]
 
 
-def read_predictions(path: str | Path) -> pd.DataFrame:
-    """Read a predictions CSV: id as text, label as float (NaN when unknown), prob as float, and
-    `quality` as text when the file has it (older files and runs' val_predictions.csv do not)."""
+def write_predictions(predictions: pd.DataFrame, path: str | Path) -> Path:
+    """Store predictions as CSV (id,label,prob[,quality]; label empty when unknown), atomically."""
+    return atomic_write_csv(_storable(predictions), path)
+
+
+def read_predictions(path) -> pd.DataFrame:
+    """Read a predictions CSV (a path or a binary file object): id as text, label as float (NaN when
+    unknown), prob as float, and `quality` as text when the file has it (older files and runs'
+    val_predictions.csv do not)."""
     frame = pd.read_csv(path, dtype={"id": str, QUALITY_COLUMN: str}, keep_default_na=True)
     check_columns(frame, ("id", "prob"))
     if "label" not in frame.columns:
@@ -188,19 +195,24 @@ def prediction_cache_path(
     return folder / f"{prediction_cache_key(model_path, dataset, tta=tta)}.csv"
 
 
-def read_cached_predictions(path: str | Path) -> pd.DataFrame:
-    """A cache entry: the predictions, with `attrs["skipped"]` ({id: reason} of the patches that could
-    not be read, from the sidecar) and `attrs["cached"]` (the CSV's path)."""
+def read_cached_predictions(path: str | Path, dataset=None) -> pd.DataFrame:
+    """A cache entry checked against its record: the predictions, with `attrs["skipped"]` ({id: reason}
+    of the patches that could not be read) and `attrs["cached"]` (the CSV's path).
+
+    Raises DamagedCacheError (saying why) when the CSV's hash, row count or ids disagree with the
+    record, the record is missing or malformed, or (given `dataset`) the ids are not the dataset's.
+    """
     path = Path(path)
-    frame = read_predictions(path)
-    sidecar = path.with_suffix(".json")
-    try:
-        info = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
-    except (OSError, ValueError):
-        info = {}
-    frame.attrs["skipped"] = info.get("skipped", {})
+    frame, record = read_checked(
+        path, lambda data: read_predictions(io.BytesIO(data)), _ids, None if dataset is None else dataset.ids
+    )
+    frame.attrs["skipped"] = record.skipped
     frame.attrs["cached"] = str(path)
     return frame
+
+
+def _ids(frame: pd.DataFrame) -> list[str]:
+    return frame["id"].tolist()
 
 
 def cached_predictions(
@@ -217,33 +229,33 @@ def cached_predictions(
 
     `cache_dir` defaults to <workspace>/cache/predictions. Pass an already loaded `model` to
     skip loading it again on a miss. A changed model file (new mtime or size) or dataset
-    misses the cache. The predictions carry the input-quality gate's `quality` column (an entry
-    without one, written before it existed, is recomputed). Returns the same frame as
-    `predict_dataset(..., quality=True)`, with `attrs["cached"]` =
-    the CSV. Next to each `<key>.csv`, `<key>.json` records what the key stands for and the
-    patches that could not be read.
+    misses the cache; an entry that disagrees with its record (read_cached_predictions) is
+    recomputed, and `attrs["recomputed"]` (and a CacheRecomputedWarning) then says why in one sentence. Returns the same frame as
+    `predict_dataset(..., quality=True)`, with `attrs["cached"]` = the CSV. Next to each
+    `<key>.csv`, `<key>.json` records what the key stands for, the row count, the CSV's SHA-256
+    and the patches that could not be read.
     """
-    description = _cache_description(model_path, dataset, tta=tta)
     path = prediction_cache_path(model_path, dataset, tta=tta, cache_dir=cache_dir)
-    folder, sidecar = path.parent, path.with_suffix(".json")
+    note = None
     if path.is_file():
         try:
-            frame = read_cached_predictions(path)
-            if len(frame) <= len(dataset) and has_quality(frame):
-                if progress:
-                    progress(len(dataset), len(dataset))
-                return frame
-        except (OSError, ValueError, pd.errors.ParserError):
-            pass  # a damaged cache entry is recomputed and overwritten
+            frame = read_cached_predictions(path, dataset)
+            if progress:
+                progress(len(dataset), len(dataset))
+            return frame
+        except DamagedCacheError as error:
+            note = warn_recomputed(path, str(error))
     if model is None:
         from core.model.io import load_model
 
         model = load_model(model_path)
     frame = predict_dataset(model, dataset, batch_size=batch_size, tta=tta, progress=progress, quality=True)
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(sidecar, {**description, "skipped": frame.attrs["skipped"]})
-    write_predictions(frame, path)  # last: a CSV present means its sidecar is complete
+    description = _cache_description(model_path, dataset, tta=tta)
+    data = _storable(frame).to_csv(index=False).encode()
+    write_cached_bytes(path, data, description, rows=len(frame), skipped=frame.attrs["skipped"])
     frame.attrs["cached"] = str(path)
+    if note:
+        frame.attrs["recomputed"] = note
     return frame
 
 

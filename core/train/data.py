@@ -24,14 +24,17 @@ class TrainingData:
 
 def _cache_for(path: str, workers: int, report: Callable[[str], None]) -> Path:
     """The HDF5 cache of a dataset, converting it once (reused by every later run)."""
-    from core.data.cache import cache_path_for, prepare
+    from core.data.cache import cache_path_for, cache_problem, prepare
     from core.data.dataset import open_dataset
 
     dataset = open_dataset(path)
     if dataset.layout == "cache":
         return Path(dataset.path)
     target = cache_path_for(dataset)
-    if not target.exists():
+    problem = cache_problem(target) if target.exists() else None
+    if problem:
+        report(f"The cache {target} of {Path(path).name} is damaged ({problem}); rebuilding it")
+    if problem or not target.exists():
         start = time.time()
 
         def progress(done: int, total: int) -> None:
