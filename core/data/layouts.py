@@ -414,6 +414,9 @@ def _stored_problems(handle) -> list[Problem]:
     raw = handle["problems"][()]
     try:
         items = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
-        return [Problem(str(p["item"]), str(p["problem"])) for p in items]
+        return [
+            Problem(str(p["item"]), str(p["problem"]), str(p.get("file", "")), str(p.get("listed_in", "")))
+            for p in items
+        ]
     except (ValueError, KeyError, TypeError):
         return [Problem("problems", "the cache's problem list could not be read")]
