@@ -108,3 +108,14 @@ def test_the_dataset_page_says_why_and_never_quotes_the_csv(app_of_roots, parent
     shown = dict(zip(table["item"], table["problem"], strict=True))
     assert shown == {"train_labels.csv": "1 row: id has no image file", "train/x.tif": shown["train/x.tif"]}
     assert SECRET not in app.dataframe[0].value.to_csv()
+
+
+def test_a_cache_keeps_which_problems_came_from_a_csv(tmp_path):
+    from core.data.cache import prepare
+
+    folder = copy_kaggle_subset(tmp_path / "kaggle", 2)
+    with open(folder / "train_labels.csv", "a") as handle:
+        handle.write(f"{SECRET},1\n")
+    prepare(folder, tmp_path / "cache.h5", workers=1)
+    rows = shown_problems(open_dataset(tmp_path / "cache.h5").problems)
+    assert rows == [{"item": "train_labels.csv", "problem": "1 row: id has no image file"}]

@@ -33,6 +33,10 @@ CACHE_MARK = "patchlens_cache"
 CACHE_VERSION = 1
 UNLABELLED = -1  # the label a cache stores for an unlabelled patch
 NO_IMAGE_FILE = "id has no image file"  # a label CSV's row whose id no image file carries
+NO_HEADER = (  # the one wording of a label CSV without its header; its content is never quoted
+    "{name} has no 'id' and 'label' header: its first line names other columns or none; "
+    "a Kaggle label CSV starts with the line 'id,label'."
+)
 MAX_SUBFOLDERS_LOOKED_AT = 50  # subfolders listed when a folder turns out to hold datasets, not patches
 MAX_NAMED_DATASETS = 8  # of them named in the message
 
@@ -93,19 +97,19 @@ def datasets_inside_note(folder: Path) -> str:
 def datasets_inside(folder: Path) -> list[str]:
     """The names of `folder`'s subfolders (at most MAX_SUBFOLDERS_LOOKED_AT) that hold a dataset of a
     known layout by their listing alone (nothing is read or decoded)."""
-    try:
-        entries = _list_folder(folder)
-    except DatasetError:
-        return []
-    subfolders = sorted(name for name, (kind, _) in entries.items() if kind == "dir")
+    subfolders = sorted(name for name, (kind, _) in _listed(folder).items() if kind == "dir")
     return [name for name in subfolders[:MAX_SUBFOLDERS_LOOKED_AT] if _looks_like_dataset(folder / name)]
 
 
-def _looks_like_dataset(folder: Path) -> bool:
+def _listed(folder: Path) -> dict[str, tuple[str, int]]:
     try:
-        entries = _list_folder(folder)
-    except DatasetError:
-        return False
+        return _list_folder(folder)
+    except DatasetError:  # an unreadable subfolder is simply not a dataset to point to
+        return {}
+
+
+def _looks_like_dataset(folder: Path) -> bool:
+    entries = _listed(folder)
     files = [name for name, (kind, _) in entries.items() if kind == "file"]
     dirs = {name for name, (kind, _) in entries.items() if kind == "dir"}
     classes = {label for name, label in CLASS_FOLDERS.items() if name in dirs}
@@ -161,7 +165,7 @@ def _labels_csv(folder: Path, entries: dict[str, tuple[str, int]]) -> Path | Non
         if _csv_columns(folder / name) is not None:
             return folder / name
     if PREFERRED_CSV in [n.lower() for n in names] or _has_images(folder, entries):
-        raise DatasetError(_no_header(names[0]))
+        raise DatasetError(NO_HEADER.format(name=names[0]))
     return None
 
 
@@ -169,14 +173,6 @@ def _has_images(folder: Path, entries: dict[str, tuple[str, int]]) -> bool:
     if entries.get("train", ("", 0))[0] == "dir":
         return True
     return any(_is_image(n) for n in entries)
-
-
-def _no_header(name: str) -> str:
-    """The one wording of a label CSV without its header (its content is never quoted)."""
-    return (
-        f"{name} has no 'id' and 'label' header: its first line names other columns or none; "
-        "a Kaggle label CSV starts with the line 'id,label'."
-    )
 
 
 def _first_line(path: Path) -> str:
@@ -218,7 +214,7 @@ def _parse_labels_rows(rows: Iterator[list[str]], name: str) -> tuple[list[str],
     header = next(rows, None)
     columns = _header_columns(",".join(header)) if header else None
     if header is None or columns is None:
-        raise DatasetError(_no_header(name))
+        raise DatasetError(NO_HEADER.format(name=name))
     id_col, label_col = columns
     labels: dict[str, int] = {}
     conflicting: set[str] = set()
