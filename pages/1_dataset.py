@@ -69,7 +69,7 @@ def scoped(name: str, path: str) -> str:
 
 def header_cards(dataset) -> None:
     summary = dataset.describe()
-    cards = st.columns(5)
+    cards = st.columns([2.2, 1, 1, 1, 1])  # 'class-folders' whole at 1,280 px (it read 'class-fo…')
     cards[0].metric("Layout", summary["layout"])
     cards[1].metric("Patches", f"{summary['n_patches']:,}")
     cards[2].metric("Tumour (1)", f"{summary['n_positive']:,}")
@@ -105,7 +105,7 @@ def label_balance(dataset) -> None:
 
 
 def patch_grid(dataset, path: str) -> None:
-    controls = st.columns([2, 3, 2, 1])
+    controls = st.columns([2, 3, 1.5, 1.5])  # room for the whole 'Centre box' label at 1,280 px
     choices = {"all": None, "tumour (1)": 1, "normal (0)": 0} if dataset.labels is not None else {"all": None}
     forget_another_datasets_grid(path)
     from_url(scoped("grid_filter", path), URL_SHOW, one_of(choices))

@@ -44,6 +44,7 @@ from ui.shared import (
 from ui.similar import similar_to_uploads
 
 PAGE_SIZE = 8  # patches per gallery page; each shows the original beside its overlay
+NOT_READABLE = "not readable (see above)"
 URL_BATCH = "predict_batch"  # the URL's name of the batch kept in the workspace (core.evaluate.kept_uploads)
 HAD_UPLOADS_KEY = "predict_had_uploads"  # the uploader held files in this session's last run
 KEPT_HELP = (
@@ -72,6 +73,14 @@ def probabilities(
 
     scored = score_patches(_model, _patches, tta=tta)
     return scored.probs, scored.out_of_distribution
+
+
+def shown_results(results):
+    """The results table as shown: quality in words; an unreadable file's reason is in its error above
+    (a 'problem' column was cut to a few words), so its row just says 'not readable'. The CSV keeps all."""
+    unreadable = results["problem"] != ""
+    quality = results["quality"].map(quality_words).where(~unreadable, NOT_READABLE)
+    return results.assign(quality=quality).drop(columns="problem")
 
 
 def batch_files(uploads) -> list[tuple[str, bytes]]:
@@ -154,15 +163,11 @@ with page("Predict"):
     cards[3].metric("Flagged", f"{counts['flagged']:,}", help=FLAGGED_HELP)
     cards[4].metric("Not readable", f"{counts['unreadable']:,}")
     st.dataframe(
-        results.assign(quality=results["quality"].map(quality_words)),  # the CSV keeps the labels
+        shown_results(results),
         hide_index=True,
         width="stretch",
-        column_config={
-            "probability": st.column_config.ProgressColumn("P(tumour)", format="%.4f", min_value=0.0,
-                                                           max_value=1.0),
-            "quality": st.column_config.TextColumn(width="medium"),
-            "problem": st.column_config.TextColumn(width="large"),
-        },
+        column_config={"probability": st.column_config.ProgressColumn("P(tumour)", format="%.4f", min_value=0.0,
+                                                                      max_value=1.0)},
     )  # fmt: skip
     st.download_button(
         "Download results (CSV)",

@@ -150,9 +150,10 @@ def scale_legend(result: Explanation, settings: dict) -> None:
     text.caption(describe_scale(result, method_name(settings["method"])))
 
 
-def explain_settings(key: str, *, columns: int = 6) -> dict:
-    """Method, target, display scale, opacity, colormap and centre box, in one row of controls."""
-    row = st.columns(columns)
+def explain_settings(key: str) -> dict:
+    """Method, target, display scale, opacity, colormap and centre box, in two rows of three controls
+    (in one row of six, 'the tumour score' and 'Centre box' were cut at 1,280 px)."""
+    row = [*st.columns(3), *st.columns(3)]
     return {
         "method": row[0].selectbox("Method", METHODS, format_func=METHOD_NAMES.get, key=f"{key}-method"),
         "target": row[1].selectbox(
