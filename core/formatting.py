@@ -1,4 +1,4 @@
-"""How the pages and the CLI show things: metrics and intervals, names shortened for a caption, the
+"""How the pages and the CLI show things: metrics and intervals, names and patch ids shortened for a caption (never into another id), the
 pages of a long list, and the one progress line the command line and training rewrite on stderr."""
 
 from __future__ import annotations
@@ -9,9 +9,13 @@ from typing import TextIO
 
 import numpy as np
 
+from core.data.quality import FLAG_SEPARATOR
 from core.errors import InputError
 
 NAME_IN_TEXT = 36  # characters of a file name shown in a page's text column (short_name)
+ID_IN_CAPTION = 24  # characters of a patch id under a gallery image (short_id), cut in the middle beyond
+ELLIPSIS = "…"
+FLAG_WORDS = {"not_he": "not H&E"}  # a quality flag's words where its name's are not enough
 
 
 def format_metric(value: float | None, digits: int = 3) -> str:
@@ -48,7 +52,21 @@ def short_name(name: str, limit: int = 20) -> str:
     tail = f".{extension}" if extension else ""
     room = max(limit - len(tail) - 1, 2)
     head = (room + 1) // 2
-    return f"{stem[:head]}…{stem[len(stem) - (room - head) :]}{tail}"
+    return f"{stem[:head]}{ELLIPSIS}{stem[len(stem) - (room - head) :]}{tail}"
+
+
+def short_id(item: str, limit: int = ID_IN_CAPTION) -> str:
+    """A patch id as every caption, table and tile shows it: whole when it fits in `limit` characters,
+    else cut in the middle with "…" (short_name). Never cut at the end: 'test-2152' cut to 8 characters
+    reads 'test-215', another patch of the same dataset; a cut id always carries the ellipsis."""
+    return short_name(str(item), limit)
+
+
+def quality_words(label: str) -> str:
+    """A quality label in words for a page: 'not_he;blurred;out_of_distribution' reads
+    'not H&E, blurred, out of distribution' ('ok' stays 'ok'). Files and CSVs keep the label."""
+    flags = [flag.strip() for flag in str(label).split(FLAG_SEPARATOR) if flag.strip()]
+    return ", ".join(FLAG_WORDS.get(flag, flag.replace("_", " ")) for flag in flags)
 
 
 class ProgressLine:

@@ -16,9 +16,10 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from core.data.base import shown_problems
 from core.data.images import draw_centre_box
 from core.data.normalise import META_KEY, StainNormaliser
-from core.data.quality import FLAG_MEANINGS, FLAG_SEPARATOR, IMAGE_FLAGS, OK, quality_labels
+from core.data.quality import FLAG_MEANINGS, IMAGE_FLAGS, OK, quality_labels
 from core.data.stats import (
     ALL,
     DatasetQuality,
@@ -31,9 +32,18 @@ from core.data.stats import (
     with_quality,
 )
 from core.errors import PatchLensError
-from core.formatting import short_name
+from core.formatting import quality_words, short_id
 from ui.frame import page
-from ui.shared import DATASET_KEY, active_dataset, active_model_path, dataset_label
+from ui.shared import (
+    DATASET_KEY,
+    active_dataset,
+    active_model_path,
+    dataset_label,
+    from_url,
+    one_of,
+    page_in,
+    to_url,
+)
 from ui.text import md_code, md_escape
 
 PAGE_SIZE = 24
@@ -43,6 +53,9 @@ TABS = ["Label balance", "Patches", "Quality", "Colour", "Problems"]
 QUALITY_CHOICES = [ALL, OK, *IMAGE_FLAGS]  # a dataset has no model: no out_of_distribution
 OK_MEANING = "no flag: the patch looks like a usable H&E patch"
 TAB_KEY = "dataset_tab"
+# What the user set lives in the URL too (ui.shared.from_url/to_url), so a reload or a copied link keeps it.
+URL_TAB, URL_SHOW, URL_QUALITY, URL_PAGE = "tab", "grid_show", "grid_quality", "grid_page"
+GRID_OF_KEY = "dataset_grid_of"  # the dataset whose grid the URL's grid parameters describe
 STAIN_KEY = (
     "dataset_stain"  # the "Stain normalisation" expander's open state (its content runs only when open)
 )
@@ -57,7 +70,7 @@ def scoped(name: str, path: str) -> str:
 
 def header_cards(dataset) -> None:
     summary = dataset.describe()
-    cards = st.columns(5)
+    cards = st.columns([2.2, 1, 1, 1, 1])  # 'class-folders' whole at 1,280 px (it read 'class-fo…')
     cards[0].metric("Layout", summary["layout"])
     cards[1].metric("Patches", f"{summary['n_patches']:,}")
     cards[2].metric("Tumour (1)", f"{summary['n_positive']:,}")
@@ -93,16 +106,22 @@ def label_balance(dataset) -> None:
 
 
 def patch_grid(dataset, path: str) -> None:
-    controls = st.columns([2, 3, 2, 1])
+    controls = st.columns([2, 3, 1.5, 1.5])  # room for the whole 'Centre box' label at 1,280 px
     choices = {"all": None, "tumour (1)": 1, "normal (0)": 0} if dataset.labels is not None else {"all": None}
+    forget_another_datasets_grid(path)
+    from_url(scoped("grid_filter", path), URL_SHOW, one_of(choices))
     shown = controls[0].radio("Show", list(choices), horizontal=True, key=scoped("grid_filter", path))
+    to_url(URL_SHOW, None if shown == "all" else shown)
+    from_url(scoped("grid_quality", path), URL_QUALITY, one_of(QUALITY_CHOICES))
     wanted = controls[1].radio(
         "Quality",
         QUALITY_CHOICES,
+        format_func=quality_words,
         horizontal=True,
         key=scoped("grid_quality", path),
         help="Keep only the patches without a flag (ok) or with one flag. " + flag_help(),
     )
+    to_url(URL_QUALITY, None if wanted == ALL else wanted)
     quality = dataset_quality_of(dataset, path) if wanted != ALL else None
     indices = with_quality(filtered_indices(dataset, choices[shown]), quality, wanted)
     if quality is not None and quality.sampled:
@@ -112,7 +131,9 @@ def patch_grid(dataset, path: str) -> None:
     if not len(indices):
         st.info("No patch matches these filters.")
     n_pages = max(1, -(-len(indices) // PAGE_SIZE))
+    from_url(scoped("grid_page", path), URL_PAGE, page_in(n_pages))
     page = controls[2].number_input(f"Page (of {n_pages})", 1, n_pages, 1, key=scoped("grid_page", path))
+    to_url(URL_PAGE, None if page == 1 else str(int(page)))
     with_box = controls[3].toggle(
         "Centre box", value=True, key="grid_box", help="The label refers to the centre 32×32 px only."
     )
@@ -126,17 +147,26 @@ def patch_grid(dataset, path: str) -> None:
             i = kept[k]
             image = draw_centre_box(patches[k]) if with_box else patches[k]
             label = label_name(dataset.labels[i]) if dataset.labels is not None else "unlabelled"
-            caption = f"{md_escape(short_name(dataset.ids[i], CAPTION_CHARS))} · {label}{flag_note(flags[k])}"
+            caption = f"{md_escape(short_id(dataset.ids[i], CAPTION_CHARS))} · {label}{flag_note(flags[k])}"
             column.image(image, caption=caption, width="stretch")
     for i, problem in bad.items():
-        st.warning(md_escape(f"{short_name(dataset.ids[i], 40)}: {problem}"))
+        st.warning(md_escape(f"{short_id(dataset.ids[i], 40)}: {problem}"))
     if len(indices):
         patch_detail(dataset, path, on_page, with_box)
 
 
+def forget_another_datasets_grid(path: str) -> None:
+    """The URL's grid filters and page belong to the dataset they were set on: once the session opens
+    another one, they are dropped (a reload of the same dataset keeps them)."""
+    if st.session_state.get(GRID_OF_KEY, path) != path:
+        for param in (URL_SHOW, URL_QUALITY, URL_PAGE):
+            to_url(param, None)
+    st.session_state[GRID_OF_KEY] = path
+
+
 def flag_note(quality: str) -> str:
     """The short caption suffix of a flagged patch (' · ⚠ not_he'); nothing for an ok one."""
-    return "" if quality == OK else f" · ⚠ {quality.replace(FLAG_SEPARATOR, ', ')}"
+    return "" if quality == OK else f" · ⚠ {quality_words(quality)}"
 
 
 def flag_help() -> str:
@@ -172,10 +202,10 @@ def quality_summary(dataset, path: str) -> None:
     counts = quality.counts
     meanings = {OK: OK_MEANING, **FLAG_MEANINGS}
     for card, (name, count) in zip(st.columns(len(counts)), counts.items()):
-        card.metric(name, f"{count:,}", help=meanings.get(name))
+        card.metric(quality_words(name), f"{count:,}", help=meanings.get(name))
     table = pd.DataFrame(
         {
-            "quality": list(counts),
+            "quality": [quality_words(name) for name in counts],
             "patches": list(counts.values()),
             "share %": [round(100 * c / max(assessed, 1), 1) for c in counts.values()],
             "meaning": [meanings.get(name, "") for name in counts],
@@ -199,8 +229,8 @@ def patch_detail(dataset, path: str, on_page, with_box: bool) -> None:
     left.image(draw_centre_box(patch) if with_box else patch, width=288)
     label = label_name(dataset.labels[choice]) if dataset.labels is not None else "unlabelled"
     left.markdown(
-        f"**id** {md_code(dataset.ids[choice])}  \n**label** {label}  \n**quality** {quality_labels(patch)[0]}  \n"
-        f"**source** {md_code(dataset.source_of(choice))}"
+        f"**id** {md_code(dataset.ids[choice])}  \n**label** {label}  \n"
+        f"**quality** {quality_words(quality_labels(patch)[0])}  \n**source** {md_code(dataset.source_of(choice))}"
     )
     histogram = px.line(
         channel_histograms(patch),
@@ -298,9 +328,19 @@ def problems(dataset) -> None:
         st.success(f"Checked every file: {len(found)} more unreadable.")
     elif dataset.scanned:
         st.caption("Every file has been decoded.")
-    listed = dataset.describe()["problems"]
+    listed = shown_problems(dataset.problems)
     if listed:
-        st.dataframe(pd.DataFrame(listed), hide_index=True, width="stretch")
+        st.dataframe(
+            pd.DataFrame(listed, columns=["item", "problem"]),
+            hide_index=True,
+            width="stretch",
+            column_config={"item": st.column_config.TextColumn(width="medium"),
+                           "problem": st.column_config.TextColumn(width="large")},
+        )  # fmt: skip
+        st.caption(
+            "A patch is named by its file; ids a label CSV lists without an image file are counted, "
+            "not shown (`python -m core inspect PATH` lists them)."
+        )
     else:
         st.success("No problems found.")
 
@@ -314,7 +354,9 @@ with page("Dataset"):
     path = st.session_state[DATASET_KEY]
     st.caption(f"{md_escape(dataset_label(path))} — {md_code(path)}")
     header = st.container()  # filled last: it counts what the tabs below found in this run
+    from_url(TAB_KEY, URL_TAB, one_of(TABS))
     overview, grid_tab, quality_tab, colour_tab, problems_tab = st.tabs(TABS, key=TAB_KEY, on_change="rerun")
+    to_url(URL_TAB, None if st.session_state.get(TAB_KEY, TABS[0]) == TABS[0] else st.session_state[TAB_KEY])
     if overview.open:
         with overview:
             label_balance(dataset)

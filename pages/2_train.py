@@ -35,7 +35,7 @@ from core.train.runs import (
     run_progress,
     summarize_run,
 )
-from ui.frame import page
+from ui.frame import model_pages, page
 from ui.shared import DATASET_KEY, MODEL_KEY, default_model, extra_roots
 from ui.text import md_escape
 
@@ -373,7 +373,7 @@ with page("Train"):
         notify(
             RUNS_NOTICE_KEY,
             "success",
-            f"{run.name} is now the active model for Evaluate, Predict and Mistakes.",
+            f"{run.name} is now the active model of {model_pages()}.",
         )
 
     def resume(run_dir: str) -> None:

@@ -29,7 +29,7 @@ from core.evaluate.predictions import (
     metrics_by_quality,
     with_quality,
 )
-from core.formatting import format_interval, format_metric
+from core.formatting import format_interval, format_metric, short_id
 from core.model.io import read_model_meta, resolve_model_path
 from ui.charts import curve, curve_figure, reference_line, threshold_marker
 from ui.frame import page
@@ -221,7 +221,7 @@ with page("Evaluate"):
         if source.lookup is not None and len(shown):
             patches, found, missing = source.lookup.read(shown["id"].tolist())
             prob_of = dict(zip(shown["id"], shown["prob"], strict=True))
-            patch_grid(list(patches), [f"p={prob_of[i]:.3f} · {i[:8]}" for i in found], columns=6)
+            patch_grid(list(patches), [f"p={prob_of[i]:.3f} · {short_id(i)}" for i in found], columns=6)
             if missing:
                 st.caption(
                     f"{len(missing)} patch(es) could not be read: " + "; ".join(list(missing.values())[:3])

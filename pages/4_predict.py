@@ -19,6 +19,7 @@ from core.data.quality import FLAG_BADGES, FLAG_MEANINGS, NOT_MEANINGFUL
 from core.errors import PatchLensError
 from core.evaluate.heatmaps import describe_strength
 from core.evaluate.interpret import call_of
+from core.evaluate.kept_uploads import keep_batch, kept_batch
 from core.evaluate.uploads import (
     decode_uploads,
     quality_flags,
@@ -26,16 +27,34 @@ from core.evaluate.uploads import (
     upload_results,
     with_model_verdict,
 )
-from core.formatting import NAME_IN_TEXT, page_bounds, short_name
+from core.formatting import NAME_IN_TEXT, page_bounds, quality_words, short_name
 from core.model.ood import NO_STATS_NOTE
 from ui.frame import page
 from ui.gallery import blend, explain_settings, explanation, method_name, scale_legend
 from ui.prediction_source import threshold_control
-from ui.shared import active_dataset, load_active_model, model_label, required_model_path
+from ui.shared import (
+    active_dataset,
+    from_url,
+    load_active_model,
+    model_label,
+    page_in,
+    required_model_path,
+    to_url,
+)
 from ui.similar import similar_to_uploads
 from ui.text import md_escape
 
 PAGE_SIZE = 8  # patches per gallery page; each shows the original beside its overlay
+NOT_READABLE = "not readable (see above)"
+URL_BATCH = "predict_batch"  # the URL's name of the batch kept in the workspace (core.evaluate.kept_uploads)
+HAD_UPLOADS_KEY = "predict_had_uploads"  # the uploader held files in this session's last run
+KEPT_HELP = (
+    "Your files are kept in this server's workspace (the last few batches) and named in the page's "
+    "link, so a reload or a copied link shows these results again."
+)
+KEPT_NOTE = (
+    "Kept in the workspace and named in the link: a reload or a copied link shows these results again."
+)
 UPLOAD_TYPES = ["tif", "tiff", "png", "jpg", "jpeg"]
 CALLS_HELP = "Only patches that pass the input-quality check; flagged patches are counted under Flagged."
 FLAGGED_HELP = (
@@ -57,6 +76,44 @@ def probabilities(
     return scored.probs, scored.out_of_distribution
 
 
+def shown_results(results):
+    """The results table as shown: quality in words; an unreadable file's reason is in its error above
+    (a 'problem' column was cut to a few words), so its row just says 'not readable'. The CSV keeps all."""
+    unreadable = results["problem"] != ""
+    quality = results["quality"].map(quality_words).where(~unreadable, NOT_READABLE)
+    return results.assign(quality=quality).drop(columns="problem")
+
+
+def batch_files(uploads) -> list[tuple[str, bytes]]:
+    """The (name, bytes) to score: the uploader's files, kept in the workspace and named in the URL;
+    without any, the batch the URL names (a reload, a copied link). Emptying the uploader forgets it."""
+    if uploads:
+        files = [(upload.name, upload.getvalue()) for upload in uploads]
+        try:
+            to_url(URL_BATCH, keep_batch(files))
+            st.caption(KEPT_NOTE)
+        except PatchLensError as error:
+            to_url(URL_BATCH, None)
+            st.warning(f"These results will be lost on a reload: {error}")
+        st.session_state[HAD_UPLOADS_KEY] = True
+        return files
+    if st.session_state.pop(HAD_UPLOADS_KEY, False):  # the user removed the files: forget the batch
+        to_url(URL_BATCH, None)
+    key = st.query_params.get(URL_BATCH)
+    if not key:
+        return []
+    try:
+        files = kept_batch(key)
+    except PatchLensError as error:
+        st.warning(str(error))
+        to_url(URL_BATCH, None)
+        return []
+    st.info(
+        f"The {len(files):,} patches of this link, kept in the workspace: drop patches above to score others."
+    )
+    return files
+
+
 with page("Predict"):
     model_path = required_model_path()
     st.caption(
@@ -68,14 +125,16 @@ with page("Predict"):
         type=UPLOAD_TYPES,
         accept_multiple_files=True,
         key="predict_uploads",
+        help=KEPT_HELP,
     )
+    files = batch_files(uploads)
     threshold = threshold_control()
     tta = st.checkbox("Test-time augmentation (average of 8 flips/rotations)", key="predict_tta")
-    if not uploads:
+    if not files:
         st.info("Drop patches above: each gets a probability, a call and a heatmap.")
         st.stop()
 
-    batch = decode_uploads([(upload.name, upload.getvalue()) for upload in uploads])
+    batch = decode_uploads(files)
     for name, reason in batch.errors:
         st.error(f"**{md_escape(name)}** was not scored: {md_escape(reason)}")
     if not batch.names:
@@ -105,7 +164,7 @@ with page("Predict"):
     cards[3].metric("Flagged", f"{counts['flagged']:,}", help=FLAGGED_HELP)
     cards[4].metric("Not readable", f"{counts['unreadable']:,}")
     st.dataframe(
-        results,
+        shown_results(results),
         hide_index=True,
         width="stretch",
         column_config={"probability": st.column_config.ProgressColumn("P(tumour)", format="%.4f", min_value=0.0,
@@ -123,9 +182,11 @@ with page("Predict"):
     settings = explain_settings("predict")
     start, stop, n_pages = page_bounds(len(batch.names), 1, PAGE_SIZE)
     if n_pages > 1:
+        from_url("predict_page", "predict_page", page_in(n_pages))
         page = st.number_input(
             f"Page (of {n_pages}, {PAGE_SIZE} patches each)", 1, n_pages, 1, key="predict_page"
         )
+        to_url("predict_page", None if page == 1 else str(int(page)))
         start, stop, _ = page_bounds(len(batch.names), int(page), PAGE_SIZE)
     explained_page = explanation(
         model_path, batch.patches[start:stop], batch.digests[start:stop], settings, threshold

@@ -13,13 +13,25 @@ from core.data.quality import FLAG_MEANINGS, OK, QUALITY_FLAGS
 from core.errors import PatchLensError
 from core.evaluate.interpret import MISTAKE_KINDS, Interpretation, mistakes_csv
 from core.evaluate.predictions import ALL_QUALITIES, has_quality
+from core.formatting import quality_words, short_id
 from ui.frame import page
 from ui.gallery import paged_gallery, patch_in_detail, pick_one
 from ui.prediction_source import pick_source, show_source_notes, threshold_control
+from ui.shared import from_url, one_of, to_url
 from ui.text import md_escape
 
 KIND_FILTERS = {"both": None, "false positives": "false positive", "false negatives": "false negative"}
 SHORT = {"false positive": "FP", "false negative": "FN"}
+# The filters' widget keys, also the URL's parameters: a reload or a copied link keeps them.
+KIND_KEY, RANGE_KEY, QUALITY_KEY = "mistakes_kind", "mistakes_range", "mistakes_quality"
+FULL_RANGE = (0.0, 1.0)
+
+
+def probability_range(text: str) -> tuple[float, float] | None:
+    """'0.20-0.80' from the URL as the slider's (low, high); None when it is not a range in [0, 1]."""
+    low, high = (round(float(part), 2) for part in text.split("-"))
+    return (low, high) if 0.0 <= low <= high <= 1.0 else None
+
 
 with page("Mistakes"):
     source = pick_source()
@@ -30,20 +42,26 @@ with page("Mistakes"):
 
     with_flags = has_quality(source.predictions)
     filters = st.columns([2, 3, 2] if with_flags else [2, 3])
-    shown_kind = filters[0].radio("Show", list(KIND_FILTERS), horizontal=True, key="mistakes_kind")
-    low, high = filters[1].slider("P(tumour) between", 0.0, 1.0, (0.0, 1.0), 0.01, key="mistakes_range")
+    from_url(KIND_KEY, KIND_KEY, one_of(KIND_FILTERS))
+    shown_kind = filters[0].radio("Show", list(KIND_FILTERS), horizontal=True, key=KIND_KEY)
+    to_url(KIND_KEY, None if shown_kind == "both" else shown_kind)
+    from_url(RANGE_KEY, RANGE_KEY, probability_range)
+    low, high = filters[1].slider("P(tumour) between", 0.0, 1.0, FULL_RANGE, 0.01, key=RANGE_KEY)
+    to_url(RANGE_KEY, None if (low, high) == FULL_RANGE else f"{low:.2f}-{high:.2f}")
     quality = ALL_QUALITIES
     if with_flags:
+        from_url(QUALITY_KEY, QUALITY_KEY, one_of([ALL_QUALITIES, OK, *QUALITY_FLAGS]))
         quality = filters[2].selectbox(
             "Input quality",
             [ALL_QUALITIES, OK, *QUALITY_FLAGS],
             format_func=lambda q: {ALL_QUALITIES: "all patches", OK: "ok (not flagged)"}.get(
-                q, f"flagged {q}"
+                q, f"flagged {quality_words(q)}"
             ),
-            key="mistakes_quality",
+            key=QUALITY_KEY,
             help="Flags of the input-quality gate: "
             + "; ".join(f"{flag}: {meaning}" for flag, meaning in FLAG_MEANINGS.items()),
         )
+        to_url(QUALITY_KEY, None if quality == ALL_QUALITIES else quality)
     else:
         st.caption("No input-quality flags for these predictions, so they cannot be filtered by quality.")
     try:
@@ -94,8 +112,8 @@ with page("Mistakes"):
         model_path=source.model_path,
         threshold=threshold,
         caption=lambda row: (
-            f"{SHORT[row.kind]} · p={row.prob:.3f} · {LABEL_NAMES[int(row.label)]}"
-            + (f" · {row.quality}" if with_flags and row.quality != OK else "")
+            f"{SHORT[row.kind]} · p={row.prob:.3f} · {LABEL_NAMES[int(row.label)]} · {short_id(row.Index)}"
+            + (f" · {quality_words(row.quality)}" if with_flags and row.quality != OK else "")
         ),
         unexplained="No model file for these predictions.",
     )
@@ -112,7 +130,7 @@ with page("Mistakes"):
         "true label": f"{LABEL_NAMES[int(row['label'])]} ({int(row['label'])})",
         "P(tumour)": f"{row['prob']:.4f}",
         "confidence": f"{row['confidence']:.4f}",
-        **({"input quality": row["quality"]} if with_flags else {}),
+        **({"input quality": quality_words(row["quality"])} if with_flags else {}),
         "threshold": f"{threshold:.3f}",
         "source": f"`{source.lookup.source_of(chosen)}`",
         "predictions": source.title,

@@ -80,7 +80,7 @@ def test_bad_rows_and_missing_files_become_problems(small_kaggle, small_rows):
     assert "kept the first" in problems[a]
     assert "different label" in problems[b]
     assert "not 0 or 1" in problems[c] and "not 0 or 1" in problems[d]
-    assert problems["ghost"] == "listed in CSV but no file"
+    assert problems["ghost"] == "id has no image file"
     assert "no label" in problems[e]  # file e has no row any more
     assert "empty file" in problems[small_rows[6][0]]
     dataset = open_dataset(small_kaggle)

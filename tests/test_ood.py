@@ -282,7 +282,7 @@ def test_predict_page_badges_the_flag_or_says_the_model_has_no_stats(
     at.file_uploader(key="predict_uploads").set_value(files).run()
     assert not at.exception, at.exception
     results = at.dataframe[0].value.set_index("file")
-    assert results.loc["noise.png", "quality"] == f"not_he;{OUT_OF_DISTRIBUTION}"
+    assert results.loc["noise.png", "quality"] == "not H&E, out of distribution"  # in words (issue 19)
     assert results.loc["noise.png", "call"] == ""
     badges = " ".join(element.value for element in at.markdown if "-badge[" in element.value)
     assert FLAG_BADGES[OUT_OF_DISTRIBUTION] in badges
@@ -291,7 +291,7 @@ def test_predict_page_badges_the_flag_or_says_the_model_has_no_stats(
     at = open_page(tmp_path / "workspace", "predict", model=plain_model_path)
     at.file_uploader(key="predict_uploads").set_value(files).run()
     assert not at.exception, at.exception
-    assert at.dataframe[0].value.set_index("file").loc["noise.png", "quality"] == "not_he"
+    assert at.dataframe[0].value.set_index("file").loc["noise.png", "quality"] == "not H&E"
     assert NO_STATS_NOTE in [caption.value for caption in at.caption]
 
 

@@ -11,11 +11,11 @@ from quality_folders import CAT, mixed_class_folders
 import core.data.stats as stats
 from core.data.dataset import open_dataset
 from core.data.stats import dataset_quality
-from core.formatting import short_name
+from core.formatting import quality_words, short_name
 
 TAB_KEY = "dataset_tab"  # the Dataset page's st.tabs key
 CAPTION_CHARS = 16  # pages/1_dataset.py: the longest id a grid caption shows
-FLAG_CARDS = ("ok", "background", "not_he", "blurred")
+FLAG_CARDS = ("ok", "background", "not H&E", "blurred")  # in words (issue 19 item 11)
 
 
 @pytest.fixture()
@@ -75,11 +75,13 @@ def flagged_ids(folder, flag: str, label: int | None = None) -> set[str]:
 def test_quality_tab_counts_equal_core_counts(page, folder):
     open_tab(page, "Quality")
     expected = dataset_quality(open_dataset(folder)).counts
-    assert flag_cards(page) == {name: f"{count:,}" for name, count in expected.items()}
+    assert flag_cards(page) == {quality_words(name): f"{count:,}" for name, count in expected.items()}
     assert expected["not_he"] >= 2 and expected["background"] >= 1 and expected["blurred"] >= 1
     assert any("every readable patch (20)" in c.value for c in page.caption)
     table = page.dataframe[0].value
-    assert dict(zip(table["quality"], table["patches"])) == expected
+    assert dict(zip(table["quality"], table["patches"])) == {
+        quality_words(name): n for name, n in expected.items()
+    }
 
 
 def test_not_he_filter_shows_exactly_the_not_he_patches_with_their_flag(page, folder):
@@ -90,8 +92,8 @@ def test_not_he_filter_shows_exactly_the_not_he_patches_with_their_flag(page, fo
     assert {"blue", short_name(CAT.stem, CAPTION_CHARS)} <= expected
     assert grid_ids(page) == expected
     captions = [c for image in page.get("image") for c in image.captions if c]
-    assert all("⚠ not_he" in c for c in captions)
-    assert any("**quality** not_he" in m.value for m in page.markdown)  # the detail of the first one
+    assert all("⚠ not H&E" in c for c in captions)
+    assert any("**quality** not H&E" in m.value for m in page.markdown)  # the detail of the first one
 
 
 def test_label_filter_and_quality_filter_combine(page, folder):
@@ -118,7 +120,7 @@ def test_a_large_dataset_is_sampled_and_the_page_says_so(folder, monkeypatch):
     open_tab(at, "Quality")
     assert any("stratified random sample of 8 of 20 patches" in c.value for c in at.caption)
     expected = dataset_quality(open_dataset(folder)).counts
-    assert flag_cards(at) == {name: f"{count:,}" for name, count in expected.items()}
+    assert flag_cards(at) == {quality_words(name): f"{count:,}" for name, count in expected.items()}
     open_tab(at, "Patches")
     radio(at, "Quality").set_value("ok").run()
     assert any("among the 8 sampled patches" in c.value for c in at.caption)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from page_helpers import copy_workspace, open_page, page_on_run
+from page_helpers import PAGE_SCRIPTS, app_test, copy_workspace, open_page, page_on_run
 
 from core.evaluate.interpret import Interpretation
 from core.evaluate.predictions import read_predictions
@@ -64,3 +64,37 @@ def test_opens_on_the_sidebars_model_and_dataset_and_names_a_training_overlap(ru
     assert at.radio(key="prediction_source_kind").value == "active"
     assert any("training data" in w.value for w in at.warning)
     assert any("not computed yet" in i.value and "tiny-run" in i.value for i in at.info)
+
+
+def reload_with(link: dict):
+    """A new session of the Mistakes page opened with the URL parameters `link`, on the run's predictions."""
+    at = app_test()
+    at.query_params.update(link)
+    at.run()
+    at.switch_page(PAGE_SCRIPTS["mistakes"]).run()
+    at.radio(key="prediction_source_kind").set_value("run").run()
+    assert not at.exception
+    return at
+
+
+def test_filters_live_in_the_url_so_a_reload_keeps_them(run, monkeypatch):
+    """Issue 19 item 6: the kind, P(tumour) range and threshold a user set survive a reload (a new
+    session with the same URL) and a copied link; a bad value in a link is ignored."""
+    at, _ = page_on_run(run, "mistakes", monkeypatch)
+    at.radio(key="mistakes_kind").set_value("false negatives").run()
+    at.slider(key="mistakes_range").set_value((0.1, 0.9)).run()
+    assert not at.exception
+    link = {key: at.query_params[key] for key in at.query_params}
+    assert link["mistakes_kind"] == "false negatives" and link["mistakes_range"] == "0.10-0.90"
+
+    reloaded = reload_with(link)
+    assert reloaded.radio(key="mistakes_kind").value == "false negatives"
+    assert reloaded.slider(key="mistakes_range").value == (0.1, 0.9)
+
+    reloaded.radio(key="mistakes_kind").set_value("both").run()
+    reloaded.slider(key="mistakes_range").set_value((0.0, 1.0)).run()
+    assert "mistakes_kind" not in reloaded.query_params and "mistakes_range" not in reloaded.query_params
+
+    broken = reload_with({"mistakes_kind": "everything", "mistakes_range": "0.9-0.1"})
+    assert broken.radio(key="mistakes_kind").value == "both"
+    assert broken.slider(key="mistakes_range").value == (0.0, 1.0)

@@ -102,8 +102,8 @@ def test_mistakes_quality_filter_shows_only_flagged_mistakes(scored, monkeypatch
     assert len(expected) >= 1 and len(expected) < len(Interpretation(predictions).mistakes(0.0))
     assert {m.label: m.value for m in at.metric}["Shown after filters"] == str(len(expected))
     gallery = [c for image in at.get("image") for c in image.captions if c.startswith(("FP", "FN"))]
-    assert len(gallery) == len(expected) and all(flag in c.split(" · ")[-1].split(";") for c in gallery)
-    assert any("**input quality** not_he" in m.value for m in at.markdown)
+    assert len(gallery) == len(expected) and all("not H&E" in c.split(" · ")[-1].split(", ") for c in gallery)
+    assert any("**input quality** not H&E" in m.value for m in at.markdown)
 
     at.selectbox(key="mistakes_quality").set_value(OK).run()
     only_ok = Interpretation(predictions).mistakes(0.0, quality=OK)

@@ -114,7 +114,11 @@ def broken_folder(tmp_path, monkeypatch):
     return folder
 
 
-BROKEN = {"truncated", "text", "empty"}
+BROKEN = {
+    "train/truncated.tif",
+    "train/text.tif",
+    "train/empty.tif",
+}  # named by their files (issue 19 item 11)
 
 
 def test_broken_files_of_a_small_folder_are_counted_at_open(app, broken_folder):
@@ -198,3 +202,42 @@ def test_switching_to_another_layout_and_refusing_a_path_outside_the_roots(app, 
     assert cards["Patches"] == "12" and cards["Problems"] == "1"  # small: decoded at open
     open_tab(app, "Problems")
     assert any("broken" in str(df.value) for df in app.dataframe)
+
+
+def grid_state(at) -> tuple:
+    """(tab, Show, Page, the grid's captions) of the Dataset page as drawn."""
+    show = next(r for r in at.radio if r.label == "Show").value
+    page = next(n for n in at.number_input if n.label.startswith("Page")).value
+    return (
+        at.session_state[TAB_KEY],
+        show,
+        page,
+        [c for image in at.get("image") for c in image.captions if c],
+    )
+
+
+def test_tab_grid_filter_and_page_survive_a_reload_and_stay_with_their_dataset(app, tmp_path, monkeypatch):
+    """Issue 19 item 6: the tab, the grid's filter and page live in the URL, so a reload (a new session
+    with the same URL) or a copied link shows the same patches; opening another dataset drops them."""
+    app.switch_page(PAGE_SCRIPTS["dataset"])
+    app.run()
+    open_tab(app, "Patches")
+    next(r for r in app.radio if r.label == "Show").set_value("tumour (1)").run()
+    next(n for n in app.number_input if n.label.startswith("Page")).set_value(3).run()
+    assert not app.exception
+    link = {key: app.query_params[key] for key in app.query_params}
+    assert link == {"tab": "Patches", "grid_show": "tumour (1)", "grid_page": "3"}
+    before = grid_state(app)
+
+    reloaded = AppTest.from_file(APP, default_timeout=120)
+    reloaded.query_params.update(link)
+    reloaded.run()
+    reloaded.switch_page(PAGE_SCRIPTS["dataset"]).run()
+    assert not reloaded.exception
+    assert grid_state(reloaded) == before and before[3]  # the same patches, captioned the same
+
+    other = copy_kaggle_subset(tmp_path / "roots" / "other", 40)
+    monkeypatch.setenv("PATCHLENS_DATA_ROOTS", str(tmp_path / "roots"))
+    sidebar_open(reloaded, other)
+    assert not {"grid_show", "grid_page"} & set(reloaded.query_params)  # they described the sample
+    assert grid_state(reloaded)[1:3] == ("all", 1)

@@ -28,6 +28,7 @@ class PageEntry(NamedTuple):
     title: str
     icon: str
     blurb: str  # what the page is for, in Home's "Where to go next"
+    uses_model: bool = False  # the page scores, explains or describes with the active model
 
 
 HOME = PageEntry("streamlit_app.py", "Home", "🏠", "what is loaded, what is running, where to go next")
@@ -45,34 +46,57 @@ PAGES = (
         "Evaluate",
         "📈",
         "metrics, ROC/PR, calibration, confusion matrix at your threshold",
+        uses_model=True,
     ),
-    PageEntry("pages/4_predict.py", "Predict", "🔍", "drop patches for a probability and a Grad-CAM overlay"),
-    PageEntry("pages/5_mistakes.py", "Mistakes", "⚠️", "false positives and negatives, most confident first"),
+    PageEntry(
+        "pages/4_predict.py",
+        "Predict",
+        "🔍",
+        "drop patches for a probability and a Grad-CAM overlay",
+        uses_model=True,
+    ),
+    PageEntry(
+        "pages/5_mistakes.py",
+        "Mistakes",
+        "⚠️",
+        "false positives and negatives, most confident first",
+        uses_model=True,
+    ),
     PageEntry(
         "pages/6_feature_map.py",
         "Feature map",
         "🗺️",
         "the model's features in 2-D: select points to see their patches, and any patch's nearest neighbours",
+        uses_model=True,
     ),
     PageEntry(
         "pages/7_label_issues.py",
         "Label issues",
         "🏷️",
         "patches whose label is likely wrong (confident learning), most suspect first",
+        uses_model=True,
     ),
     PageEntry(
         "pages/8_compare.py",
         "Compare",
         "⚖️",
         "two models on one dataset: ROC/PR, DeLong and McNemar tests, disagreements",
+        uses_model=True,
     ),
     PageEntry(
         "pages/9_region.py",
         "Region",
         "🔬",
         "a tumour-probability heatmap over a region image or a whole slide",
+        uses_model=True,
     ),
 )
+
+
+def model_pages() -> str:
+    """The titles of the pages that use the active model, as a sentence ('Evaluate, Predict, … and Region')."""
+    titles = [entry.title for entry in PAGES if entry.uses_model]
+    return ", ".join(titles[:-1]) + f" and {titles[-1]}"
 
 
 @contextmanager

@@ -30,7 +30,7 @@ from core.evaluate.heatmaps import (
     scale_labels,
 )
 from core.formatting import page_bounds
-from ui.shared import load_model_cached
+from ui.shared import from_url, load_model_cached, page_in, to_url
 from ui.text import md_escape
 
 GRID_COLUMNS = 6
@@ -151,9 +151,10 @@ def scale_legend(result: Explanation, settings: dict) -> None:
     text.caption(describe_scale(result, method_name(settings["method"])))
 
 
-def explain_settings(key: str, *, columns: int = 6) -> dict:
-    """Method, target, display scale, opacity, colormap and centre box, in one row of controls."""
-    row = st.columns(columns)
+def explain_settings(key: str) -> dict:
+    """Method, target, display scale, opacity, colormap and centre box, in two rows of three controls
+    (in one row of six, 'the tumour score' and 'Centre box' were cut at 1,280 px)."""
+    row = [*st.columns(3), *st.columns(3)]
     return {
         "method": row[0].selectbox("Method", METHODS, format_func=METHOD_NAMES.get, key=f"{key}-method"),
         "target": row[1].selectbox(
@@ -231,7 +232,10 @@ def paged_gallery(
     patches). Only the table is shown, and the page stops, when the patches cannot be read."""
     controls = st.columns([1, 1, 3])
     _, _, n_pages = page_bounds(len(table), 1, GALLERY_PAGE_SIZE)
-    page = controls[0].number_input(f"Page (of {n_pages})", 1, n_pages, 1, key=f"{key}_page")
+    page_key = f"{key}_page"  # also the URL's parameter: a reload or a copied link keeps the page
+    from_url(page_key, page_key, page_in(n_pages))
+    page = controls[0].number_input(f"Page (of {n_pages})", 1, n_pages, 1, key=page_key)
+    to_url(page_key, None if page == 1 else str(int(page)))
     start, stop, _ = page_bounds(len(table), int(page), GALLERY_PAGE_SIZE)
     on_page = table.iloc[start:stop]
     can_explain = model_path is not None and lookup is not None

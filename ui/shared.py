@@ -12,7 +12,8 @@ reload or a shared link opens the same ones: a new session reads them once (init
 them like a path typed in the sidebar, and falls back to the defaults with a message when they
 cannot be used; every run writes them back (sync_url), since a page switch may drop them. Every run
 also drops an active dataset that only a root added in the sidebar let open, once such roots are no
-longer honoured (ui.roots).
+longer honoured (ui.roots). A page keeps what else the user set (filters, page numbers, a tab) in the
+URL the same way: `from_url` before its widget, `to_url` after it.
 
 Everything a user or a link supplies (paths, names, error messages quoting them) is shown through
 ui.text.md_escape: markdown never turns it into a link or an image.
@@ -144,6 +145,41 @@ def _recheck_dataset() -> None:
         notice("main", "warning", f"The active dataset cannot be used any more ({md_escape(error)}) — "
                "showing the bundled sample.")  # fmt: skip
         st.session_state[DATASET_KEY] = str(SAMPLE_DATASET)
+
+
+def from_url(key: str, param: str, parse: Callable[[str], object]) -> None:
+    """A session that does not hold widget `key` yet (a reload, a copied link) starts it from the URL's
+    `param`, when `parse` accepts the text (it returns None or raises ValueError for a bad one).
+    Call before the widget is drawn; `to_url` after it."""
+    if key in st.session_state or param not in st.query_params:
+        return
+    try:
+        value = parse(st.query_params[param])
+    except (TypeError, ValueError):
+        value = None
+    if value is not None:
+        st.session_state[key] = value
+
+
+def to_url(param: str, text: str | None) -> None:
+    """Keep the URL's `param` at `text` (None: left out, as for a default), so a reload or a copied
+    link restores what the user set on a page (its filters, its page number, its tab)."""
+    if text is None:
+        if param in st.query_params:
+            del st.query_params[param]
+    elif st.query_params.get(param) != text:
+        st.query_params[param] = text
+
+
+def one_of(options) -> Callable[[str], str | None]:
+    """A `from_url` parser that accepts only `options`."""
+    return lambda text: text if text in options else None
+
+
+def page_in(n_pages: int) -> Callable[[str], int]:
+    """A `from_url` parser of a 1-based page number, clamped to the `n_pages` there are now."""
+    return lambda text: min(max(int(text), 1), max(n_pages, 1))
+
 
 
 # --------------------------------------------------------------------------- datasets

@@ -1,5 +1,6 @@
 """The Dataset types every layout returns: ids, optional 0/1 labels, the problems met, and ways to read
-one patch or a batch (`FileDataset`: one image file per patch; `HDF5Dataset`: rows of HDF5 files).
+one patch or a batch (`FileDataset`: one image file per patch; `HDF5Dataset`: rows of HDF5 files);
+and how a page shows those problems without quoting a file's content (`shown_problems`).
 
 Opening a path is core.data.dataset's job (it detects the layout, core.data.layouts and core.data.pcam read
 them); decoding every patch in parallel is core.data.scan's.
@@ -26,10 +27,17 @@ Progress = Callable[[int, int], None]
 
 @dataclass(frozen=True)
 class Problem:
-    """One item that was skipped, and why, in words a user understands."""
+    """One item that was skipped, and why, in words a user understands.
+
+    `file` is the patch's file relative to the dataset folder, when it has one ('train/x.tif': the
+    item is its id, 'x'). `listed_in` names the file whose *content* the item comes from (a label
+    CSV's id with no image beside it): the pages never show such an item, only how many there are
+    and where (`shown_problems`); the command line, run with the user's own rights, lists them."""
 
     item: str
     problem: str
+    file: str = ""
+    listed_in: str = ""
 
 
 class Dataset:
@@ -94,6 +102,10 @@ class Dataset:
     def source_of(self, i: int) -> str:
         raise NotImplementedError
 
+    def file_of(self, i: int) -> str:
+        """Patch i's file relative to the dataset folder ('' when patches are rows of a file)."""
+        return ""
+
     def scan(self, workers: int = 2, progress: Progress | None = None) -> list[Problem]:
         """Decode every patch; drop the unreadable ones and add them to `problems`.
 
@@ -127,7 +139,9 @@ class Dataset:
 
     def _new_problems(self, bad: dict[int, str]) -> list[Problem]:
         added = [
-            Problem(self.ids[i], bad[i]) for i in sorted(bad) if self.ids[i] not in self._found_unreadable
+            Problem(self.ids[i], bad[i], file=self.file_of(i))
+            for i in sorted(bad)
+            if self.ids[i] not in self._found_unreadable
         ]
         self._found_unreadable.update(p.item for p in added)
         self.problems.extend(added)
@@ -174,6 +188,9 @@ class FileDataset(Dataset):
 
     def source_of(self, i: int) -> str:
         return self.files[self._check_index(i)]
+
+    def file_of(self, i: int) -> str:
+        return relative_name(self.files[self._check_index(i)], self.path)
 
     def _read_one(self, i: int) -> np.ndarray:
         return decode_patch(self.files[i], name=f"{self.ids[i]} ({Path(self.files[i]).name})")
@@ -273,6 +290,29 @@ def _without_item(message: str, item: str) -> str:
     if message.startswith(prefix) and "): " in message:
         return message[len(prefix) :].split("): ", 1)[1]
     return message
+
+
+def relative_name(file: str | Path, folder: Path) -> str:
+    """`file` relative to `folder` ('train/x.tif'); its bare name when it lies elsewhere."""
+    try:
+        return Path(file).relative_to(folder).as_posix()
+    except ValueError:
+        return Path(file).name
+
+
+def shown_problems(problems: Sequence[Problem]) -> list[dict[str, str]]:
+    """The rows a page shows for `problems`: a patch named by its file (with its extension), and the
+    items a file's content names counted per file and problem, never quoted ('truth.csv' · '12 rows:
+    listed in CSV but no image file'), since a CSV may hold anything."""
+    counted: dict[tuple[str, str], int] = {}
+    for p in problems:
+        if p.listed_in:
+            counted[(p.listed_in, p.problem)] = counted.get((p.listed_in, p.problem), 0) + 1
+    rows = [
+        {"item": listed_in, "problem": f"{n:,} row{'s' if n != 1 else ''}: {problem}"}
+        for (listed_in, problem), n in counted.items()
+    ]
+    return rows + [{"item": p.file or p.item, "problem": p.problem} for p in problems if not p.listed_in]
 
 
 def content_hash(dataset: Dataset) -> str:

@@ -31,7 +31,7 @@ import json
 import os
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -136,7 +136,7 @@ def prepare(
             problems = dataset.problems + failed
             handle.create_dataset(
                 "problems",
-                data=json.dumps([{"item": p.item, "problem": p.problem} for p in problems]),
+                data=json.dumps([asdict(p) for p in problems]),
                 dtype=text,
             )
             handle.attrs[CACHE_MARK] = CACHE_VERSION

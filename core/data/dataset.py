@@ -25,8 +25,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.data.base import Dataset, FileDataset, HDF5Dataset, Problem, Progress, content_hash
-from core.data.layouts import open_file, open_folder
+from core.data.base import Dataset, FileDataset, HDF5Dataset, Problem, Progress, content_hash, shown_problems
+from core.data.layouts import datasets_inside_note, open_file, open_folder
 from core.errors import DatasetError
 
 __all__ = [
@@ -65,10 +65,15 @@ def open_dataset(path: str | Path) -> Dataset:
 
 
 def _refuse_if_empty(dataset: Dataset) -> None:
+    """No patch: say why in the pages' words (a CSV's ids counted, never quoted) and, for a folder
+    whose subfolders are datasets, which ones to open instead."""
     if len(dataset) == 0:
-        reasons = "; ".join(f"{p.item}: {p.problem}" for p in dataset.problems[:3])
+        reasons = "; ".join(
+            f"{row['item']} — {row['problem']}" for row in shown_problems(dataset.problems)[:3]
+        )
+        inside = datasets_inside_note(dataset.path) if dataset.path.is_dir() else ""
         raise DatasetError(
-            f"no readable patches in {dataset.path}" + (f" ({reasons})" if reasons else "") + "."
+            f"no readable patches in {dataset.path}" + (f" ({reasons})" if reasons else "") + "." + inside
         )
 
 

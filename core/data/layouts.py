@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from core.constants import IMAGE_EXTENSIONS, PATCH_SHAPE
-from core.data.base import Dataset, FileDataset, HDF5Dataset, Problem
+from core.data.base import Dataset, FileDataset, HDF5Dataset, Problem, relative_name
 from core.data.pcam import PCAM_FILE, open_pcam
 from core.errors import DatasetError
 from core.files import modified_ns
@@ -32,6 +32,13 @@ CLASS_FOLDERS = {"0": 0, "1": 1, "normal": 0, "tumour": 1, "tumor": 1}
 CACHE_MARK = "patchlens_cache"
 CACHE_VERSION = 1
 UNLABELLED = -1  # the label a cache stores for an unlabelled patch
+NO_IMAGE_FILE = "id has no image file"  # a label CSV's row whose id no image file carries
+NO_HEADER = (  # the one wording of a label CSV without its header; its content is never quoted
+    "{name} has no 'id' and 'label' header: its first line names other columns or none; "
+    "a Kaggle label CSV starts with the line 'id,label'."
+)
+MAX_SUBFOLDERS_LOOKED_AT = 50  # subfolders listed when a folder turns out to hold datasets, not patches
+MAX_NAMED_DATASETS = 8  # of them named in the message
 
 
 def open_file(path: Path) -> Dataset:
@@ -72,6 +79,44 @@ def open_folder(path: Path) -> Dataset:
     raise DatasetError(
         f"{path} is not a recognised dataset: expected a Kaggle folder (images + id,label CSV), "
         "PCam camelyonpatch_*.h5 files, class folders 0/ and 1/, or a folder of .tif/.png/.jpg patches."
+        + datasets_inside_note(path)
+    )
+
+
+def datasets_inside_note(folder: Path) -> str:
+    """' This folder holds datasets: a/, b/ — open one of them.' when subfolders of `folder` are
+    datasets themselves (a parent folder opened by mistake); '' otherwise."""
+    found = datasets_inside(folder)
+    if not found:
+        return ""
+    more = " …" if len(found) > MAX_NAMED_DATASETS else ""
+    names = ", ".join(f"{name}/" for name in found[:MAX_NAMED_DATASETS])
+    return f" This folder holds datasets: {names}{more} — open one of them."
+
+
+def datasets_inside(folder: Path) -> list[str]:
+    """The names of `folder`'s subfolders (at most MAX_SUBFOLDERS_LOOKED_AT) that hold a dataset of a
+    known layout by their listing alone (nothing is read or decoded)."""
+    subfolders = sorted(name for name, (kind, _) in _listed(folder).items() if kind == "dir")
+    return [name for name in subfolders[:MAX_SUBFOLDERS_LOOKED_AT] if _looks_like_dataset(folder / name)]
+
+
+def _listed(folder: Path) -> dict[str, tuple[str, int]]:
+    try:
+        return _list_folder(folder)
+    except DatasetError:  # an unreadable subfolder is simply not a dataset to point to
+        return {}
+
+
+def _looks_like_dataset(folder: Path) -> bool:
+    entries = _listed(folder)
+    files = [name for name, (kind, _) in entries.items() if kind == "file"]
+    dirs = {name for name, (kind, _) in entries.items() if kind == "dir"}
+    classes = {label for name, label in CLASS_FOLDERS.items() if name in dirs}
+    return (
+        any(PCAM_FILE.match(name) or _is_image(name) for name in files)
+        or classes == {0, 1}
+        or ("train" in dirs and any(n.lower().endswith(".csv") and _csv_columns(folder / n) for n in files))
     )
 
 
@@ -120,11 +165,7 @@ def _labels_csv(folder: Path, entries: dict[str, tuple[str, int]]) -> Path | Non
         if _csv_columns(folder / name) is not None:
             return folder / name
     if PREFERRED_CSV in [n.lower() for n in names] or _has_images(folder, entries):
-        first = folder / names[0]
-        raise DatasetError(
-            f"{first.name} has no 'id' and 'label' header (first line: {_first_line(first)!r}); "
-            "a Kaggle label CSV starts with the line 'id,label'."
-        )
+        raise DatasetError(NO_HEADER.format(name=names[0]))
     return None
 
 
@@ -173,11 +214,7 @@ def _parse_labels_rows(rows: Iterator[list[str]], name: str) -> tuple[list[str],
     header = next(rows, None)
     columns = _header_columns(",".join(header)) if header else None
     if header is None or columns is None:
-        first = ",".join(header or [])[:80]
-        raise DatasetError(
-            f"{name} has no 'id' and 'label' header (first line: {first!r}); "
-            "a Kaggle label CSV starts with the line 'id,label'."
-        )
+        raise DatasetError(NO_HEADER.format(name=name))
     id_col, label_col = columns
     labels: dict[str, int] = {}
     conflicting: set[str] = set()
@@ -194,16 +231,14 @@ def _parse_labels_rows(rows: Iterator[list[str]], name: str) -> tuple[list[str],
             continue
         label = _parse_label(row[label_col])
         if label is None:
-            problems.append(Problem(item, f"label {row[label_col].strip()!r} is not 0 or 1"))
+            problems.append(Problem(item, "label is not 0 or 1", listed_in=name))
             continue
         if item in labels:
             if labels[item] != label:
                 conflicting.add(item)
-                problems.append(
-                    Problem(item, f"duplicate id in {name} with a different label (line {line_no}); dropped")
-                )
+                problems.append(Problem(item, "id repeated with a different label; dropped", listed_in=name))
             else:
-                problems.append(Problem(item, f"duplicate id in {name} (line {line_no}); kept the first"))
+                problems.append(Problem(item, "id repeated; kept the first", listed_in=name))
             continue
         labels[item] = label
     ids = [item for item in labels if item not in conflicting]
@@ -242,18 +277,21 @@ def _open_kaggle(folder: Path, csv_path: Path) -> Dataset:
     keep_ids, keep_labels, paths = [], [], []
     for item, label in zip(ids, labels, strict=True):
         if item not in files:
-            problems.append(Problem(item, "listed in CSV but no file"))
+            problems.append(Problem(item, NO_IMAGE_FILE, listed_in=csv_path.name))
             continue
         name, size = files[item]
         if size == 0:
-            problems.append(Problem(item, "empty file (0 bytes)"))
+            problems.append(
+                Problem(item, "empty file (0 bytes)", file=relative_name(image_dir / name, folder))
+            )
             continue
         keep_ids.append(item)
         keep_labels.append(label)
         paths.append(str(image_dir / name))
     mentioned = set(ids) | {p.item for p in problems}  # a file whose row was refused is reported once
     for stem in sorted(files.keys() - mentioned):
-        problems.append(Problem(stem, f"file has no label in {csv_path.name}"))
+        file = relative_name(image_dir / files[stem][0], folder)
+        problems.append(Problem(stem, f"file has no label in {csv_path.name}", file=file))
     fingerprint = (str(folder.resolve()), len(files), modified_ns(image_dir), modified_ns(csv_path))
     return FileDataset(
         folder, "kaggle", keep_ids, np.array(keep_labels, dtype=np.int8), problems,
@@ -372,6 +410,9 @@ def _stored_problems(handle) -> list[Problem]:
     raw = handle["problems"][()]
     try:
         items = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
-        return [Problem(str(p["item"]), str(p["problem"])) for p in items]
+        return [
+            Problem(str(p["item"]), str(p["problem"]), str(p.get("file", "")), str(p.get("listed_in", "")))
+            for p in items
+        ]
     except (ValueError, KeyError, TypeError):
         return [Problem("problems", "the cache's problem list could not be read")]

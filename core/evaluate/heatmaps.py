@@ -115,16 +115,24 @@ def colour_bar(colormap: str = DEFAULT_COLORMAP, *, width: int = 192, height: in
     return colorize(ramp, colormap)
 
 
-def labelled_colour_bar(colormap: str, low_label: str, high_label: str, *, width: int = 192) -> np.ndarray:
-    """The colour bar with `low_label` under its left end and `high_label` under its right end."""
-    from PIL import Image, ImageDraw
+def labelled_colour_bar(
+    colormap: str, low_label: str, high_label: str, *, width: int = 192, text_px: int | None = None
+) -> np.ndarray:
+    """The colour bar with `low_label` under its left end and `high_label` under its right end; with
+    `text_px`, in a scalable font that many pixels tall (for a large image seen whole, e.g. a region
+    overlay), else in PIL's small bitmap font (a gallery's bar, drawn at about its own size)."""
+    from PIL import Image, ImageDraw, ImageFont
 
-    band = Image.new("RGB", (width, LABEL_BAND_HEIGHT), (255, 255, 255))
+    font = ImageFont.load_default(size=text_px) if text_px else None
+    band_height = round(text_px * 1.5) if text_px else LABEL_BAND_HEIGHT
+    band = Image.new("RGB", (width, band_height), (255, 255, 255))
     draw = ImageDraw.Draw(band)
-    draw.text((1, 1), low_label, fill=(0, 0, 0))
-    right = draw.textlength(high_label)
-    draw.text((max(width - right - 1, 0), 1), high_label, fill=(0, 0, 0))
-    return np.concatenate([colour_bar(colormap, width=width), np.asarray(band)], axis=0)
+    margin = max(1, (text_px or 0) // 4)
+    draw.text((margin, max(1, margin // 2)), low_label, fill=(0, 0, 0), font=font)
+    right = draw.textlength(high_label, font=font)
+    draw.text((max(width - right - margin, 0), max(1, margin // 2)), high_label, fill=(0, 0, 0), font=font)
+    bar = colour_bar(colormap, width=width, height=max(COLOUR_BAR_HEIGHT, text_px or 0))
+    return np.concatenate([bar, np.asarray(band)], axis=0)
 
 
 # --- scaling raw maps for display ----------------------------------------------------------------

@@ -2,8 +2,11 @@
 
 - probabilities.npy  (rows, cols) float32 P(tumour) of tile (r, c); NaN where not scored
 - quality.npy        (rows, cols) uint8: OR of FLAG_BITS of each scored tile
-- overlay.png        the thumbnail with the averaged map, the threshold contour and a colour bar
-- thumbnail.png      the thumbnail alone (what the page draws the map on)
+- overlay.png        the thumbnail with the averaged map, the threshold contour and a colour bar whose
+                     labels scale with the image (legible when the whole overlay is on a screen)
+- thumbnail.png      the thumbnail alone (what the page draws the map on), its longest side at most
+                     THUMBNAIL_FILE_SIDE px in 256 colours: ~0.4 MB instead of 4.6 MB (BENCHMARKS.md);
+                     summary.json's `thumbnail_scale` is this file's
 - tiles.geojson      a FeatureCollection of the scored tiles as polygons in level-0 pixel coordinates,
                      with `probability` (and QuPath's objectType/measurements/classification), streamed
 - summary.json       image, size, µm/px, stride, grid, counts, tumour area, seconds; written last, so
@@ -41,6 +44,10 @@ OVERLAY_ALPHA = 0.45
 CONTOUR_COLOUR = (255, 255, 255)
 TUMOUR_CLASS = {"name": "Tumour", "color": [228, 87, 86]}
 NORMAL_CLASS = {"name": "Normal", "color": [76, 120, 168]}
+THUMBNAIL_FILE_SIDE = 1024  # px: thumbnail.png's longest side (the page's map; the overlay keeps the plan's)
+THUMBNAIL_COLOURS = 256  # an adaptive palette: mean error 1.7 of 255 levels on real H&E, a third of the bytes
+BAR_TEXT_SHARE = 60  # the overlay's colour-bar labels are 1/60 of its width tall (34 px at 2,048 px)...
+BAR_TEXT_MIN = 12  # ...and never below this
 
 
 def flags_of(bits: int) -> tuple[str, ...]:
@@ -116,10 +123,33 @@ def overlay_image(
     with np.errstate(invalid="ignore"):
         picture[contour(heat >= threshold)] = CONTOUR_COLOUR
     width = max(picture.shape[1], 160)
-    bar = labelled_colour_bar(colormap, "P(tumour) 0", f"1   (contour at {threshold:.2f})", width=width)
+    bar = labelled_colour_bar(
+        colormap,
+        "P(tumour) 0",
+        f"1   (contour at {threshold:.2f})",
+        width=width,
+        text_px=max(BAR_TEXT_MIN, width // BAR_TEXT_SHARE),
+    )
     if picture.shape[1] < width:
         picture = np.pad(picture, ((0, 0), (0, width - picture.shape[1]), (0, 0)), constant_values=255)
     return np.concatenate([picture, bar], axis=0)
+
+
+def thumbnail_file(thumb: np.ndarray) -> tuple[bytes, float]:
+    """thumbnail.png's bytes, and its pixels per pixel of `thumb`: the longest side brought down to
+    THUMBNAIL_FILE_SIDE (Lanczos), stored with an adaptive palette of THUMBNAIL_COLOURS."""
+    from PIL import Image
+
+    image = Image.fromarray(thumb)
+    factor = min(1.0, THUMBNAIL_FILE_SIDE / max(image.size))
+    if factor < 1.0:
+        size = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
+        image = image.resize(size, Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    image.quantize(THUMBNAIL_COLOURS, method=Image.Quantize.MEDIANCUT).save(
+        buffer, format="PNG", optimize=True
+    )
+    return buffer.getvalue(), image.width / thumb.shape[1]
 
 
 def png_bytes(array: np.ndarray) -> bytes:
@@ -226,10 +256,12 @@ def write_outputs(out_dir, plan, probabilities, flags, *, threshold: float, star
     heat = cells_on_thumbnail(
         cell_map(probabilities, flags, plan.grid), plan.grid, plan.thumb.shape[:2], plan.thumb_scale
     )
-    atomic_write_bytes(out / "thumbnail.png", png_bytes(plan.thumb))
+    thumbnail, factor = thumbnail_file(plan.thumb)
+    atomic_write_bytes(out / "thumbnail.png", thumbnail)
     atomic_write_bytes(out / "overlay.png", png_bytes(overlay_image(plan.thumb, heat, threshold)))
     write_geojson(out / "tiles.geojson", probabilities, flags, plan.grid, threshold)
     summary = summary_of(plan, probabilities, flags, threshold, time.monotonic() - started, model_path)
+    summary["thumbnail_scale"] = plan.thumb_scale * factor  # of thumbnail.png, which the page draws on
     atomic_write_json(out / "summary.json", summary)
     return summary
 
