@@ -5,9 +5,8 @@ A `RegionImage` has levels (level 0 = full resolution, each with its size and do
 resolution in µm/px when the file carries one, and `read(level, x, y, width, height)`, which returns
 uint8 RGB pixels of that window in the level's coordinates (outside the image: white, the colour of
 glass). TIFF tiles or strips are decoded one segment at a time and kept in a small LRU cache, so a
-40,000 px wide slide is never held in memory; a PNG/JPEG is decoded whole, at its first read. Sizes
-come from headers: opening never decodes more than one TIFF segment, and a file whose one decode
-would exceed the decode budget is refused first (core.region.budget). Every failure (missing file, text named .svs, a
+40,000 px wide slide is never held in memory; a PNG/JPEG is decoded whole, at its first read. Sizes come
+from headers; a file whose one decode exceeds the budget is refused first (core.region.budget). Every failure (missing file, text named .svs, a
 truncated TIFF, an undecodable compression) is a RegionImageError whose message names the file.
 """
 
@@ -36,6 +35,7 @@ BACKENDS = ("auto", "pillow", "tifffile", "openslide")
 # A resolution outside this range (µm/px) is not a microscope's: e.g. the 72 dpi many tools write.
 PLAUSIBLE_MPP = (0.05, 50.0)
 SEGMENT_CACHE_BYTES = 32 * 1024 * 1024  # decoded TIFF tiles/strips kept (at least 3 rows of them)
+DECODE_ROWS = 256  # rows of a decoded PNG/JPEG converted to RGB at a time
 WHITE = 255
 
 
@@ -102,7 +102,7 @@ class PlainImage(RegionImage):
     def __init__(self, path: Path):
         from PIL import Image
 
-        try:
+        try:  # the header only
             with _pillow_open(path) as image:
                 if image.format not in ("PNG", "JPEG", "MPO", "TIFF"):
                     raise RegionImageError(f"{path.name}: not a PNG or JPEG image ({image.format}).")
@@ -125,9 +125,13 @@ class PlainImage(RegionImage):
     def pixels(self) -> np.ndarray:
         """The whole image, uint8 RGB, decoded on first use."""
         with self._lock:
-            if self._pixels is None:
+            if self._pixels is None:  # band by band into one array: Pillow's copy + ours, no third
                 with _pillow_open(self.path) as image:
-                    self._pixels = _rgb(image)
+                    image.load()
+                    self._pixels = np.empty((image.height, image.width, 3), dtype=np.uint8)
+                    for top in range(0, image.height, DECODE_ROWS):
+                        bottom = min(top + DECODE_ROWS, image.height)
+                        self._pixels[top:bottom] = _rgb(image.crop((0, top, image.width, bottom)))
             return self._pixels
 
     def _read_inside(self, level, x, y, width, height):
