@@ -196,7 +196,7 @@ def job_lifecycle(job: JobReporter, folder: Path, *, stopped_by: type[BaseExcept
     except BaseException as error:
         state = "stopped" if isinstance(error, (stopped_by, KeyboardInterrupt)) else "failed"
         message = str(error) if isinstance(error, PatchLensError) else f"{type(error).__name__}: {error}"
-        if state == "failed" and not isinstance(error, PatchLensError):  # ours already say it all
+        if state == "failed" and not isinstance(error, (PatchLensError, OSError)):  # these say it all
             traceback.print_exc()
         job.update(state, phase=state, error=message if state == "failed" else None, finished=time.time())
         if not isinstance(error, (Exception, KeyboardInterrupt)):
