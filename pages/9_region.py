@@ -387,11 +387,11 @@ def tile_panel(image: Path, model_path: str, outputs: dict, grid: Grid, threshol
 
 def downloads(key: str) -> None:
     folder = output_dir(key)
-    columns = st.columns(len(OUTPUT_FILES))
-    for column, name in zip(columns, OUTPUT_FILES, strict=True):
+    columns = st.columns(3)  # six in a row clipped their names ("probabilit…") at 1,024 px
+    for index, name in enumerate(OUTPUT_FILES):
         path = folder / name
         if path.is_file():
-            column.download_button(
+            columns[index % 3].download_button(
                 name, data=path.read_bytes(), file_name=name, key=f"region_download_{name}"
             )
 
