@@ -15,13 +15,21 @@ Figures:
   first overlay seconds from core.region.jobs.launch (what the Region page's button calls) to a
                complete output folder (the page shows the map on its next 1 s refresh), 10k image.
 
-Usage: /work/venv/bin/python bench/bench_region.py [--repeats 3] [--quick] [--sizes 10000,40000]
+With --hostile, only the decode budget (core.region.budget): peak RSS of `python -m core heatmap` on
+the issue's hostile files (a few hundred KB of deflate zeros that decode to gigabytes: a 30,000² px
+single-strip TIFF, a 13,000² PNG, a 16-bit 12,000² PNG; refused from their header), on the largest
+files the budget accepts (a single strip and a PNG of ~250 MB decoded, all black: decoded for the
+thumbnail, then refused for having no tissue), against the normal run on the 10k image.
+Target: every one within 0.5 GB of the normal run's peak.
+
+Usage: /work/venv/bin/python bench/bench_region.py [--repeats 3] [--quick] [--sizes 10000,40000] [--hostile]
 """
 
 from __future__ import annotations
 
 import csv
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +43,7 @@ PERIOD = 16  # patches per side of the repeated block
 TISSUE_AXES = (4200, 2800)  # px: half-axes of the tissue ellipse, the same on every image (~4,100 tiles)
 LEVEL_STEPS = (1, 4, 16, 64)
 MPP = 0.972
+TESTS = Path(__file__).resolve().parents[1] / "tests"  # tests/region_images.py builds the hostile files
 
 
 def patch_block() -> np.ndarray:
@@ -141,10 +150,99 @@ def first_overlay(model_path: Path, image: Path, env_home: Path) -> float:
     return time.perf_counter() - started
 
 
+def hostile_files(folder: Path) -> dict[str, Path]:
+    """The hostile and the largest accepted files (tests/region_images.py builds them in a second)."""
+    sys.path.insert(0, str(TESTS))
+    from region_images import write_zero_png, write_zero_strip_tiff
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return {
+        "30,000² single-strip deflate TIFF (issue)": write_zero_strip_tiff(folder / "strip-30000.tif", 30_000, 30_000),
+        "13,000² 8-bit PNG (issue)": write_zero_png(folder / "rgb-13000.png", 13_000, 13_000),
+        "12,000² 16-bit PNG (issue)": write_zero_png(folder / "grey16-12000.png", 12_000, 12_000, bit_depth=16,
+                                                     colour=False),
+        "9,600 x 9,300 single strip, 255 MB (accepted)": write_zero_strip_tiff(folder / "strip-9600.tif", 9_600, 9_300),
+        "9,600 x 9,300 PNG, 255 MB (accepted)": write_zero_png(folder / "rgb-9600.png", 9_600, 9_300),
+        "9,600 x 9,300 PNG of real patches, 255 MB (accepted, scored)": tissue_png(folder / "tissue-9600.png"),
+    }  # fmt: skip
+
+
+def tissue_png(path: Path) -> Path:
+    """The largest PNG the budget accepts, all tissue: the block of real patches repeated."""
+    from PIL import Image
+
+    if not path.exists():
+        block = patch_block()
+        pixels = np.tile(block, (-(-9_300 // block.shape[0]), -(-9_600 // block.shape[1]), 1))[:9_300, :9_600]
+        Image.fromarray(pixels).save(path, compress_level=1)
+    return path
+
+
+def hostile_peak(model_path: Path, image: Path, out: Path, env: dict) -> dict:
+    """Peak RSS of `heatmap` on `image`, whatever its exit status, with that status and its message."""
+    command = [
+        sys.executable,
+        "-m",
+        "core",
+        "heatmap",
+        str(model_path),
+        str(image),
+        "--out",
+        str(out),
+        "--mpp",
+        "0.5",
+    ]
+    ended: dict = {}
+
+    def run(full: list[str]) -> None:
+        done = subprocess.run(full, cwd=TESTS.parent, env=env, capture_output=True, text=True)
+        ended.update(code=done.returncode, message=(done.stderr.strip().splitlines() or [""])[-1])
+
+    return {**peak_memory_run(command, run=run), **ended}
+
+
+def hostile_main(args, env: dict) -> None:
+    from core.settings import BASELINE_MODEL
+
+    workspace = Path(env["PATCHLENS_HOME"])
+    normal = peak_memory(BASELINE_MODEL, slide(10_000), workspace / "out-normal", env)
+    rows = [
+        [
+            "normal run, 10,000² tiled pyramidal TIFF",
+            "",
+            normal["rss_mb"],
+            0.0,
+            f"0 ({normal['tiles']:,} tiles)",
+        ]
+    ]
+    for name, path in hostile_files(SCRATCH / "hostile").items():
+        measured = hostile_peak(BASELINE_MODEL, path, workspace / f"out-{path.stem}", env)
+        log(f"{name}: {measured}")
+        rows.append([name, f"{path.stat().st_size / 1e6:.1f} MB", measured["rss_mb"],
+                     measured["rss_mb"] - normal["rss_mb"], f"{measured['code']}: {measured['message'][:90]}"])  # fmt: skip
+    body = table(["`python -m core heatmap` on", "file", "peak RSS MB", "- normal MB", "exit: message"], rows)
+    worst = max(row[3] for row in rows)
+    notes = [
+        f"worst peak above the normal run: {worst:+.0f} MB; target ≤ +500 MB. Before the budget (issue 24.1): "
+        "6.1 GB (TIFF, Streamlit server; 5.96 GB for `heatmap`), 2.4 GB and 3.2 GB (the PNGs), on the server.",
+        "the refused files never import TensorFlow (the image is checked before the model loads); the accepted "
+        "ones load it and decode the image for the thumbnail; the black ones then stop (no tissue, exit 2), the "
+        "real-patch PNG is scored whole at 0.5 µm/px (its 255 MB array held while it is).",
+        "decode budget: PATCHLENS_REGION_DECODE_MB, default 256 (width x height x samples x bytes, ≥ 3 bytes a pixel).",
+    ]
+    report("Region decode budget: hostile files (bench/bench_region.py --hostile)", body, args, notes)
+
+
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--sizes", default="10000,40000", help="image sides for the memory figure")
+    p.add_argument("--hostile", action="store_true", help="only the decode budget's figure (hostile files)")
     args = p.parse_args()
+    if args.hostile:
+        SCRATCH.mkdir(parents=True, exist_ok=True)
+        home = Path(tempfile.mkdtemp(prefix="region-hostile-", dir=SCRATCH))
+        hostile_main(args, {**os.environ, "PATCHLENS_HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "2"})
+        return
     from core.data.dataset import open_dataset
     from core.model.io import load_model
     from core.settings import BASELINE_MODEL

@@ -41,3 +41,12 @@ class InputError(PatchLensError, ValueError):
     """Values handed to a core function are unusable: a threshold outside [0, 1], labels and
     probabilities of different lengths, an unknown method name. Also a ValueError, as numpy and
     scikit-learn callers expect."""
+
+
+class RegionImageError(PatchLensError):
+    """A region image or slide cannot be opened or read (unreadable, damaged, unsupported)."""
+
+
+class ImageTooLargeError(RegionImageError):
+    """Decoding a region image (one TIFF strip or tile, or a whole PNG/JPEG) would take more memory
+    than the decode budget allows; refused from its header, before any pixel is decoded."""

@@ -109,3 +109,30 @@ def roots_from_ui(server_address: str | None) -> bool:
             f"{ROOTS_FROM_UI_ENV} must be 1 or 0, not {text!r}: adding data roots in the sidebar is off."
         )
     return SWITCH_VALUES[text]
+# Region images: the memory a decode may take, and how long uploads are kept.
+REGION_DECODE_ENV = "PATCHLENS_REGION_DECODE_MB"
+REGION_DECODE_MB = 256  # one TIFF strip/tile, or a whole PNG/JPEG, decoded (width x height x samples x bytes)
+REGION_UPLOAD_DAYS_ENV = "PATCHLENS_REGION_UPLOAD_DAYS"
+REGION_UPLOAD_DAYS = 7.0  # uploads on the Region page older than this are deleted at the next upload
+REGION_UPLOADS_MB_ENV = "PATCHLENS_REGION_UPLOADS_MB"
+REGION_UPLOADS_MB = 2048  # the uploads folder's size cap: the oldest uploads go first
+
+
+def _positive_number(name: str, default: float) -> float:
+    """A positive number from the environment variable `name`, else `default`."""
+    try:
+        value = float(os.environ.get(name, ""))
+    except ValueError:
+        return default
+    return value if value > 0 and value != float("inf") else default
+
+
+def region_decode_budget_bytes() -> int:
+    """Bytes one decode of a region image may take (PATCHLENS_REGION_DECODE_MB, default 256 MB)."""
+    return int(_positive_number(REGION_DECODE_ENV, REGION_DECODE_MB) * 2**20)
+
+
+def region_upload_retention() -> tuple[float, int]:
+    """(seconds an upload is kept, bytes the uploads folder may hold) for the Region page."""
+    days = _positive_number(REGION_UPLOAD_DAYS_ENV, REGION_UPLOAD_DAYS)
+    return days * 86400.0, int(_positive_number(REGION_UPLOADS_MB_ENV, REGION_UPLOADS_MB) * 2**20)

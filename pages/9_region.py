@@ -7,12 +7,17 @@ The finished map is drawn over the thumbnail in plotly (pan, zoom; opacity, colo
 contour); a click on a tile (or its row and column) shows the patch the model saw, its probability,
 its quality flags and its Grad-CAM. The job runs at the default threshold; everything that depends
 on the threshold (contour, tumour area) is recomputed here from the stored probabilities.
+
+The image, stride and resolution typed live in the URL (`region_image`, `region_stride`,
+`region_mpp`), so a reload finds its job again; the running and recent jobs are listed, each with
+Open. An upload is saved and checked by core.region.uploads (a refused one is not kept).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,16 +28,23 @@ from core.constants import DEFAULT_THRESHOLD, IMAGE_SIZE, PCAM_MPP
 from core.data.quality import FLAG_BADGES, FLAG_MEANINGS
 from core.errors import PatchLensError
 from core.evaluate.heatmaps import COLORMAPS, DEFAULT_COLORMAP
-from core.files import atomic_write_bytes
-from core.region.jobs import LOADING_PHASE, SCORING_PHASE, launch, output_dir, read_job, stop_job
+from core.region.jobs import LOADING_PHASE, SCORING_PHASE, launch, list_jobs, output_dir, read_job, stop_job
 from core.region.outputs import OUTPUT_FILES, cell_map, flags_of, read_outputs, tumour_area_mm2
-from core.region.reader import REGION_EXTENSIONS, open_region_image
+from core.region.reader import REGION_EXTENSIONS, open_region_image, plausible_mpp
 from core.region.tiling import DEFAULT_STRIDE, STRIDES, Grid, read_band, read_level
-from core.settings import check_allowed, workspace_dir
+from core.region.uploads import save_upload
+from core.settings import check_allowed
 from ui.frame import page
 from ui.gallery import blend, explain_settings, explanation, method_name
 from ui.prediction_source import threshold_control
-from ui.shared import extra_roots, job_progress_bar, model_label, required_model_path
+from ui.shared import (
+    MODEL_KEY,
+    check_offered_model,
+    extra_roots,
+    job_progress_bar,
+    model_label,
+    required_model_path,
+)
 from ui.text import md_escape
 
 SOURCE_KEY = "region_source"
@@ -43,21 +55,64 @@ STRIDE_KEY = "region_stride"
 ROW_KEY, COL_KEY = "region_row", "region_col"
 MAP_KEY = "region_map"
 CLICK_KEY = "region_clicked"  # the last click on the map that was followed
+REFUSED_KEY = "region_refused"  # {upload digest: why it was refused}, so it is not saved again
+URL_IMAGE, URL_STRIDE, URL_MPP = "region_image", "region_stride", "region_mpp"
+ACTIVE = ("queued", "running")
 SOURCES = {"path": "A file in the data roots", "upload": "Upload a file"}
 JOB_REFRESH_SECONDS = 1.0
 MAX_CLICKABLE_TILES = 20_000  # tile centres drawn as (invisible) click targets
+SELECTED_COLOUR = "#00e5ff"  # the outline of the selected tile on the map
 CONTOUR_POINTS = 400_000  # the contour is traced on the cells repeated up to 8x8, within this many points
 PLOTLY_SCALES = {"jet": "Jet", "inferno": "Inferno", "viridis": "Viridis"}
 
 
-def uploaded_path(upload) -> Path:
-    """Save an upload once under <workspace>/uploads/region/<content hash>/ (a data root)."""
+def state_from_url() -> None:
+    """A new session opens the image, stride and resolution its URL names (so a reload does)."""
+    if PATH_KEY in st.session_state:
+        return
+    params = st.query_params
+    if params.get(URL_IMAGE):
+        st.session_state[SOURCE_KEY], st.session_state[PATH_KEY] = "path", params[URL_IMAGE]
+    stride, mpp = _number(params.get(URL_STRIDE)), _number(params.get(URL_MPP))
+    if stride in STRIDES:
+        st.session_state[STRIDE_KEY] = int(stride)
+    if plausible_mpp(mpp) is not None:
+        st.session_state[MPP_KEY] = mpp
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None
+
+
+def state_to_url(image: Path | None, stride: int | None = None, mpp: float | None = None) -> None:
+    """Write the chosen image, a stride other than the default and a resolution typed by hand into
+    the URL (only these keys: the others belong to the other pages)."""
+    wanted = {URL_IMAGE: str(image) if image else None,
+              URL_STRIDE: str(stride) if image and stride and stride != DEFAULT_STRIDE else None,
+              URL_MPP: repr(float(mpp)) if image and mpp is not None else None}  # fmt: skip
+    for key, value in wanted.items():
+        if value is None and key in st.query_params:
+            del st.query_params[key]
+        elif value is not None and st.query_params.get(key) != value:
+            st.query_params[key] = value
+
+
+def uploaded_path(upload) -> Path | None:
+    """The upload saved and checked (core.region.uploads), or None after saying why it is refused."""
     data = upload.getvalue()
-    folder = workspace_dir() / "uploads" / "region" / hashlib.sha256(data).hexdigest()[:16]
-    path = folder / Path(upload.name).name
-    if not path.is_file():
-        atomic_write_bytes(path, data)
-    return path
+    digest = hashlib.sha256(data).hexdigest()
+    refused = st.session_state.setdefault(REFUSED_KEY, {})
+    if digest not in refused:
+        in_use = {job["image"] for job in list_jobs() if job["state"] in ACTIVE}
+        try:
+            return save_upload(upload.name, data, in_use=in_use)
+        except PatchLensError as error:
+            refused[digest] = str(error)
+    st.error(f"This upload is refused and was not kept: {md_escape(refused[digest])}")
+    return None
 
 
 def chosen_image() -> Path | None:
@@ -106,6 +161,56 @@ def resolution(info: dict) -> float | None:
     st.warning("This file does not say how many µm a pixel is: enter its resolution to score it.")
     return st.number_input("µm per pixel", min_value=0.05, max_value=50.0, value=None, step=0.01,
                            format="%.4f", key=MPP_KEY, help=f"The model sees {PCAM_MPP} µm/px (PCam, 10×).")  # fmt: skip
+
+
+# --------------------------------------------------------------------------- the jobs
+
+
+def jobs_overview() -> None:
+    """The running and recent heatmap jobs of this workspace, each with Open (its image, stride,
+    resolution and model), so a job is found again after a reload or from another session."""
+    jobs = list_jobs()
+    if not jobs:
+        return
+    running = sum(job["state"] in ACTIVE for job in jobs)
+    with st.expander(f"Heatmap jobs: {running} running, {len(jobs) - running} recent", expanded=running > 0):
+        for job in jobs:
+            name, state, action = st.columns([5, 4, 2], vertical_alignment="center")
+            name.markdown(f"**{md_escape(Path(job['image']).name)}** · stride {job.get('stride', '?')} · "
+                          f"{md_escape(model_label(job.get('model')))}")  # fmt: skip
+            state.caption(job_state_text(job))
+            action.button("Open", key=f"region_open_{job['key']}", on_click=open_job, args=(job,))
+
+
+def job_state_text(job: dict) -> str:
+    minutes = max(0.0, time.time() - job["updated"]) / 60
+    ago = (
+        "just now"
+        if minutes < 1
+        else f"{minutes:.0f} min ago"
+        if minutes < 90
+        else f"{minutes / 60:.0f} h ago"
+    )
+    if job["state"] in ACTIVE and not job.get("total"):
+        return f"starting · {ago}"
+    if job["state"] in ACTIVE:
+        return f"running · {int(job.get('done') or 0):,}/{int(job['total']):,} tiles · {ago}"
+    if job["state"] == "finished":
+        return f"finished · {(job.get('summary') or {}).get('n_scored', 0):,} tiles scored · {ago}"
+    return f"{job['state']} · {ago}" + (f" · {md_escape(job['error'])}" if job.get("error") else "")
+
+
+def open_job(job: dict) -> None:
+    """Choose the job's image, stride and resolution (and its model, when it is one offered)."""
+    st.session_state[SOURCE_KEY], st.session_state[PATH_KEY] = "path", job["image"]
+    st.session_state[STRIDE_KEY] = int(job.get("stride") or DEFAULT_STRIDE)
+    if job.get("mpp") is not None:
+        st.session_state[MPP_KEY] = float(job["mpp"])
+    try:
+        check_offered_model(job["model"])
+        st.session_state[MODEL_KEY] = job["model"]
+    except (PatchLensError, KeyError, OSError):
+        pass  # the active model stays: its own heatmap of the image is shown or offered
 
 
 # --------------------------------------------------------------------------- the job
@@ -160,8 +265,11 @@ def grid_of(summary: dict) -> Grid:
     return Grid(summary["width"], summary["height"], summary["mpp"], summary["model_mpp"], summary["stride"])
 
 
-def map_figure(thumb, cells, grid: Grid, probabilities, summary, threshold, view: dict) -> go.Figure:
-    """Thumbnail + averaged map + threshold contour in level-0 pixel coordinates, with click targets."""
+def map_figure(
+    thumb, cells, grid: Grid, probabilities, summary, threshold, view: dict, selected=None
+) -> go.Figure:
+    """Thumbnail + averaged map + threshold contour in level-0 pixel coordinates, with click targets
+    and the `selected` (row, col) tile outlined."""
     per_thumb = 1.0 / summary["thumbnail_scale"]
     cell = grid.stride / grid.scale
     figure = go.Figure(go.Image(z=thumb, x0=per_thumb / 2, dx=per_thumb, y0=per_thumb / 2, dy=per_thumb,
@@ -176,16 +284,21 @@ def map_figure(thumb, cells, grid: Grid, probabilities, summary, threshold, view
         figure.add_trace(go.Contour(z=sharp, x0=step / 2, dx=step, y0=step / 2, dy=step, showscale=False, hoverinfo="skip",
                                     contours=dict(start=threshold, end=threshold, coloring="none"),
                                     line=dict(color="white", width=2), name="threshold", showlegend=False))  # fmt: skip
-    rows, cols = np.nonzero(~np.isnan(probabilities))
-    if 0 < len(rows) <= MAX_CLICKABLE_TILES:
+    rows, cols = click_targets(probabilities)
+    if len(rows):
         x, y, size, _ = grid.tile_box(rows, cols)
+        values = probabilities[rows, cols]
         figure.add_trace(go.Scatter(
             x=x + size / 2, y=y + size / 2, mode="markers", customdata=np.stack([rows, cols], axis=1),
-            text=[f"{p:.3f}" for p in probabilities[rows, cols]], marker=dict(size=8, opacity=0.01),
+            text=["not scored" if np.isnan(p) else f"{p:.3f}" for p in values], marker=dict(size=8, opacity=0.01),
             selected=dict(marker=dict(opacity=0.01)), unselected=dict(marker=dict(opacity=0.01)),
             hovertemplate="tile (%{customdata[0]}, %{customdata[1]})<br>P(tumour) %{text}<extra></extra>",
             showlegend=False,
         ))  # fmt: skip
+    if selected is not None:
+        x, y, size, _ = grid.tile_box(*selected)
+        figure.add_shape(type="rect", x0=x, y0=y, x1=x + size, y1=y + size, name="selected tile",
+                         line=dict(color=SELECTED_COLOUR, width=3))  # fmt: skip
     figure.update_yaxes(autorange="reversed", scaleanchor="x", showgrid=False, title="y (level-0 px)")
     figure.update_xaxes(showgrid=False, title="x (level-0 px)")
     figure.update_layout(
@@ -194,10 +307,20 @@ def map_figure(thumb, cells, grid: Grid, probabilities, summary, threshold, view
     return figure
 
 
+def click_targets(probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) of the tiles drawn as click targets, row by row: every tile, so a click on glass
+    says so; only the scored ones on a grid too large; none when even those are too many."""
+    every = np.ones(probabilities.shape, dtype=bool)
+    for wanted in (every, ~np.isnan(probabilities)):
+        if wanted.sum() <= MAX_CLICKABLE_TILES:
+            return np.nonzero(wanted)
+    return np.empty(0, dtype=int), np.empty(0, dtype=int)
+
+
 def clicked_tile(points: list[dict], probabilities: np.ndarray) -> tuple[int, int] | None:
     """The tile of the last clicked click target: only the targets carry customdata, and their
-    point index runs over the scored tiles in np.nonzero order (as drawn by map_figure)."""
-    rows, cols = np.nonzero(~np.isnan(probabilities))
+    point index runs over click_targets (as drawn by map_figure)."""
+    rows, cols = click_targets(probabilities)
     tile = None
     for point in points:
         index = point.get("point_index", point.get("point_number"))
@@ -236,7 +359,9 @@ def tile_panel(image: Path, model_path: str, outputs: dict, grid: Grid, threshol
     x, y, size, _ = grid.tile_box(row, col)
     st.caption(f"Tile ({row}, {col}): level-0 pixels x {x:.0f}–{x + size:.0f}, y {y:.0f}–{y + size:.0f}.")
     if np.isnan(probability):
-        st.info("This tile was not scored: the tissue mask found (almost) no tissue there.")
+        st.info(
+            "This tile was not scored (glass/background): the tissue mask found (almost) no tissue there."
+        )
         return
     try:
         patch = tile_pixels(str(image), _mtime(image), (summary["seconds"],), int(row), int(col), summary["mpp"],
@@ -263,11 +388,11 @@ def tile_panel(image: Path, model_path: str, outputs: dict, grid: Grid, threshol
 
 def downloads(key: str) -> None:
     folder = output_dir(key)
-    columns = st.columns(len(OUTPUT_FILES))
-    for column, name in zip(columns, OUTPUT_FILES, strict=True):
+    columns = st.columns(3)  # six in a row clipped their names ("probabilit…") at 1,024 px
+    for index, name in enumerate(OUTPUT_FILES):
         path = folder / name
         if path.is_file():
-            column.download_button(
+            columns[index % 3].download_button(
                 name, data=path.read_bytes(), file_name=name, key=f"region_download_{name}"
             )
 
@@ -277,16 +402,15 @@ def results(key: str, image: Path, model_path: str, outputs: dict) -> None:
     grid = grid_of(summary)
     threshold = threshold_control()
     cells = cell_map(probabilities, quality, grid)
-    cards = st.columns(5)
+    cards = st.columns([1, 1, 2])  # five cards clipped the area ("13.235 m…"): three, the area's wide
     cards[0].metric(
         "Tiles scored", f"{summary['n_scored']:,}", help=f"of {summary['n_tiles']:,}; the rest is glass"
     )
     cards[1].metric("Flagged", f"{summary['n_flagged']:,}", help="left out of the map and the area")
     cards[2].metric(
-        "Tumour area", f"{tumour_area_mm2(cells, grid, threshold):.3f} mm²", help=f"at {threshold:.3f}"
+        "Tumour area", f"{tumour_area_mm2(cells, grid, threshold):,.3f} mm²", help=f"at {threshold:.3f}"
     )
-    cards[3].metric("Seconds", f"{summary['seconds']:.1f}")
-    cards[4].metric("Tiles/s", f"{summary.get('tiles_per_s') or 0:.0f}")
+    st.caption(f"Scored in {summary['seconds']:,.1f} s ({summary.get('tiles_per_s') or 0:,.0f} tiles/s).")
     view_columns = st.columns(3)
     view = {
         "opacity": view_columns[0].slider("Map opacity", 0.0, 1.0, 0.5, 0.05, key="region_opacity"),
@@ -299,7 +423,9 @@ def results(key: str, image: Path, model_path: str, outputs: dict) -> None:
 
     thumb = np.asarray(Image.open(output_dir(key) / "thumbnail.png").convert("RGB"))
     follow_click(probabilities)
-    st.plotly_chart(map_figure(thumb, cells, grid, probabilities, summary, threshold, view), key=MAP_KEY,
+    selected = (st.session_state.get(ROW_KEY), st.session_state.get(COL_KEY))
+    selected = selected if None not in selected else None
+    st.plotly_chart(map_figure(thumb, cells, grid, probabilities, summary, threshold, view, selected), key=MAP_KEY,
                     on_select="rerun", selection_mode="points", width="stretch")  # fmt: skip
     st.caption("Click a tile (or set its row and column below) to see it. Drag to pan, scroll to zoom.")
     downloads(key)
@@ -311,7 +437,10 @@ with page("Region"):
     st.caption(
         f"Model: {md_escape(model_label(model_path))} — scores 96 px tiles at {PCAM_MPP} µm/px over the tissue."
     )
+    state_from_url()
+    jobs_overview()
     image_path = chosen_image()
+    state_to_url(image_path)
     if image_path is None:
         st.info("Choose a region image or a whole slide: the model scores every tissue tile into a heatmap.")
         st.stop()
@@ -323,8 +452,10 @@ with page("Region"):
     st.caption(f"{md_escape(image_path.name)}: {info['width']:,} × {info['height']:,} px, {info['levels']} level(s), "
                f"read with {info['reader']}.")  # fmt: skip
     mpp = resolution(info)
-    stride = st.selectbox("Stride (px at the model's resolution)", STRIDES, index=STRIDES.index(DEFAULT_STRIDE),
-                          key=STRIDE_KEY, help="96 = tiles side by side; 48 or 32 overlap and average (4× or 9× the work).")  # fmt: skip
+    st.session_state.setdefault(STRIDE_KEY, DEFAULT_STRIDE)
+    stride = st.selectbox("Stride (px at the model's resolution)", STRIDES, key=STRIDE_KEY,
+                          help="96 = tiles side by side; 48 or 32 overlap and average (4× or 9× the work).")  # fmt: skip
+    state_to_url(image_path, stride, mpp if info["mpp"] is None else None)
     if mpp is None:
         st.stop()
     from core.region.jobs import job_key  # noqa: E402 - after the inputs it needs

@@ -74,3 +74,62 @@ def write_pyramid_tiff(path: Path, pixels: np.ndarray, mpp: float | None = PCAM_
             writer.write(pixels[::step, ::step], tile=(TIFF_TILE, TIFF_TILE), compression="zlib", photometric="rgb",
                          subfiletype=1 if level else 0, **tags)  # fmt: skip
     return path
+
+
+# ----------------------------------------------------------------------------- hostile files
+# Files of a few hundred KB that decode to gigabytes: all-zero pixels in one deflate stream, built
+# without ever holding (or compressing) the decoded bytes, so a test makes one in well under a second.
+
+ZERO_BLOCK = 1 << 20  # zero bytes per repeated deflate block
+
+
+def zlib_zeros(count: int) -> bytes:
+    """A valid zlib stream of `count` zero bytes: one deflate block of ZERO_BLOCK zeros ended by a
+    full flush (byte-aligned, no history) repeated, a final block for the rest, and the Adler-32
+    of `count` zeros, which is (count mod 65521) << 16 | 1."""
+    import zlib
+
+    def raw(size: int, flush: int) -> bytes:
+        compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+        return compressor.compress(bytes(size)) + compressor.flush(flush)
+
+    repeats, rest = divmod(count, ZERO_BLOCK)
+    body = raw(ZERO_BLOCK, zlib.Z_FULL_FLUSH) * repeats + raw(rest, zlib.Z_FINISH)
+    checksum = ((count % 65521) << 16) | 1
+    return b"\x78\xda" + body + checksum.to_bytes(4, "big")
+
+
+def write_zero_strip_tiff(path: Path, width: int, height: int) -> Path:
+    """An RGB deflate TIFF of `width` x `height` black pixels in a single strip (as the issue's
+    2.6 MB, 30,000² px file), written by hand: tifffile would need the decoded strip."""
+    import struct
+
+    data = zlib_zeros(width * height * 3)
+    bits_at, data_at, ifd_at = 8, 16, 16 + len(data) + (len(data) % 2)
+    entries = [  # (tag, type, count, value): 3 = SHORT, 4 = LONG
+        (256, 4, 1, width), (257, 4, 1, height), (258, 3, 3, bits_at), (259, 3, 1, 8), (262, 3, 1, 2),
+        (273, 4, 1, data_at), (277, 3, 1, 3), (278, 4, 1, height), (279, 4, 1, len(data)), (284, 3, 1, 1),
+    ]  # fmt: skip
+    ifd = struct.pack("<H", len(entries))
+    for tag, kind, count, value in entries:
+        packed = struct.pack("<H", value) + b"\0\0" if kind == 3 and count == 1 else struct.pack("<I", value)
+        ifd += struct.pack("<HHI", tag, kind, count) + packed
+    header = b"II*\0" + struct.pack("<I", ifd_at) + struct.pack("<3H", 8, 8, 8) + b"\0\0"
+    path.write_bytes(header + data + b"\0" * (len(data) % 2) + ifd + b"\0\0\0\0")
+    return path
+
+
+def write_zero_png(path: Path, width: int, height: int, *, bit_depth: int = 8, colour: bool = True) -> Path:
+    """A PNG of `width` x `height` black pixels (RGB, or grey at 16 bits), a few hundred KB."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    samples = 3 if colour else 1
+    row = 1 + width * samples * bit_depth // 8  # a filter byte, then the row's samples
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, 2 if colour else 0, 0, 0, 0)
+    body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib_zeros(row * height)) + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + body)
+    return path

@@ -220,7 +220,7 @@ def job_lifecycle(job: JobReporter, folder: Path, *, stopped_by: type[BaseExcept
     except BaseException as error:
         state = "stopped" if isinstance(error, (stopped_by, KeyboardInterrupt)) else "failed"
         message = str(error) if isinstance(error, PatchLensError) else f"{type(error).__name__}: {error}"
-        if state == "failed" and not isinstance(error, PatchLensError):  # a bug: its traceback in the log
+        if state == "failed" and not isinstance(error, (PatchLensError, OSError)):  # a bug: its traceback in the log
             message += f" (the traceback is in {_log_traceback(folder)})"
         job.update(state, phase=state, error=message if state == "failed" else None, finished=time.time())
         if not isinstance(error, (Exception, KeyboardInterrupt)):

@@ -25,7 +25,7 @@ from core.data.quality import OUT_OF_DISTRIBUTION, assess
 from core.data.stream import read_ahead
 from core.errors import PatchLensError
 from core.region.outputs import FLAG_BITS, write_outputs
-from core.region.reader import RegionImage, RegionImageError, open_region_image
+from core.region.reader import PLAUSIBLE_MPP, RegionImage, RegionImageError, open_region_image, plausible_mpp
 from core.region.tiling import DEFAULT_STRIDE, Grid, check_stride, cut_tiles, read_band, read_level
 from core.region.tissue import thumbnail, thumbnail_scale, tile_tissue_fractions, tissue_mask, tissue_tiles
 
@@ -73,8 +73,11 @@ def open_checked(
     """Open the image and lay its grid (cheap: no pixel is read beyond a header and one tile);
     RegionImageError when it cannot be scored. The caller closes the image."""
     check_stride(stride)
-    if mpp is not None and not mpp > 0:
-        raise RegionImageError(f"--mpp must be a positive number of µm per pixel; got {mpp}.")
+    if mpp is not None and plausible_mpp(mpp) is None:  # inf, nan, 0, or no microscope's
+        low, high = PLAUSIBLE_MPP
+        raise RegionImageError(
+            f"--mpp must be a resolution between {low} and {high} µm per pixel; got {mpp}."
+        )
     image = open_region_image(image_path, backend)
     resolution = mpp if mpp is not None else image.mpp
     grid = (
@@ -228,6 +231,11 @@ def run_heatmap(
     started = time.monotonic()
     plan = prepare(image_path, model_resolution=model_mpp(model), stride=stride, mpp=mpp, backend=backend)
     with plan.image:
+        if not plan.tissue.any():  # an all-glass (or all-black) image: no map to draw, say so
+            raise RegionImageError(
+                f"{plan.image.name}: the tissue mask found no tissue (only glass or background), so no tile "
+                "could be scored."
+            )
         probabilities, flags = score(
             model, plan, batch_size=batch_size, quality=quality, progress=progress, should_stop=should_stop
         )

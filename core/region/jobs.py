@@ -6,7 +6,8 @@ settings. The page finds the job again after a reload, or from a second session,
 same key. A job reports only through files in `<workspace>/cache/region/jobs/<KEY>/`: status.json
 (state, phase, done/total tiles, patches_per_s, eta_s, pid, heartbeat, error; core.train.reporting),
 stop.request, job.log, and the run's outputs in `outputs/` (core.region.outputs), complete once
-outputs/summary.json exists. Reading, staleness and stopping are core.evaluate.jobs' own, on this
+outputs/summary.json exists. `list_jobs` lists the running and recent jobs (what each scores is in its
+status.json), so the page can offer them again after a reload. Reading, staleness and stopping are core.evaluate.jobs' own, on this
 folder. TensorFlow is imported only by the job process.
 """
 
@@ -32,6 +33,7 @@ PREPARING_PHASE = "Reading the image and masking the tissue…"
 SCORING_PHASE = "scoring"
 LOG_NAME = "job.log"
 OUTPUT_DIR = "outputs"
+RECENT_JOBS = 8  # finished, failed or stopped jobs the Region page lists beside the running ones
 
 
 def region_cache_dir() -> Path:
@@ -82,6 +84,30 @@ def is_running(key: str) -> bool:
     return bool(job) and job["state"] in ACTIVE_STATES
 
 
+def list_jobs(limit: int = RECENT_JOBS) -> list[dict]:
+    """The running heatmap jobs and the most recent others (at most `limit` in all), newest first:
+    each its status (read_job) with its `key`, what it scores (image, model, stride, mpp) and `updated`
+    (seconds since the epoch)."""
+    folder = region_cache_dir() / "jobs"
+    found = []
+    for status_file in folder.glob("*/status.json") if folder.is_dir() else []:
+        job = read_job(status_file.parent.name)
+        if job and job.get("image"):
+            found.append({**job, "key": status_file.parent.name, "updated": _mtime(status_file)})
+    found.sort(key=lambda job: (job["state"] in ACTIVE_STATES, job["updated"]), reverse=True)
+    running = [job for job in found if job["state"] in ACTIVE_STATES]
+    return (
+        running + [job for job in found if job["state"] not in ACTIVE_STATES][: max(0, limit - len(running))]
+    )
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:  # removed meanwhile
+        return 0.0
+
+
 def stop_job(key: str) -> None:
     """Ask the job to stop at its next batch (it ends as `stopped`; no summary is written)."""
     _stop_job(key, region_cache_dir())
@@ -99,7 +125,8 @@ def launch(model_path, image_path, *, stride: int, mpp: float | None, threshold:
     folder.mkdir(parents=True, exist_ok=True)
     for name in ("status.json", "stop.request"):
         (folder / name).unlink(missing_ok=True)  # a new attempt forgets the last one's fields
-    write_status(folder, "queued", pid=os.getpid(), created=time.time(), phase=LOADING_PHASE, done=0)
+    write_status(folder, "queued", pid=os.getpid(), created=time.time(), phase=LOADING_PHASE, done=0,
+                 image=str(image_path), model=str(model_path), stride=int(stride), mpp=mpp)  # fmt: skip
     arguments = ["heatmap-job", str(model_path), str(image_path), "--key", key, "--stride", str(stride)]
     arguments += ["--threshold", repr(float(threshold))]
     arguments += ["--mpp", repr(float(mpp))] if mpp is not None else []
@@ -117,8 +144,9 @@ def run_job(model_path, image_path, *, key: str | None = None, stride: int, mpp:
     job = JobReporter(folder)
     started = time.time()
     job.update(
-        "running", pid=os.getpid(), started=started, phase=LOADING_PHASE, done=0, image=str(image_path)
-    )
+        "running", pid=os.getpid(), started=started, phase=LOADING_PHASE, done=0, image=str(image_path),
+        model=str(model_path), stride=int(stride), mpp=mpp,
+    )  # fmt: skip
     with job_lifecycle(job, folder, stopped_by=HeatmapStopped):
         if job_key(model_path, image_path, stride=stride, mpp=mpp, threshold=threshold) != key:
             raise RunError("The model file or the image changed since this job was started; run it again.")

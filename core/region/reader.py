@@ -5,7 +5,8 @@ A `RegionImage` has levels (level 0 = full resolution, each with its size and do
 resolution in µm/px when the file carries one, and `read(level, x, y, width, height)`, which returns
 uint8 RGB pixels of that window in the level's coordinates (outside the image: white, the colour of
 glass). TIFF tiles or strips are decoded one segment at a time and kept in a small LRU cache, so a
-40,000 px wide slide is never held in memory. Every failure (missing file, text named .svs, a
+40,000 px wide slide is never held in memory; a PNG/JPEG is decoded whole, at its first read. Sizes come
+from headers; a file whose one decode exceeds the budget is refused first (core.region.budget). Every failure (missing file, text named .svs, a
 truncated TIFF, an undecodable compression) is a RegionImageError whose message names the file.
 """
 
@@ -13,14 +14,18 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import threading
+import warnings
 from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
-from core.errors import PatchLensError
+from core.errors import RegionImageError
+from core.region.budget import check_plain, check_tiff_page
+from core.settings import region_decode_budget_bytes
 
 PLAIN_EXTENSIONS = (".png", ".jpg", ".jpeg")
 TIFF_EXTENSIONS = (".tif", ".tiff", ".btf", ".tf8")
@@ -30,11 +35,8 @@ BACKENDS = ("auto", "pillow", "tifffile", "openslide")
 # A resolution outside this range (µm/px) is not a microscope's: e.g. the 72 dpi many tools write.
 PLAUSIBLE_MPP = (0.05, 50.0)
 SEGMENT_CACHE_BYTES = 32 * 1024 * 1024  # decoded TIFF tiles/strips kept (at least 3 rows of them)
+DECODE_ROWS = 256  # rows of a decoded PNG/JPEG converted to RGB at a time
 WHITE = 255
-
-
-class RegionImageError(PatchLensError):
-    """A region image or slide cannot be opened or read (unreadable, damaged, unsupported)."""
 
 
 class RegionImage:
@@ -92,26 +94,59 @@ class RegionImage:
 
 
 class PlainImage(RegionImage):
-    """A PNG or JPEG, decoded once (these formats cannot be read by window)."""
+    """A PNG or JPEG: its size from the header, its pixels decoded whole at the first read (these
+    formats cannot be read by window), once the decode budget allows it."""
 
     backend = "pillow"
 
     def __init__(self, path: Path):
         from PIL import Image
 
-        try:
-            with Image.open(path) as image:
+        try:  # the header only
+            with _pillow_open(path) as image:
                 if image.format not in ("PNG", "JPEG", "MPO", "TIFF"):
                     raise RegionImageError(f"{path.name}: not a PNG or JPEG image ({image.format}).")
+                check_plain(path.name, image.width, image.height, image.mode)
                 dpi = image.info.get("dpi")
-                self.pixels = _rgb(image)
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+                size = image.size
+                if image.format == "PNG":
+                    image.verify()  # chunk checksums, without decoding: a damaged file fails here
+        except Image.DecompressionBombError as error:  # beyond Pillow's limit: far beyond ours. "(N pixels)"
+            check_plain(path.name, int((re.findall(r"\((\d+) pixels\)", str(error)) or [0])[0]), 1, "RGB")
             raise RegionImageError(f"{path.name}: not a readable image ({error}).") from error
+        except (OSError, SyntaxError, ValueError) as error:
+            raise RegionImageError(f"{path.name}: not a readable image ({error}).") from error
+        self._pixels: np.ndarray | None = None
+        self._lock = threading.Lock()
         mpp = 25400.0 / float(dpi[0]) if dpi and float(dpi[0]) > 0 else None
-        super().__init__(path, [(self.pixels.shape[1], self.pixels.shape[0])], plausible_mpp(mpp))
+        super().__init__(path, [size], plausible_mpp(mpp))
+
+    @property
+    def pixels(self) -> np.ndarray:
+        """The whole image, uint8 RGB, decoded on first use."""
+        with self._lock:
+            if self._pixels is None:  # band by band into one array: Pillow's copy + ours, no third
+                with _pillow_open(self.path) as image:
+                    image.load()
+                    self._pixels = np.empty((image.height, image.width, 3), dtype=np.uint8)
+                    for top in range(0, image.height, DECODE_ROWS):
+                        bottom = min(top + DECODE_ROWS, image.height)
+                        self._pixels[top:bottom] = _rgb(image.crop((0, top, image.width, bottom)))
+            return self._pixels
 
     def _read_inside(self, level, x, y, width, height):
         return self.pixels[y : y + height, x : x + width]
+
+
+@contextmanager
+def _pillow_open(path: Path):
+    """Pillow's image at `path`, without its decompression-bomb warning (the decode budget is stricter)."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(path) as image:
+            yield image
 
 
 def _rgb(image) -> np.ndarray:
@@ -122,10 +157,9 @@ def _rgb(image) -> np.ndarray:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (WHITE, WHITE, WHITE, 255))
         return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"))
-    if image.mode in ("I;16", "I;16B", "I"):
-        return np.repeat(
-            (np.asarray(image, dtype=np.float64) / 257).clip(0, 255).astype(np.uint8)[..., None], 3, 2
-        )
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # integer division: no float copy of the image
+        grey = np.minimum(np.asarray(image) // 257, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, 2)
     return np.asarray(image.convert("RGB"))
 
 
@@ -157,6 +191,8 @@ class TiffImage(RegionImage):
             sizes = [(int(p.imagewidth), int(p.imagelength)) for p in self.pages]
             super().__init__(path, sizes, _tiff_mpp(self.tiff, self.pages[0]))
             _check_complete(self.pages, path)
+            for level, page in enumerate(self.pages):  # before any decode: a 2 MB file may need 6 GB
+                check_tiff_page(path.name, page, self._segment_shape(level))
             self._lock = threading.Lock()
             self._cache: OrderedDict = OrderedDict()
             self._cached_bytes = 0
@@ -213,9 +249,8 @@ class TiffImage(RegionImage):
             segment = _segment_rgb(np.asarray(decoded)[0])
             self._cache[key] = segment
             self._cached_bytes += segment.nbytes
-            budget = max(
-                SEGMENT_CACHE_BYTES, 3 * segment.nbytes * math.ceil(page.imagewidth / segment.shape[1])
-            )
+            three_rows = 3 * segment.nbytes * math.ceil(page.imagewidth / segment.shape[1])
+            budget = max(SEGMENT_CACHE_BYTES, min(three_rows, region_decode_budget_bytes()))
             while self._cached_bytes > budget and len(self._cache) > 1:
                 _, dropped = self._cache.popitem(last=False)
                 self._cached_bytes -= dropped.nbytes
@@ -278,8 +313,6 @@ def _segment_rgb(segment: np.ndarray) -> np.ndarray:
 def _tiff_mpp(tiff, page) -> float | None:
     """µm/px from OME-XML, an Aperio description, or the resolution tags (cm or inch)."""
     if tiff.is_ome and tiff.ome_metadata:
-        import re
-
         found = re.search(r'PhysicalSizeX="([0-9.eE+-]+)"', tiff.ome_metadata)
         unit = re.search(r'PhysicalSizeXUnit="([^"]+)"', tiff.ome_metadata)
         factor = {"µm": 1.0, "um": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4}.get(unit.group(1) if unit else "µm")
@@ -287,8 +320,6 @@ def _tiff_mpp(tiff, page) -> float | None:
             return plausible_mpp(float(found.group(1)) * factor)
     description = page.description or ""
     if "MPP" in description:
-        import re
-
         found = re.search(r"MPP\s*=\s*([0-9.]+)", description)
         if found:
             return plausible_mpp(float(found.group(1)))

@@ -8,14 +8,18 @@ SATURATION_BOUNDS so that an image that is all tissue (or all glass) is not spli
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from core.data.quality import GLASS_MAX_SATURATION
+from core.region.budget import check_thumbnail_read
 from core.region.reader import RegionImage
 from core.region.tiling import Grid, resample_window
 
 THUMBNAIL_SIDE = 2048  # px: the longest side of the thumbnail (mask, overlay, page view)
-THUMBNAIL_BAND = 128  # thumbnail rows read at a time
+THUMBNAIL_BAND = 128  # thumbnail rows read at a time (fewer for a very wide level)
+THUMBNAIL_READ_BYTES = 64 * 2**20  # level pixels read at a time for the thumbnail
 # Otsu's cut is clamped to these; the upper one is PCam's glass criterion, so tissue it calls tissue
 # is never masked out (on the bundled sample, no patch the quality gate passes loses its tissue).
 SATURATION_BOUNDS = (0.03, GLASS_MAX_SATURATION)
@@ -37,12 +41,22 @@ def thumbnail(image: RegionImage, side: int = THUMBNAIL_SIDE) -> np.ndarray:
     )
     per_thumb = image.width / image.downsamples[level] / width  # level px per thumbnail px (x)
     per_thumb_y = image.level_sizes[level][1] / height
+    band = _band_rows(image, level, per_thumb_y)
     bands = []
-    for top in range(0, height, THUMBNAIL_BAND):
-        rows = min(THUMBNAIL_BAND, height - top)
+    for top in range(0, height, band):
+        rows = min(band, height - top)
         box = (0.0, top * per_thumb_y, width * per_thumb, (top + rows) * per_thumb_y)
         bands.append(resample_window(image, level, box, (width, rows)))
     return np.concatenate(bands, axis=0)
+
+
+def _band_rows(image: RegionImage, level: int, per_thumb_y: float) -> int:
+    """Thumbnail rows read at a time: THUMBNAIL_BAND, fewer when the level is so wide that their pixels
+    would exceed THUMBNAIL_READ_BYTES; ImageTooLargeError when even one row exceeds the decode budget."""
+    level_width = image.level_sizes[level][0]
+    check_thumbnail_read(image.name, level_width, math.ceil(per_thumb_y) + 1)
+    row_bytes = level_width * (math.ceil(per_thumb_y) + 1) * 3
+    return max(1, min(THUMBNAIL_BAND, THUMBNAIL_READ_BYTES // row_bytes))
 
 
 def saturation(rgb: np.ndarray) -> np.ndarray:
