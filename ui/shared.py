@@ -48,6 +48,8 @@ URL_DATASET = "dataset"
 URL_MODEL = "model"
 THRESHOLD_KEY = "threshold"  # the decision threshold shared by Evaluate, Predict and Mistakes
 URL_THRESHOLD = "threshold"
+URL_TTA = "tta"  # Evaluate's test-time augmentation: "1" when ticked
+URL_LEAVE_OUT = "leave_out"  # Evaluate's "Leave out flagged patches": "1" when on
 
 
 # --------------------------------------------------------------------------- session state and URL
@@ -132,6 +134,20 @@ def sync_url() -> None:
                 del st.query_params[key]
         elif st.query_params.get(key) != value:
             st.query_params[key] = value
+
+
+def restore_flag(state_key: str, url_key: str) -> None:
+    """A new session (a reload, a shared link) starts a page's checkbox or toggle from the URL's flag."""
+    if state_key not in st.session_state and st.query_params.get(url_key) == "1":
+        st.session_state[state_key] = True
+
+
+def keep_flag(url_key: str, on: bool) -> None:
+    """Keep a page's checkbox or toggle in the URL: "1" when on, left out when off."""
+    if on and st.query_params.get(url_key) != "1":
+        st.query_params[url_key] = "1"
+    elif not on and url_key in st.query_params:
+        del st.query_params[url_key]
 
 
 def extra_roots() -> list[str]:

@@ -177,7 +177,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     overlap = training_overlap(model_file, dataset, frame["id"])
     if args.json:
         fraction = overlap.fraction if overlap is not None else None
-        print(json.dumps({**{key: metrics[key] for key in JSON_KEYS}, "training_overlap": fraction}, indent=2))
+        print(
+            json.dumps({**{key: metrics[key] for key in JSON_KEYS}, "training_overlap": fraction}, indent=2)
+        )
         return 0
     print(overlap_caption(overlap), file=sys.stderr)
     intervals = {
