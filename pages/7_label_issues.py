@@ -8,8 +8,6 @@ trained on these patches, counted by pixel content), or k-fold cross-validation 
 background job with progress and a Stop button). All logic lives in core.diagnose.
 """
 
-from dataclasses import replace
-
 import streamlit as st
 
 from core.constants import LABEL_NAMES
@@ -46,16 +44,15 @@ def _lookup(path: str, n: int, fingerprint: str, _dataset):
 
 def model_source():
     """(ranked, lookup, model path, ProbabilityKind) from Evaluate's source picker, or None."""
-    source = pick_source()
+    source = pick_source(overlap_words=False)  # the badge below says what training overlap means here
     if source is None:
         return None
+    show_source_notes(source)
     if st.session_state.get(KIND_KEY) == "run":
-        show_source_notes(source)
         kind = run_validation_kind(len(source.predictions))
-    else:  # the badge below says what training overlap means here, not Evaluate's warning
+    else:
         from core.model.io import read_model_meta, resolve_model_path
 
-        show_source_notes(replace(source, warning=None, overlap_note=None))
         meta = read_model_meta(resolve_model_path(source.model_path))
         kind = model_predictions_kind(meta.get("config"), st.session_state.get(DATASET_KEY), source.overlap)
     return _ranked(source.key, source.predictions), source.lookup, source.model_path, kind

@@ -126,6 +126,10 @@ def test_in_or_out_of_sample_is_decided_by_the_pixels_and_said_for_label_errors(
         "trained": as_pcam_hdf5(data, workspace / "copies" / "trained", ids=trained),
         "unseen": as_pcam_hdf5(data, workspace / "copies" / "unseen", ids=validation),
     }
+    waiting = open_page(workspace, "label_issues", model=run_dir / "model.keras", dataset=copies["trained"])
+    waiting.radio(key="prediction_source_kind").set_value("active").run()
+    assert any("not computed yet" in i.value for i in waiting.info)
+    assert not waiting.warning  # not Evaluate's warning while the predictions are still to be made
     pages = {}
     for name, copy in copies.items():
         cached_predictions(run_dir, open_checked(copy))  # what the page's background job would store

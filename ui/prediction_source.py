@@ -184,14 +184,17 @@ def _active_lookup(path: str, n: int, fingerprint: str, _dataset) -> PatchLookup
 # --------------------------------------------------------------------------- the picker
 
 
-def pick_source() -> PredictionSource | None:
-    """Draw the source picker; returns the chosen predictions, or None after saying why not."""
+def pick_source(*, overlap_words: bool = True) -> PredictionSource | None:
+    """Draw the source picker; returns the chosen predictions, or None after saying why not.
+
+    Without `overlap_words` the page says itself what training overlap means for it (Label issues):
+    the source still carries the overlap, but not Evaluate's warning about it."""
     runs = [r for r in list_runs() if run_predictions_path(r.path)]
     st.session_state.setdefault(KIND_KEY, "active")  # what the sidebar shows; a run's is a choice
     kind = st.radio("Predictions", list(KINDS), format_func=KINDS.get, horizontal=True, key=KIND_KEY)
     if kind == "run":
         return _run_source(runs)
-    return _active_source()
+    return _active_source(overlap_words)
 
 
 def _run_source(runs) -> PredictionSource | None:
@@ -232,7 +235,7 @@ def _run_source(runs) -> PredictionSource | None:
     )
 
 
-def _active_source() -> PredictionSource | None:
+def _active_source(overlap_words: bool = True) -> PredictionSource | None:
     model_path = active_model_path()
     if model_path is None:
         st.warning(NO_MODEL)
@@ -264,7 +267,7 @@ def _active_source() -> PredictionSource | None:
     except PatchLensError as error:
         st.error(str(error))
         return None
-    overlap = overlap_warning(found, (meta or {}).get("config"), dataset_path)
+    overlap = overlap_warning(found, (meta or {}).get("config"), dataset_path) if overlap_words else None
     if not csv_path.is_file():
         if overlap:
             st.warning(overlap, icon="⚠️")
@@ -289,7 +292,7 @@ def _active_source() -> PredictionSource | None:
         model_path=model_path,
         skipped=skipped,
         overlap=found,
-        overlap_note=overlap_caption(found),
+        overlap_note=overlap_caption(found) if overlap_words else None,
     )
 
 
