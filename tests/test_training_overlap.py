@@ -93,3 +93,13 @@ def test_the_bundled_baseline_ships_its_record_and_a_model_without_one_reports_n
     assert json.loads(out)["training_overlap"] is None
     code, out, err = run_cli("evaluate", page_model, small_kaggle)
     assert "no record of its training patches" in err
+
+
+def test_training_cache_rows_hash_like_their_source_dense_or_sparse(workspace, small_kaggle, tmp_path):
+    from core.data.cache import prepare
+    from core.data.hashes import cache_rows_hashes
+
+    cache = prepare(small_kaggle, tmp_path / "cache.h5", workers=1).path
+    source = dataset_hashes(open_dataset(small_kaggle))
+    for rows in (np.arange(2, 30), np.array([0, 17, 39])):  # one slice; row by row
+        assert np.array_equal(cache_rows_hashes([(cache, rows)]), np.unique(source[rows]))

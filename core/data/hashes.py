@@ -103,9 +103,19 @@ def cache_rows_hashes(parts: Iterable[tuple[str | Path, np.ndarray]]) -> np.ndar
     for path, rows in parts:
         with h5py.File(path, "r") as handle:
             for start in range(0, len(rows), HASH_BLOCK):
-                block = np.sort(np.asarray(rows[start : start + HASH_BLOCK]))
-                found.append(patch_hashes(handle["x"][block]))
+                found.append(patch_hashes(_read_rows(handle["x"], np.sort(rows[start : start + HASH_BLOCK]))))
     return np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.uint64)
+
+
+def _read_rows(x, rows: np.ndarray) -> np.ndarray:
+    """Sorted rows of an HDF5 `x`: one slice over their span when they are dense (h5py's point
+    selection is many times slower), else row by row."""
+    if len(rows) == 0:
+        return np.empty((0, *PATCH_SHAPE), dtype=np.uint8)
+    first, last = int(rows[0]), int(rows[-1])
+    if last - first < 2 * len(rows):
+        return x[first : last + 1][rows - first]
+    return np.stack([x[int(r)] for r in rows])
 
 
 # --------------------------------------------------------------------------- a model's training record
