@@ -3,6 +3,8 @@ no model call, the split warning, and the patches of a confusion-matrix cell."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from page_helpers import (
@@ -358,3 +360,15 @@ def test_leave_out_and_tta_survive_a_reload_and_a_stop_from_another_session_show
     assert wait_for_job_end(read_job, key)["state"] == "stopped"
     at.run()
     assert any("was stopped" in i.value for i in at.info) and not at.get("progress")
+
+
+def test_a_broken_training_record_is_said_in_words(overlap_setup, monkeypatch):
+    import shutil
+
+    workspace, model, same, _ = overlap_setup
+    broken = Path(shutil.copytree(model.parent, model.parent.parent / "broken-record"))
+    (broken / "training_hashes.npy").write_bytes(b"not a numpy file")
+    monkeypatch.setenv("PATCHLENS_HOME", str(workspace))
+    at = open_page(workspace, "evaluate", model=broken / "model.keras", dataset=same)
+    assert not at.exception
+    assert any("not a readable list of patch hashes" in e.value for e in at.error)
