@@ -25,6 +25,7 @@ import pandas as pd
 import streamlit as st
 
 from core.constants import DEFAULT_THRESHOLD
+from core.data.hashes import Overlap
 from core.errors import PatchLensError
 from core.evaluate.jobs import LOADING_PHASE
 from core.evaluate.sources import (
@@ -74,7 +75,7 @@ class PredictionSource:
     lookup: PatchLookup | None  # reads the patches by id; None when no dataset can be opened
     model_path: str | None  # the model that made the predictions (for Grad-CAM), when known
     skipped: int = 0  # patches the model could not read
-    overlap: object = None  # core.data.hashes.Overlap with the model's training patches, when known
+    overlap: Overlap | None = None  # how many of the patches the model trained on, when it keeps a record
     overlap_note: str | None = None  # the overlap in words ('k of n patches were in …'), when asked
 
 
