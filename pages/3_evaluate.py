@@ -35,6 +35,7 @@ from ui.charts import curve, curve_figure, reference_line, threshold_marker
 from ui.frame import page
 from ui.gallery import patch_grid
 from ui.prediction_source import pick_source, show_source_notes, threshold_control
+from ui.shared import URL_LEAVE_OUT, keep_flag, restore_flag
 from ui.text import md_escape
 
 BOOTSTRAP_SAMPLES = 1000
@@ -141,12 +142,13 @@ with page("Evaluate"):
     show_source_notes(source)
     predictions, view_key = source.predictions, source.key
     if flagged_mask(predictions).any():
+        restore_flag(LEAVE_OUT_KEY, URL_LEAVE_OUT)  # a reload or a shared link keeps it
         leave_out = st.toggle(
             "Leave out flagged patches",
-            False,
             key=LEAVE_OUT_KEY,
             help="Every panel below uses only the patches the input-quality gate passed (`ok`).",
         )
+        keep_flag(URL_LEAVE_OUT, leave_out)
         if leave_out:
             predictions = with_quality(predictions, OK)
             view_key = f"{source.key}:{OK}"  # the cached views below are of these rows only

@@ -4,7 +4,7 @@ Grad-CAM on demand and a CSV of every ranked patch.
 The ranking is confident learning (cleanlab) on the probabilities of a source the user picks, and
 the page says which kind they are: a run's validation predictions (out-of-sample, its validation
 patches only), the active model on the active dataset (out-of-sample only if the model never
-trained on it), or k-fold cross-validation (out-of-sample for every patch; slow, so it runs as a
+trained on these patches, counted by pixel content), or k-fold cross-validation (out-of-sample for every patch; slow, so it runs as a
 background job with progress and a Stop button). All logic lives in core.diagnose.
 """
 
@@ -45,7 +45,7 @@ def _lookup(path: str, n: int, fingerprint: str, _dataset):
 
 def model_source():
     """(ranked, lookup, model path, ProbabilityKind) from Evaluate's source picker, or None."""
-    source = pick_source()
+    source = pick_source(overlap_words=False)  # the badge below says what training overlap means here
     if source is None:
         return None
     show_source_notes(source)
@@ -55,7 +55,7 @@ def model_source():
         from core.model.io import read_model_meta, resolve_model_path
 
         meta = read_model_meta(resolve_model_path(source.model_path))
-        kind = model_predictions_kind(meta.get("config"), st.session_state.get(DATASET_KEY))
+        kind = model_predictions_kind(meta.get("config"), st.session_state.get(DATASET_KEY), source.overlap)
     return _ranked(source.key, source.predictions), source.lookup, source.model_path, kind
 
 
@@ -140,9 +140,11 @@ def _follow(dataset, settings) -> None:
 
 with page("Label issues"):
     st.caption(
-        "Confident learning (cleanlab) ranks every labelled patch by **score = the probability that its "
-        "given label is wrong** (1 − P(given label)). It needs out-of-sample probabilities: a model "
-        "scores the patches it trained on with their given labels, wrong ones included."
+        "Public patch labels carry mistakes, and a wrong label both teaches a model the wrong thing and "
+        "skews every metric measured against it. Confident learning (cleanlab) ranks the labelled patches "
+        "by **score = the probability that the given label is wrong** (1 − P(given label)), so the few "
+        "worth a second look come first. It can only doubt a label the model did not learn: the "
+        "probabilities must come from a model that never trained on these patches (out-of-sample)."
     )
     choice = st.radio(
         "Probabilities", list(SOURCES), format_func=SOURCES.get, horizontal=True, key=SOURCE_KEY
@@ -155,7 +157,7 @@ with page("Label issues"):
     if found is None:
         st.stop()
     ranked, lookup, model_path, kind = found
-    message = f"**{kind.kind}** — {kind.sentence}"
+    message = f"**{kind.kind}** · {kind.sentence}"
     (st.success if kind.trustworthy else st.warning)(message, icon=KIND_ICONS.get(kind.kind))
 
     cards = st.columns(3)

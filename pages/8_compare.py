@@ -21,12 +21,12 @@ from core.diagnose.compare import (
 from core.errors import PatchLensError
 from core.evaluate.metrics import pr_points, roc_points
 from core.evaluate.predictions import read_predictions
-from core.evaluate.sources import dataset_lookup
+from core.evaluate.sources import dataset_lookup, overlap_caption, overlap_warning
 from core.formatting import page_bounds
 from ui.charts import curve, curve_figure, reference_line
 from ui.frame import page
 from ui.gallery import blend, heatmaps, patch_grid, with_box
-from ui.prediction_source import prediction_jobs, threshold_control
+from ui.prediction_source import overlap_with_training, prediction_jobs, threshold_control
 from ui.shared import (
     DATASET_KEY,
     active_dataset,
@@ -139,6 +139,24 @@ def results(result: dict, names: dict[str, str], threshold: float) -> None:
     )
 
 
+def training_overlaps(models: dict[str, str], names: dict[str, str], dataset) -> None:
+    """Per model, how many of these patches it trained on (by pixel content): a warning when any."""
+    from core.model.io import read_model_meta, resolve_model_path
+
+    for model, path in models.items():
+        try:
+            found = overlap_with_training(path, dataset)
+            config = read_model_meta(resolve_model_path(path)).get("config")
+        except PatchLensError as error:
+            st.error(f"Model {model}: its training record cannot be read ({md_escape(error)}).")
+            continue
+        warning = overlap_warning(found, config, st.session_state.get(DATASET_KEY))
+        if warning:
+            st.warning(f"Model {model} ({md_escape(names[model])}): {md_escape(warning)}", icon="⚠️")
+        else:
+            st.caption(f"Model {model} ({md_escape(names[model])}): {overlap_caption(found)}")
+
+
 def gallery(rows, lookup, model_a: str, model_b: str, threshold: float) -> None:
     """One page of disagreeing patches; with Grad-CAM, each patch beside model A's and model B's map."""
     controls = st.columns([1, 1, 2])
@@ -225,6 +243,7 @@ with page("Compare"):
         st.error(f"These models cannot be compared on this dataset: {md_escape(error)}")
         st.stop()
 
+    training_overlaps({"A": model_a, "B": model_b}, names, dataset)
     results(result, names, threshold)
     curves(paired, names)
 

@@ -5,7 +5,8 @@ Kaggle-layout copies of real bundled patches as data roots; the active model is 
 user's path: evaluate dataset A (a background job), open dataset B (not computed: no slider for one run),
 run the model on B, and the threshold must still read 0.500 after the next click. Then a second session
 attaches to a running job, a click on a confusion-matrix cell selects it, and every preset label is
-visible at 1440 and 1280 px. Screenshots go to test-artifacts/browser/evaluate-*.png.
+visible at 1440 and 1280 px. On a server of its own with patches the input-quality gate flags, a reload
+keeps TTA ticked with its running job shown, and 'Leave out flagged patches' with the same headline AUC. Screenshots go to test-artifacts/browser/evaluate-*.png.
 """
 
 from __future__ import annotations
@@ -19,13 +20,16 @@ from browser_helpers import (
     JOB_MS,
     PLOTLY,
     assert_no_exception,
+    metric_value,
     new_session,
     open_dataset,
     open_page,
     require_browser,
+    serve_app,
     settle,
     shoot,
     slider_thumb,
+    wait_title,
 )
 
 require_browser(baseline_model=True)
@@ -162,4 +166,61 @@ def test_every_preset_label_is_visible(server, browser, width):
     assert re.search(r"Youden's J \(\d\.\d{3}\)", buttons.nth(1).inner_text())
     page.locator('[data-testid="stSlider"]').filter(has_text="Threshold").scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / f"evaluate-presets-{width}.png"))
+    page.context.close()
+
+
+@pytest.fixture(scope="module")
+def flagged_server(tmp_path_factory):
+    """A server of its own whose data root holds mixed/: real patches plus made-up non-H&E images the
+    input-quality gate flags (tests/quality_folders.py)."""
+    from quality_folders import mixed_class_folders
+
+    root = tmp_path_factory.mktemp("browser-evaluate-url")
+    mixed_class_folders(root / "data" / "mixed", n_per_class=8)
+    with serve_app(root, data=root / "data") as served:
+        yield served
+
+
+def ticked(page, label: str) -> bool:
+    """Whether the checkbox or toggle whose label contains `label` is on."""
+    return (
+        page.locator('[data-testid="stCheckbox"]').filter(has_text=label).locator("input").first.is_checked()
+    )
+
+
+def reload(page) -> None:
+    page.reload()
+    wait_title(page, "Evaluate")
+    settle(page)
+    assert_no_exception(page)
+
+
+JOB_TEXT = re.compile("Starting TensorFlow|Predicting with")
+
+
+def test_a_reload_keeps_tta_with_its_running_job_and_the_leave_out_with_its_auc(flagged_server, browser):
+    """Issue 19, item 5, walked in Chromium."""
+    page = evaluate_page(browser, flagged_server.url)
+    show_results(page, flagged_server.data / "mixed")
+    click_and_settle(page, page.get_by_text("Leave out flagged patches"))
+    assert ticked(page, "Leave out flagged patches")
+    left_out = metric_value(page, "AUC")
+    reload(page)
+    assert ticked(page, "Leave out flagged patches") and metric_value(page, "AUC") == left_out
+
+    click_and_settle(page, page.get_by_text("Test-time augmentation"))
+    page.get_by_role("button", name="Run the model on this dataset").click()
+    page.get_by_text(JOB_TEXT).first.wait_for()
+    reload(page)  # while TensorFlow still starts in the job
+    shoot(page, ARTIFACTS, "evaluate-reload-during-tta")
+    assert ticked(page, "Test-time augmentation")
+    assert page.get_by_text(JOB_TEXT).count() and page.get_by_text("not computed yet").count() == 0
+    threshold_slider(page).wait_for(timeout=JOB_MS)  # the job it found ends with the TTA results
+    settle(page)
+    with_tta = metric_value(page, "AUC")
+    assert ticked(page, "Leave out flagged patches")
+    reload(page)
+    assert ticked(page, "Test-time augmentation") and ticked(page, "Leave out flagged patches")
+    assert metric_value(page, "AUC") == with_tta
+    assert "tta=1" in page.url and "leave_out=1" in page.url
     page.context.close()

@@ -63,7 +63,8 @@ def test_evaluate_json(run_cli, run_dir, kaggle_dir):
     code, out, err = run_cli("evaluate", run_dir, kaggle_dir, "--json", "--threshold", 0.4)
     assert code == 0, err
     metrics = json.loads(out)
-    assert set(metrics) == EXPECTED_KEYS
+    assert set(metrics) == EXPECTED_KEYS | {"training_overlap"}
+    assert metrics["training_overlap"] is None  # a model file without a training record
     assert metrics["n"] == 2 * PER_CLASS
     assert metrics["threshold"] == 0.4
     (tn, fp), (fn, tp) = metrics["confusion"]

@@ -146,6 +146,7 @@ def test_flipped_labels_of_real_patches_rank_at_the_top(tmp_path, capsys):
     np.testing.assert_array_equal(suspects["given_label"], given.loc[suspects["id"]].to_numpy())
     err = capsys.readouterr().err
     assert "probabilities: out-of-sample" in err
+    assert f"0 of {len(rows)} patches were in this model's training data" in err  # its shipped record
 
 
 # --------------------------------------------------------------------------- every labelled layout
@@ -177,7 +178,7 @@ def test_every_labelled_patch_once_in_every_layout(
         np.where(suspects["given_label"] == 1, 1 - suspects["probability"], suspects["probability"]),
     )
     assert (np.diff(suspects["score"].to_numpy()) <= 0).all()
-    assert "Probabilities of unknown kind" in capsys.readouterr().err  # the tiny model records no data
+    assert "warning: unknown probabilities" in capsys.readouterr().err  # the tiny model records no data
 
 
 def test_unlabelled_and_one_class_datasets_are_refused(
@@ -209,7 +210,8 @@ def test_model_trained_on_the_data_is_called_in_sample_and_its_validation_is_out
     out = tmp_path / "suspects.csv"
     assert main(["label-issues", str(run_dir), str(data), "--out", str(out)]) == 0
     err = capsys.readouterr().err
-    assert "warning: IN-SAMPLE probabilities" in err and "probabilities: in-sample" in err
+    assert "warning: in-sample probabilities" in err and "probabilities: in-sample" in err
+    assert "12 of 24 patches were in this model's training data" in err  # by content: its training half
     assert len(read_suspects(out)) == 24
 
     assert (

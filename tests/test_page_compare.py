@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -153,3 +154,33 @@ def test_the_same_model_twice_and_an_unlabelled_dataset_are_refused_in_words(set
         shutil.copy(path, unlabelled)
     at = open_compare(workspace, unlabelled, model_a, monkeypatch)
     assert any("unlabelled" in i.value and "needs labels" in i.value for i in at.info)
+
+
+def test_each_model_says_how_many_of_the_patches_it_trained_on(tiny_run, setup, tmp_path, monkeypatch):
+    """Issue 19, item 3: model A, a real run, on its training data rewritten as PCam HDF5 (another path
+    and layout) is warned about by content; of model B, from before training records, the page says
+    that it cannot tell from the pixels."""
+    from overlap_helpers import as_pcam_hdf5, run_data
+    from page_helpers import copy_workspace
+
+    from core.evaluate.predictions import cached_predictions
+
+    _, _, _, model_b = setup
+    workspace, run_dir = copy_workspace(tiny_run, tmp_path)
+    same = as_pcam_hdf5(run_data(run_dir), tmp_path / "same")
+    old = finished_run_dir(workspace, "before-records", {"data": [], "architecture": "tiny"})
+    model_old = Path(shutil.copy(model_b, old / "model.keras"))
+    model_a = run_dir / "model.keras"
+    monkeypatch.setenv("PATCHLENS_HOME", str(workspace))
+    for model in (model_a, model_old):
+        cached_predictions(model, open_dataset(same))
+    at = open_compare(workspace, same, model_a, monkeypatch)
+    at.selectbox(key="compare_model_b").set_value(str(model_old)).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    warnings = [w.value for w in at.warning]
+    assert any(
+        w.startswith("Model A") and "20 of 40 patches were in this model's training data" in w
+        for w in warnings
+    )
+    captions = [c.value for c in at.caption]  # its file stores no config either: nothing to warn by
+    assert any(c.startswith("Model B") and "no record of its training patches" in c for c in captions)

@@ -3,6 +3,8 @@ no model call, the split warning, and the patches of a confusion-matrix cell."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from page_helpers import (
@@ -241,3 +243,132 @@ def test_the_page_stops_a_job_and_reports_a_failed_one(run_without_model, page_m
     at.run()
     assert any("out of memory (a test's own words)" in e.value for e in at.error)
     assert at.button(key="start_prediction_job")  # and it can be run again
+
+
+# --------------------------------------------------------------------------- issue 19: overlap, URL, stopping
+
+
+@pytest.fixture(scope="module")
+def overlap_setup(tiny_run, page_model, tmp_path_factory):
+    """(workspace, run model, the run's data as PCam HDF5, its validation patches alone as PCam HDF5):
+    another path and layout, so only the pixels say what the run trained on. Predictions of the run's
+    model and of page_model (no training record) are cached as the page's job would."""
+    from overlap_helpers import as_pcam_hdf5, run_data
+
+    from core.data.dataset import open_checked
+    from core.evaluate.predictions import cached_predictions
+
+    workspace, run_dir = copy_workspace(tiny_run, tmp_path_factory.mktemp("overlap"))
+    validation = set(read_predictions(run_dir / "val_predictions.csv")["id"])
+    same = as_pcam_hdf5(run_data(run_dir), workspace.parent / "same")
+    unseen = as_pcam_hdf5(run_data(run_dir), workspace.parent / "unseen", ids=validation)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PATCHLENS_HOME", str(workspace))
+        for model, data in ((run_dir, same), (run_dir, unseen), (page_model, same)):
+            cached_predictions(model, open_checked(data))
+    return workspace, run_dir / "model.keras", same, unseen
+
+
+def test_evaluate_says_how_many_patches_the_model_trained_on_by_their_pixels(
+    overlap_setup, page_model, monkeypatch
+):
+    """Issue 19, item 3: the run's training patches as PCam HDF5 under another path still count."""
+    workspace, model, same, unseen = overlap_setup
+    monkeypatch.setenv("PATCHLENS_HOME", str(workspace))
+    at = open_page(workspace, "evaluate", model=model, dataset=same)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("20 of 40 patches were in this model's training data" in w.value for w in at.warning)
+    assert "AUC" in {m.label for m in at.metric}
+
+    at = open_page(workspace, "evaluate", model=model, dataset=unseen)
+    assert any("0 of 20 patches were in this model's training data" in c.value for c in at.caption)
+    assert not any("training data" in w.value for w in at.warning)
+
+    at = open_page(workspace, "evaluate", model=page_model, dataset=same)  # a model from before records
+    assert any("no record of its training patches" in c.value for c in at.caption)
+
+
+@pytest.fixture(scope="module")
+def flagged(page_model, tmp_path_factory):
+    """(workspace, dataset with patches the input-quality gate flags, model): real patches plus
+    made-up non-H&E images (tests/quality_folders.py), predictions cached as the page's job would."""
+    from quality_folders import mixed_class_folders
+
+    from core.data.dataset import open_checked
+    from core.evaluate.predictions import cached_predictions
+
+    root = tmp_path_factory.mktemp("evaluate-url")
+    data = mixed_class_folders(root / "classes", n_per_class=8)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PATCHLENS_HOME", str(root / "workspace"))
+        cached_predictions(page_model, open_checked(data))
+    return root / "workspace", data, page_model
+
+
+def reloaded(workspace, data, model, url: dict[str, str]):
+    """A new session of the Evaluate page opened from a URL carrying `url` (a reload, a second browser)."""
+    at = app_test()
+    for key, value in url.items():
+        at.query_params[key] = value
+    at.session_state["model_path"], at.session_state["dataset_path"] = str(model), str(data)
+    at.run()
+    at.switch_page(PAGE_SCRIPTS["evaluate"])
+    return at.run()
+
+
+def auc_card(at) -> str:
+    return next(m.value for m in at.metric if m.label == "AUC")
+
+
+def test_leave_out_and_tta_survive_a_reload_and_a_stop_from_another_session_shows_stopping(
+    flagged, monkeypatch
+):
+    """Issue 19, items 5 and 10: both are in the URL, so a reload (or a second browser with the link)
+    keeps the headline AUC without the flagged patches and finds the running TTA job; a Stop from
+    the other session reads 'stopping…' here, without a Stop button, until the job has ended."""
+    from core.data.dataset import open_dataset
+    from core.evaluate.jobs import read_job, stop_job
+    from core.evaluate.predictions import prediction_cache_key
+
+    workspace, data, model = flagged
+    monkeypatch.setenv("PATCHLENS_HOME", str(workspace))
+    at = open_page(workspace, "evaluate", model=model, dataset=data)
+    all_patches = auc_card(at)
+    at.toggle(key="evaluate_leave_out_flagged").set_value(True).run()
+    left_out = auc_card(at)
+    assert left_out != all_patches and at.query_params["leave_out"] == "1"
+
+    again = reloaded(workspace, data, model, {"leave_out": "1"})
+    assert not again.exception and again.toggle(key="evaluate_leave_out_flagged").value
+    assert auc_card(again) == left_out
+
+    at.checkbox(key="prediction_source_tta").check().run()
+    assert at.query_params["tta"] == "1"
+    at.button(key="start_prediction_job").click().run()
+    assert at.button(key="stop_prediction_job")
+    second = reloaded(workspace, data, model, {"leave_out": "1", "tta": "1"})
+    assert second.checkbox(key="prediction_source_tta").value
+    assert second.button(key="stop_prediction_job") and not any(
+        "not computed" in i.value for i in second.info
+    )
+
+    key = prediction_cache_key(model, open_dataset(data), tta=True)
+    stop_job(key)  # the other session's Stop, while TensorFlow still starts in the job
+    at.run()
+    (bar,) = at.get("progress")
+    assert "stopping…" in bar.proto.text and not any(b.key == "stop_prediction_job" for b in at.button)
+    assert wait_for_job_end(read_job, key)["state"] == "stopped"
+    at.run()
+    assert any("was stopped" in i.value for i in at.info) and not at.get("progress")
+
+
+def test_a_broken_training_record_is_said_in_words(overlap_setup, monkeypatch):
+    import shutil
+
+    workspace, model, same, _ = overlap_setup
+    broken = Path(shutil.copytree(model.parent, model.parent.parent / "broken-record"))
+    (broken / "training_hashes.npy").write_bytes(b"not a numpy file")
+    monkeypatch.setenv("PATCHLENS_HOME", str(workspace))
+    at = open_page(workspace, "evaluate", model=broken / "model.keras", dataset=same)
+    assert not at.exception
+    assert any("not a readable list of patch hashes" in e.value for e in at.error)

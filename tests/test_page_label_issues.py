@@ -69,7 +69,8 @@ def test_the_model_on_its_own_training_data_is_called_in_sample(run):
     at = open_page(workspace, "label_issues", model=run_dir / "model.keras", dataset=data)
     at.radio(key="prediction_source_kind").set_value("active").run()
     assert not at.exception and not at.error
-    assert any("IN-SAMPLE" in w.value for w in at.warning)
+    (badge,) = [w.value for w in at.warning if "in-sample" in w.value]
+    assert badge.startswith("**in-sample** · 12 of 24 patches were in this model's training data")
     assert not any("out-of-sample" in s.value for s in at.success)
     assert {m.label: m.value for m in at.metric}["Patches ranked"] == "24"
     assert any("open the Feature map page" in c.value for c in at.caption)  # no features cached yet
@@ -110,3 +111,40 @@ def test_kfold_started_from_the_page_runs_in_the_background_and_ranks_every_patc
     expected = rank_dataset(dataset, crossval.stored_crossval(dataset, settings))
     assert {m.label: m.value for m in at.metric}["Patches ranked"] == str(len(dataset)) == str(len(expected))
     assert at.get("image")[0].proto.imgs[0].caption.startswith(caption_of(next(expected.itertuples())))
+
+
+def test_in_or_out_of_sample_is_decided_by_the_pixels_and_said_for_label_errors(run):
+    """Issue 19, items 3 and 8: copies of the run's patches under another path and layout (PCam HDF5)
+    are in-sample when it trained on them; the page says what goes wrong for label errors (not
+    Evaluate's 'far too optimistic'), and its badge does not repeat itself."""
+    from overlap_helpers import as_pcam_hdf5
+
+    workspace, data, run_dir = run
+    validation = set(read_predictions(run_dir / "val_predictions.csv")["id"])
+    trained = set(open_checked(data).ids) - validation
+    copies = {
+        "trained": as_pcam_hdf5(data, workspace / "copies" / "trained", ids=trained),
+        "unseen": as_pcam_hdf5(data, workspace / "copies" / "unseen", ids=validation),
+    }
+    waiting = open_page(workspace, "label_issues", model=run_dir / "model.keras", dataset=copies["trained"])
+    waiting.radio(key="prediction_source_kind").set_value("active").run()
+    assert any("not computed yet" in i.value for i in waiting.info)
+    assert not waiting.warning  # not Evaluate's warning while the predictions are still to be made
+    pages = {}
+    for name, copy in copies.items():
+        cached_predictions(run_dir, open_checked(copy))  # what the page's background job would store
+        at = open_page(workspace, "label_issues", model=run_dir / "model.keras", dataset=copy)
+        at.radio(key="prediction_source_kind").set_value("active").run()
+        assert not at.exception and not at.error, [e.value for e in at.error]
+        pages[name] = at
+
+    warnings = [w.value for w in pages["trained"].warning]
+    (badge,) = [w for w in warnings if w.startswith("**in-sample**")]
+    assert "12 of 12 patches were in this model's training data" in badge
+    assert "wrong ones included" in badge and "never found" in badge
+    assert not any("far too optimistic" in w or "measure fit" in w for w in warnings)
+    (badge,) = [s.value for s in pages["unseen"].success]
+    assert badge.startswith("**out-of-sample** · 0 of 12 patches were in this model's training data")
+    assert "Out-of-sample" not in badge  # said once, in the badge's own word
+    (intro,) = [c.value for c in pages["unseen"].caption if c.value.startswith("Public patch labels")]
+    assert "a wrong label both teaches a model the wrong thing" in intro  # a reason, not an instruction

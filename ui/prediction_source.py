@@ -26,14 +26,17 @@ import streamlit as st
 
 from core.constants import DEFAULT_THRESHOLD
 from core.data.cache_records import DamagedCacheError
+from core.data.hashes import Overlap
 from core.errors import PatchLensError
 from core.evaluate.jobs import LOADING_PHASE
 from core.evaluate.sources import (
     PatchLookup,
     dataset_lookup,
     load_run_predictions,
+    overlap_caption,
+    overlap_warning,
     run_predictions_path,
-    training_overlap_note,
+    training_overlap,
     validation_info,
 )
 from core.files import modified_ns
@@ -44,11 +47,14 @@ from ui.shared import (
     NO_MODEL,
     THRESHOLD_KEY,
     URL_THRESHOLD,
+    URL_TTA,
     active_dataset,
     active_model_path,
     dataset_label,
     job_progress_bar,
+    keep_flag,
     model_label,
+    restore_flag,
 )
 from ui.text import md_escape
 
@@ -71,6 +77,8 @@ class PredictionSource:
     lookup: PatchLookup | None  # reads the patches by id; None when no dataset can be opened
     model_path: str | None  # the model that made the predictions (for Grad-CAM), when known
     skipped: int = 0  # patches the model could not read
+    overlap: Overlap | None = None  # how many of the patches the model trained on, when it keeps a record
+    overlap_note: str | None = None  # the overlap in words ('k of n patches were in …'), when asked
 
 
 # --------------------------------------------------------------------------- the threshold
@@ -185,14 +193,17 @@ def _active_lookup(path: str, n: int, fingerprint: str, _dataset) -> PatchLookup
 # --------------------------------------------------------------------------- the picker
 
 
-def pick_source() -> PredictionSource | None:
-    """Draw the source picker; returns the chosen predictions, or None after saying why not."""
+def pick_source(*, overlap_words: bool = True) -> PredictionSource | None:
+    """Draw the source picker; returns the chosen predictions, or None after saying why not.
+
+    Without `overlap_words` the page says itself what training overlap means for it (Label issues):
+    the source still carries the overlap, but not Evaluate's warning about it."""
     runs = [r for r in list_runs() if run_predictions_path(r.path)]
     st.session_state.setdefault(KIND_KEY, "active")  # what the sidebar shows; a run's is a choice
     kind = st.radio("Predictions", list(KINDS), format_func=KINDS.get, horizontal=True, key=KIND_KEY)
     if kind == "run":
         return _run_source(runs)
-    return _active_source()
+    return _active_source(overlap_words)
 
 
 def _run_source(runs) -> PredictionSource | None:
@@ -233,7 +244,7 @@ def _run_source(runs) -> PredictionSource | None:
     )
 
 
-def _active_source() -> PredictionSource | None:
+def _active_source(overlap_words: bool = True) -> PredictionSource | None:
     model_path = active_model_path()
     if model_path is None:
         st.warning(NO_MODEL)
@@ -250,7 +261,9 @@ def _active_source() -> PredictionSource | None:
     from core.evaluate.predictions import prediction_cache_path
     from core.model.io import read_model_meta, resolve_model_path
 
+    restore_flag(TTA_KEY, URL_TTA)
     tta = st.checkbox("Test-time augmentation (average of 8 flips/rotations, 8× slower)", key=TTA_KEY)
+    keep_flag(URL_TTA, tta)
     try:
         csv_path = prediction_cache_path(model_path, dataset, tta=tta)
         meta = read_model_meta(resolve_model_path(model_path))
@@ -258,7 +271,12 @@ def _active_source() -> PredictionSource | None:
         st.error(md_escape(error))
         return None
     title = f"{model_label(model_path)} on {dataset_label(dataset_path)}" + (" (TTA)" if tta else "")
-    overlap = training_overlap_note((meta or {}).get("config"), dataset_path)
+    try:
+        found = overlap_with_training(model_path, dataset)
+    except PatchLensError as error:
+        st.error(md_escape(error))
+        return None
+    overlap = overlap_warning(found, (meta or {}).get("config"), dataset_path) if overlap_words else None
     if not csv_path.is_file():
         if overlap:
             st.warning(md_escape(overlap), icon="⚠️")
@@ -285,6 +303,8 @@ def _active_source() -> PredictionSource | None:
         lookup=_active_lookup(str(dataset_path), len(dataset), fingerprint, dataset),
         model_path=model_path,
         skipped=skipped,
+        overlap=found,
+        overlap_note=overlap_caption(found) if overlap_words else None,
     )
 
 
@@ -301,6 +321,23 @@ def _recompute_damaged(csv_path: Path, reason: str, models: dict[str, str], data
         st.error(f"The job could not be started: {md_escape(error)}")
         return
     prediction_jobs(models, dataset, tta=tta)
+
+
+def overlap_with_training(model_path: str, dataset):
+    """How many of the dataset's patches the model trained on, by pixel content (None: no record)."""
+    from core.data.hashes import training_hashes_path
+    from core.model.io import resolve_model_path
+
+    record = training_hashes_path(resolve_model_path(model_path))
+    if record is None:
+        return None
+    fingerprint = repr(getattr(dataset, "fingerprint", ()))
+    return _overlap(str(model_path), str(record), modified_ns(record), fingerprint, len(dataset), dataset)
+
+
+@st.cache_data(show_spinner="Matching the patches against the model's training patches…", max_entries=16)
+def _overlap(model_path: str, record: str, mtime: int, fingerprint: str, n: int, _dataset):
+    return training_overlap(model_path, _dataset)
 
 
 # --------------------------------------------------------------------------- the prediction job
@@ -367,8 +404,15 @@ def _job_outcome(job: dict | None, title: str, n_patches: int) -> None:
 
 @st.fragment(run_every=JOB_REFRESH_SECONDS)
 def _job_progress(key: str, folder, title: str, stop_key: str) -> None:
-    """The running job's progress, refreshed every second; the whole page reruns once it ends."""
-    from core.evaluate.jobs import FEATURES_PHASE, read_job, stop_job
+    """The running job's progress, refreshed every second; the whole page reruns once it ends. Once a
+    stop is requested (here or from another session) it says 'stopping…' until the job has ended."""
+    from core.evaluate.jobs import FEATURES_PHASE, job_dir, read_job, stop_job
+    from core.train.runs import ACTIVE_STATES, stop_requested
+
+    job = read_job(key, folder) or {}
+    if job.get("state") in ACTIVE_STATES and stop_requested(job_dir(key, folder)):
+        _stopping(job, title)
+        return
 
     def text(job: dict, done: int, total: int) -> str:
         if job.get("phase") == LOADING_PHASE or not total:
@@ -376,7 +420,19 @@ def _job_progress(key: str, folder, title: str, stop_key: str) -> None:
         doing = "Computing the features of" if job.get("phase") == FEATURES_PHASE else "Predicting with"
         return f"{doing} {title}… {done:,}/{total:,} patches"
 
-    job_progress_bar(read_job(key, folder) or {}, text, stop=lambda: stop_job(key, folder), key=stop_key)
+    def stop() -> None:
+        stop_job(key, folder)
+        st.rerun(scope="fragment")  # show 'stopping…' at once, not at the next refresh
+
+    job_progress_bar(job, text, stop=stop, key=stop_key)
+
+
+def _stopping(job: dict, title: str) -> None:
+    """A job asked to stop: its last progress, 'stopping…' and no Stop button."""
+    done, total = int(job.get("done") or 0), int(job.get("total") or 0)
+    counted = f" ({done:,}/{total:,} patches done)" if total else ""
+    st.progress(done / total if total else 0.0, text=f"{title}: stopping…{counted}")
+    st.caption("Stop requested: the job ends at its next batch; nothing it computed is kept.")
 
 
 def show_source_notes(source: PredictionSource) -> None:
@@ -384,6 +440,8 @@ def show_source_notes(source: PredictionSource) -> None:
     st.caption(md_escape(source.title))
     if source.warning:
         st.warning(md_escape(source.warning), icon="⚠️")
+    elif source.overlap_note:
+        st.caption(md_escape(source.overlap_note))
     if source.note:
         st.info(md_escape(source.note), icon="ℹ️")
     if source.skipped:

@@ -53,6 +53,8 @@ URL_DATASET = "dataset"
 URL_MODEL = "model"
 THRESHOLD_KEY = "threshold"  # the decision threshold shared by Evaluate, Predict and Mistakes
 URL_THRESHOLD = "threshold"
+URL_TTA = "tta"  # Evaluate's test-time augmentation: "1" when ticked
+URL_LEAVE_OUT = "leave_out"  # Evaluate's "Leave out flagged patches": "1" when on
 
 
 # --------------------------------------------------------------------------- session state and URL
@@ -180,6 +182,15 @@ def page_in(n_pages: int) -> Callable[[str], int]:
     """A `from_url` parser of a 1-based page number, clamped to the `n_pages` there are now."""
     return lambda text: min(max(int(text), 1), max(n_pages, 1))
 
+
+def restore_flag(state_key: str, url_key: str) -> None:
+    """A new session (a reload, a shared link) starts a page's checkbox or toggle from the URL's flag."""
+    from_url(state_key, url_key, lambda text: True if text == "1" else None)
+
+
+def keep_flag(url_key: str, on: bool) -> None:
+    """Keep a page's checkbox or toggle in the URL: "1" when on, left out when off."""
+    to_url(url_key, "1" if on else None)
 
 
 # --------------------------------------------------------------------------- datasets

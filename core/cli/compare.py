@@ -3,7 +3,8 @@
   python -m core compare MODEL_A MODEL_B DATA [--threshold T] [--json]
       prints both AUCs, their difference with a 95 % interval and DeLong's p-value, both accuracies
       at T with the exact McNemar p-value, and how many patches the models call differently;
-      --json prints exactly core.diagnose.compare.COMPARISON_KEYS
+      --json prints core.diagnose.compare.COMPARISON_KEYS and training_overlap_a / _b: the share of
+      the patches each model trained on (by pixel content; null for a model without a record)
 
 Each MODEL is a .keras file or a run directory. Predictions go through the workspace's prediction
 cache (shared with `evaluate` and the Evaluate page). Progress goes to stderr, so stdout stays clean.
@@ -44,7 +45,9 @@ def run_compare(args: argparse.Namespace) -> int:
     paired = paired_predictions(model_a, model_b, dataset, progress=ProgressLine("predict"))
     result = compare_paired(paired, args.threshold)
     if args.json:
-        print(json.dumps({key: result[key] for key in COMPARISON_KEYS}, indent=2))
+        overlaps = {f"training_overlap_{name}": _overlap_fraction(model, dataset, paired["id"])
+                    for name, model in (("a", model_a), ("b", model_b))}  # fmt: skip
+        print(json.dumps({**{key: result[key] for key in COMPARISON_KEYS}, **overlaps}, indent=2))
         return 0
     print(
         format_comparison(
@@ -52,6 +55,14 @@ def run_compare(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+def _overlap_fraction(model, dataset, ids) -> float | None:
+    """The share of the compared patches the model trained on (by pixel content); None without a record."""
+    from core.evaluate.sources import training_overlap
+
+    found = training_overlap(model, dataset, ids)
+    return found.fraction if found is not None else None
 
 
 def format_comparison(result: dict, *, model_a: str, model_b: str, data: str, threshold: float) -> str:

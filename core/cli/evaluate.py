@@ -5,7 +5,9 @@
       --quality-report also `id,probability,quality` (quality = `ok` or the input-quality flags
       joined by `;`, core.data.quality) for the same ids
   python -m core evaluate MODEL DATA [--threshold T] [--tta] [--json]
-      prints the metrics of a labelled dataset, with 95% bootstrap intervals for AUC and accuracy
+      prints the metrics of a labelled dataset, with 95% bootstrap intervals for AUC and accuracy;
+      --json adds `training_overlap`: the share (0-1) of the evaluated patches that were among the
+      model's training patches by pixel content, null when the model keeps no training record
 
 MODEL is a .keras file or a run directory. Progress goes to stderr as plain `\\r` text, so stdout
 stays clean for `--json`.
@@ -145,6 +147,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from core.evaluate.metrics import bootstrap_ci, metrics_at
     from core.evaluate.predict import predict_dataset
     from core.evaluate.predictions import cached_predictions, labelled_arrays
+    from core.evaluate.sources import overlap_caption, training_overlap
     from core.model.io import load_model, resolve_model_path
 
     model_file = resolve_model_path(args.model)
@@ -172,9 +175,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
     labels, probs = labelled_arrays(frame)
     metrics = metrics_at(labels, probs, args.threshold)
 
+    overlap = training_overlap(model_file, dataset, frame["id"])
     if args.json:
-        print(json.dumps({key: metrics[key] for key in JSON_KEYS}, indent=2))
+        fraction = overlap.fraction if overlap is not None else None
+        print(
+            json.dumps({**{key: metrics[key] for key in JSON_KEYS}, "training_overlap": fraction}, indent=2)
+        )
         return 0
+    print(overlap_caption(overlap), file=sys.stderr)
     intervals = {
         name: bootstrap_ci(labels, probs, name, args.threshold, n_boot=BOOTSTRAP_SAMPLES)
         for name in ("auc", "accuracy")

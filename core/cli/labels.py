@@ -91,13 +91,15 @@ def _probabilities(source: str, args: argparse.Namespace, dataset):
     if source == "folds":
         return _folds(args, dataset)
     from core.evaluate.predictions import cached_predictions
+    from core.evaluate.sources import training_overlap
     from core.formatting import ProgressLine
     from core.model.io import read_model_meta, resolve_model_path
 
     meta = read_model_meta(resolve_model_path(args.model))
-    kind = label_issues.model_predictions_kind(meta.get("config"), args.data)
+    overlap = training_overlap(args.model, dataset)
+    kind = label_issues.model_predictions_kind(meta.get("config"), args.data, overlap)
     if not kind.trustworthy:
-        print(f"warning: {kind.sentence}", file=sys.stderr)
+        print(f"warning: {kind.kind} probabilities. {kind.sentence}", file=sys.stderr)
     predictions = cached_predictions(args.model, dataset, tta=args.tta, progress=ProgressLine("Predicting"))
     return predictions, kind
 

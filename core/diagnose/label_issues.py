@@ -17,8 +17,10 @@ training patches with their given labels, right or wrong. `ProbabilityKind` says
 source delivers, and every page and command says it out loud:
   a run's validation predictions   out-of-sample, for the run's validation patches only
   k-fold cross-validation          out-of-sample for every patch (core.diagnose.crossval)
-  a model's plain predictions      out-of-sample only if the model never trained on these patches
-                                   (its stored config says which data it trained on)
+  a model's plain predictions      out-of-sample only if the model never trained on these patches:
+                                   counted by pixel content against the hashes of its training
+                                   patches (core.data.hashes); a model from before those were kept
+                                   falls back to the training paths in its stored config
 
 Bad input raises DatasetError: an unlabelled dataset, a single class, probabilities outside [0, 1],
 predictions whose ids are not the dataset's or whose labels disagree with it.
@@ -32,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.data.hashes import Overlap
 from core.errors import DatasetError
 from core.evaluate.sources import training_overlap_note
 from core.files import atomic_write_csv
@@ -194,31 +197,51 @@ def write_suspects(ranked: pd.DataFrame, path: str | Path) -> Path:
 # --------------------------------------------------------------------------- in- or out-of-sample
 
 
-def model_predictions_kind(model_config: dict | None, dataset_path: str | Path) -> ProbabilityKind:
-    """What a model's plain predictions on a dataset are worth for finding label errors, from the
-    training config stored in the model file (None when it stores none)."""
-    overlap = training_overlap_note(model_config, dataset_path)
-    if overlap:
-        return ProbabilityKind(
-            IN_SAMPLE,
-            "IN-SAMPLE probabilities: this model was trained on this dataset, so it has learned its "
-            "labels, wrong ones included, and hides the very errors sought. Use a run's validation "
-            "predictions or k-fold cross-validation instead. " + overlap,
-        )
+def model_predictions_kind(
+    model_config: dict | None, dataset_path: str | Path, overlap: Overlap | None = None
+) -> ProbabilityKind:
+    """What a model's plain predictions on a dataset are worth for finding label errors: decided by
+    `overlap` (how many of the patches the model trained on, by pixel content; core.data.hashes), or,
+    for a model without a training record (None), by the training paths in its stored config."""
+    if overlap is not None:
+        return _kind_by_content(overlap, model_config, dataset_path)
+    by_path = training_overlap_note(model_config, dataset_path)
+    if by_path:
+        return ProbabilityKind(IN_SAMPLE, f"{NO_RECORD_RULE} {MEMORISED} {by_path}")
     if not model_config or not model_config.get("data"):
         return ProbabilityKind(
             UNKNOWN,
-            "Probabilities of unknown kind: the model file does not record its training data, so "
-            "nothing says whether it saw these patches. If it did, they are in-sample and the "
-            "ranking is meaningless.",
+            "The model file records neither its training patches nor its training data, so nothing "
+            "says whether it saw these patches. If it did, the wrong labels it memorised are not found.",
         )
-    sentence = (
-        "Out-of-sample probabilities: by its stored config, this model was not trained on this dataset."
-    )
-    val_data = model_config.get("val_data")
+    sentence = f"{NO_RECORD_RULE} by its stored config, this model was not trained on this dataset."
+    return ProbabilityKind(OUT_OF_SAMPLE, sentence + _validation_note(model_config, dataset_path))
+
+
+NO_RECORD_RULE = (
+    "This model keeps no record of its training patches, so this is judged by the paths in its config:"
+)
+MEMORISED = (
+    "A model learns the given labels of its training patches, wrong ones included: it scores a "
+    "mislabelled patch it trained on as if the label were right, so that patch is never found. Rank a "
+    "run's validation predictions or k-fold cross-validation instead."
+)
+
+
+def _kind_by_content(
+    overlap: Overlap, model_config: dict | None, dataset_path: str | Path
+) -> ProbabilityKind:
+    if overlap.in_training:
+        return ProbabilityKind(IN_SAMPLE, f"{overlap.sentence} (matched by pixel content). {MEMORISED}")
+    sentence = f"{overlap.sentence} (matched by pixel content): it never saw them, so a wrong label shows."
+    return ProbabilityKind(OUT_OF_SAMPLE, sentence + _validation_note(model_config, dataset_path))
+
+
+def _validation_note(model_config: dict | None, dataset_path: str | Path) -> str:
+    val_data = (model_config or {}).get("val_data")
     if val_data and Path(val_data).resolve() == Path(dataset_path).resolve():
-        sentence += " It was its validation set, on which the best epoch was chosen (a mild optimism)."
-    return ProbabilityKind(OUT_OF_SAMPLE, sentence)
+        return " It was its validation set, on which the best epoch was chosen (a mild optimism)."
+    return ""
 
 
 def run_validation_kind(n_patches: int, n_labelled: int | None = None) -> ProbabilityKind:
@@ -226,8 +249,8 @@ def run_validation_kind(n_patches: int, n_labelled: int | None = None) -> Probab
     share = f" ({n_patches:,} of {n_labelled:,} labelled patches)" if n_labelled else f" ({n_patches:,})"
     return ProbabilityKind(
         OUT_OF_SAMPLE,
-        "Out-of-sample probabilities for the run's validation patches only" + share + ": the run "
-        "never trained on them. The other patches are not ranked.",
+        "From the run's validation patches only" + share + ": the run never trained on them. The "
+        "other patches are not ranked.",
     )
 
 
@@ -235,6 +258,6 @@ def folds_kind(folds: int) -> ProbabilityKind:
     """K-fold cross-validated probabilities: every patch scored by a model that never saw it."""
     return ProbabilityKind(
         OUT_OF_SAMPLE,
-        f"Out-of-sample probabilities for every patch: {folds}-fold cross-validation, each patch "
-        f"scored by a model trained on the other {folds - 1} fold(s).",
+        f"{folds}-fold cross-validation: every patch scored by a model trained on the other "
+        f"{folds - 1} fold(s), never on the patch itself.",
     )

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from core.constants import SPLIT_WARNING
+from core.data.hashes import Overlap
 from core.errors import DatasetError, PatchError, PatchLensError
 from core.evaluate.predictions import read_predictions
 
@@ -61,7 +62,8 @@ def load_run_predictions(run_dir: str | Path) -> pd.DataFrame:
 
 
 def training_overlap_note(model_config: dict | None, dataset_path: str | Path) -> str | None:
-    """A warning when the dataset being evaluated is one the model was trained on, else None."""
+    """The path rule, for models without a training record: a warning when the dataset's path is one the
+    model's stored config names as training data, else None."""
     if not model_config:
         return None
     target = Path(dataset_path).resolve()
@@ -79,6 +81,46 @@ def training_overlap_note(model_config: dict | None, dataset_path: str | Path) -
             "Use the run's own validation predictions instead."
         )
     return None
+
+
+NO_RECORD = (
+    "This model has no record of its training patches (it was trained before PatchLens kept one), so "
+    "whether it saw these patches cannot be told from their pixels"
+)
+
+
+def training_overlap(model_path: str | Path, dataset, ids=None) -> Overlap | None:
+    """How many of the dataset's patches (those named by `ids`, else all) the model trained on, by
+    pixel content; None when the model has no training record (core.data.hashes)."""
+    from core.data.hashes import dataset_hashes, hashes_of_ids, overlap, read_training_hashes
+    from core.model.io import resolve_model_path
+
+    training = read_training_hashes(resolve_model_path(model_path))
+    if training is None:
+        return None
+    hashes = dataset_hashes(dataset) if ids is None else hashes_of_ids(dataset, ids)
+    return overlap(hashes, training)
+
+
+def overlap_warning(found: Overlap | None, model_config: dict | None, dataset_path: str | Path) -> str | None:
+    """Evaluate's and Compare's words on training overlap: a warning when any evaluated patch was
+    trained on, the path rule said as such for a model without a record, else None."""
+    if found is None:
+        by_path = training_overlap_note(model_config, dataset_path)
+        return f"{NO_RECORD}; by the paths in its config: {by_path}" if by_path else None
+    if found.in_training == 0:
+        return None
+    return (
+        f"{found.sentence} (matched by pixel content): on those the numbers measure fit, not "
+        "generalisation, so they read optimistic. Evaluate on patches it never trained on."
+    )
+
+
+def overlap_caption(found: Overlap | None) -> str:
+    """One line for every evaluation: the overlap counted, or that it cannot be told."""
+    if found is None:
+        return f"{NO_RECORD}; it is judged by the paths in its config instead."
+    return f"{found.sentence} (matched by pixel content)."
 
 
 class PatchLookup:

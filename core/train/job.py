@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.data.hashes import write_training_hashes
 from core.data.normalise import META_KEY
 from core.errors import JobConflictError, ModelError, PatchLensError, RunError
 from core.model.io import AVERAGED_MODEL_FILE, FINAL_MODEL_FILE, read_model_meta, resolve_model_path
@@ -119,6 +120,7 @@ def run_training(config: TrainConfig, run_dir: str | Path, *, verbose: bool = Tr
 def _train(config: TrainConfig, run_dir: Path, job: JobReporter, printer, started: float) -> dict:
     job.update(phase="preparing data")
     data = prepare_data(config, report=lambda text: job.update(phase=text))
+    write_training_hashes(data.train, run_dir)  # the model's training record, by pixel content
     for note in data.notes:
         append_metrics(run_dir, {"kind": "note", "text": note, "time": time.time()})
     job.update(
