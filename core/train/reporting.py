@@ -13,6 +13,7 @@ import numpy as np
 
 from core.formatting import ProgressLine
 from core.model.io import CHECKPOINT_FILE
+from core.train.averaging import STOPPED_INSIDE_EPOCH
 from core.train.chance import chance_warning
 from core.train.pace import Pace, eta_words
 from core.train.runs import HEARTBEAT_SECONDS, append_metrics, stop_requested, write_status
@@ -128,8 +129,9 @@ def make_callback(
             job.stop_reason = job.stop_reason or reason
             self.model.stop_training = True
             partial = self.step < steps_per_epoch
-            if partial:  # Keras' trainer asks this before validating an epoch
+            if partial:  # Keras' trainer asks _should_eval before validating an epoch
                 self.model._should_eval = lambda epoch, validation_freq: False
+                setattr(self.model, STOPPED_INSIDE_EPOCH, True)  # nor is it averaged
             stopped_at = {"epoch": self.epoch + 1, "step": self.step, "steps": steps_per_epoch}
             job.update(stopped_at={**stopped_at, "epochs_complete": self.epoch + (0 if partial else 1)})
 
