@@ -111,7 +111,8 @@ def _best(status: dict) -> str:
     best = status.get("best") or {}
     if best.get("val_auc") is None:
         return "No epoch was completed and validated, so there is no checkpoint."
-    return f"Best val AUC {best['val_auc']:.4f} at epoch {best.get('epoch')}; that checkpoint is kept."
+    kept = " Its checkpoint is kept to resume from." if status["state"] != "finished" else ""
+    return f"Best val AUC {best['val_auc']:.4f} at epoch {best.get('epoch')}.{kept}"
 
 
 def _averaging(swa: dict | None) -> str:
