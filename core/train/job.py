@@ -218,7 +218,10 @@ def _train(config: TrainConfig, run_dir: Path, job: JobReporter, printer, starte
         printer=printer,
         val_majority_rate=float(max(data.val.labels.mean(), 1 - data.val.labels.mean())),
         checkpoint_meta=stain_meta,
-        validation_batches=int(np.ceil(len(data.val) / max(global_batch, 128))),
+        validation_batches=int(  # each validation: precise BatchNorm's forward passes, then the pass itself
+            np.ceil(min(PRECISE_BN_PATCHES, len(data.train)) / global_batch)
+            + np.ceil(len(data.val) / max(global_batch, 128))
+        ),
     )
     # before each validation: BatchNorm statistics that match the weights (see core.train.batch_norm)
     callbacks = [precise_batch_norm_callback(batch_norm_ds, strategy=strategy), callback]

@@ -4,7 +4,7 @@ Seconds per step are the median of the most recent steps; the first step of ever
 since it carries the warm-up (tracing the model in epoch 1, refilling the data pipeline after each
 validation) and would make the estimate minutes too long. Each epoch's validation (precise BatchNorm,
 the validation pass, the checkpoint) is timed too; until the first one is measured it is estimated
-from the pace as a forward pass over the validation batches.
+from the pace as a forward pass over its batches (precise BatchNorm's and the validation set's).
 """
 
 from __future__ import annotations
