@@ -178,3 +178,15 @@ def test_a_stopped_part_epoch_is_a_marked_training_point_without_validation():
     curves = curves_long([partial])
     assert set(curves["split"]) == {PARTIAL}
     assert set(curves["epoch"]) == {1.25}  # where in epoch 2 it stopped, not at a whole epoch
+
+
+def test_the_first_validation_which_traces_is_left_out_once_others_are_timed():
+    from core.train.pace import Pace
+
+    pace = Pace(epochs=3, steps_per_epoch=2, validation_batches=1)
+    pace.step_ended(1, 0.0)
+    pace.step_ended(2, 1.0)
+    pace.validation_ended(80.0)  # epoch 1: tracing the evaluation
+    assert pace.eta_s(2, 2) == pytest.approx(2 * 1.0 + 2 * 80.0)
+    pace.validation_ended(18.0)
+    assert pace.eta_s(3, 2) == pytest.approx(18.0)

@@ -3,7 +3,8 @@
 Seconds per step are the median of the most recent steps; the first step of every epoch is left out,
 since it carries the warm-up (tracing the model in epoch 1, refilling the data pipeline after each
 validation) and would make the estimate minutes too long. Each epoch's validation (precise BatchNorm,
-the validation pass, the checkpoint) is timed too; until the first one is measured it is estimated
+the validation pass, the checkpoint) is timed too (the first, which traces the evaluation, is left
+out once a second is timed); until the first one is measured it is estimated
 from the pace as a forward pass over its batches (precise BatchNorm's and the validation set's).
 """
 
@@ -23,7 +24,7 @@ class Pace:
         self.epochs, self.steps_per_epoch = epochs, steps_per_epoch
         self.validation_batches = validation_batches
         self.step_seconds: deque[float] = deque(maxlen=RECENT_STEPS)
-        self.validation_seconds: deque[float] = deque(maxlen=3)
+        self.validation_seconds: list[float] = []
         self.last_step_end: float | None = None
 
     def step_ended(self, step: int, now: float) -> None:
@@ -43,8 +44,9 @@ class Pace:
 
     @property
     def seconds_per_validation(self) -> float | None:
-        if self.validation_seconds:
-            return statistics.median(self.validation_seconds)
+        if self.validation_seconds:  # the first one traces the evaluation: left out once others exist
+            measured = self.validation_seconds
+            return statistics.median(measured[1:][-3:] or measured)
         pace = self.seconds_per_step
         return None if pace is None else self.validation_batches * pace * FORWARD_SHARE
 
