@@ -76,7 +76,7 @@ with page("Home"):
             progress = status.get("progress") or {}
             st.metric("Job", md_escape(running.name))
             st.caption(
-                f"{status.get('state', '?')} · {status.get('phase', '')} · epoch "
+                f"{status.get('state', '?')} · {status.get('phase') or ''} · epoch "
                 f"{progress.get('epoch', 0)}/{progress.get('epochs', '?')}"
             )
 

@@ -26,15 +26,14 @@ from core.train.runs import (
     ACTIVE_STATES,
     RunSummary,
     active_run,
-    curves_long,
     delete_run,
     list_runs,
     read_metrics,
     read_status,
     request_stop,
-    run_progress,
     summarize_run,
 )
+from core.train.views import RUNNING, WITHIN_EPOCHS, curves_long, outcome_words, run_progress
 from ui.frame import model_pages, page
 from ui.shared import DATASET_KEY, MODEL_KEY, default_model, extra_roots
 from ui.text import md_escape
@@ -43,6 +42,7 @@ WATCHED_KEY = "watched_run"  # the run directory shown under "Current job"
 DRAWN_KEY = "train_drawn_state"  # (run name, state) of the watched run when the page was last drawn
 SELECTED_KEY = "train_selected_runs"  # names of the runs chosen below the table
 CONFIRM_KEY = "train_confirm_delete"  # the run directory a Delete click asks to confirm
+RESUME_KEY = "train_resume_run"  # the run directory a Resume click asks the new epochs for
 START_NOTICE_KEY = "train_start_notice"  # (kind, text) left by the Start callback for one drawing
 RUNS_NOTICE_KEY = "train_runs_notice"  # (kind, text) left by a run action for one drawing
 REFRESH_SECONDS = 2.0
@@ -104,39 +104,9 @@ with page("Train"):
             return run_dir.name, None
 
     def show_outcome(status: dict) -> None:
-        state = status.get("state", "failed")
-        if state == "failed":
-            st.error(f"The job failed: {md_escape(status.get('error'))}")
-        elif state == "stopped":
-            st.warning(
-                f"Stopped ({md_escape(status.get('note') or 'by the user')}); the best checkpoint is kept."
-            )
-        else:
-            best = status.get("best") or {}
-            st.success(
-                f"Finished in {(status.get('duration_s') or 0) / 60:.1f} min — best val AUC "
-                f"{best.get('val_auc', float('nan')):.4f} at epoch {best.get('epoch', '?')}."
-                + averaging_outcome(status.get("swa"))
-                + (
-                    f" Probabilities calibrated on the validation set (temperature {status['temperature']:.3f})."
-                    if status.get("temperature") not in (None, 1.0)
-                    else ""
-                )
-            )
-
-    def averaging_outcome(swa: dict | None) -> str:
-        """A sentence on the run's weight average, if it made one (core.train.averaging)."""
-        if not swa:
-            return ""
-        verdict = (
-            "the model is this average"
-            if swa["adopted"]
-            else "the best epoch is kept (the average: averaged.keras)"
-        )
-        return (
-            f" Weights averaged over epochs {swa['first_epoch']}–{swa['last_epoch']}: "
-            f"val AUC {swa.get('val_auc', float('nan')):.4f}, so {verdict}."
-        )
+        """How the run ended (core.train.views.outcome_words), coloured by its state."""
+        kind = {"failed": st.error, "stopped": st.warning}.get(status["state"], st.success)
+        kind(md_escape(outcome_words(status)))
 
     def show_run(run_dir: Path) -> None:
         """Status, progress, warning and live curves of one run."""
@@ -146,9 +116,10 @@ with page("Train"):
             st.warning(md_escape(error))
             st.session_state.pop(WATCHED_KEY, None)
             return
-        state = status.get("state", "failed")
+        state = status["state"]
         header = st.columns([3, 1])
-        header[0].markdown(f"**{md_escape(run_dir.name)}** — {state} · {status.get('phase', '')}")
+        resumed = f" · resumed from {md_escape(status['resumed_from'])}" if status.get("resumed_from") else ""
+        header[0].markdown(f"**{md_escape(run_dir.name)}** — {state} · {md_escape(status.get('phase') or '')}{resumed}")
         if state in ACTIVE_STATES:
             if header[1].button("Stop", type="primary", key=f"stop-{run_dir.name}"):
                 request_stop(run_dir)
@@ -161,9 +132,11 @@ with page("Train"):
             show_outcome(status)
         if status.get("warning"):
             st.warning(md_escape(status["warning"]))
+        if status.get("damaged"):
+            st.warning(f"damaged: {md_escape(status['damaged'])}")
         for note in status.get("notes") or []:
             st.caption(md_escape(note))
-        curves = curves_long(read_metrics(run_dir))
+        curves = curves_long(read_metrics(run_dir), running=state in ACTIVE_STATES)
         if curves.empty:
             st.caption("Waiting for the first batches…")
         else:
@@ -376,16 +349,70 @@ with page("Train"):
             f"{run.name} is now the active model of {model_pages()}.",
         )
 
+    def confirm_buttons(label: str, key: str, on_confirm, run_dir: str, on_cancel) -> None:
+        """A pending action's two buttons: `label` runs on_confirm(run_dir), Cancel runs on_cancel()."""
+        buttons = st.columns(2)
+        buttons[0].button(label, type="primary", key=key, on_click=on_confirm, args=(run_dir,))
+        buttons[1].button("Cancel", key=f"cancel_{key}", on_click=on_cancel)
+
+    def ask_resume(run_dir: str) -> None:
+        st.session_state[RESUME_KEY] = run_dir
+
+    def cancel_resume() -> None:
+        st.session_state.pop(RESUME_KEY, None)
+
     def resume(run_dir: str) -> None:
+        """Continue the run the Resume panel names, with the epochs and averaging chosen there."""
         from core.train.job import launch, resume_config
 
+        st.session_state.pop(RESUME_KEY, None)
+        state = st.session_state
         try:
-            new_run = launch(resume_config(run_dir))
+            config = resume_config(
+                run_dir, epochs=int(state["resume_epochs"]), swa_epochs=int(state["resume_swa_epochs"])
+            )
+            new_run = launch(config)
         except PatchLensError as error:
             notify(RUNS_NOTICE_KEY, "error", str(error))
         else:
             st.session_state[WATCHED_KEY] = str(new_run)
             notify(RUNS_NOTICE_KEY, "success", f"Resumed {Path(run_dir).name} as {new_run.name}.")
+
+    def resume_panel(runs: dict[str, RunSummary]) -> None:
+        """The pending Resume: the new total of epochs and the weight averaging, asked before it starts."""
+        from core.train.resume import checkpoint_epoch
+
+        pending = st.session_state.get(RESUME_KEY)
+        run = runs.get(Path(pending).name) if pending else None
+        if run is None or not run.resumable:
+            st.session_state.pop(RESUME_KEY, None)
+            return
+        try:
+            done = checkpoint_epoch(run.path)
+        except RunError as error:
+            st.warning(str(error))
+            return
+        with st.container(border=True):
+            st.markdown(f"**Resume {md_escape(run.name)}** from its best checkpoint, saved after epoch {done}.")
+            columns = st.columns(2)
+            columns[0].number_input(
+                f"Epochs in total (more than {done})",
+                done + 1,
+                500,
+                max(run.epochs, done + 1),
+                key="resume_epochs",
+                help="Counted as in the first run: epochs after the checkpoint's train in the new run.",
+            )
+            columns[1].number_input(
+                "Average the weights of its last N epochs (0 = off)",
+                0,
+                499,
+                int(run.config.get("swa_epochs") or 0),
+                key="resume_swa_epochs",
+            )
+            confirm_buttons(
+                f"Start resumed run of {md_escape(run.name)}", "start_resume", resume, pending, cancel_resume
+            )
 
     def ask_delete(run_dir: str) -> None:
         st.session_state[CONFIRM_KEY] = run_dir
@@ -417,16 +444,34 @@ with page("Train"):
     def rounded(value: float | None, digits: int = 4) -> float | None:
         return None if value is None else round(value, digits)
 
+    def epochs_cell(run: RunSummary) -> str:
+        """Complete epochs of the total, in the original numbering; where a run stopped early and
+        which epochs a resumed run trained itself."""
+        text = f"{run.epochs_done}/{run.epochs}"
+        if run.epochs_here:
+            text += f", epochs {run.epochs_here[0]}–{run.epochs_here[1]} in this run"
+        if run.stopped_at and run.stopped_at["step"] < run.stopped_at["steps"]:
+            text += f" (stopped in epoch {run.stopped_at['epoch']} at step {run.stopped_at['step']}/{run.stopped_at['steps']})"
+        return text
+
+    def warning_cell(run: RunSummary) -> str | None:
+        words = [
+            f"⚠️ {run.warning}" if run.warning else None,
+            f"damaged: {run.problems}" if run.problems else None,
+        ]
+        return " · ".join(w for w in words if w) or None
+
     def runs_table(runs: list[RunSummary]) -> pd.DataFrame:
         return pd.DataFrame(
             [
                 {
                     "run": r.name,
                     "status": r.state,
-                    "warning": f"⚠️ {r.warning}" if r.warning else None,
+                    "warning": warning_cell(r),
+                    "resumed from": r.resumed_from,
                     "architecture": r.architecture,
                     "data": r.data,
-                    "epochs": f"{r.epochs_done}/{r.epochs}",
+                    "epochs": epochs_cell(r),
                     "best val AUC": rounded(r.best_val_auc),
                     "best val accuracy": rounded(r.best_val_accuracy),
                     "duration (min)": None if r.duration_s is None else round(r.duration_s / 60, 1),
@@ -447,38 +492,35 @@ with page("Train"):
         st.warning(
             f"Delete run {md_escape(name)} and all its files (models, curves, predictions)? This cannot be undone."
         )
-        buttons = st.columns(2)
-        buttons[0].button(
-            f"Confirm delete {md_escape(name)}",
-            type="primary",
-            key="confirm_delete",
-            on_click=confirm_delete,
-            args=(pending,),
+        confirm_buttons(
+            f"Confirm delete {md_escape(name)}", "confirm_delete", confirm_delete, pending, cancel_delete
         )
-        buttons[1].button("Cancel", key="cancel_delete", on_click=cancel_delete)
 
     def run_actions(target: RunSummary) -> None:
-        actions = st.columns(3)
-        actions[0].button(
+        # a row that sizes each button to its label (wrapping when short of room): three equal
+        # columns clipped "Make 2026…-patchnet the active model"
+        actions = st.container(horizontal=True)
+        actions.button(
             f"Make {md_escape(target.name)} the active model",
             key="make_active",
             disabled=not target.has_model,
             on_click=make_active,
             args=(str(target.path),),
         )
-        actions[1].button(
+        actions.button(
             f"Delete {md_escape(target.name)}",
             key="delete_run",
             disabled=target.state in ACTIVE_STATES,
             on_click=ask_delete,
             args=(str(target.path),),
         )
-        actions[2].button(
+        actions.button(
             f"Resume {md_escape(target.name)}",
             key="resume_run",
             disabled=not target.resumable,
-            help="Continue a failed or stopped run from its best checkpoint, in a new run.",
-            on_click=resume,
+            help="Continue a failed or stopped run from its best checkpoint, in a new run; asks for the "
+            "number of epochs and the weight averaging first.",
+            on_click=ask_resume,
             args=(str(target.path),),
         )
 
@@ -499,12 +541,13 @@ with page("Train"):
         )
         show_notice(RUNS_NOTICE_KEY)
         confirm_panel(runs)
+        resume_panel(runs)
         if not names:
             st.caption("Choose runs to compare their curves, make one the active model, resume or delete it.")
             return
         chosen = [runs[n] for n in names]
         curves = pd.concat([curves_long(read_metrics(r.path), r.name) for r in chosen], ignore_index=True)
-        curves = curves[curves["split"] != "train (running)"]
+        curves = curves[~curves["split"].isin([RUNNING, WITHIN_EPOCHS])]  # epoch points only
         if not curves.empty:
             st.plotly_chart(curves_figure(curves, colour="run"), width="stretch", key="compare")
         run_actions(chosen[-1])

@@ -1,6 +1,7 @@
 """Real-browser tests of the Train page for what AppTest cannot do: press Enter in a form box, and
 watch the page while only its live fragment reruns (the runs table and a refused Start must follow
-the job's state when it ends).
+the job's state when it ends; the ETA while it runs, the chart's legend once it has ended; a run
+stopped inside an epoch and resumed).
 
 One `streamlit run` server for the module, with a temporary PATCHLENS_HOME and a tiny Kaggle-layout
 copy of 40 real bundled patches as the only data root. Screenshots go to
@@ -9,6 +10,7 @@ test-artifacts/browser/train-<step>.png. Every job and the server's process grou
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from browser_helpers import (
     assert_no_exception,
     contexts,
     fill_train_form,
+    multiselect_add,
     open_page,
     require_browser,
     run_status,
@@ -42,6 +45,9 @@ ERROR = '[data-testid="stAlertContentError"]'
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser-train")
     data = copy_kaggle_subset(root / "data" / "kaggle", 20)
+    copy_kaggle_subset(
+        root / "data" / "larger", 160
+    )  # 16 steps an epoch at batch 16: room to stop inside one
     with serve_app(root, data=data) as served:
         yield served
 
@@ -128,3 +134,89 @@ def test_a_refused_start_clears_and_the_table_follows_when_the_job_ends(server, 
     if not followed:
         shoot(second, ARTIFACTS, "train-02-table-did-not-follow")
     assert row_cells(second, run_dir)[:2] == [run_dir.name, "stopped"]
+
+
+STOPPED = re.compile(r"in epoch (\d+) at step (\d+)/(\d+) after [\d.]+ min; (\d+) of 500 epochs complete")
+
+
+def legend(page) -> set[str]:
+    """The entries of the live chart's legend, as the user reads them."""
+    chart = page.locator('[data-testid="stPlotlyChart"]').first
+    return {text.strip() for text in chart.locator(".legendtext").all_text_contents()}
+
+
+def clipped(locator) -> bool:
+    """True when the element or anything inside it shows less than its content (cut off, ellipsis)."""
+    return locator.evaluate(
+        "e => [e, ...e.querySelectorAll('*')].some(n => n.scrollWidth > n.clientWidth + 1)"
+    )
+
+
+def follow_progress(page, until, timeout: float = 240) -> list[str]:
+    """The progress bar's texts, read until `until(texts)` is true."""
+    progress, seen = page.locator('[data-testid="stProgress"]'), []
+    deadline = time.time() + timeout
+    while time.time() < deadline and not until(seen):
+        if progress.count():
+            try:
+                seen.append(progress.first.inner_text(timeout=2000).strip())
+            except sync_api.TimeoutError:
+                pass
+        time.sleep(0.2)
+    return seen
+
+
+def test_stop_inside_an_epoch_then_resume_with_new_epochs(server, new_page):
+    page = new_page()
+    fill_train_form(page, server.data.parent / "larger", epochs=500)  # stopped long before the end
+    run_dir = start_training(page, server)
+    stopped = page.get_by_text("Stopped (stopped by the user)")
+    seen = follow_progress(page, lambda texts: any(re.match(r"epoch ([2-9]|\d\d+)/500", t) for t in texts))
+    shoot(page, ARTIFACTS, "train-03-running")
+    assert "train (running)" in legend(page), (legend(page), seen[-3:], run_status(run_dir))
+    page.locator(f".st-key-stop-{run_dir.name} button").click()
+    stopped.wait_for(timeout=LONG)
+    settle(page)
+    shoot(page, ARTIFACTS, "train-03-stopped")
+    assert_no_exception(page)
+
+    # the ETA is never a number before a steady step has been timed (the warm-up made it 11 minutes)
+    assert all("ETA after a few steps" in t for t in seen if t.startswith("epoch 1/500 · step 1/")), seen
+    assert any(re.search(r"ETA \d+\.\d min", t) for t in seen), seen
+    outcome = stopped.inner_text()
+    epoch, step, steps, complete = map(int, STOPPED.search(outcome).groups())
+    assert complete == (epoch - 1 if step < steps else epoch), outcome
+    assert ("Best val AUC" if complete else "No epoch was completed") in outcome, outcome
+    assert not {entry for entry in legend(page) if "running" in entry}, legend(page)
+    cells = row_cells(page, run_dir)
+    assert cells[:2] == [run_dir.name, "stopped"] and any(c.startswith(f"{complete}/500") for c in cells), (
+        cells
+    )
+
+    # Resume asks for the epochs first, then continues in the original numbering
+    picker = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Choose runs")
+    multiselect_add(page, picker, run_dir.name)
+    make_active = page.get_by_role("button", name=f"Make {run_dir.name} the active model")
+    make_active.wait_for(timeout=LONG)
+    assert not clipped(make_active), f"the label of {make_active.inner_text()!r} is clipped"
+    runs_before = server.run_dirs()
+    page.get_by_role("button", name=f"Resume {run_dir.name}").click()
+    epochs = page.get_by_role("spinbutton", name=re.compile("Epochs in total"))
+    epochs.wait_for(timeout=LONG)
+    assert server.run_dirs() == runs_before, "Resume started a run before asking for its epochs"
+    epochs.fill(str(complete + 1))
+    epochs.press("Tab")
+    settle(page)
+    shoot(page, ARTIFACTS, "train-04-resume-asks")
+    page.get_by_role("button", name=f"Start resumed run of {run_dir.name}").click()
+    assert wait_until(lambda: server.run_dirs() - runs_before, timeout=30)
+    (resumed_dir,) = server.run_dirs() - runs_before
+    finished = page.get_by_text("Finished in")
+    finished.wait_for(timeout=LONG * 2)
+    settle(page)
+    shoot(page, ARTIFACTS, "train-04-resumed")
+    assert f"Resumed from {run_dir.name} at epoch" in finished.inner_text()
+    header = page.locator('[data-testid="stMarkdownContainer"]', has_text=f"{resumed_dir.name} —").first
+    assert f"resumed from {run_dir.name}" in header.inner_text()
+    cells = row_cells(page, resumed_dir)
+    assert any(c.startswith(f"{complete + 1}/{complete + 1}") for c in cells), cells

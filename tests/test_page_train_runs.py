@@ -8,6 +8,7 @@ names that sort in a known order (the table lists the newest name first).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
@@ -120,9 +121,18 @@ def test_the_selection_stays_on_the_run_by_name_when_resume_adds_a_row(workspace
     choose(at, OLD)
     assert table_runs(at)[1] == OLD
     click(at, f"Resume {OLD}")
+    assert len(list_runs()) == 2, "Resume started a run before asking for its epochs"
+    epochs = at.number_input(key="resume_epochs")
+    assert (epochs.value, epochs.min) == (2, 2)  # the checkpoint is from epoch 1 of 1
+    epochs.set_value(4).run()
+    at.number_input(key="resume_swa_epochs").set_value(2).run()
+    click(at, f"Start resumed run of {OLD}")
     resumed = [r.name for r in list_runs() if r.name not in (OLD, NEW)]
     assert len(resumed) == 1, resumed
     assert table_runs(at)[0] == resumed[0], "the resumed run is a new first row"
+    config = json.loads((workspace / "runs" / resumed[0] / "config.json").read_text())
+    assert (config["epochs"], config["swa_epochs"]) == (4, 2)
+    assert "resume_epochs" not in [n.key for n in at.number_input], "the Resume panel stays open"
     assert at.multiselect(key=SELECTED).value == [OLD]
     assert f"Delete {OLD}" in labels(at) and f"Resume {OLD}" in labels(at)
     stop_jobs(workspace)
@@ -179,3 +189,30 @@ def test_a_jobs_warning_shows_for_the_watched_run_and_in_the_table(workspace, tr
     table = at.dataframe[-1].value.set_index("run")
     assert WARNING in table.loc[NEW, "warning"]
     assert pd.isna(table.loc[OLD, "warning"])
+
+
+def test_a_stopped_resumed_run_says_where_it_stopped_and_what_it_continues(workspace, trained_run):
+    run = add_run(
+        workspace,
+        trained_run,
+        NEW,
+        "stopped",
+        note="stopped by the user",
+        progress={"epoch": 2, "epochs": 6, "step": 10, "steps": 37},
+        stopped_at={"epoch": 2, "step": 10, "steps": 37, "epochs_complete": 1},
+        best={"epoch": 1, "val_auc": 0.9},
+        resumed_from=OLD,
+        first_epoch=2,
+    )
+    at = open_page(workspace, "train")
+    at.session_state["watched_run"] = str(run)
+    at.run()
+    assert not at.exception
+    (outcome,) = [w.value for w in at.warning if w.value.startswith("Stopped")]
+    assert "in epoch 2 at step 10/37" in outcome and "1 of 6 epochs complete" in outcome
+    assert "Best val AUC 0.9000 at epoch 1" in outcome
+    assert f"Resumed from {OLD} at epoch 2: no complete epoch in this run" in outcome
+    assert any(f"resumed from {OLD}" in m.value for m in at.markdown)
+    row = at.dataframe[-1].value.set_index("run").loc[NEW]
+    assert row["resumed from"] == OLD
+    assert "(stopped in epoch 2 at step 10/37)" in row["epochs"]

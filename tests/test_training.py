@@ -228,3 +228,31 @@ def test_epochs_default_to_the_configuration_default_without_resume():
 
     config = config_from_args(build_parser().parse_args(["train", str(SAMPLE_DATASET)]))
     assert config.epochs == TrainConfig.epochs == 10
+
+
+def test_a_resumed_run_stopped_mid_epoch_counts_complete_epochs_in_the_original_numbering(cli_run, workspace):
+    """Stopped at step 1 of the first epoch it trains: that part-epoch is neither validated nor
+    counted; the run says where it stopped, which run it continues, and keeps the original numbering."""
+    from core.model.io import read_model_meta
+    from core.train.job import resume_config, run_training
+    from core.train.runs import summarize_run
+    from core.train.views import outcome_words
+
+    saved = read_model_meta(cli_run / "best.keras")["epoch"]
+    run_dir = workspace / "runs" / "resumed-stopped"
+    run_dir.mkdir(parents=True)
+    request_stop(run_dir)  # honoured after the first batch
+    status = run_training(resume_config(cli_run, epochs=5), run_dir, verbose=False)
+
+    assert status["state"] == "stopped"
+    assert status["stopped_at"] == {"epoch": saved + 1, "step": 1, "steps": 3, "epochs_complete": saved}
+    records = read_metrics(run_dir)
+    assert not [r for r in records if r["kind"] == "epoch"], "a part-epoch was recorded as an epoch"
+    (partial,) = [r for r in records if r["kind"] == "partial_epoch"]
+    assert partial["step"] == 1 and not [key for key in partial if key.startswith("val_")]
+    words = outcome_words(read_status(run_dir))
+    assert f"in epoch {saved + 1} at step 1/3" in words and f"{saved} of 5 epochs complete" in words
+    assert f"Resumed from {cli_run.name} at epoch {saved + 1}" in words
+    summary = summarize_run(run_dir)
+    assert (summary.resumed_from, summary.epochs_done, summary.epochs) == (cli_run.name, saved, 5)
+    assert read_model_meta(run_dir / "model.keras")["best_epoch"] == saved  # resumes at the same epoch

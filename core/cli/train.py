@@ -157,13 +157,19 @@ def _weights_argument(weights: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from core.train.job import run_training
-    from core.train.runs import new_run_dir
+    from core.train.runs import active_run, job_conflict, new_run_dir
+    from core.train.views import outcome_words
 
     config = config_from_args(args)
+    running = active_run()  # refused before a run folder is made, so none is left behind
+    if running is not None and not (args.out and running.resolve() == Path(args.out).resolve()):
+        raise job_conflict(running.name)  # (a job the Train page queued holds the lock for its --out)
     run_dir = Path(args.out) if args.out else new_run_dir(config.architecture)
     status = run_training(config, run_dir, verbose=not args.quiet)
     if status.get("state") == "failed":
         raise RunError(f"training failed: {status.get('error')} (see {run_dir / 'train.log'})")
+    if not args.quiet:
+        print(outcome_words(status), file=sys.stderr)
     if status.get("warning"):
         print(f"warning: {status['warning']}", file=sys.stderr)
     return 0

@@ -40,6 +40,9 @@ def learning_rate(config, steps_per_epoch: int):
     )
 
 
+STOPPED_INSIDE_EPOCH = "patchlens_stopped_inside_epoch"  # set on the model by core.train.reporting
+
+
 def weight_averager(first_epoch: int):
     """A Keras callback keeping the running mean of the trainable weights at the end of every epoch
     from `first_epoch` (1-based) on; `.count` epochs averaged, `.epochs` which ones."""
@@ -56,8 +59,8 @@ def weight_averager(first_epoch: int):
             return len(self.epochs)
 
         def on_epoch_end(self, epoch, logs=None):
-            if epoch + 1 < first_epoch:
-                return
+            if epoch + 1 < first_epoch or getattr(self.model, STOPPED_INSIDE_EPOCH, False):
+                return  # a part of an epoch is not an epoch to average
             values = [np.asarray(v.numpy(), np.float64) for v in self.model.trainable_weights]
             self.epochs.append(epoch + 1)
             if self.mean is None:

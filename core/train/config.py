@@ -93,6 +93,14 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
+        """The configuration in `data` (a config.json), refused in words when a value has the wrong type."""
+        from core.train.records import describe, type_problems
+
+        if not isinstance(data, dict):
+            raise RunError(f"The configuration is damaged: it holds {describe(data)}, not a record.")
+        problems = type_problems(cls, data, "config.json")
+        if problems:
+            raise RunError("The configuration is damaged: " + "; ".join(problems) + ".")
         known = {f.name for f in fields(cls)}
         config = cls(**{k: v for k, v in data.items() if k in known})
         return config.validate()

@@ -21,13 +21,14 @@ import numpy as np
 
 from core.data.hashes import write_training_hashes
 from core.data.normalise import META_KEY
-from core.errors import JobConflictError, ModelError, PatchLensError, RunError
-from core.model.io import AVERAGED_MODEL_FILE, FINAL_MODEL_FILE, read_model_meta, resolve_model_path
+from core.errors import JobConflictError, PatchLensError, RunError
+from core.model.io import AVERAGED_MODEL_FILE, FINAL_MODEL_FILE, read_model_meta
 from core.train.averaging import adopt_average, learning_rate, weight_averager
 from core.train.config import DEFAULT_BATCH_SIZE, GPU_BATCH_SIZE, TrainConfig
 from core.train.data import fit_normaliser, prepare_data
 from core.train.distributed import is_chief, make_strategy
 from core.train.reporting import JobReporter, make_callback, terminal_printer
+from core.train.resume import report_resume, restore_checkpoint, resume_config
 from core.train.runs import (
     acquire_lock,
     active_run,
@@ -55,12 +56,13 @@ def run_training(config: TrainConfig, run_dir: str | Path, *, verbose: bool = Tr
     if not chief:  # other workers train in step with the chief but write only to a scratch folder
         run_dir = Path(tempfile.mkdtemp(prefix="patchlens-worker-"))
     run_dir = Path(run_dir).resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
     existing = read_json(run_dir / "status.json")
-    if existing and existing.get("state") != "queued":
-        raise RunError(f"{run_dir} already holds a run ({existing.get('state')}); choose a new --out.")
-    if chief:
+    if existing is not None and (not isinstance(existing, dict) or existing.get("state") != "queued"):
+        state = existing.get("state") if isinstance(existing, dict) else "damaged"
+        raise RunError(f"{run_dir} already holds a run ({state}); choose a new --out.")
+    if chief:  # before anything is created: a refused job leaves no folder behind
         acquire_lock(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_dir / "config.json", config.to_dict())
     job = JobReporter(run_dir)
     started = time.time()
@@ -191,15 +193,8 @@ def _train(config: TrainConfig, run_dir: Path, job: JobReporter, printer, starte
         weights = None if config.resume_from else config.weights  # a resumed run loads its checkpoint
         model = build_model(config.architecture, seed=config.seed, weights=weights)
         if config.resume_from:
-            initial_epoch = _restore_checkpoint(model, config.resume_from)
-            append_metrics(
-                run_dir,
-                {
-                    "kind": "note",
-                    "text": f"Resumed from {config.resume_from} after epoch {initial_epoch}.",
-                    "time": time.time(),
-                },
-            )
+            initial_epoch = restore_checkpoint(model, config.resume_from)
+            report_resume(run_dir, job, config.resume_from, initial_epoch)
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate(config, steps_per_epoch)),
             loss="binary_crossentropy",
@@ -225,6 +220,10 @@ def _train(config: TrainConfig, run_dir: Path, job: JobReporter, printer, starte
         printer=printer,
         val_majority_rate=float(max(data.val.labels.mean(), 1 - data.val.labels.mean())),
         checkpoint_meta=stain_meta,
+        validation_batches=int(  # each validation: precise BatchNorm's forward passes, then the pass itself
+            np.ceil(min(PRECISE_BN_PATCHES, len(data.train)) / global_batch)
+            + np.ceil(len(data.val) / max(global_batch, 128))
+        ),
     )
     # before each validation: BatchNorm statistics that match the weights (see core.train.batch_norm)
     callbacks = [precise_batch_norm_callback(batch_norm_ds, strategy=strategy), callback]
@@ -300,7 +299,7 @@ def _train(config: TrainConfig, run_dir: Path, job: JobReporter, printer, starte
         pd.DataFrame({"id": data.val.ids, "label": labels, "prob": probs}), run_dir / "val_predictions.csv"
     )
     summary = {
-        "best_epoch": callback.best_epoch,
+        "best_epoch": callback.best_epoch or initial_epoch or None,  # no epoch of its own: its checkpoint
         **({"swa": {k: v for k, v in swa.items() if k != "kind"}} if swa else {}),
         "val_auc": float(roc_auc_score(labels, probs)) if len(np.unique(labels)) == 2 else None,
         "val_accuracy": float(np.mean((probs >= 0.5) == labels)),
@@ -340,53 +339,6 @@ def _store_ood_stats(model, data, model_file: Path, seed: int, job: JobReporter)
         model_file, fit_ood_stats(model, load_pixels(fit_on), fit_on.labels, load_pixels(held_out))
     )
     return round(time.time() - start, 1)
-
-
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A run directory's best checkpoint (else its final model), or the .keras file itself."""
-    try:
-        return resolve_model_path(path, checkpoint=True)
-    except ModelError as error:
-        raise RunError(str(error)) from error
-
-
-def _restore_checkpoint(model, path: str | Path) -> int:
-    """Load a checkpoint's weights (safely) into `model`; returns the epoch it was saved after."""
-    from core.model.io import load_model, read_model_meta
-
-    checkpoint = resolve_checkpoint(path)
-    saved = load_model(checkpoint)
-    if len(saved.weights) != len(model.weights) or any(
-        tuple(a.shape) != tuple(b.shape) for a, b in zip(saved.weights, model.weights)
-    ):
-        raise RunError(f"{checkpoint} does not match the {model.name} architecture; cannot resume from it.")
-    model.set_weights(saved.get_weights())
-    meta = read_model_meta(checkpoint)
-    return int(meta.get("epoch") or meta.get("best_epoch") or 0)
-
-
-def resume_config(
-    run_dir: str | Path,
-    *,
-    epochs: int | None = None,
-    swa_epochs: int | None = None,
-    swa_lr: float | None = None,
-) -> TrainConfig:
-    """The configuration of an earlier run, set to continue from its best checkpoint; `epochs`, when
-    given, is the new total (else the earlier run's); `swa_epochs` and `swa_lr`, when given, replace
-    the earlier run's weight averaging (core.train.averaging)."""
-    run_dir = Path(run_dir)
-    data = read_json(run_dir / "config.json")
-    if not data:
-        raise RunError(f"{run_dir.name} has no readable config.json.")
-    config = TrainConfig.from_dict(data)
-    config.resume_from = str(resolve_checkpoint(run_dir))
-    if epochs is not None:
-        config.epochs = epochs
-    if swa_epochs is not None:
-        config.swa_epochs = swa_epochs
-    config.swa_lr = swa_lr or config.swa_lr
-    return config.validate()
 
 
 # ---------------------------------------------------------------- launching from the page

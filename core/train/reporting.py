@@ -13,7 +13,9 @@ import numpy as np
 
 from core.formatting import ProgressLine
 from core.model.io import CHECKPOINT_FILE
+from core.train.averaging import STOPPED_INSIDE_EPOCH
 from core.train.chance import chance_warning
+from core.train.pace import Pace, eta_words
 from core.train.runs import HEARTBEAT_SECONDS, append_metrics, stop_requested, write_status
 
 BATCH_RECORD_SECONDS = 2.0  # how often a batch-window line is appended to metrics.jsonl
@@ -58,8 +60,11 @@ def make_callback(
     printer: Callable[[str], None] | None,
     val_majority_rate: float | None = None,
     checkpoint_meta: dict | None = None,
+    validation_batches: int = 1,
 ):
     import keras
+
+    pace = Pace(epochs=epochs, steps_per_epoch=steps_per_epoch, validation_batches=validation_batches)
 
     class JobCallback(keras.callbacks.Callback):
         """Writes batch-window and epoch lines, saves the best checkpoint, honours stop requests."""
@@ -74,60 +79,82 @@ def make_callback(
             self.train_start = time.time()
 
         def on_epoch_begin(self, epoch, logs=None):
-            self.epoch = epoch
-            self.epoch_start = self.window_start = time.time()
+            self.epoch, self.step = epoch, 0
+            self.epoch_start = self.window_start = self.last_batch_end = time.time()
             self.window_seen = 0
 
         def on_train_batch_end(self, batch, logs=None):
             logs = logs or {}
             self.window_seen += batch_size
-            now = time.time()
+            now = self.last_batch_end = time.time()
+            self.step = batch + 1
+            pace.step_ended(self.step, now)
             last = batch + 1 == steps_per_epoch
             if now - self.window_start >= BATCH_RECORD_SECONDS or last:
-                rate = self.window_seen / max(now - self.window_start, 1e-9)
-                done_steps = self.epoch * steps_per_epoch + batch + 1
-                eta = (epochs * steps_per_epoch - done_steps) * batch_size / max(rate, 1e-9)
-                record = {
-                    "kind": "batch",
-                    "epoch": self.epoch + 1,
-                    "step": batch + 1,
-                    "steps": steps_per_epoch,
-                    "loss": float(logs.get("loss", np.nan)),
-                    "accuracy": float(logs.get("accuracy", np.nan)),
-                    "patches_per_s": round(rate, 1),
-                    "eta_s": round(eta, 1),
-                    "time": now,
-                }
-                append_metrics(job.run_dir, record)
-                job.update(
-                    progress={
-                        "epoch": self.epoch + 1,
-                        "epochs": epochs,
-                        "step": batch + 1,
-                        "steps": steps_per_epoch,
-                        "patches_per_s": record["patches_per_s"],
-                        "eta_s": record["eta_s"],
-                    },
-                    phase="training",
-                )
-                if printer:
-                    printer(
-                        f"epoch {self.epoch + 1}/{epochs} step {batch + 1}/{steps_per_epoch} "
-                        f"loss {record['loss']:.4f} acc {record['accuracy']:.3f} "
-                        f"{rate:.0f} patches/s ETA {eta / 60:.1f} min"
-                    )
-                self.window_start, self.window_seen = now, 0
+                self.report_batch(logs, now)
             if stop_requested(job.run_dir):
-                job.stop_reason = job.stop_reason or "stopped by the user"
-                self.model.stop_training = True
+                self.stop("stopped by the user")
             elif deadline and now > deadline:
-                job.stop_reason = job.stop_reason or "time budget reached"
-                self.model.stop_training = True
+                self.stop("time budget reached")
+
+        def report_batch(self, logs: dict, now: float) -> None:
+            """One batch-window line in metrics.jsonl and the progress in status.json."""
+            rate = self.window_seen / max(now - self.window_start, 1e-9)
+            eta = pace.eta_s(self.epoch + 1, self.step)
+            record = {
+                "kind": "batch",
+                "epoch": self.epoch + 1,
+                "step": self.step,
+                "steps": steps_per_epoch,
+                "loss": float(logs.get("loss", np.nan)),
+                "accuracy": float(logs.get("accuracy", np.nan)),
+                "patches_per_s": round(rate, 1),
+                "eta_s": None if eta is None else round(eta, 1),
+                "time": now,
+            }
+            append_metrics(job.run_dir, record)
+            progress = {key: record[key] for key in ("epoch", "step", "steps", "patches_per_s", "eta_s")}
+            job.update(progress={**progress, "epochs": epochs}, phase="training")
+            if printer:
+                printer(
+                    f"epoch {self.epoch + 1}/{epochs} step {self.step}/{steps_per_epoch} "
+                    f"loss {record['loss']:.4f} acc {record['accuracy']:.3f} "
+                    f"{rate:.0f} patches/s {eta_words(eta)}"
+                )
+            self.window_start, self.window_seen = now, 0
+
+        def stop(self, reason: str) -> None:
+            """End training after this batch. Stopped inside an epoch, the part-epoch is not validated
+            (Keras would validate it as if whole) and status `stopped_at` says how far the run got."""
+            job.stop_reason = job.stop_reason or reason
+            self.model.stop_training = True
+            partial = self.step < steps_per_epoch
+            if partial:  # Keras' trainer asks _should_eval before validating an epoch
+                self.model._should_eval = lambda epoch, validation_freq: False
+                setattr(self.model, STOPPED_INSIDE_EPOCH, True)  # nor is it averaged
+            stopped_at = {"epoch": self.epoch + 1, "step": self.step, "steps": steps_per_epoch}
+            job.update(stopped_at={**stopped_at, "epochs_complete": self.epoch + (0 if partial else 1)})
+
+        def partial_epoch_end(self, epoch: int, logs: dict) -> None:
+            """A stopped part of an epoch: its training metrics as `partial_epoch`, never a best epoch."""
+            record = {
+                "kind": "partial_epoch",
+                "epoch": epoch + 1,
+                "step": self.step,
+                "steps": steps_per_epoch,
+            }
+            record.update({key: float(logs[key]) for key in ("loss", "accuracy", "auc") if key in logs})
+            append_metrics(job.run_dir, {**record, "time": time.time()})
+            if printer:
+                printer(f"epoch {epoch + 1} stopped at step {self.step}/{steps_per_epoch}", newline=True)
 
         def on_epoch_end(self, epoch, logs=None):
             from core.model.io import save_model
 
             logs = logs or {}
+            if self.step < steps_per_epoch:
+                self.partial_epoch_end(epoch, logs)
+                return
             optimizer = self.model.optimizer
             lr = optimizer.learning_rate
             lr = float(lr(optimizer.iterations) if callable(lr) else np.asarray(lr))
@@ -171,6 +198,7 @@ def make_callback(
             if not np.isnan(train_auc):
                 self.top_train_auc = max(train_auc, self.top_train_auc or train_auc)
             self.report_chance(epoch + 1)
+            pace.validation_ended(time.time() - self.last_batch_end)
 
         def report_chance(self, epoch: int) -> None:
             """Set (or clear) status `warning` for the model the run would deliver (its best checkpoint):

@@ -4,8 +4,9 @@ A run directory holds `config.json`, `status.json` (state, error, pid, heartbeat
 `warning`), `metrics.jsonl` (one JSON object a line, appended and flushed), `best.keras` (best
 validation AUC), `model.keras` (final), `val_predictions.csv` (id,label,prob) and `train.log` (the
 job's own output). Every file except the append-only metrics is written atomically (temp file + rename).
-This module also owns what a run offers: the model to use, the checkpoint to resume from, and the
-progress of a running job in words.
+Every file is read through core.train.records, so a damaged one reads as words, never a traceback.
+This module also owns what a run offers: the model to use and the checkpoint to resume from; how a
+run is shown (progress in words, curves) is core.train.views.
 """
 
 from __future__ import annotations
@@ -22,6 +23,17 @@ from core.errors import JobConflictError, RunError
 from core.files import atomic_write_bytes, atomic_write_json, read_json
 from core.model.io import CHECKPOINT_FILE, FINAL_MODEL_FILE, run_checkpoint_path, run_model_path
 from core.settings import PROJECT_DIR, runs_dir, workspace_dir
+from core.train.records import (
+    LockRecord,
+    RunConfigRecord,
+    metric_line,
+    parse,
+    read_raw,
+    read_record,
+    status_dict,
+    type_problems,
+)
+from core.train.views import STARTING_TEXT, WEIGHT_AVERAGE, curves_long, run_progress  # noqa: F401 (were here)
 
 STATES = ("queued", "running", "finished", "failed", "stopped")
 ACTIVE_STATES = ("queued", "running")
@@ -87,7 +99,8 @@ def write_status(run_dir: str | Path, state: str, **fields) -> dict:
     if state not in STATES:
         raise ValueError(f"unknown state {state!r}")
     path = Path(run_dir) / "status.json"
-    status = read_json(path, {}) or {}
+    status = read_json(path, {})
+    status = status if isinstance(status, dict) else {}  # a damaged file is replaced, not kept
     status.update(fields)
     status["state"] = state
     status["heartbeat"] = time.time()
@@ -96,13 +109,21 @@ def write_status(run_dir: str | Path, state: str, **fields) -> dict:
 
 
 def read_status(run_dir: str | Path) -> dict:
-    """status.json, with a dead job (no live process, stale heartbeat) reported as failed."""
+    """status.json validated (core.train.records.RunStatus: every field of its type, problems in
+    `damaged`), with a dead job (no live process, stale heartbeat) reported as failed."""
     run_dir = Path(run_dir)
-    status = read_json(run_dir / "status.json")
-    if status is None:
+    raw, problem = read_raw(run_dir / "status.json")
+    if raw is None:
         if not run_dir.is_dir():
             raise RunError(f"Run {run_dir.name} no longer exists.")
-        return {"state": "failed", "error": "status.json is missing or unreadable."}
+        problem = problem or "status.json is missing"
+        return status_dict({"error": f"{problem}.", "damaged": problem}) | {"damaged": problem}
+    status = status_dict(raw)
+    if status["state"] not in STATES:
+        status["damaged"] = "; ".join(
+            filter(None, [status["damaged"], f"status.json: unknown state {status['state']!r}"])
+        )
+        status["state"] = "failed"
     state = status.get("state")
     if state in ACTIVE_STATES:
         age = time.time() - float(status.get("heartbeat") or 0)
@@ -151,19 +172,30 @@ def append_metrics(run_dir: str | Path, record: dict) -> None:
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
-    """Every complete line of metrics.jsonl (a half-written last line is skipped)."""
+    """Every sound line of metrics.jsonl (core.train.records.metric_line); damaged lines are left out."""
+    return read_metrics_checked(run_dir)[0]
+
+
+def read_metrics_checked(run_dir: str | Path) -> tuple[list[dict], int]:
+    """The sound lines of metrics.jsonl and how many complete lines were damaged (a half-written last
+    line, the job still appending it, is not counted)."""
     path = Path(run_dir) / "metrics.jsonl"
-    records = []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return records
-    for line in lines:
+        return [], 0
+    lines = text.splitlines()
+    records, damaged = [], 0
+    for number, line in enumerate(lines, 1):
         try:
-            records.append(json.loads(line))
+            record = metric_line(json.loads(line))
         except ValueError:
-            continue
-    return records
+            record = None
+        if record is not None:
+            records.append(record)
+        elif line.strip() and (number < len(lines) or text.endswith("\n")):
+            damaged += 1
+    return records, damaged
 
 
 # ---------------------------------------------------------------- the workspace lock
@@ -181,6 +213,12 @@ def job_conflict(running: str) -> JobConflictError:
     )
 
 
+def lock_holder() -> LockRecord:
+    """train.lock as a record; a damaged lock reads as held by nobody (and is taken over)."""
+    holder, _ = read_record(LockRecord, lock_path())
+    return holder or LockRecord()
+
+
 def acquire_lock(run_dir: str | Path, pid: int | None = None) -> None:
     """Take the one-job-per-workspace lock for `run_dir`.
 
@@ -194,12 +232,12 @@ def acquire_lock(run_dir: str | Path, pid: int | None = None) -> None:
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
-            holder = read_json(path, {}) or {}
-            holder_dir = holder.get("run_dir")
+            holder = lock_holder()
+            holder_dir = holder.run_dir
             if holder_dir == str(run_dir):
                 atomic_write_bytes(path, record.encode())
                 return
-            if holder_dir and is_active(holder_dir) or (not holder_dir and pid_alive(holder.get("pid"))):
+            if holder_dir and is_active(holder_dir) or (not holder_dir and pid_alive(holder.pid)):
                 raise job_conflict(Path(holder_dir).name if holder_dir else "unknown") from None
             path.unlink(missing_ok=True)  # stale lock of a job that is gone
             continue
@@ -210,16 +248,13 @@ def acquire_lock(run_dir: str | Path, pid: int | None = None) -> None:
 
 
 def release_lock(run_dir: str | Path) -> None:
-    path = lock_path()
-    holder = read_json(path, {}) or {}
-    if holder.get("run_dir") == str(Path(run_dir).resolve()):
-        path.unlink(missing_ok=True)
+    if lock_holder().run_dir == str(Path(run_dir).resolve()):
+        lock_path().unlink(missing_ok=True)
 
 
 def active_run() -> Path | None:
     """The run directory of the job running in this workspace, if any."""
-    holder = read_json(lock_path(), {}) or {}
-    run_dir = holder.get("run_dir")
+    run_dir = lock_holder().run_dir
     if run_dir and is_active(run_dir):
         return Path(run_dir)
     return None
@@ -241,7 +276,10 @@ class RunSummary:
     error: str | None = None
     warning: str | None = None  # a plain-words concern the job raised (e.g. validation at chance)
     model_path: Path | None = None
-    config: dict = field(default_factory=dict)
+    config: dict = field(default_factory=dict)  # config.json as written; {} when it is damaged
+    damaged: str | None = None  # what is wrong with the run's files, in words (core.train.records)
+    resumed_from: str | None = None  # the run this one continues
+    stopped_at: dict | None = None  # where a run stopped early (core.train.records.StoppedAt)
 
     @property
     def has_model(self) -> bool:
@@ -255,8 +293,19 @@ class RunSummary:
     # The epoch records are read only when a view asks for them: the sidebar lists every run on
     # every page and needs none of this.
     @cached_property
+    def _metrics(self) -> tuple[list[dict], int]:
+        return read_metrics_checked(self.path)
+
+    @property
     def records(self) -> list[dict]:
-        return read_metrics(self.path)
+        return self._metrics[0]
+
+    @property
+    def problems(self) -> str | None:
+        """What is damaged in the run's files, metrics.jsonl included, in words."""
+        bad = self._metrics[1]
+        lines = f"metrics.jsonl: {bad} damaged line{'s' * (bad > 1)} left out" if bad else None
+        return "; ".join(filter(None, [self.damaged, lines])) or None
 
     @cached_property
     def epoch_records(self) -> list[dict]:
@@ -264,7 +313,15 @@ class RunSummary:
 
     @property
     def epochs_done(self) -> int:
-        return len(self.epoch_records)
+        """Complete epochs in the original numbering: a resumed run counts its source's epochs too."""
+        before = (self.stopped_at or {}).get("epochs_complete", 0)  # a stop before any epoch of its own
+        return max((r["epoch"] for r in self.epoch_records), default=before)
+
+    @property
+    def epochs_here(self) -> tuple[int, int] | None:
+        """The first and last complete epoch this run trained itself, when it continues another."""
+        epochs = [r["epoch"] for r in self.epoch_records]
+        return (min(epochs), max(epochs)) if self.resumed_from and epochs else None
 
     @cached_property
     def _best_epoch(self) -> dict:
@@ -299,24 +356,40 @@ def new_run_dir(name: str | None = None, root: Path | None = None) -> Path:
 
 
 def summarize_run(run_dir: str | Path) -> RunSummary:
+    """A run as the registry shows it; damaged files (core.train.records) read as words in `damaged`."""
+    from core.train.config import TrainConfig
+
     run_dir = Path(run_dir)
-    config = read_json(run_dir / "config.json", {}) or {}
+    raw, problem = read_raw(run_dir / "config.json")
+    config, problems = parse(RunConfigRecord, raw, "config.json")
+    if isinstance(raw, dict):
+        problems = type_problems(TrainConfig, raw, "config.json")
     status = read_status(run_dir)
-    data = config.get("data") or []
     return RunSummary(
         path=run_dir,
         name=run_dir.name,
-        state=status.get("state", "failed"),
-        architecture=config.get("architecture", ""),
-        data=", ".join(Path(d).name for d in data) if isinstance(data, list) else str(data),
-        epochs=int(config.get("epochs") or 0),
+        state=status["state"],
+        architecture=config.architecture,
+        data=", ".join(Path(d).name for d in config.data),
+        epochs=config.epochs,
         duration_s=status.get("duration_s"),
         started=status.get("started"),
         error=status.get("error"),
         warning=status.get("warning"),
         model_path=run_model_path(run_dir),
-        config=config,
+        config=raw if isinstance(raw, dict) and not problems else {},
+        damaged="; ".join(filter(None, [problem, *problems, status.get("damaged")])) or None,
+        resumed_from=status.get("resumed_from") or checkpoint_run(config.resume_from),
+        stopped_at=status.get("stopped_at"),
     )
+
+
+def checkpoint_run(checkpoint: str | None) -> str | None:
+    """The name of the run a checkpoint path (a run's .keras file, or the run directory) belongs to."""
+    if not checkpoint:
+        return None
+    path = Path(checkpoint)
+    return path.parent.name if path.suffix == ".keras" else path.name
 
 
 def list_runs(root: Path | None = None) -> list[RunSummary]:
@@ -343,64 +416,3 @@ def delete_run(run_dir: str | Path) -> None:
     trash = run_dir.with_name(f".deleting-{run_dir.name}-{os.getpid()}")
     os.replace(run_dir, trash)
     shutil.rmtree(trash, ignore_errors=True)
-
-
-# ---------------------------------------------------------------- views for the page
-
-STARTING_TEXT = "starting TensorFlow…"
-
-
-def run_progress(status: dict) -> tuple[float, str]:
-    """How far a queued or running job is, as a fraction in [0, 1] and a line of text.
-
-    Before the first batch has reported (queued, importing TensorFlow, preparing data, tracing the
-    model) there is no step count to show: the text says what the job is doing instead.
-    """
-    progress = status.get("progress") or {}
-    phase = status.get("phase") or ""
-    epoch, step = progress.get("epoch") or 0, progress.get("step") or 0
-    if status.get("state") == "queued" or epoch < 1 or step < 1:
-        early = phase and phase not in ("starting", "building the model", "training")
-        return 0.0, f"{phase}…" if early else STARTING_TEXT
-    epochs, steps = max(progress.get("epochs") or epoch, 1), max(progress.get("steps") or step, 1)
-    fraction = min(max((epoch - 1 + step / steps) / epochs, 0.0), 1.0)
-    text = (
-        f"epoch {epoch}/{epochs} · step {step}/{steps} · {progress.get('patches_per_s') or 0:.0f} patches/s"
-        f" · ETA {(progress.get('eta_s') or 0) / 60:.1f} min"
-    )
-    if phase and phase != "training":
-        text += f" · {phase}…"
-    return fraction, text
-
-
-WEIGHT_AVERAGE = "validation, weight average"  # the split of a run's averaged weights in curves_long
-
-
-def curves_long(records: list[dict], run_name: str = "") -> object:
-    """Long-form curves for plotting: columns run, epoch, metric (loss/accuracy/auc), split, value.
-
-    Batch-window lines give the training curve inside an epoch (fractional epochs), so a chart grows
-    while the first epoch runs; epoch lines give the validation points; a weight average
-    (core.train.averaging) is one point of split WEIGHT_AVERAGE at the last epoch it averages.
-    """
-    import pandas as pd
-
-    rows = []
-    for r in records:
-        if r.get("kind") == "batch":
-            x = r["epoch"] - 1 + r["step"] / max(r["steps"], 1)
-            for metric in ("loss", "accuracy"):
-                if r.get(metric) is not None:
-                    rows.append((run_name, x, metric, "train (running)", r[metric]))
-        elif r.get("kind") == "epoch":
-            for metric in ("loss", "accuracy", "auc"):
-                for split, key in (("train", metric), ("validation", f"val_{metric}")):
-                    if r.get(key) is not None:
-                        rows.append((run_name, float(r["epoch"]), metric, split, r[key]))
-        elif r.get("kind") == "swa":  # the weight average's validation, at its last epoch
-            for metric in ("loss", "accuracy", "auc"):
-                if r.get(f"val_{metric}") is not None:
-                    rows.append(
-                        (run_name, float(r["last_epoch"]), metric, WEIGHT_AVERAGE, r[f"val_{metric}"])
-                    )
-    return pd.DataFrame(rows, columns=["run", "epoch", "metric", "split", "value"])

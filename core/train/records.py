@@ -1,0 +1,268 @@
+"""The one validated reader of a run's files: status.json, config.json, metrics.jsonl and train.lock.
+
+Each file is a typed record (a dataclass with defaults). `parse(Record, raw, what)` keeps every field
+whose value has the declared type and puts the default in place of any other, naming each problem in
+words ("status.json: pid is 'abc', not a whole number"). A file that is not a JSON object at all reads
+as the record's defaults with one such problem. Readers show the problems as "damaged: …" and carry
+on, so one damaged file never takes a page, the CLI or the runs table down.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import TypeVar, get_args, get_origin, get_type_hints
+
+Record = TypeVar("Record")
+TYPE_WORDS = {int: "a whole number", float: "a number", str: "text", bool: "true or false", dict: "a record"}
+
+
+@dataclass
+class Progress:
+    """Where a running job is: status.json `progress`."""
+
+    epoch: int = 0
+    epochs: int = 0
+    step: int = 0
+    steps: int = 0
+    patches_per_s: float = 0.0
+    eta_s: float | None = None
+
+
+@dataclass
+class EpochScore:
+    """The validation of one epoch: status.json `best`."""
+
+    epoch: int | None = None
+    val_auc: float | None = None
+    val_accuracy: float | None = None
+
+
+@dataclass
+class Average:
+    """A run's weight average (core.train.averaging): status.json `swa`."""
+
+    first_epoch: int = 0
+    last_epoch: int = 0
+    adopted: bool = False
+    val_auc: float | None = None
+    val_accuracy: float | None = None
+    val_loss: float | None = None
+
+
+@dataclass
+class StoppedAt:
+    """Where a stopped run stopped: status.json `stopped_at` (core.train.reporting)."""
+
+    epoch: int = 0
+    step: int = 0
+    steps: int = 0
+    epochs_complete: int = 0
+
+
+@dataclass
+class RunStatus:
+    """status.json: the job's state and everything it reports while and after it runs."""
+
+    state: str = "failed"
+    phase: str | None = None
+    error: str | None = None
+    warning: str | None = None
+    note: str | None = None
+    notes: list[str] = field(default_factory=list)
+    pid: int | None = None
+    heartbeat: float = 0.0
+    created: float | None = None
+    started: float | None = None
+    finished: float | None = None
+    duration_s: float | None = None
+    progress: Progress | None = None
+    best: EpochScore | None = None
+    swa: Average | None = None
+    stopped_at: StoppedAt | None = None
+    resumed_from: str | None = None  # the run a resumed job continues
+    first_epoch: int | None = None  # the first epoch this job trains (original numbering)
+    best_epoch: int | None = None
+    val_auc: float | None = None
+    val_accuracy: float | None = None
+    temperature: float | None = None
+    n_train: int | None = None
+    n_val: int | None = None
+    stale: bool = False
+    damaged: str | None = None  # the problems found reading the file, in words
+
+
+@dataclass
+class RunConfigRecord:
+    """The fields of config.json the registry shows (the full TrainConfig is checked by its validate)."""
+
+    data: list[str] = field(default_factory=list)
+    architecture: str = ""
+    epochs: int = 0
+    swa_epochs: int = 0
+    resume_from: str | None = None
+
+
+@dataclass
+class LockRecord:
+    """train.lock: which run holds the one-job-per-workspace lock."""
+
+    run_dir: str | None = None
+    pid: int | None = None
+    time: float | None = None
+
+
+@dataclass
+class MetricLine:
+    """The fields every consumer of a metrics.jsonl line relies on, by kind."""
+
+    kind: str = ""
+    epoch: int | None = None
+    step: int | None = None
+    steps: int | None = None
+    last_epoch: int | None = None
+    text: str | None = None
+
+
+REQUIRED_BY_KIND = {
+    "batch": ("epoch", "step", "steps"),
+    "epoch": ("epoch",),
+    "partial_epoch": ("epoch", "step", "steps"),
+    "swa": ("last_epoch",),
+    "note": ("text",),
+}
+METRIC_NUMBERS = ("loss", "accuracy", "auc", "val_loss", "val_accuracy", "val_auc")
+
+
+# ---------------------------------------------------------------- the parser
+
+
+def parse(record: type[Record], raw: object, what: str) -> tuple[Record, list[str]]:
+    """`record` filled from `raw`: each field of the declared type kept, any other replaced by its
+    default; returns it with the problems found, each in words prefixed by `what`."""
+    if not isinstance(raw, dict):
+        return record(), [f"{what} holds {describe(raw)}, not a record"]
+    values, problems = _checked(record, raw, what)
+    return record(**values), problems
+
+
+def type_problems(record: type, raw: dict, what: str) -> list[str]:
+    """The fields of `raw` whose values do not have `record`'s declared types, in words."""
+    return _checked(record, raw, what)[1]
+
+
+def _checked(record: type, raw: dict, what: str) -> tuple[dict, list[str]]:
+    hints = get_type_hints(record)
+    values, problems = {}, []
+    for spec in fields(record):
+        if spec.name not in raw or spec.name == "damaged":
+            continue
+        value, ok = _coerce(hints[spec.name], raw[spec.name])
+        if ok:
+            values[spec.name] = value
+        else:
+            problems.append(
+                f"{what}: {spec.name} is {describe(raw[spec.name])}, not {_words(hints[spec.name])}"
+            )
+    return values, problems
+
+
+def _coerce(hint, value) -> tuple[object, bool]:
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None, True
+        for arg in (a for a in args if a is not type(None)):
+            coerced, ok = _coerce(arg, value)
+            if ok:
+                return coerced, True
+        return None, False
+    if origin is list:
+        ok = isinstance(value, list) and all(_coerce(args[0], item)[1] for item in value)
+        return (list(value), True) if ok else (None, False)
+    if is_dataclass(hint):
+        nested, problems = parse(hint, value, "")
+        return nested, not problems
+    if hint is float:
+        return (float(value), True) if _is_number(value) else (None, False)
+    if hint is int:
+        whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        return (int(value), True) if whole and not isinstance(value, bool) else (None, False)
+    if hint is bool:
+        return value, isinstance(value, bool)
+    return value, isinstance(value, hint)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _words(hint) -> str:
+    args = [a for a in get_args(hint) if a is not type(None)]
+    if args and get_origin(hint) is not list:
+        return _words(args[0])
+    if get_origin(hint) is list:
+        return "a list of text"
+    return TYPE_WORDS.get(hint, "a record")
+
+
+def describe(value) -> str:
+    """A value as a user should read it in a problem: short, with its kind."""
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "null"
+    text = json.dumps(value) if isinstance(value, str) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "…"
+
+
+# ---------------------------------------------------------------- the files
+
+
+def read_raw(path: Path) -> tuple[object, str | None]:
+    """The JSON in `path` (None when missing) and a problem when it is not JSON."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None, None
+    except OSError as error:
+        return None, f"{path.name} cannot be read ({error.strerror})"
+    try:
+        return json.loads(text), None
+    except ValueError:
+        return None, f"{path.name} is not valid JSON"
+
+
+def read_record(record: type[Record], path: Path) -> tuple[Record | None, list[str]]:
+    """`record` read from the JSON file at `path`; None (no problem) when the file is missing."""
+    raw, problem = read_raw(path)
+    if problem:
+        return record(), [problem]
+    if raw is None and not path.exists():
+        return None, []
+    return parse(record, raw, path.name)
+
+
+def status_dict(raw: object, what: str = "status.json") -> dict:
+    """status.json as a validated dict (RunStatus' fields), its problems joined in `damaged`."""
+    status, problems = parse(RunStatus, raw, what)
+    if problems:
+        status.damaged = "; ".join(problems)
+    return asdict(status)
+
+
+def metric_line(raw: object) -> dict | None:
+    """One metrics.jsonl line if a consumer can rely on it: a JSON object whose kind's fields have their
+    types, and whose metrics are numbers (others dropped); None for a damaged line."""
+    line, problems = parse(MetricLine, raw, "")
+    required = REQUIRED_BY_KIND.get(line.kind, ())
+    if problems or any(getattr(line, name) is None for name in required):
+        return None
+    kept = dict(raw)
+    for name in METRIC_NUMBERS:
+        if name in kept and not _is_number(kept[name]):
+            del kept[name]
+    return kept
