@@ -179,7 +179,7 @@ def main() -> None:
     # 2. non-H&E families
     rows = [rate_row(name, rep) for name, rep in made_reports.items()]
     targeted = [name for name in made_reports if not name.startswith("(informative)")]
-    pooled = {k: np.concatenate([made_reports[f].masks[k] for f in targeted]) for k in quality.QUALITY_FLAGS}
+    pooled = {k: np.concatenate([made_reports[f].masks[k] for f in targeted]) for k in quality.IMAGE_FLAGS}
     pooled_report = quality.QualityReport(
         **{
             k: np.concatenate([made_reports[f].measurements()[k] for f in targeted])
