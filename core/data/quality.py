@@ -50,7 +50,7 @@ OK = "ok"
 FLAG_SEPARATOR = ";"
 
 FLAG_MEANINGS = {
-    "background": "too little tissue (blank glass, fat or the slide's edge)",
+    "background": "too little tissue (blank glass, fat, the slide's edge, an empty grey or dark field)",
     "not_he": "colours or texture unlike an H&E stain (another stain, a photo, noise, a solid colour)",
     "blurred": "out of focus: far less fine detail than real patches show",
     OUT_OF_DISTRIBUTION: "unlike this model's training data — its probability is not meaningful",
