@@ -2,14 +2,18 @@
 
 Owns the image flags every scored patch gets (an empty set means `ok`):
 
-- `background`: too little tissue — blank glass, fat, the slide's edge. A 4x4 block counts as
-  glass when it is pale and colourless (HSV saturation of the block's mean colour < 0.07, PCam's
-  own background criterion, and brighter than GLASS_MIN_VALUE).
+- `background`: too little tissue — blank glass, fat, the slide's edge, an empty grey or black field.
+  A 4x4 block holds no tissue when it is pale and colourless (HSV saturation of the block's mean
+  colour < 0.07, PCam's own background criterion, and brighter than GLASS_MIN_VALUE), darker but
+  still nearly grey (saturation < GREY_MAX_SATURATION: out-of-focus glass, the slide's edge), or
+  too dark to pass light (brightest channel < DARK_MAX_LEVEL): stained tissue is coloured.
 - `not_he`: colours or texture unlike H&E. Colour is judged in optical density (OD), where stains
   add linearly (core.data.stains): each tissue block's OD direction is split into its hue within the
   haematoxylin–eosin plane (0° = haematoxylin, ~39° = eosin) and its elevation out of that plane.
-  DAB brown, yellow, red, green and blue lie outside the band real H&E occupies; IHC, whose DAB and
-  bluish counterstain both project near haematoxylin, has a patch hue below the pink–purple band.
+  DAB brown, yellow, red, green and blue lie outside the band real H&E occupies. IHC's DAB and
+  bluish counterstain both project near haematoxylin, so a patch hue at the haematoxylin end is
+  `not_he` only with DAB's signature: many blocks far out of the plane (DAB's elevation is 0.60).
+  Real haematoxylin-heavy H&E (dense nuclei, lymphocytes, tumour) has the same low hue without it.
   Texture catches what colour cannot: a solid colour has no contrast, and iid noise has no
   correlation between neighbouring pixels (tissue imaged at 10x has a lot).
 - `blurred`: out of focus — the Laplacian energy of the tissue relative to its contrast (grey-level
@@ -22,8 +26,9 @@ Owns the image flags every scored patch gets (an empty set means `ok`):
 `background` patches are not judged for `not_he` or `blurred`: there is too little tissue for
 either to mean anything. Flags are computed from named boolean masks (`QualityReport.masks`).
 
-Thresholds are calibrated on 25,074 real PCam patches (bench/calibrate_quality.py; results in
-BENCHMARKS.md, "Input-quality gate"). Everything is vectorised numpy over a batch; no TensorFlow.
+Thresholds are calibrated on the PCam-train JPEGs and the Kaggle TIFFs and checked on the held-out
+PCam-valid slides (bench/calibrate_quality.py; BENCHMARKS.md, "Input-quality gate"). Everything is
+vectorised numpy over a batch; no TensorFlow.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ OK = "ok"
 FLAG_SEPARATOR = ";"
 
 FLAG_MEANINGS = {
-    "background": "too little tissue (blank glass, fat or the slide's edge)",
+    "background": "too little tissue (blank glass, fat, the slide's edge, an empty grey or dark field)",
     "not_he": "colours or texture unlike an H&E stain (another stain, a photo, noise, a solid colour)",
     "blurred": "out of focus: far less fine detail than real patches show",
     OUT_OF_DISTRIBUTION: "unlike this model's training data — its probability is not meaningful",
@@ -60,30 +65,37 @@ FLAG_BADGES = {
 NOT_MEANINGFUL = "— (not meaningful)"  # the call shown for a flagged patch
 
 # ----------------------------------------------------------------------------- thresholds
-# Calibrated with bench/calibrate_quality.py on every real patch of the shared data (3,329 Kaggle
-# TIFFs + 21,745 PCam JPEGs) and on made-up and photographed non-H&E images (BENCHMARKS.md,
-# "Input-quality gate", 2026-11-27): 0.76 % of the real patches get `not_he` or `blurred` (TIFF
-# 0.45 %, JPEG 0.81 %), 2.1 % get `background`, and every non-H&E family gets some flag on
-# ≥ 99.7 % of its images. "real q0.5" below = 0.5 % quantile over the real patches with tissue.
+# Calibrated with bench/calibrate_quality.py on the calibration slides (18,838 PCam-train JPEGs +
+# 3,329 Kaggle TIFFs) and on made-up and photographed non-H&E images, then measured on the held-out
+# PCam-valid slides (2,907 JPEGs; BENCHMARKS.md, "Input-quality gate", 2026-12-06). "real q0.5"
+# below = 0.5 % quantile over the real patches with tissue.
 
 BLOCK = 4  # px: colour is judged on 4x4 block means (the blur of PCam's background criterion)
 GLASS_MAX_SATURATION = 0.07  # PCam's background criterion: HSV saturation below it is colourless
-GLASS_MIN_VALUE = 0.6  # ...and glass is bright: a darker colourless block (grey, black) is not glass
+GLASS_MIN_VALUE = 0.6  # ...and glass is bright; darker blocks are empty when nearly grey:
+GREY_MAX_SATURATION = 0.20  # grey glass, the slide's edge (stained tissue this dark is saturated)
+DARK_MAX_LEVEL = 50  # a block whose brightest channel is below this passes too little light to judge
 BACKGROUND_MAX_TISSUE = 0.10  # < 10 % tissue blocks: `background` (524 real patches: glass, fat)
 STAIN_MIN_OD = 0.15  # blocks fainter than this OD have too little stain for a reliable direction
 HUE_BAND = (-12.0, 48.0)  # degrees: around the real tissue blocks, a block's hue must lie here...
 ELEVATION_BAND = (-0.18, 0.50)  # ...and its elevation (sine of the angle out of the H–E plane) here
 MAX_OFF_STAIN_FRACTION = 0.10  # more off-band blocks: `not_he` (real q99.9 0.017; IHC slide q50 0.55)
 # The hue of the patch's summed stain must lie in the pink–purple band (degrees): real q0.5 3.7,
-# q99.9 25.5; real patches recoloured as IHC q99.9 3.5; the real IHC slide at most 0.01.
-PATCH_HUE_BAND = (4.0, 32.0)
+# q99.9 25.5; grey and black photos -4 to -8 (grey itself is -5.4).
+PATCH_HUE_BAND = (0.0, 32.0)
+# Below DAB_HUE_BELOW (real q0.5; haematoxylin-heavy tissue) the patch is `not_he` only when more than
+# MAX_DAB_FRACTION of its stained blocks rise above DAB_MIN_ELEVATION out of the H–E plane: real
+# patches with such a hue q99 0.075, max 0.44; real IHC slide crops at least 0.60.
+DAB_HUE_BELOW = 4.0
+DAB_MIN_ELEVATION = 0.45
+MAX_DAB_FRACTION = 0.30
 # Two stains spread the blocks' hues (degrees; real q0.5 1.46); one ink or dye does not (text q99 0.91).
 MIN_HUE_SPREAD = 1.0
 MIN_STAINED_BLOCKS = 16  # fewer stained blocks than this are too few to measure a spread
 MIN_CONTRAST = 4.0  # grey-level std below which a patch is a solid colour (real q0.1 10.5)
-MIN_NEIGHBOUR_CORRELATION = 0.15  # independent pixels: noise (real q0.1 0.23; noise max 0.02)
-# Laplacian energy / grey variance over the tissue: real q0.5 0.88, real blurred sigma 2 at most 0.13.
-MIN_SHARPNESS = 0.35
+MIN_NEIGHBOUR_CORRELATION = 0.08  # independent pixels: noise (real q0.1 0.23; noise max 0.02)
+# Laplacian energy / grey variance over the tissue: real q0.5 0.88, real blurred sigma 2 at most 0.16.
+MIN_SHARPNESS = 0.25
 
 # The H–E plane: haematoxylin, the part of eosin orthogonal to it, and the plane's normal.
 _EOSIN_IN_PLANE = EOSIN - (EOSIN @ HAEMATOXYLIN) * HAEMATOXYLIN
@@ -100,6 +112,7 @@ class QualityReport:
 
     tissue_fraction : share of 4x4 blocks that are not blank glass.
     off_stain_fraction : share of stained tissue blocks whose OD lies outside the H&E band.
+    dab_fraction : share of stained tissue blocks above DAB_MIN_ELEVATION out of the H–E plane.
     stain_hue : hue (degrees) of the patch's summed tissue OD in the H–E plane; NaN without stain.
     stain_hue_spread : standard deviation (degrees) of the stained blocks' hues; NaN with fewer
         than MIN_STAINED_BLOCKS of them.
@@ -111,6 +124,7 @@ class QualityReport:
 
     tissue_fraction: np.ndarray
     off_stain_fraction: np.ndarray
+    dab_fraction: np.ndarray
     stain_hue: np.ndarray
     stain_hue_spread: np.ndarray
     contrast: np.ndarray
@@ -140,6 +154,7 @@ class QualityReport:
         return {
             "tissue_fraction": self.tissue_fraction,
             "off_stain_fraction": self.off_stain_fraction,
+            "dab_fraction": self.dab_fraction,
             "stain_hue": self.stain_hue,
             "stain_hue_spread": self.stain_hue_spread,
             "contrast": self.contrast,
@@ -176,7 +191,7 @@ def assess(patches: np.ndarray) -> QualityReport:
     blocks = _block_sums(x, np.uint16)
     tissue = ~_is_glass(blocks)
     tissue_fraction = tissue.mean(axis=(1, 2), dtype=np.float64)
-    off_stain, hue, hue_spread = _stain_measures(blocks, tissue)
+    off_stain, dab, hue, hue_spread = _stain_measures(blocks, tissue)
     grey = _grey_levels(x)
     centred = grey - grey.mean(axis=(1, 2), keepdims=True)
     contrast = np.sqrt(np.einsum("nij,nij->n", centred, centred, dtype=np.float64) / PIXELS)
@@ -189,6 +204,7 @@ def assess(patches: np.ndarray) -> QualityReport:
     with np.errstate(invalid="ignore"):  # NaN (too few stained blocks to tell) raises nothing
         one_dye = hue_spread < MIN_HUE_SPREAD
         hue_outside = (hue < PATCH_HUE_BAND[0]) | (hue > PATCH_HUE_BAND[1])
+        hue_outside |= (hue < DAB_HUE_BELOW) & (dab > MAX_DAB_FRACTION)  # IHC: DAB beside haematoxylin
     colour = (off_stain > MAX_OFF_STAIN_FRACTION) | hue_outside | one_dye
     texture = flat | (correlation < MIN_NEIGHBOUR_CORRELATION)
     not_he = judged & (colour | texture)
@@ -196,6 +212,7 @@ def assess(patches: np.ndarray) -> QualityReport:
     return QualityReport(
         tissue_fraction=tissue_fraction,
         off_stain_fraction=off_stain,
+        dab_fraction=dab,
         stain_hue=hue,
         stain_hue_spread=hue_spread,
         contrast=contrast,
@@ -246,21 +263,26 @@ def _block_sums(values: np.ndarray, dtype=None) -> np.ndarray:
 
 
 def _is_glass(blocks: np.ndarray) -> np.ndarray:
-    """(n, 24, 24) bool: blocks that are colourless (PCam's saturation criterion) and bright."""
+    """(n, 24, 24) bool: blocks without tissue: colourless (PCam's saturation criterion) and bright,
+    nearly grey and darker, or too dark to pass light."""
     red, green, blue = blocks[..., 0], blocks[..., 1], blocks[..., 2]
     brightest = np.maximum(np.maximum(red, green), blue)
-    darkest = np.minimum(np.minimum(red, green), blue)
-    colourless = (brightest - darkest) < GLASS_MAX_SATURATION * brightest
-    return colourless & (brightest >= GLASS_MIN_VALUE * 255.0 * BLOCK * BLOCK)
+    chroma = brightest - np.minimum(np.minimum(red, green), blue)
+    bright = brightest >= GLASS_MIN_VALUE * 255.0 * BLOCK * BLOCK
+    glass = bright & (chroma < GLASS_MAX_SATURATION * brightest)
+    grey = ~bright & (chroma < GREY_MAX_SATURATION * brightest)
+    return glass | grey | (brightest < DARK_MAX_LEVEL * BLOCK * BLOCK)
 
 
 # Optical density of each possible block sum s (mean level s / 16), looked up rather than computed.
 _OD_OF_BLOCK_SUM = optical_density(np.arange(255 * BLOCK * BLOCK + 1, dtype=np.float32) / (BLOCK * BLOCK))
 
 
-def _stain_measures(blocks: np.ndarray, tissue: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(share of stained tissue blocks outside the H&E band, hue of the patch's summed stain,
-    standard deviation of the stained blocks' hues)."""
+def _stain_measures(
+    blocks: np.ndarray, tissue: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(share of stained tissue blocks outside the H&E band, share of them DAB-like (far out of the
+    H–E plane), hue of the patch's summed stain, standard deviation of the stained blocks' hues)."""
     od = _OD_OF_BLOCK_SUM[blocks]
     frame = od @ _STAIN_FRAME  # (n, 24, 24, 3): along H, along E's in-plane part, out of plane
     length = np.sqrt(np.einsum("...c,...c->...", od, od))
@@ -273,6 +295,8 @@ def _stain_measures(blocks: np.ndarray, tissue: np.ndarray) -> tuple[np.ndarray,
     weight = stained.astype(np.float32)
     n_stained = weight.sum(axis=(1, 2), dtype=np.float64)
     off_fraction = (outside & stained).sum(axis=(1, 2)) / np.maximum(n_stained, 1.0)
+    dab_like = (elevation > DAB_MIN_ELEVATION) & stained
+    dab_fraction = dab_like.sum(axis=(1, 2)) / np.maximum(n_stained, 1.0)
     total = np.einsum("nijc,nij->nc", frame, weight, dtype=np.float64)
     patch_hue = np.degrees(np.arctan2(total[:, 1], total[:, 0]))
     patch_hue[n_stained == 0] = np.nan
@@ -283,7 +307,7 @@ def _stain_measures(blocks: np.ndarray, tissue: np.ndarray) -> tuple[np.ndarray,
         np.einsum("nij,nij,nij->n", centred, centred, weight, dtype=np.float64) / np.maximum(n_stained, 1.0)
     )
     spread[n_stained < MIN_STAINED_BLOCKS] = np.nan
-    return off_fraction, patch_hue, spread
+    return off_fraction, dab_fraction, patch_hue, spread
 
 
 def _grey_levels(x: np.ndarray) -> np.ndarray:
