@@ -15,7 +15,7 @@ import numpy as np
 import streamlit as st
 
 from core.data.images import draw_centre_box
-from core.data.quality import FLAG_BADGES, FLAG_MEANINGS, NOT_MEANINGFUL
+from core.data.quality import FLAG_BADGES, FLAG_MEANINGS, NOT_MEANINGFUL, withholds
 from core.errors import PatchLensError
 from core.evaluate.heatmaps import describe_strength
 from core.evaluate.interpret import call_of
@@ -210,17 +210,19 @@ with page("Predict"):
         explained.image(
             blend(patch, maps[k - start], settings), caption=f"{shown_method}, {strength}", width="stretch"
         )
-        flags = quality_flags(batch.quality[k])
-        call = f":gray[{NOT_MEANINGFUL}]" if flags else f"**{call_of(prob, threshold)}**"
+        flags, withheld = quality_flags(batch.quality[k]), withholds(batch.quality[k])
+        call = f":gray[{NOT_MEANINGFUL}]" if withheld else f"**{call_of(prob, threshold)}**"
         text.markdown(
             f"**{md_escape(short_name(batch.names[k], NAME_IN_TEXT))}**  \nP(tumour) **{prob:.4f}**  \ncall at {threshold:.3f}: {call}"
         )
         for flag in flags:
             text.badge(FLAG_BADGES[flag], icon="⚠️", color="orange", help=FLAG_MEANINGS[flag])
-        if flags:
+        if withheld:
             text.caption("Not counted as a call: the input-quality check flagged this patch.")
         else:
             text.progress(prob)
+            if flags:
+                text.caption("Counted as a call, but unusual for this model: check it.")
 
     # --- similar patches (issue 12): the active dataset's patches nearest to an upload -----------
     similar_to_uploads(model, model_path, active_dataset(), batch.names, batch.patches)

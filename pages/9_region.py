@@ -25,7 +25,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.constants import DEFAULT_THRESHOLD, IMAGE_SIZE, PCAM_MPP
-from core.data.quality import FLAG_BADGES, FLAG_MEANINGS
+from core.data.quality import FLAG_BADGES, FLAG_MEANINGS, quality_label, withholds
 from core.errors import PatchLensError
 from core.evaluate.heatmaps import COLORMAPS, DEFAULT_COLORMAP
 from core.region.jobs import LOADING_PHASE, SCORING_PHASE, launch, list_jobs, output_dir, read_job, stop_job
@@ -371,7 +371,7 @@ def tile_panel(image: Path, model_path: str, outputs: dict, grid: Grid, threshol
         return
     flags = flags_of(int(quality[row, col]))
     st.markdown(f"**P(tumour) {probability:.4f}** · call at {threshold:.3f}: "
-                + ("not meaningful (flagged)" if flags else ("tumour" if probability >= threshold else "normal")))  # fmt: skip
+                + ("not meaningful (flagged)" if withholds(quality_label(flags)) else ("tumour" if probability >= threshold else "normal")))  # fmt: skip
     for flag in flags:
         st.badge(FLAG_BADGES[flag], icon="⚠️", color="orange", help=FLAG_MEANINGS[flag])
     settings = explain_settings("region")

@@ -372,3 +372,25 @@ def test_a_broken_training_record_is_said_in_words(overlap_setup, monkeypatch):
     at = open_page(workspace, "evaluate", model=broken / "model.keras", dataset=same)
     assert not at.exception
     assert any("not a readable list of patch hashes" in e.value for e in at.error)
+
+
+def test_a_large_dataset_is_not_hashed_on_the_page_and_its_overlap_comes_with_the_predictions(
+    workspace, tmp_path, monkeypatch
+):
+    """Counting the training overlap of a large dataset would hold the page; the prediction job hashes
+    the patches it scores, and the count appears with the predictions."""
+    import ui.prediction_source
+    from core.data.dataset import open_dataset
+    from core.evaluate.jobs import read_job
+    from core.evaluate.predictions import prediction_cache_key
+    from core.settings import BASELINE_MODEL
+
+    monkeypatch.setattr(ui.prediction_source, "PAGE_HASH_LIMIT", 4)  # 8 patches count as large here
+    data = copy_kaggle_subset(tmp_path / "large", 4)
+    at = open_page(workspace, "evaluate", model=BASELINE_MODEL, dataset=data)
+    assert not list((workspace / "cache").glob("hashes/*.npy"))
+    at.button(key="start_prediction_job").click().run()
+    assert wait_for_job_end(read_job, prediction_cache_key(BASELINE_MODEL, open_dataset(data)))["state"] == "finished"
+    at.run()
+    assert not at.exception
+    assert any("0 of 8 patches were in this model's training data" in c.value for c in at.caption)

@@ -103,3 +103,19 @@ def test_training_cache_rows_hash_like_their_source_dense_or_sparse(workspace, s
     source = dataset_hashes(open_dataset(small_kaggle))
     for rows in (np.arange(2, 30), np.array([0, 17, 39])):  # one slice; row by row
         assert np.array_equal(cache_rows_hashes([(cache, rows)]), np.unique(source[rows]))
+
+
+def test_scoring_a_dataset_caches_its_hashes_so_overlap_needs_no_second_read(workspace, small_kaggle, page_model):
+    """A prediction job hashes the pixels it scores: afterwards the page finds the dataset's hashes."""
+    from core.data.hashes import cached_dataset_hashes
+    from core.evaluate.predict import predict_dataset
+    from core.model.io import load_model
+
+    dataset = open_dataset(small_kaggle)
+    assert cached_dataset_hashes(dataset) is None
+    predict_dataset(load_model(page_model), dataset)
+    stored = cached_dataset_hashes(dataset)
+    assert stored is not None and (stored != UNREADABLE).all()
+    for path in (workspace / "cache" / "hashes").glob("*.npy"):
+        path.unlink()
+    assert np.array_equal(stored, dataset_hashes(dataset))  # the same as hashing the files themselves

@@ -323,14 +323,19 @@ def _recompute_damaged(csv_path: Path, reason: str, models: dict[str, str], data
     prediction_jobs(models, dataset, tta=tta)
 
 
+PAGE_HASH_LIMIT = 4000  # patches hashed on the page (~6 s of decoding); more wait for the prediction job
+
+
 def overlap_with_training(model_path: str, dataset):
     """How many of the dataset's patches the model trained on, by pixel content (None: no record)."""
-    from core.data.hashes import training_hashes_path
+    from core.data.hashes import PENDING, cached_dataset_hashes, training_hashes_path
     from core.model.io import resolve_model_path
 
     record = training_hashes_path(resolve_model_path(model_path))
     if record is None:
         return None
+    if len(dataset) > PAGE_HASH_LIMIT and cached_dataset_hashes(dataset) is None:
+        return PENDING  # hashing it here would hold the page; the prediction job hashes what it scores
     fingerprint = repr(getattr(dataset, "fingerprint", ()))
     return _overlap(str(model_path), str(record), modified_ns(record), fingerprint, len(dataset), dataset)
 

@@ -40,15 +40,21 @@ class Overlap:
 
     in_training: int
     n: int
+    pending: bool = False  # not counted yet: the dataset's hashes come with its predictions
 
     @property
     def fraction(self) -> float | None:
-        return self.in_training / self.n if self.n else None
+        return self.in_training / self.n if self.n and not self.pending else None
 
     @property
     def sentence(self) -> str:
         """The words every page uses: 'k of n patches were in this model's training data'."""
+        if self.pending:
+            return "How many of these patches were in this model's training data is counted with its predictions"
         return f"{self.in_training:,} of {self.n:,} patches were in this model's training data"
+
+
+PENDING = Overlap(0, 0, pending=True)
 
 
 # --------------------------------------------------------------------------- hashing pixels
@@ -74,10 +80,10 @@ def patch_hashes(patches: np.ndarray) -> np.ndarray:
 def dataset_hashes(dataset, progress: Progress | None = None) -> np.ndarray:
     """The hash of every patch of an open dataset, aligned with `dataset.ids` (UNREADABLE where a
     patch cannot be read); cached in the workspace by the dataset's content fingerprint."""
-    path = _cache_file(dataset)
-    cached = _load(path)
-    if cached is not None and len(cached) == len(dataset):
+    cached = cached_dataset_hashes(dataset)
+    if cached is not None:
         return cached
+    path = _cache_file(dataset)
     hashes = np.full(len(dataset), UNREADABLE, dtype=np.uint64)
     for start in range(0, len(dataset), HASH_BLOCK):
         indices = list(range(start, min(start + HASH_BLOCK, len(dataset))))
@@ -87,6 +93,18 @@ def dataset_hashes(dataset, progress: Progress | None = None) -> np.ndarray:
             progress(indices[-1] + 1, len(dataset))
     _save(hashes, path, quiet=True)
     return hashes
+
+
+def cached_dataset_hashes(dataset) -> np.ndarray | None:
+    """The dataset's hashes if they are cached already (dataset_hashes or a prediction job wrote them)."""
+    cached = _load(_cache_file(dataset))
+    return cached if cached is not None and len(cached) == len(dataset) else None
+
+
+def store_dataset_hashes(dataset, hashes: np.ndarray) -> None:
+    """Cache hashes computed elsewhere (a prediction job hashes the pixels it scores), unless cached."""
+    if cached_dataset_hashes(dataset) is None:
+        _save(hashes, _cache_file(dataset), quiet=True)
 
 
 def hashes_of_ids(dataset, ids: Sequence[str]) -> np.ndarray:

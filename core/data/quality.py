@@ -53,16 +53,21 @@ FLAG_MEANINGS = {
     "background": "too little tissue (blank glass, fat, the slide's edge, an empty grey or dark field)",
     "not_he": "colours or texture unlike an H&E stain (another stain, a photo, noise, a solid colour)",
     "blurred": "out of focus: far less fine detail than real patches show",
-    OUT_OF_DISTRIBUTION: "unlike this model's training data — its probability is not meaningful",
+    OUT_OF_DISTRIBUTION: "unusual for this model: unlike its training data in its feature space, so the call "
+    "is shown but less certain than usual",
 }
 # Per-flag badge beside a probability (Predict page): what the flag means for that probability.
 FLAG_BADGES = {
     "not_he": "not an H&E patch — this probability is not meaningful",
     "background": "mostly background — too little tissue to judge",
     "blurred": "out of focus — too little fine detail to judge",
-    OUT_OF_DISTRIBUTION: "unlike this model's training data — this probability is not meaningful",
+    OUT_OF_DISTRIBUTION: "unusual for this model — check this call",
 }
-NOT_MEANINGFUL = "— (not meaningful)"  # the call shown for a flagged patch
+NOT_MEANINGFUL = "— (not meaningful)"  # the call shown for a patch whose flags withhold it
+# The image flags withhold the call: the pixels themselves make a probability meaningless. The model's
+# out_of_distribution verdict only warns: it fires on ~1 % of ordinary real patches by design (the
+# 99th percentile of held-out distances), and on those the model is mostly right.
+WITHHOLDING_FLAGS = IMAGE_FLAGS
 
 # ----------------------------------------------------------------------------- thresholds
 # Calibrated with bench/calibrate_quality.py on the calibration slides (18,838 PCam-train JPEGs +
@@ -167,6 +172,11 @@ def quality_label(flags: Iterable[str]) -> str:
     """'ok' for no flag, else the flags joined by ';' (e.g. 'not_he;blurred')."""
     flags = tuple(flags)
     return FLAG_SEPARATOR.join(flags) if flags else OK
+
+
+def withholds(label: str) -> bool:
+    """Whether a quality label ('ok' or flags joined by ';') withholds the call (WITHHOLDING_FLAGS)."""
+    return any(flag in WITHHOLDING_FLAGS for flag in label.split(FLAG_SEPARATOR))
 
 
 def count_flags(labels: Iterable[str], flags: Iterable[str] = IMAGE_FLAGS) -> dict[str, int]:

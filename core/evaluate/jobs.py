@@ -31,6 +31,7 @@ from pathlib import Path
 
 from core.errors import InputError, PatchLensError, RunError
 from core.files import read_json
+from core.train.records import job_status_dict
 from core.train.reporting import JobReporter
 from core.train.runs import (
     ACTIVE_STATES,
@@ -78,9 +79,10 @@ def read_job(key: str, cache_dir: str | Path | None = None) -> dict | None:
 
     An active job whose process is gone, or whose heartbeat is stale, is reported as failed.
     """
-    status = read_json(job_dir(key, cache_dir) / "status.json")
-    if not status:
+    raw = read_json(job_dir(key, cache_dir) / "status.json")
+    if raw is None or raw == {}:
         return None
+    status = job_status_dict(raw)
     if status.get("state") in ACTIVE_STATES:
         age = time.time() - float(status.get("heartbeat") or 0)
         limit = QUEUED_GRACE_SECONDS if status["state"] == "queued" else STALE_AFTER_SECONDS

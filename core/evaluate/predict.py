@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from core.constants import PATCH_SHAPE, SCORING_BATCH_SIZE
+from core.data.hashes import UNREADABLE, patch_hashes, store_dataset_hashes
 from core.data.normalise import normaliser_of
 from core.data.quality import OUT_OF_DISTRIBUTION, with_flag
 from core.data.stream import read_dataset
@@ -135,9 +136,11 @@ def predict_dataset(
     probs: list[np.ndarray] = []
     qualities: list[str] = []
     skipped: dict[str, str] = {}
+    hashes = np.full(len(dataset), UNREADABLE, dtype=np.uint64)  # the pixels' content, for overlap
     batches = read_dataset(dataset, batch_size, skipped=skipped, quality=quality, progress=progress)
     with closing(batches):
         for pixels, good, labels in batches:
+            hashes[np.asarray(good, dtype=np.int64)] = patch_hashes(pixels)
             pixels = normaliser_of(model).transform(pixels).astype(np.float32)  # the model's stain
             if score is None:
                 probs.append(forward(pixels).numpy())
@@ -162,4 +165,5 @@ def predict_dataset(
     if quality:
         frame["quality"] = qualities
     frame.attrs["skipped"] = skipped
+    store_dataset_hashes(dataset, hashes)  # so Evaluate counts the training overlap without a re-read
     return frame

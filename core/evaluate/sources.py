@@ -108,7 +108,7 @@ def overlap_warning(found: Overlap | None, model_config: dict | None, dataset_pa
     if found is None:
         by_path = training_overlap_note(model_config, dataset_path)
         return f"{NO_RECORD}; by the paths in its config: {by_path}" if by_path else None
-    if found.in_training == 0:
+    if found.pending or found.in_training == 0:
         return None
     return (
         f"{found.sentence} (matched by pixel content): on those the numbers measure fit, not "

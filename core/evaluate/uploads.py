@@ -12,7 +12,7 @@ import pandas as pd
 
 from core.constants import LABEL_NAMES
 from core.data.images import decode_patch
-from core.data.quality import FLAG_SEPARATOR, OK, OUT_OF_DISTRIBUTION, quality_labels, with_flag
+from core.data.quality import FLAG_SEPARATOR, OK, OUT_OF_DISTRIBUTION, quality_labels, with_flag, withholds
 from core.errors import PatchError
 from core.evaluate.interpret import call_of
 
@@ -66,15 +66,16 @@ def quality_flags(label: str) -> list[str]:
 def upload_results(batch: UploadBatch, probs: np.ndarray, threshold: float) -> pd.DataFrame:
     """One row per uploaded file: file, probability, call at `threshold`, quality, problem (bad files).
 
-    A flagged patch (quality not 'ok') keeps its probability but gets no call: the model's answer
-    on it is not meaningful, and its `quality` column says why.
+    A patch with an image flag (background, not_he, blurred) keeps its probability but gets no call:
+    the model's answer on it is not meaningful, and its `quality` column says why. One the model finds
+    unusual (out_of_distribution alone) keeps its call, and its `quality` column warns.
     """
     quality = batch.quality or [OK] * len(batch.names)
     rows = [
         {
             "file": name,
             "probability": float(p),
-            "call": call_of(p, threshold) if label == OK else "",
+            "call": "" if withholds(label) else call_of(p, threshold),
             "quality": label,
             "problem": "",
         }
@@ -88,14 +89,14 @@ def upload_results(batch: UploadBatch, probs: np.ndarray, threshold: float) -> p
 
 
 def upload_counts(results: pd.DataFrame) -> dict[str, int]:
-    """The Predict cards from an `upload_results` table: scored, called tumour / normal (ok patches
-    only), flagged (scored but not ok), not readable."""
+    """The Predict cards from an `upload_results` table: scored, called tumour / normal (every patch
+    with a call), flagged (scored, call withheld by an image flag), not readable."""
     scored = results["problem"] == ""
     calls = results.loc[scored, "call"]
     return {
         "scored": int(scored.sum()),
         "tumour": int((calls == LABEL_NAMES[1]).sum()),
         "normal": int((calls == LABEL_NAMES[0]).sum()),
-        "flagged": int((results.loc[scored, "quality"] != OK).sum()),
+        "flagged": int((calls == "").sum()),
         "unreadable": int((~scored).sum()),
     }

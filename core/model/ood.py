@@ -6,7 +6,7 @@ un-augmented training patches give one mean per class and one shared covariance 
 shrinkage, sklearn.covariance.LedoitWolf, so 256 dimensions are estimated stably from a few thousand
 patches). A patch's distance is the smallest Mahalanobis distance of its features to a class mean.
 The threshold is a high percentile (THRESHOLD_PERCENTILE) of the distances of held-out real patches
-(the run's validation patches), so about 1 % of real patches like those are flagged.
+(the run's validation patches), so about 0.5 % of real patches like those are flagged.
 
 The statistics live inside the model's .keras file, in the entry `patchlens_ood.npz` (means,
 precision matrix, threshold), with a summary under `ood` in `patchlens.json` (core.model.io). A model
@@ -31,7 +31,7 @@ from core.errors import ModelError
 OOD_ENTRY = "patchlens_ood.npz"
 FIT_PATCHES = 4096  # un-augmented training patches the means and covariance are fitted on
 CALIBRATION_PATCHES = 4096  # held-out (validation) patches the threshold is taken from, at most
-THRESHOLD_PERCENTILE = 99.0  # of the held-out distances: ~1 % of real patches like them are flagged
+THRESHOLD_PERCENTILE = 99.5  # of the held-out distances: ~0.5 % of real patches like them are flagged
 MIN_PER_CLASS = 2  # a class with fewer fitted patches gets no mean of its own
 METHOD = "Mahalanobis distance of the penultimate features to the nearest class mean (Ledoit-Wolf covariance)"
 NO_STATS_NOTE = (

@@ -25,12 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-from core.data.quality import QUALITY_FLAGS, quality_label
+from core.data.quality import QUALITY_FLAGS, WITHHOLDING_FLAGS, quality_label
 from core.evaluate.heatmaps import DEFAULT_COLORMAP, colorize, labelled_colour_bar
 from core.files import atomic_file, atomic_write_bytes, atomic_write_json
 from core.region.tiling import Grid
 
 FLAG_BITS = {flag: 1 << bit for bit, flag in enumerate(QUALITY_FLAGS)}  # quality.npy: OR of a tile's flags
+WITHHOLDING_BITS = sum(FLAG_BITS[flag] for flag in WITHHOLDING_FLAGS)
 
 OUTPUT_FILES = (
     "probabilities.npy",
@@ -60,8 +61,8 @@ def cell_map(
 ) -> np.ndarray:
     """The mean P(tumour) of the tiles covering each s x s cell; NaN where none was scored."""
     valid = ~np.isnan(probabilities)
-    if leave_out_flagged:
-        valid &= flags == 0
+    if leave_out_flagged:  # the flags that withhold a call; an unusual (out_of_distribution) tile counts
+        valid &= (flags & WITHHOLDING_BITS) == 0
     values = np.where(valid, probabilities, 0.0).astype(np.float64)
     sums = np.zeros(grid.cell_shape)
     counts = np.zeros(grid.cell_shape)

@@ -96,6 +96,23 @@ class RunStatus:
 
 
 @dataclass
+class JobRecord:
+    """The fields of a background job's status.json (prediction, features, heatmap, folds) that its
+    readers rely on; the job's other fields (what it scores) are kept as they are."""
+
+    state: str = "failed"
+    phase: str | None = None
+    error: str | None = None
+    pid: int | None = None
+    heartbeat: float = 0.0
+    done: int | None = None
+    total: int | None = None
+    created: float | None = None
+    started: float | None = None
+    finished: float | None = None
+
+
+@dataclass
 class RunConfigRecord:
     """The fields of config.json the registry shows (the full TrainConfig is checked by its validate)."""
 
@@ -252,6 +269,18 @@ def status_dict(raw: object, what: str = "status.json") -> dict:
     if problems:
         status.damaged = "; ".join(problems)
     return asdict(status)
+
+
+def job_status_dict(raw: object, what: str = "status.json") -> dict:
+    """A job's status.json with JobRecord's fields validated (the rest kept); a damaged file reads as a
+    failed job whose error names the damage, so a page shows it in words and may start it again."""
+    job, problems = parse(JobRecord, raw, what)
+    kept = dict(raw) if isinstance(raw, dict) else {}
+    status = {**kept, **asdict(job)}
+    if problems:
+        damage = "; ".join(problems)
+        status.update(state="failed", damaged=damage, error=f"damaged: {damage}")
+    return status
 
 
 def metric_line(raw: object) -> dict | None:
