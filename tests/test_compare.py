@@ -247,8 +247,9 @@ def test_cli_compare_json_prints_exactly_the_keys_from_the_shared_cache(run_cli,
     code, out, err = run_cli("compare", model_a, model_b, kaggle_dir, "--threshold", 0.49, "--json")
     assert code == 0, err
     result = json.loads(out)
-    assert list(result) == EXPECTED_KEYS
+    assert list(result) == [*EXPECTED_KEYS, "training_overlap_a", "training_overlap_b"]
     assert result["n"] == 2 * PER_CLASS
+    assert result["training_overlap_a"] is None  # models saved outside a run carry no training record
 
     # The predictions went through the prediction cache that `evaluate` and the Evaluate page read.
     file_a, file_b = prediction_files(model_a, model_b, open_dataset(kaggle_dir))
