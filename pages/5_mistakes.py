@@ -125,14 +125,14 @@ with page("Mistakes"):
     )
     row = rows.loc[chosen]
     details = {
-        "id": f"`{chosen}`",
+        "id": chosen,
         "kind": row["kind"],
         "true label": f"{LABEL_NAMES[int(row['label'])]} ({int(row['label'])})",
         "P(tumour)": f"{row['prob']:.4f}",
         "confidence": f"{row['confidence']:.4f}",
         **({"input quality": quality_words(row["quality"])} if with_flags else {}),
         "threshold": f"{threshold:.3f}",
-        "source": f"`{source.lookup.source_of(chosen)}`",
+        "source": source.lookup.source_of(chosen),
         "predictions": source.title,
     }
     patch_in_detail(gallery, chosen, details)

@@ -203,12 +203,12 @@ with page("Label issues"):
     )
     row = rows.loc[chosen]
     details = {
-        "id": f"`{chosen}`",
+        "id": chosen,
         "given label": f"{LABEL_NAMES[int(row['given_label'])]} ({int(row['given_label'])})",
         "P(tumour)": f"{row['probability']:.4f}",
         "score (P(label wrong))": f"{row['score']:.4f}",
         "flagged by confident learning": "yes" if row["flagged"] else "no",
-        "source": f"`{lookup.source_of(chosen)}`",
+        "source": lookup.source_of(chosen),
     }
     patch_in_detail(gallery, chosen, details)
     similar_in_dataset(model_path, active_dataset(), chosen, key="label_issues_similar")

@@ -44,6 +44,20 @@ def lasso(page, left: float, top: float, right: float, bottom: float) -> None:
     page.mouse.up()
 
 
+def steady_count(locator, seconds: int = 3, timeout: int = 60) -> int:
+    """How many elements `locator` finds once that number has held for `seconds` (a busy browser draws
+    a grid's images over several frames after the script run is over)."""
+    last, held = -1, 0
+    for _ in range(timeout):
+        count = locator.count()
+        held = held + 1 if count == last else 0
+        if held >= seconds:
+            return count
+        last = count
+        locator.page.wait_for_timeout(1000)
+    return last
+
+
 def test_a_lasso_opens_a_gallery_of_the_selected_patches_with_gradcam_on_demand(server, browser):
     page = new_session(browser, height=1600).new_page()
     page.goto(server.url)
@@ -58,7 +72,7 @@ def test_a_lasso_opens_a_gallery_of_the_selected_patches_with_gradcam_on_demand(
     markers.first.wait_for()
     assert markers.count() == 2 * N_PER_CLASS
     page.get_by_text("Nothing selected yet.").wait_for()
-    before = page.locator(IMAGE).count()  # the similar-patches grid
+    before = steady_count(page.locator(IMAGE))  # the similar-patches grid, once it is all drawn
 
     centres = []
     for k in range(markers.count()):
@@ -73,7 +87,7 @@ def test_a_lasso_opens_a_gallery_of_the_selected_patches_with_gradcam_on_demand(
     settle(page)
     assert_no_exception(page)
     shoot(page, ARTIFACTS, "feature-map-lasso")
-    assert page.locator(IMAGE).count() == before + inside
+    assert steady_count(page.locator(IMAGE)) == before + inside
 
     page.get_by_text("Grad-CAM", exact=True).click()
     page.get_by_text("Shared scale: each").first.wait_for(timeout=180_000)

@@ -62,7 +62,7 @@ def test_a_damaged_run_file_reads_as_words_on_home_and_train(run, case):
 
     home = open_page(workspace, "train")  # Home is drawn first, then the Train page
     assert not home.exception
-    assert f"damaged: " in warning_cell(home, run_dir.name)
+    assert "damaged: " in warning_cell(home, run_dir.name)
     assert words in warning_cell(home, run_dir.name)
     home.session_state["watched_run"] = str(run_dir)
     home.run()

@@ -31,7 +31,7 @@ from core.evaluate.heatmaps import (
 )
 from core.formatting import page_bounds
 from ui.shared import from_url, load_model_cached, page_in, to_url
-from ui.text import md_escape
+from ui.text import md_code, md_escape
 
 GRID_COLUMNS = 6
 GALLERY_PAGE_SIZE = 24  # patches per page of a ranked gallery
@@ -272,6 +272,13 @@ def pick_one(gallery: Gallery, noun: str, describe: Callable[[str], str]) -> str
     return st.selectbox(noun, gallery.ids, format_func=describe, key=f"{gallery.key}_detail")
 
 
+CODE_DETAILS = ("id", "source")  # shown as inline code, whatever characters they hold
+
+
+def _detail(name: str, value: str) -> str:
+    return md_code(value) if name in CODE_DETAILS else md_escape(value)
+
+
 def patch_in_detail(gallery: Gallery, chosen: str, details: dict[str, str]) -> None:
     """Patch `chosen` of the gallery with its centre box, its Grad-CAM (at once when the page shows
     heatmaps, else on a button) and `details` ({name: value}) beside them."""
@@ -289,4 +296,4 @@ def patch_in_detail(gallery: Gallery, chosen: str, details: dict[str, str]) -> N
         )
         if detail is not None:
             middle.image(blend(patch, detail[0], settings), caption=settings["method"], width="stretch")
-    right.markdown("  \n".join(f"**{name}** {md_escape(value)}" for name, value in details.items()))
+    right.markdown("  \n".join(f"**{name}** {_detail(name, value)}" for name, value in details.items()))

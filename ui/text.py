@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import re
 
-# Always escaped: link and image brackets, emphasis, code, HTML and autolinks (< >), entities (&),
+# Always escaped: link and image brackets, emphasis, code, HTML and autolinks (< >),
 # tables (|), strikethrough (~), maths ($), e-mail autolinks (@) and the escape character itself.
-ALWAYS = frozenset("\\`*[]<>|~$&@")
+ALWAYS = frozenset("\\`*[]<>|~$@")
 # A block marker at the start of the text (heading, list item, setext underline, numbered list): the
 # group is the character to escape.
 LEADING_MARKER = re.compile(r"^\s*(?:([#+=-])|\d+([.)]))")
 WORD_JOINER = "\u2060"
+ENTITY = re.compile(r"&(?:#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);")  # "&amp;", "&#60;": escaped
 AUTOLINK_START = re.compile(r"(?i)(https?:(?=//)|www(?=\.)|@)")  # what GFM's autolinks begin with
 
 
@@ -49,6 +50,8 @@ def _special(text: str, k: int) -> bool:
         return not _inside_word(text, k)
     if char == ":":
         return k + 1 < len(text) and not text[k + 1].isspace()
+    if char == "&":  # only where it starts an entity: "H&E" stays as it is
+        return ENTITY.match(text, k) is not None
     return char in ALWAYS
 
 
