@@ -24,3 +24,4 @@ SPLIT_WARNING = (
 DEFAULT_THRESHOLD = 0.5
 PCAM_MPP = 0.972  # µm per pixel of PCam patches (10x): a model's resolution unless its metadata says another
 SCORING_BATCH_SIZE = 256  # patches (or a region's tiles) per forward pass when a model scores many
+FLAG_SEPARATOR = ";"  # a patch's quality flags in one label: 'not_he;blurred' (core.data.quality)

@@ -9,7 +9,7 @@ from typing import TextIO
 
 import numpy as np
 
-from core.data.quality import FLAG_SEPARATOR
+from core.constants import FLAG_SEPARATOR
 from core.errors import InputError
 
 NAME_IN_TEXT = 36  # characters of a file name shown in a page's text column (short_name)

@@ -24,7 +24,6 @@ before the script runs, so what the sidebar names is what the page acts on in th
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,11 +33,11 @@ from core.constants import DEFAULT_THRESHOLD
 from core.errors import PatchLensError
 from core.files import modified_ns
 from core.model.io import CHECKPOINT_FILE, FINAL_MODEL_FILE
+from core.model.offered import check_offered_model  # the rule is core's; pages import it from here
 from core.settings import (
     BASELINE_MODEL,
     SAMPLE_DATASET,
     check_allowed,
-    runs_dir,
 )
 from core.train.runs import list_runs
 from ui.notices import notice, show_notices
@@ -105,19 +104,6 @@ def _model_from_url() -> str | None:
         )
         return default_model()
     return text
-
-
-def check_offered_model(path: str) -> Path:
-    """The model file behind `path` if it is one the sidebar offers (the bundled baseline or a run of
-    the workspace); ModelError otherwise. A link never makes the app load a file from elsewhere."""
-    from core.errors import ModelError
-    from core.model.io import resolve_model_path
-
-    resolved = Path(os.path.realpath(resolve_model_path(path)))
-    baseline, runs = Path(os.path.realpath(BASELINE_MODEL)), Path(os.path.realpath(runs_dir()))
-    if resolved != baseline and not resolved.is_relative_to(runs):
-        raise ModelError(f"{path} is neither the bundled baseline nor a run of the workspace.")
-    return resolved
 
 
 def sync_url() -> None:

@@ -8,13 +8,16 @@ import sys
 from pathlib import Path
 
 from core.cli.common import add_command
-from core.errors import RunError
-from core.model.architectures import ARCHITECTURES, DEFAULT_ARCHITECTURE, IMAGENET, NO_WEIGHTS, WEIGHTS_HELP
+from core.errors import RunError, TrainConfigError
+from core.model.architectures import ARCHITECTURES, IMAGENET, NO_WEIGHTS, WEIGHTS_HELP
 from core.model.augment import AugmentConfig
-from core.train.config import STAIN_NORMALISATIONS, TrainConfig
+from core.train.config import SCHEDULES, STAIN_NORMALISATIONS, STRATEGIES, TrainConfig
+
+DEFAULTS = TrainConfig(data=[])  # every option's default is TrainConfig's (never validated: no data)
 
 
 def register(subparsers) -> None:
+    """The `train` command: its datasets and run directory here, its options by group below."""
     parser = add_command(
         subparsers,
         "train",
@@ -36,26 +39,40 @@ def register(subparsers) -> None:
         "--val-data", help="a separate validation dataset (its ids are excluded from training)"
     )
     parser.add_argument(
-        "--val-fraction", type=float, default=0.2, help="held-out fraction when no --val-data"
+        "--val-fraction",
+        type=float,
+        default=DEFAULTS.val_fraction,
+        help="held-out fraction when no --val-data",
     )
+    _model_options(parser)
+    _optimisation_options(parser)
+    _running_options(parser)
+
+
+def _model_options(parser) -> None:
+    """Which model: the architecture and its starting weights."""
     parser.add_argument(
-        "--arch", default=DEFAULT_ARCHITECTURE, choices=list(ARCHITECTURES), help="architecture"
+        "--arch", default=DEFAULTS.architecture, choices=list(ARCHITECTURES), help="architecture"
     )
     parser.add_argument(
         "--weights",
-        default=NO_WEIGHTS,
+        default=DEFAULTS.weights,
         help=f"starting weights of a Keras Applications backbone: {WEIGHTS_HELP}",
     )
+
+
+def _optimisation_options(parser) -> None:
+    """How the model learns: epochs, batch, learning rate, augmentation, stain, averaging, calibration."""
     parser.add_argument(
         "--epochs",
         type=int,
         default=None,
-        help=f"passes over the training data (default {TrainConfig.epochs}; with --resume: the new total, "
+        help=f"passes over the training data (default {DEFAULTS.epochs}; with --resume: the new total, "
         "default the earlier run's)",
     )
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=1e-3, help="initial learning rate")
-    parser.add_argument("--schedule", default="cosine", choices=["cosine", "constant"])
+    parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="per replica")
+    parser.add_argument("--lr", type=float, default=DEFAULTS.learning_rate, help="initial learning rate")
+    parser.add_argument("--schedule", default=DEFAULTS.schedule, choices=SCHEDULES)
     parser.add_argument("--no-dihedral", action="store_true", help="no flips / 90° rotations")
     parser.add_argument(
         "--color-jitter",
@@ -63,10 +80,12 @@ def register(subparsers) -> None:
         default=1.0,
         help="strength of brightness/contrast/saturation/hue jitter (0 = off, 1 = default)",
     )
-    parser.add_argument("--hed-jitter", type=float, default=0.0, help="HED stain jitter strength (e.g. 0.05)")
+    parser.add_argument(
+        "--hed-jitter", type=float, default=DEFAULTS.augment.hed, help="HED stain jitter strength (e.g. 0.05)"
+    )
     parser.add_argument(
         "--stain-norm",
-        default="none",
+        default=DEFAULTS.stain_normalisation,
         choices=STAIN_NORMALISATIONS,
         help="stain normalisation fitted on the training data, stored in the model and applied wherever "
         "it scores a patch (default none)",
@@ -75,7 +94,10 @@ def register(subparsers) -> None:
         "--stain-reference", metavar="IMAGE", help="fit the stain normalisation on this patch instead"
     )
     parser.add_argument(
-        "--patience", type=int, default=0, help="early stopping patience on val AUC (0 = off)"
+        "--patience",
+        type=int,
+        default=DEFAULTS.early_stopping_patience,
+        help="early stopping patience on val AUC (0 = off)",
     )
     parser.add_argument(
         "--swa-epochs",
@@ -94,15 +116,21 @@ def register(subparsers) -> None:
         action="store_false",
         help="keep the raw probabilities (default: temperature scaling fitted on the validation set)",
     )
-    parser.add_argument("--seed", type=int, default=0)
+
+
+def _running_options(parser) -> None:
+    """How the run runs: seed, budget, size, workers, strategy, memory, output."""
+    parser.add_argument("--seed", type=int, default=DEFAULTS.seed)
     parser.add_argument("--max-minutes", type=float, help="wall-clock budget; stops gracefully when reached")
     parser.add_argument("--limit", type=int, help="use at most this many training patches")
-    parser.add_argument("--workers", type=int, default=2, help="processes for the one-time cache conversion")
-    parser.add_argument("--strategy", default="default", choices=["default", "mirrored", "multiworker"])
+    parser.add_argument(
+        "--workers", type=int, default=DEFAULTS.workers, help="processes for the one-time cache conversion"
+    )
+    parser.add_argument("--strategy", default=DEFAULTS.strategy, choices=STRATEGIES)
     parser.add_argument(
         "--memory-limit-gb",
         type=float,
-        default=1.0,
+        default=DEFAULTS.memory_limit_gb,
         help="training data up to this size is held in memory; larger sets stream from the HDF5 cache",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress line")
@@ -119,7 +147,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         except (OSError, ValueError, TypeError) as error:
             raise RunError(f"Cannot read the configuration {args.config}: {error}") from error
     if not args.data:
-        raise RunError("Name at least one training dataset (or --config).")
+        raise TrainConfigError("Name at least one training dataset (or --config).")
     augment = AugmentConfig.with_strength(
         args.color_jitter, dihedral=not args.no_dihedral, hed=args.hed_jitter
     )
@@ -129,7 +157,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         val_fraction=args.val_fraction,
         architecture=args.arch,
         weights=_weights_argument(args.weights),
-        epochs=args.epochs if args.epochs is not None else TrainConfig.epochs,
+        epochs=args.epochs if args.epochs is not None else DEFAULTS.epochs,
         batch_size=args.batch_size,
         learning_rate=args.lr,
         schedule=args.schedule,
@@ -137,7 +165,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         early_stopping_patience=args.patience,
         class_weighting=args.class_weights,
         calibrate=args.calibrate,
-        swa_epochs=args.swa_epochs or 0,
+        swa_epochs=args.swa_epochs or DEFAULTS.swa_epochs,
         swa_lr=args.swa_lr,
         seed=args.seed,
         max_minutes=args.max_minutes,

@@ -17,14 +17,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.errors import PatchLensError
+from core.errors import DamagedCacheError
 from core.files import atomic_write_bytes, atomic_write_json
 
 RECORD_SUFFIX = ".json"
-
-
-class DamagedCacheError(PatchLensError):
-    """A cache file disagrees with its record (or has none): it is treated as absent and recomputed."""
 
 
 class CacheRecomputedWarning(UserWarning):

@@ -8,21 +8,31 @@ cache         a `.h5` file written by `core.data.cache.prepare` (its reader is h
 
 Bad items (a CSV id without a file, a file without a label, duplicate ids, labels other than 0/1,
 empty files) are skipped and listed as problems; they never sink the dataset.
+
+A folder's layouts are one table, FOLDER_LAYOUTS, tried in order: a new layout is one entry plus its
+find and open functions. Parsing the Kaggle label CSV is core.data.labels_csv's.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from core.constants import IMAGE_EXTENSIONS, PATCH_SHAPE
+from core.constants import PATCH_SHAPE
 from core.data.base import Dataset, FileDataset, HDF5Dataset, Problem, relative_name
+from core.data.labels_csv import (  # noqa: F401  (parse_labels_csv, NO_HEADER: re-exported for callers)
+    NO_HEADER,
+    csv_columns,
+    image_stem,
+    is_image_name,
+    parse_labels_csv,
+)
 from core.data.pcam import PCAM_FILE, open_pcam
 from core.errors import DatasetError
 from core.files import modified_ns
@@ -33,10 +43,6 @@ CACHE_MARK = "patchlens_cache"
 CACHE_VERSION = 1
 UNLABELLED = -1  # the label a cache stores for an unlabelled patch
 NO_IMAGE_FILE = "id has no image file"  # a label CSV's row whose id no image file carries
-NO_HEADER = (  # the one wording of a label CSV without its header; its content is never quoted
-    "{name} has no 'id' and 'label' header: its first line names other columns or none; "
-    "a Kaggle label CSV starts with the line 'id,label'."
-)
 MAX_SUBFOLDERS_LOOKED_AT = 50  # subfolders listed when a folder turns out to hold datasets, not patches
 MAX_NAMED_DATASETS = 8  # of them named in the message
 
@@ -55,27 +61,76 @@ def open_file(path: Path) -> Dataset:
     )
 
 
-def open_folder(path: Path) -> Dataset:
-    entries = _list_folder(path)
+Listing = dict[str, tuple[str, int]]  # a folder's {name: ("file" | "dir", size in bytes)}
+Opener = Callable[[], Dataset]
+
+
+@dataclass(frozen=True)
+class FolderLayout:
+    """One entry of the layout table: its name, and `find(folder, listing)`, which returns how to open
+    the folder in this layout (a function of no argument) when the folder holds it, else None."""
+
+    name: str
+    find: Callable[[Path, Listing], Opener | None]
+
+
+def _find_pcam(path: Path, entries: Listing) -> Opener | None:
     splits = sorted({m["split"] for name in entries if (m := PCAM_FILE.match(name)) and m["kind"] == "x"})
-    if splits:
-        return open_pcam(path, splits)
-    class_dirs = {
+    return partial(open_pcam, path, splits) if splits else None
+
+
+def _class_dirs(entries: Listing) -> dict[str, int] | None:
+    found = {
         name: label for name, label in CLASS_FOLDERS.items() if entries.get(name, (None, -1))[0] == "dir"
     }
-    is_class_folders = bool(class_dirs) and set(class_dirs.values()) == {0, 1}
-    # Class folders win over a CSV that labels no image beside it (e.g. an exported predictions.csv).
-    if is_class_folders and not _has_images(path, entries):
-        return _open_class_folders(path, class_dirs)
+    return found if set(found.values()) == {0, 1} else None
+
+
+def _find_class_folders_alone(path: Path, entries: Listing) -> Opener | None:
+    """Class folders with no image beside them, which win over a CSV that labels no image beside it
+    (e.g. an exported predictions.csv)."""
+    class_dirs = _class_dirs(entries)
+    return (
+        partial(_open_class_folders, path, class_dirs)
+        if class_dirs and not _has_images(path, entries)
+        else None
+    )
+
+
+def _find_kaggle(path: Path, entries: Listing) -> Opener | None:
     csv_path = _labels_csv(path, entries)
-    if csv_path is not None:
-        return _open_kaggle(path, csv_path)
-    if is_class_folders:
-        return _open_class_folders(path, class_dirs)
-    if any(_is_image(name) for name, (kind, _) in entries.items() if kind == "file"):
-        return _open_unlabelled(path, entries)
+    return partial(_open_kaggle, path, csv_path) if csv_path is not None else None
+
+
+def _find_class_folders(path: Path, entries: Listing) -> Opener | None:
+    class_dirs = _class_dirs(entries)
+    return partial(_open_class_folders, path, class_dirs) if class_dirs else None
+
+
+def _find_unlabelled(path: Path, entries: Listing) -> Opener | None:
+    if any(is_image_name(name) for name, (kind, _) in entries.items() if kind == "file"):
+        return partial(_open_unlabelled, path, entries)
     if entries.get("train", ("", 0))[0] == "dir":
-        return _open_unlabelled(path / "train", _list_folder(path / "train"))
+        return lambda: _open_unlabelled(path / "train", _list_folder(path / "train"))
+    return None
+
+
+FOLDER_LAYOUTS = (  # tried in this order; a new layout: one entry here, plus its find and open functions
+    FolderLayout("pcam-hdf5", _find_pcam),
+    FolderLayout("class-folders", _find_class_folders_alone),
+    FolderLayout("kaggle", _find_kaggle),
+    FolderLayout("class-folders", _find_class_folders),
+    FolderLayout("unlabelled", _find_unlabelled),
+)
+
+
+def open_folder(path: Path) -> Dataset:
+    """The dataset a folder holds, in the first layout of FOLDER_LAYOUTS that finds one there."""
+    entries = _list_folder(path)
+    for layout in FOLDER_LAYOUTS:
+        opener = layout.find(path, entries)
+        if opener is not None:
+            return opener()
     raise DatasetError(
         f"{path} is not a recognised dataset: expected a Kaggle folder (images + id,label CSV), "
         "PCam camelyonpatch_*.h5 files, class folders 0/ and 1/, or a folder of .tif/.png/.jpg patches."
@@ -114,9 +169,9 @@ def _looks_like_dataset(folder: Path) -> bool:
     dirs = {name for name, (kind, _) in entries.items() if kind == "dir"}
     classes = {label for name, label in CLASS_FOLDERS.items() if name in dirs}
     return (
-        any(PCAM_FILE.match(name) or _is_image(name) for name in files)
+        any(PCAM_FILE.match(name) or is_image_name(name) for name in files)
         or classes == {0, 1}
-        or ("train" in dirs and any(n.lower().endswith(".csv") and _csv_columns(folder / n) for n in files))
+        or ("train" in dirs and any(n.lower().endswith(".csv") and csv_columns(folder / n) for n in files))
     )
 
 
@@ -140,14 +195,6 @@ def _list_folder(path: Path) -> dict[str, tuple[str, int]]:
     return listing
 
 
-def _is_image(name: str) -> bool:
-    return name.lower().endswith(IMAGE_EXTENSIONS)
-
-
-def _stem(name: str) -> str:
-    return name.rsplit(".", 1)[0] if _is_image(name) else name
-
-
 # --- Kaggle -----------------------------------------------------------------------------------
 
 
@@ -162,7 +209,7 @@ def _labels_csv(folder: Path, entries: dict[str, tuple[str, int]]) -> Path | Non
     if not names:
         return None
     for name in names:
-        if _csv_columns(folder / name) is not None:
+        if csv_columns(folder / name) is not None:
             return folder / name
     if PREFERRED_CSV in [n.lower() for n in names] or _has_images(folder, entries):
         raise DatasetError(NO_HEADER.format(name=names[0]))
@@ -172,85 +219,7 @@ def _labels_csv(folder: Path, entries: dict[str, tuple[str, int]]) -> Path | Non
 def _has_images(folder: Path, entries: dict[str, tuple[str, int]]) -> bool:
     if entries.get("train", ("", 0))[0] == "dir":
         return True
-    return any(_is_image(n) for n in entries)
-
-
-def _first_line(path: Path) -> str:
-    try:
-        with open(path, encoding="utf-8-sig", errors="replace") as handle:
-            return handle.readline().strip()[:80]
-    except OSError:
-        return ""
-
-
-def _csv_columns(path: Path) -> tuple[int, int] | None:
-    """Positions of the id and label columns in the CSV header, or None."""
-    return _header_columns(_first_line(path))
-
-
-def _header_columns(line: str) -> tuple[int, int] | None:
-    header = [h.strip().lower() for h in next(csv.reader([line]), [])]
-    if "id" in header and "label" in header:
-        return header.index("id"), header.index("label")
-    return None
-
-
-def parse_labels_csv(text: str, *, name: str = "labels.csv") -> tuple[list[str], np.ndarray, list[Problem]]:
-    """Parse a Kaggle label CSV: (unique ids in file order, int8 0/1 labels, problems).
-
-    Header names are matched case- and whitespace-insensitively; extra columns are ignored;
-    ids may carry an image extension. Rows with a label other than 0/1 are skipped; a repeated id
-    keeps its first label when the repeats agree and is dropped when they disagree.
-    Raises DatasetError when the header has no id and label columns.
-    """
-    text = text.removeprefix("\ufeff")
-    try:
-        return _parse_labels_rows(csv.reader(io.StringIO(text, newline="")), name)
-    except csv.Error as error:
-        raise DatasetError(f"{name} could not be parsed as CSV ({error}).") from None
-
-
-def _parse_labels_rows(rows: Iterator[list[str]], name: str) -> tuple[list[str], np.ndarray, list[Problem]]:
-    header = next(rows, None)
-    columns = _header_columns(",".join(header)) if header else None
-    if header is None or columns is None:
-        raise DatasetError(NO_HEADER.format(name=name))
-    id_col, label_col = columns
-    labels: dict[str, int] = {}
-    conflicting: set[str] = set()
-    problems: list[Problem] = []
-    for line_no, row in enumerate(rows, start=2):
-        if not any(cell.strip() for cell in row):
-            continue
-        if len(row) <= max(id_col, label_col):
-            problems.append(Problem(f"{name} line {line_no}", "row has no id or no label"))
-            continue
-        item = _stem(row[id_col].strip())
-        if not item:
-            problems.append(Problem(f"{name} line {line_no}", "empty id"))
-            continue
-        label = _parse_label(row[label_col])
-        if label is None:
-            problems.append(Problem(item, "label is not 0 or 1", listed_in=name))
-            continue
-        if item in labels:
-            if labels[item] != label:
-                conflicting.add(item)
-                problems.append(Problem(item, "id repeated with a different label; dropped", listed_in=name))
-            else:
-                problems.append(Problem(item, "id repeated; kept the first", listed_in=name))
-            continue
-        labels[item] = label
-    ids = [item for item in labels if item not in conflicting]
-    return ids, np.array([labels[i] for i in ids], dtype=np.int8), problems
-
-
-def _parse_label(text: str) -> int | None:
-    try:
-        value = float(text.strip())
-    except ValueError:
-        return None
-    return int(value) if value in (0.0, 1.0) else None
+    return any(is_image_name(n) for n in entries)
 
 
 def _open_kaggle(folder: Path, csv_path: Path) -> Dataset:
@@ -266,8 +235,8 @@ def _open_kaggle(folder: Path, csv_path: Path) -> Dataset:
         entries = _list_folder(image_dir)
     files = {}
     for name, (kind, size) in entries.items():
-        if kind == "file" and _is_image(name):
-            stem = _stem(name)
+        if kind == "file" and is_image_name(name):
+            stem = image_stem(name)
             if stem in files:
                 problems.append(
                     Problem(stem, f"two files for one id ({files[stem][0]}, {name}); kept the first")
@@ -310,12 +279,12 @@ def _open_class_folders(folder: Path, class_dirs: dict[str, int]) -> Dataset:
         sub = folder / dirname
         mtimes.append(modified_ns(sub))
         for name, (kind, size) in sorted(_list_folder(sub).items()):
-            if kind != "file" or not _is_image(name):
+            if kind != "file" or not is_image_name(name):
                 continue
             if size == 0:
                 problems.append(Problem(f"{dirname}/{name}", "empty file (0 bytes)"))
                 continue
-            found.setdefault(_stem(name), []).append((str(sub / name), label))
+            found.setdefault(image_stem(name), []).append((str(sub / name), label))
     ids, labels, files = [], [], []
     for item, copies in found.items():
         if len({label for _, label in copies}) > 1:
@@ -344,9 +313,9 @@ def _open_unlabelled(folder: Path, entries: dict[str, tuple[str, int]]) -> Datas
     ids, files = [], []
     seen: dict[str, str] = {}
     for name, (kind, size) in sorted(entries.items()):
-        if kind != "file" or not _is_image(name):
+        if kind != "file" or not is_image_name(name):
             continue
-        stem = _stem(name)
+        stem = image_stem(name)
         if size == 0:
             problems.append(Problem(name, "empty file (0 bytes)"))
             continue

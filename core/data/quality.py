@@ -39,35 +39,76 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.constants import IMAGE_SIZE, PATCH_SHAPE
+from core.constants import FLAG_SEPARATOR, IMAGE_SIZE, PATCH_SHAPE
 from core.data.stains import EOSIN, HAEMATOXYLIN, optical_density
 from core.errors import PatchError
 
-IMAGE_FLAGS = ("background", "not_he", "blurred")  # judged on the pixels alone (`assess`)
 OUT_OF_DISTRIBUTION = "out_of_distribution"  # judged by the scoring model (core.model.ood)
-QUALITY_FLAGS = (*IMAGE_FLAGS, OUT_OF_DISTRIBUTION)
 OK = "ok"
-FLAG_SEPARATOR = ";"
 
-FLAG_MEANINGS = {
-    "background": "too little tissue (blank glass, fat, the slide's edge, an empty grey or dark field)",
-    "not_he": "colours or texture unlike an H&E stain (another stain, a photo, noise, a solid colour)",
-    "blurred": "out of focus: far less fine detail than real patches show",
-    OUT_OF_DISTRIBUTION: "unusual for this model: unlike its training data in its feature space, so the call "
-    "is shown but less certain than usual",
-}
-# Per-flag badge beside a probability (Predict page): what the flag means for that probability.
-FLAG_BADGES = {
-    "not_he": "not an H&E patch — this probability is not meaningful",
-    "background": "mostly background — too little tissue to judge",
-    "blurred": "out of focus — too little fine detail to judge",
-    OUT_OF_DISTRIBUTION: "unusual for this model — check this call",
-}
+
+@dataclass(frozen=True)
+class QualityFlag:
+    """One input-quality flag: its name, its STORED bit, its words, and what it does to a call.
+
+    bit : its bit in every cached array of flags (a region's quality.npy); stored on disk, so never
+        renumbered nor reused. A new flag takes the next free bit, and the artefacts carry
+        QUALITY_FORMAT, so an old file is never read with another flag's meaning.
+    meaning : what it says about a patch (the pages' help).
+    badge : what it means for the probability shown beside it (Predict, Region).
+    withholds : the pixels make a probability meaningless, so the call is withheld.
+    by_image : judged on the pixels alone (`assess`); else by the scoring model.
+    """
+
+    name: str
+    bit: int
+    meaning: str
+    badge: str
+    withholds: bool = True
+    by_image: bool = True
+
+
+# A new flag: one entry here (the next free bit), plus the mask `assess` computes for it.
+FLAGS = (
+    QualityFlag(
+        "background",
+        bit=0,
+        meaning="too little tissue (blank glass, fat, the slide's edge, an empty grey or dark field)",
+        badge="mostly background — too little tissue to judge",
+    ),
+    QualityFlag(
+        "not_he",
+        bit=1,
+        meaning="colours or texture unlike an H&E stain (another stain, a photo, noise, a solid colour)",
+        badge="not an H&E patch — this probability is not meaningful",
+    ),
+    QualityFlag(
+        "blurred",
+        bit=2,
+        meaning="out of focus: far less fine detail than real patches show",
+        badge="out of focus — too little fine detail to judge",
+    ),
+    # The model's out_of_distribution verdict only warns: it fires on ~1 % of ordinary real patches by
+    # design (the 99th percentile of held-out distances), and on those the model is mostly right.
+    QualityFlag(
+        OUT_OF_DISTRIBUTION,
+        bit=3,
+        meaning="unusual for this model: unlike its training data in its feature space, so the call "
+        "is shown but less certain than usual",
+        badge="unusual for this model — check this call",
+        withholds=False,
+        by_image=False,
+    ),
+)
+QUALITY_FORMAT = 1  # stored with every cached array of flag bits; bump if a stored bit changes meaning
+FLAG_BY_NAME = {flag.name: flag for flag in FLAGS}
+QUALITY_FLAGS = tuple(FLAG_BY_NAME)
+IMAGE_FLAGS = tuple(flag.name for flag in FLAGS if flag.by_image)  # judged on the pixels alone (`assess`)
+WITHHOLDING_FLAGS = tuple(flag.name for flag in FLAGS if flag.withholds)  # the call is withheld
+FLAG_BITS = {flag.name: 1 << flag.bit for flag in FLAGS}  # a cached array's value: OR of its flags' bits
+FLAG_MEANINGS = {flag.name: flag.meaning for flag in FLAGS}
+FLAG_BADGES = {flag.name: flag.badge for flag in FLAGS}  # beside a probability: what the flag means for it
 NOT_MEANINGFUL = "— (not meaningful)"  # the call shown for a patch whose flags withhold it
-# The image flags withhold the call: the pixels themselves make a probability meaningless. The model's
-# out_of_distribution verdict only warns: it fires on ~1 % of ordinary real patches by design (the
-# 99th percentile of held-out distances), and on those the model is mostly right.
-WITHHOLDING_FLAGS = IMAGE_FLAGS
 
 # ----------------------------------------------------------------------------- thresholds
 # Calibrated with bench/calibrate_quality.py on the calibration slides (18,838 PCam-train JPEGs +

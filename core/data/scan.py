@@ -5,19 +5,23 @@ from __future__ import annotations
 
 import multiprocessing
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from core.errors import DatasetError
-
-if TYPE_CHECKING:
-    from core.data.base import Dataset
 
 SCAN_CHUNK = 256
 # Below this many patches, starting worker processes (~0.5 s with spawn) costs more than it saves.
 MIN_PARALLEL_PATCHES = 4096
+
+
+class Dataset(Protocol):
+    """What the work here needs of a dataset (core.data.base's Dataset is one; named structurally so
+    this module, which base imports, does not import base): a picklable object that reads patches."""
+
+    def read_tolerant(self, indices: Sequence[int]) -> tuple[Any, Any, dict[int, str]]: ...
 
 
 _WORKER_DATASET: Dataset | None = None

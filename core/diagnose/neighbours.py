@@ -18,6 +18,7 @@ import pandas as pd
 
 from core.diagnose.features import FeatureSet
 from core.diagnose.projection import single_threaded
+from core.errors import InputError
 
 DEFAULT_K = 8
 COLUMNS = ("rank", "id", "distance", "label", "prob")
@@ -46,7 +47,7 @@ class NeighbourIndex:
         vector = np.asarray(vector, dtype=np.float32).reshape(-1)
         width = self.found.features.shape[1]
         if vector.shape != (width,):
-            raise ValueError(f"a feature vector of this model has {width} values; got {vector.shape[0]}.")
+            raise InputError(f"a feature vector of this model has {width} values; got {vector.shape[0]}.")
         distances, indices = self._query(vector, k)
         frame = self._frame(indices, distances)
         frame["rank"] += 1

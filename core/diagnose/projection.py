@@ -22,7 +22,7 @@ from functools import cache
 import numpy as np
 import pandas as pd
 
-from core.errors import PatchLensError
+from core.errors import ProjectionError
 
 METHODS = ("pca", "tsne")
 METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE"}
@@ -30,10 +30,6 @@ SCATTER_SAMPLE = 3000  # points drawn on the page (PCA); the features keep every
 TSNE_SAMPLE = 1000  # points drawn with t-SNE (~12 s on a busy 2-core CPU; it grows faster than N)
 TSNE_MAX_POINTS = 20_000  # above this, t-SNE takes minutes on a CPU: use PCA or the sample
 SEED = 0
-
-
-class ProjectionError(PatchLensError):
-    """A projection that cannot be made (an unknown method, too many points for t-SNE)."""
 
 
 @cache

@@ -37,18 +37,32 @@ from __future__ import annotations
 import csv
 import threading
 import warnings
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from core.constants import DEFAULT_THRESHOLD, IMAGE_SIZE, PATCH_SHAPE
 from core.data.normalise import normaliser_of
 from core.errors import InputError, ModelError, PatchError, PatchLensError
-from core.evaluate.cam_models import build_fused_gradcam, two_class_logits, without_exp_score
-from core.evaluate.heatmaps import REFERENCE_PERCENTILE, normalise, on_shared_scale, resize_to_patch
+from core.evaluate.cam_models import build_fused_gradcam
+from core.evaluate.explain_methods import (  # noqa: F401  (METHODS, METHOD_TITLES: re-exported for callers)
+    BATCH_SIZE,
+    EXPLANATION_METHODS,
+    METHOD_TITLES,
+    METHODS,
+    REFERENCE_PER_CLASS,
+)
+from core.evaluate.heatmaps import (  # noqa: F401  (SCALES, DEFAULT_SCALE, Explanation: re-exported for callers)
+    DEFAULT_SCALE,
+    REFERENCE_PERCENTILE,
+    SCALES,
+    Explanation,
+    normalise,
+    on_shared_scale,
+    resize_to_patch,
+)
 from core.evaluate.metrics import check_threshold
 
-METHODS = ("gradcam", "gradcam++", "scorecam", "saliency")
 DEFAULT_METHOD = "gradcam"
 TARGETS = ("tumour", "predicted")
 DEFAULT_TARGET = "tumour"
@@ -56,48 +70,6 @@ DEFAULT_TARGET = "tumour"
 # Activation maps ScoreCAM masks the patch with; each costs one forward pass per patch.
 SCORECAM_MAX_N = 32
 SMOOTHGRAD_SAMPLES = 20  # noisy copies averaged by SmoothGrad
-SMOOTHGRAD_NOISE = 0.2  # noise sigma as a fraction of each patch's value range
-BATCH_SIZE = 32  # patches explained per tf-keras-vis call, to bound memory
-
-SCALES = ("shared", "own")
-DEFAULT_SCALE = "shared"
-# The shared scale: this percentile of the map strengths of REFERENCE_PER_CLASS[method] tumour and
-# as many normal patches of the bundled sample, per score, is drawn at the top colour. Fewer for the
-# slow methods: on the baseline, on 2 busy cores, 32 patches cost ~4 s (Grad-CAM/++), ~30 s
-# (SmoothGrad) and ~100 s (Score-CAM) per score.
-REFERENCE_PER_CLASS = {"gradcam": 16, "gradcam++": 16, "saliency": 8, "scorecam": 4}
-
-
-class Explanation(NamedTuple):
-    """Heatmaps to draw, the raw maps behind them, and the P(tumour) the model gave each patch.
-
-    heatmaps : float32 in [0, 1], 96x96 each: the raw maps on the display `scale`.
-    probabilities : P(tumour) of each patch.
-    raw : float32, 96x96 each: the method's map before any scaling (its own units, >= 0).
-    strengths : the maximum of each raw map (on the conv grid, before upsampling).
-    scale : "shared" or "own" (see the module docstring).
-    references : on the shared scale, the raw value drawn at the top colour for each map (the
-        reference of the score it explains); None on the "own" scale.
-    score_references : on the shared scale, the reference of each score explained, e.g.
-        {"tumour": 0.56}; empty on the "own" scale.
-
-    Shapes follow the input: a batch (n, 96, 96, 3) gives heatmaps (n, 96, 96) and
-    probabilities (n,); one patch (96, 96, 3) gives one heatmap (96, 96) and a 0-d probability.
-    """
-
-    heatmaps: np.ndarray
-    probabilities: np.ndarray
-    raw: np.ndarray
-    strengths: np.ndarray
-    scale: str = DEFAULT_SCALE
-    references: np.ndarray | None = None
-    score_references: dict[str, float] = {}  # noqa: RUF012 - never mutated, NamedTuple default
-
-    def relative_strengths(self) -> np.ndarray | None:
-        """Each map's strength as a fraction of its reference; None on the "own" scale."""
-        if self.references is None:
-            return None
-        return np.asarray(self.strengths, dtype=np.float64) / self.references
 
 
 class Explainer:
@@ -235,7 +207,7 @@ class Explainer:
 
     def _raw_explanation(self, method: str, batch: np.ndarray, target: str, threshold: float):
         """Raw maps (n, 96, 96), their strengths (n,), P(tumour) (n,) and which score each explains."""
-        fused = self._fused_gradcam() if method == "gradcam" else None
+        fused = self._fused_gradcam() if EXPLANATION_METHODS[method].fused else None
         if fused is not None:
             signed, probabilities = self._signed_gradcam(fused, batch)
         else:
@@ -246,7 +218,7 @@ class Explainer:
 
     def _raw_grids(self, method, batch, tumour_wanted, *, signed=None) -> tuple[np.ndarray, np.ndarray]:
         """Raw maps on the conv grid (non-finite values zeroed) and the maximum of each."""
-        fused = self._fused_gradcam() if method == "gradcam" and signed is None else None
+        fused = self._fused_gradcam() if EXPLANATION_METHODS[method].fused and signed is None else None
         if fused is not None:
             signed, _ = self._signed_gradcam(fused, batch)
         chunks = []
@@ -278,42 +250,7 @@ class Explainer:
         with warnings.catch_warnings():
             # tf-keras-vis hands Keras a list for a single-input model; Keras warns, harmlessly.
             warnings.filterwarnings("ignore", message="The structure of `inputs`")
-            maps = np.asarray(self._call_visualizer(visualizer, method, batch, tumour_wanted))
-            if method == "gradcam++":
-                maps = without_exp_score(maps, visualizer.model, batch, tumour_wanted)
-        return maps
-
-    def _call_visualizer(self, visualizer, method, batch, tumour_wanted):
-        from tf_keras_vis.utils.scores import BinaryScore, CategoricalScore
-
-        if method in ("gradcam", "gradcam++"):
-            return visualizer(
-                BinaryScore(tumour_wanted.tolist()),
-                batch,
-                penultimate_layer=self.layer,
-                seek_penultimate_conv_layer=False,  # the layer is known; skip the search
-                expand_cam=False,  # we upsample ourselves, cell-centre aligned
-                normalize_cam=False,  # and normalise ourselves, safely for constant maps
-            )
-        if method == "scorecam":
-            # Class index in the two-logit view built by `two_class_logits`: 0 normal, 1 tumour.
-            return visualizer(
-                CategoricalScore(tumour_wanted.astype(int).tolist()),
-                batch,
-                penultimate_layer=self.layer,
-                seek_penultimate_conv_layer=False,
-                max_N=self.scorecam_max_n,
-                batch_size=BATCH_SIZE,
-                expand_cam=False,
-                normalize_cam=False,
-            )
-        return visualizer(
-            BinaryScore(tumour_wanted.tolist()),
-            batch,
-            smooth_samples=self.smoothgrad_samples,
-            smooth_noise=SMOOTHGRAD_NOISE,
-            normalize_map=False,
-        )
+            return np.asarray(EXPLANATION_METHODS[method].call(self, visualizer, batch, tumour_wanted))
 
     def _signed_gradcam(self, fused, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         maps, probabilities = [], []
@@ -341,37 +278,8 @@ class Explainer:
     def _visualizer(self, method: str):
         with self._lock:
             if method not in self._visualizers:
-                self._visualizers[method] = self._build_visualizer(method)
+                self._visualizers[method] = EXPLANATION_METHODS[method].build(self.model)
             return self._visualizers[method]
-
-    def _build_visualizer(self, method: str):
-        """Each visualizer clones the model and swaps the sigmoid for a linear output, so scores
-        are logits: a saturated sigmoid (P = 0.999) would otherwise give vanishing gradients."""
-        from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
-
-        if method == "gradcam":
-            from tf_keras_vis.gradcam import Gradcam
-
-            return Gradcam(self.model, model_modifier=ReplaceToLinear(), clone=True)
-        if method == "gradcam++":
-            from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
-
-            return GradcamPlusPlus(self.model, model_modifier=ReplaceToLinear(), clone=True)
-        if method == "saliency":
-            from tf_keras_vis.saliency import Saliency
-
-            return Saliency(self.model, model_modifier=ReplaceToLinear(), clone=True)
-        from tf_keras_vis.scorecam import Scorecam
-
-        scorecam = Scorecam(
-            self.model,
-            model_modifier=[ReplaceToLinear(), two_class_logits],
-            clone=True,
-        )
-        # Scorecam calls model.predict once per chunk; silence its progress bar (CLI output).
-        predict = scorecam.model.predict
-        scorecam.model.predict = lambda *args, **kwargs: predict(*args, **{**kwargs, "verbose": 0})
-        return scorecam
 
 
 def load_reference_patches(per_class: int) -> np.ndarray:

@@ -1,19 +1,19 @@
 """Heatmaps for display: raw maps resized to the patch and scaled (shared reference or their own range),
 colormaps as numpy lookup tables (no matplotlib), a map blended over its patch with the centre box, colour
-bars, and the words that say how a map was scaled. The maps themselves come from core.evaluate.explain."""
+bars, and the words that say how a map was scaled; `Explanation`, the maps of a batch with their scale.
+The maps themselves come from core.evaluate.explain."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import NamedTuple
 
 import numpy as np
 
 from core.constants import CENTRE_BOX, IMAGE_SIZE, PATCH_SHAPE
 from core.errors import InputError, PatchError
 
-if TYPE_CHECKING:
-    from core.evaluate.explain import Explanation
-
+SCALES = ("shared", "own")
+DEFAULT_SCALE = "shared"
 COLORMAPS = ("jet", "inferno", "viridis")
 DEFAULT_COLORMAP = "jet"
 DEFAULT_ALPHA = 0.4
@@ -35,6 +35,38 @@ _ANCHORS = {
     "inferno": "000004 1B0C42 4B0C6B 781C6D A52C60 CF4446 ED6925 FB9A06 F7D03C FCFFA4",
     "viridis": "440154 482878 3E4A89 31688E 26828E 1F9E89 35B779 6DCD59 B4DE2C FDE725",
 }
+
+
+class Explanation(NamedTuple):
+    """Heatmaps to draw, the raw maps behind them, and the P(tumour) the model gave each patch.
+
+    heatmaps : float32 in [0, 1], 96x96 each: the raw maps on the display `scale`.
+    probabilities : P(tumour) of each patch.
+    raw : float32, 96x96 each: the method's map before any scaling (its own units, >= 0).
+    strengths : the maximum of each raw map (on the conv grid, before upsampling).
+    scale : "shared" or "own" (see the module docstring).
+    references : on the shared scale, the raw value drawn at the top colour for each map (the
+        reference of the score it explains); None on the "own" scale.
+    score_references : on the shared scale, the reference of each score explained, e.g.
+        {"tumour": 0.56}; empty on the "own" scale.
+
+    Shapes follow the input: a batch (n, 96, 96, 3) gives heatmaps (n, 96, 96) and
+    probabilities (n,); one patch (96, 96, 3) gives one heatmap (96, 96) and a 0-d probability.
+    """
+
+    heatmaps: np.ndarray
+    probabilities: np.ndarray
+    raw: np.ndarray
+    strengths: np.ndarray
+    scale: str = DEFAULT_SCALE
+    references: np.ndarray | None = None
+    score_references: dict[str, float] = {}  # noqa: RUF012 - never mutated, NamedTuple default
+
+    def relative_strengths(self) -> np.ndarray | None:
+        """Each map's strength as a fraction of its reference; None on the "own" scale."""
+        if self.references is None:
+            return None
+        return np.asarray(self.strengths, dtype=np.float64) / self.references
 
 
 def colormap_table(name: str = DEFAULT_COLORMAP) -> np.ndarray:

@@ -20,7 +20,9 @@ from typing import Any
 from core.constants import PATCH_SHAPE
 from core.errors import ModelError
 
-LAST_CONV_NAME = "last_conv"
+DEFAULT_ARCHITECTURE = "patchnet"
+LAST_CONV_NAME = "last_conv"  # the contract: the Grad-CAM target and the features' layer...
+OUTPUT_LAYER = "tumour_probability"  # ...and a final Dense(1, sigmoid) of this name (temperature scaling)
 NO_WEIGHTS, IMAGENET = "none", "imagenet"  # the `weights` choices besides a path to a local file
 WEIGHTS_HELP = "none, imagenet (Keras' download) or the path of a local .h5/.weights.h5 file"
 IMAGENET_UNREACHABLE = (
@@ -69,8 +71,8 @@ def build_patchnet(*, width: int = 32, dropout: float = 0.3):
     x = _conv_bn_relu(x, width * 8, name=LAST_CONV_NAME)
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(dropout)(x)
-    outputs = layers.Dense(1, activation="sigmoid", name="tumour_probability", dtype="float32")(x)
-    return keras.Model(inputs, outputs, name="patchnet")
+    outputs = layers.Dense(1, activation="sigmoid", name=OUTPUT_LAYER, dtype="float32")(x)
+    return keras.Model(inputs, outputs, name=DEFAULT_ARCHITECTURE)
 
 
 def build_seed(*, dropout: float = 0.3):
@@ -90,7 +92,7 @@ def build_seed(*, dropout: float = 0.3):
     x = layers.Flatten()(x)
     x = layers.Dense(256, activation="relu")(x)
     x = layers.Dropout(dropout)(x)
-    outputs = layers.Dense(1, activation="sigmoid", name="tumour_probability", dtype="float32")(x)
+    outputs = layers.Dense(1, activation="sigmoid", name=OUTPUT_LAYER, dtype="float32")(x)
     return keras.Model(inputs, outputs, name="seed")
 
 
@@ -106,7 +108,7 @@ def build_tiny(*, dropout: float = 0.1):
     x = layers.Conv2D(16, 3, padding="same", activation="relu", name=LAST_CONV_NAME)(x)
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(dropout)(x)
-    outputs = layers.Dense(1, activation="sigmoid", name="tumour_probability", dtype="float32")(x)
+    outputs = layers.Dense(1, activation="sigmoid", name=OUTPUT_LAYER, dtype="float32")(x)
     return keras.Model(inputs, outputs, name="tiny")
 
 
@@ -160,7 +162,7 @@ def build_backbone(
     x = layers.Activation("linear", name=LAST_CONV_NAME)(features)
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(dropout)(x)
-    outputs = layers.Dense(1, activation="sigmoid", name="tumour_probability", dtype="float32")(x)
+    outputs = layers.Dense(1, activation="sigmoid", name=OUTPUT_LAYER, dtype="float32")(x)
     return keras.Model(inputs, outputs, name=application.lower())
 
 
@@ -187,23 +189,50 @@ BACKBONES = (  # Keras Applications on 96x96 patches; each applies its own Image
     ),
 )
 
-ARCHITECTURES: dict[str, Architecture] = {
-    "patchnet": Architecture(
-        "patchnet",
+ARCHITECTURES: dict[str, Architecture] = {}  # name → architecture, in the order offered
+
+
+def register(*architectures: Architecture) -> None:
+    """Add architectures to the registry (a name already taken is refused). What each builds is held
+    to the model contract (`check_contract`) whenever `build_model` builds it: checking at import
+    would import TensorFlow."""
+    for architecture in architectures:
+        if architecture.name in ARCHITECTURES:
+            raise ModelError(f"An architecture named {architecture.name!r} is already registered.")
+        ARCHITECTURES[architecture.name] = architecture
+
+
+def check_contract(model, name: str):
+    """`model` if it keeps the contract every PatchLens architecture keeps (a layer named `last_conv`
+    for Grad-CAM and the features, a final Dense(1) named OUTPUT_LAYER); ModelError saying what
+    architecture `name` broke otherwise."""
+    import keras
+
+    names = {layer.name for layer in model.layers}
+    if LAST_CONV_NAME not in names:
+        raise ModelError(
+            f"Architecture {name!r} has no layer named {LAST_CONV_NAME!r} (the Grad-CAM target)."
+        )
+    last = model.layers[-1]
+    if not (isinstance(last, keras.layers.Dense) and last.units == 1 and last.name == OUTPUT_LAYER):
+        raise ModelError(f"Architecture {name!r} does not end in a Dense(1) layer named {OUTPUT_LAYER!r}.")
+    return model
+
+
+register(
+    Architecture(
+        DEFAULT_ARCHITECTURE,
         "Default. Strided stem + 8 BN conv layers + global average pooling (~1.2 M parameters).",
         build_patchnet,
     ),
-    "seed": Architecture(
+    Architecture(
         "seed",
         "The plain CNN of the original write-up (6 convs on the full grid); ~6x slower per patch.",
         build_seed,
     ),
-    "tiny": Architecture(
-        "tiny", "Smoke-test CNN (~1.5 k parameters): checks the pipeline in seconds.", build_tiny
-    ),
-    **{backbone.name: backbone for backbone in BACKBONES},
-}
-DEFAULT_ARCHITECTURE = "patchnet"
+    Architecture("tiny", "Smoke-test CNN (~1.5 k parameters): checks the pipeline in seconds.", build_tiny),
+    *BACKBONES,
+)
 
 
 def weights_problem(name: str, weights: str | None) -> str | None:
@@ -238,7 +267,7 @@ def build_model(
         keras.utils.set_random_seed(seed)
     if ARCHITECTURES[name].pretrainable:
         options["weights"] = None if weights == NO_WEIGHTS else weights
-    return ARCHITECTURES[name].build(**options)
+    return check_contract(ARCHITECTURES[name].build(**options), name)
 
 
 def find_last_conv_layer(model) -> str:

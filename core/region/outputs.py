@@ -1,7 +1,8 @@
 """What a heatmap run leaves in its output folder, each file written atomically:
 
 - probabilities.npy  (rows, cols) float32 P(tumour) of tile (r, c); NaN where not scored
-- quality.npy        (rows, cols) uint8: OR of FLAG_BITS of each scored tile
+- quality.npy        (rows, cols) uint8: OR of the stored bits (core.data.quality.FLAGS) of each scored
+                     tile's flags, in the QUALITY_FORMAT summary.json names
 - overlay.png        the thumbnail with the averaged map, the threshold contour and a colour bar whose
                      labels scale with the image (legible when the whole overlay is on a screen)
 - thumbnail.png      the thumbnail alone (what the page draws the map on), its longest side at most
@@ -11,6 +12,9 @@
                      with `probability` (and QuPath's objectType/measurements/classification), streamed
 - summary.json       image, size, µm/px, stride, grid, counts, tumour area, seconds; written last, so
                      a folder with a summary.json is complete
+
+A folder whose summary.json names another QUALITY_FORMAT (its quality.npy's bits may mean other flags)
+reads as absent, to be computed again; a summary without one predates the versioning and is format 1.
 
 The map shown and measured averages overlapping tiles on the stride's s x s cells, leaving out tiles
 the input-quality gate flagged. Tumour area = the cells whose average is at or above the threshold.
@@ -25,12 +29,18 @@ from pathlib import Path
 
 import numpy as np
 
-from core.data.quality import QUALITY_FLAGS, WITHHOLDING_FLAGS, quality_label
+from core.data.quality import (  # noqa: F401  (FLAG_BITS: re-exported for the heatmap job)
+    FLAG_BITS,
+    FLAGS,
+    QUALITY_FLAGS,
+    QUALITY_FORMAT,
+    WITHHOLDING_FLAGS,
+    quality_label,
+)
 from core.evaluate.heatmaps import DEFAULT_COLORMAP, colorize, labelled_colour_bar
 from core.files import atomic_file, atomic_write_bytes, atomic_write_json
 from core.region.tiling import Grid
 
-FLAG_BITS = {flag: 1 << bit for bit, flag in enumerate(QUALITY_FLAGS)}  # quality.npy: OR of a tile's flags
 WITHHOLDING_BITS = sum(FLAG_BITS[flag] for flag in WITHHOLDING_FLAGS)
 
 OUTPUT_FILES = (
@@ -53,7 +63,7 @@ BAR_TEXT_MIN = 12  # ...and never below this
 
 def flags_of(bits: int) -> tuple[str, ...]:
 
-    return tuple(flag for flag in QUALITY_FLAGS if bits & FLAG_BITS[flag])
+    return tuple(flag.name for flag in FLAGS if bits & (1 << flag.bit))
 
 
 def cell_map(
@@ -243,6 +253,7 @@ def summary_of(plan, probabilities: np.ndarray, flags: np.ndarray, threshold: fl
         "saturation_threshold": round(plan.saturation_threshold, 4),
         "seconds": round(seconds, 2),
         "tiles_per_s": round(scored / seconds, 1) if seconds > 0 else None,
+        "quality_format": QUALITY_FORMAT,  # what quality.npy's bits mean
     }
 
 
@@ -272,6 +283,8 @@ def read_outputs(out_dir) -> dict | None:
     out = Path(out_dir)
     try:
         summary = json.loads((out / "summary.json").read_text())
+        if not isinstance(summary, dict) or summary.get("quality_format", 1) != QUALITY_FORMAT:
+            return None  # its flag bits may mean other flags: computed again
         return {
             "summary": summary,
             "probabilities": np.load(out / "probabilities.npy"),

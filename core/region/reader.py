@@ -8,6 +8,10 @@ glass). TIFF tiles or strips are decoded one segment at a time and kept in a sma
 40,000 px wide slide is never held in memory; a PNG/JPEG is decoded whole, at its first read. Sizes come
 from headers; a file whose one decode exceeds the budget is refused first (core.region.budget). Every failure (missing file, text named .svs, a
 truncated TIFF, an undecodable compression) is a RegionImageError whose message names the file.
+
+The readers are one table, READERS (backend, file types, opener, formats in words): the backends a user
+may name, the file types the Region page accepts and its words for them all derive from it, so a new
+format is one entry plus its RegionImage class. What TIFF pages say is core.region.tiff_pages'.
 """
 
 from __future__ import annotations
@@ -18,25 +22,31 @@ import re
 import threading
 import warnings
 from collections import OrderedDict
+from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from core.errors import RegionImageError
 from core.region.budget import check_plain, check_tiff_page
+from core.region.tiff_pages import (  # noqa: F401  (PLAUSIBLE_MPP, plausible_mpp: re-exported for readers' callers)
+    PLAUSIBLE_MPP,
+    WHITE,
+    check_complete,
+    level_pages,
+    plausible_mpp,
+    segment_rgb,
+    tiff_mpp,
+)
 from core.settings import region_decode_budget_bytes
 
 PLAIN_EXTENSIONS = (".png", ".jpg", ".jpeg")
 TIFF_EXTENSIONS = (".tif", ".tiff", ".btf", ".tf8")
 SLIDE_EXTENSIONS = (".svs", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide")
-REGION_EXTENSIONS = PLAIN_EXTENSIONS + TIFF_EXTENSIONS + SLIDE_EXTENSIONS
-BACKENDS = ("auto", "pillow", "tifffile", "openslide")
-# A resolution outside this range (µm/px) is not a microscope's: e.g. the 72 dpi many tools write.
-PLAUSIBLE_MPP = (0.05, 50.0)
 SEGMENT_CACHE_BYTES = 32 * 1024 * 1024  # decoded TIFF tiles/strips kept (at least 3 rows of them)
 DECODE_ROWS = 256  # rows of a decoded PNG/JPEG converted to RGB at a time
-WHITE = 255
 
 
 class RegionImage:
@@ -163,13 +173,6 @@ def _rgb(image) -> np.ndarray:
     return np.asarray(image.convert("RGB"))
 
 
-def plausible_mpp(mpp: float | None) -> float | None:
-    """`mpp` when it is a microscope's resolution, else None (e.g. 72 or 96 dpi screen defaults)."""
-    if mpp is None or not math.isfinite(mpp):
-        return None
-    return float(mpp) if PLAUSIBLE_MPP[0] <= mpp <= PLAUSIBLE_MPP[1] else None
-
-
 # ----------------------------------------------------------------------------- tifffile
 
 
@@ -187,10 +190,10 @@ class TiffImage(RegionImage):
         except Exception as error:  # tifffile raises TiffFileError, ValueError, struct.error …
             raise RegionImageError(f"{path.name}: not a readable TIFF ({error}).") from error
         try:
-            self.pages = _level_pages(self.tiff, path.name)
+            self.pages = level_pages(self.tiff, path.name)
             sizes = [(int(p.imagewidth), int(p.imagelength)) for p in self.pages]
-            super().__init__(path, sizes, _tiff_mpp(self.tiff, self.pages[0]))
-            _check_complete(self.pages, path)
+            super().__init__(path, sizes, tiff_mpp(self.tiff, self.pages[0]))
+            check_complete(self.pages, path)
             for level, page in enumerate(self.pages):  # before any decode: a 2 MB file may need 6 GB
                 check_tiff_page(path.name, page, self._segment_shape(level))
             self._lock = threading.Lock()
@@ -246,7 +249,7 @@ class TiffImage(RegionImage):
                 raise RegionImageError(
                     f"{self.name}: cannot decode its {compression} data ({error})."
                 ) from error
-            segment = _segment_rgb(np.asarray(decoded)[0])
+            segment = segment_rgb(np.asarray(decoded)[0])
             self._cache[key] = segment
             self._cached_bytes += segment.nbytes
             three_rows = 3 * segment.nbytes * math.ceil(page.imagewidth / segment.shape[1])
@@ -266,72 +269,6 @@ def _quiet(logger_name: str):
         yield
     finally:
         logger.setLevel(level)
-
-
-def _level_pages(tiff, name: str) -> list:
-    """The first page of each pyramid level of the first series, largest first."""
-    if not tiff.series:
-        raise RegionImageError(f"{name}: the TIFF holds no image.")
-    levels = tiff.series[0].levels
-    pages = []
-    for level in levels:
-        page = level.keyframe if hasattr(level, "keyframe") else level.pages[0]
-        axes = page.axes
-        if not (axes.endswith("YXS") or axes.endswith("YX")) or (
-            page.planarconfig == 2 and page.samplesperpixel > 1
-        ):
-            raise RegionImageError(f"{name}: unsupported TIFF layout (axes {axes}, separate colour planes).")
-        pages.append(page)
-    return pages
-
-
-def _check_complete(pages: list, path: Path) -> None:
-    """A truncated file: some tile or strip lies past its end."""
-    size = path.stat().st_size
-    for page in pages:
-        ends = np.asarray(page.dataoffsets, dtype=np.int64) + np.asarray(page.databytecounts, dtype=np.int64)
-        if len(ends) and int(ends.max()) > size:
-            raise RegionImageError(f"{path.name}: the file is truncated (image data past its end).")
-
-
-def _segment_rgb(segment: np.ndarray) -> np.ndarray:
-    """A decoded tile/strip (h, w[, samples]) of any integer type -> uint8 RGB (h, w, 3)."""
-    if segment.dtype == np.uint16:
-        segment = (segment // 257).astype(np.uint8)
-    elif segment.dtype != np.uint8:
-        segment = np.clip(segment, 0, 255).astype(np.uint8)
-    if segment.ndim == 2:
-        segment = segment[..., None]
-    if segment.shape[2] == 1:
-        return np.repeat(segment, 3, axis=2)
-    if segment.shape[2] == 4:  # RGBA: composite on white
-        alpha = segment[..., 3:4].astype(np.float32) / 255.0
-        return np.rint(segment[..., :3] * alpha + WHITE * (1 - alpha)).astype(np.uint8)
-    return np.ascontiguousarray(segment[..., :3])
-
-
-def _tiff_mpp(tiff, page) -> float | None:
-    """µm/px from OME-XML, an Aperio description, or the resolution tags (cm or inch)."""
-    if tiff.is_ome and tiff.ome_metadata:
-        found = re.search(r'PhysicalSizeX="([0-9.eE+-]+)"', tiff.ome_metadata)
-        unit = re.search(r'PhysicalSizeXUnit="([^"]+)"', tiff.ome_metadata)
-        factor = {"µm": 1.0, "um": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4}.get(unit.group(1) if unit else "µm")
-        if found and factor:
-            return plausible_mpp(float(found.group(1)) * factor)
-    description = page.description or ""
-    if "MPP" in description:
-        found = re.search(r"MPP\s*=\s*([0-9.]+)", description)
-        if found:
-            return plausible_mpp(float(found.group(1)))
-    tags = page.tags
-    if "XResolution" in tags and "ResolutionUnit" in tags:
-        numerator, denominator = tags["XResolution"].value
-        unit = int(tags["ResolutionUnit"].value)
-        per_unit = numerator / denominator if denominator else 0.0
-        micrometres = {2: 25400.0, 3: 10000.0}.get(unit)
-        if micrometres and per_unit > 0:
-            return plausible_mpp(micrometres / per_unit)
-    return None
 
 
 # ----------------------------------------------------------------------------- OpenSlide
@@ -378,6 +315,29 @@ class SlideImage(RegionImage):
 # ----------------------------------------------------------------------------- opening
 
 
+@dataclass(frozen=True)
+class Reader:
+    """One entry of the reader table: a backend a user may name, the file types it reads when the
+    backend is left to `auto`, how it opens a file, and the formats in words (the Region page's help)."""
+
+    backend: str
+    extensions: tuple[str, ...]
+    open: Callable[[Path], RegionImage]
+    words: str
+    fallback: str | None = None  # the backend `auto` tries when this one cannot decode the file
+
+
+READERS = (  # a new reader: one entry here, plus its RegionImage class
+    Reader("pillow", PLAIN_EXTENSIONS, PlainImage, "PNG/JPEG"),
+    Reader("tifffile", TIFF_EXTENSIONS, TiffImage, "TIFF (tiled, pyramidal, OME-TIFF)", fallback="openslide"),
+    Reader("openslide", SLIDE_EXTENSIONS, SlideImage, "a slide OpenSlide reads (.svs, .ndpi, .mrxs, …)"),
+)
+READER_BY_BACKEND = {reader.backend: reader for reader in READERS}
+BACKENDS = ("auto", *READER_BY_BACKEND)
+REGION_EXTENSIONS = tuple(extension for reader in READERS for extension in reader.extensions)
+REGION_FORMATS = ", ".join(reader.words for reader in READERS[:-1]) + f" or {READERS[-1].words}"
+
+
 def open_region_image(path: str | Path, backend: str = "auto") -> RegionImage:
     """Open a region image or slide with the reader its format needs (or the one named).
 
@@ -390,31 +350,25 @@ def open_region_image(path: str | Path, backend: str = "auto") -> RegionImage:
         raise RegionImageError(f"No image file at {path}.")
     if path.stat().st_size == 0:
         raise RegionImageError(f"{path.name}: the file is empty (0 bytes).")
-    suffix = path.suffix.lower()
-    if backend == "auto" and suffix not in REGION_EXTENSIONS:
-        known = " ".join(REGION_EXTENSIONS)
-        raise RegionImageError(
-            f"{path.name}: unsupported file type {suffix or '(none)'}; expected one of {known}."
-        )
-    chosen = backend if backend != "auto" else _backend_for(suffix)
-    if chosen == "pillow":
-        return PlainImage(path)
-    if chosen == "openslide":
-        return SlideImage(path)
+    reader = READER_BY_BACKEND.get(backend) or _reader_for(path)
     try:
-        return TiffImage(path)
+        return reader.open(path)
     except RegionImageError as error:
-        if "cannot decode" in str(error) and backend == "auto":  # e.g. JPEG tiles without imagecodecs
-            try:
-                return SlideImage(path)
+        if reader.fallback and "cannot decode" in str(error) and backend == "auto":  # e.g. JPEG tiles
+            try:  # without imagecodecs
+                return READER_BY_BACKEND[reader.fallback].open(path)
             except RegionImageError:
                 pass
         raise
 
 
-def _backend_for(suffix: str) -> str:
-    if suffix in PLAIN_EXTENSIONS:
-        return "pillow"
-    if suffix in TIFF_EXTENSIONS:
-        return "tifffile"
-    return "openslide"
+def _reader_for(path: Path) -> Reader:
+    """The reader whose file types include `path`'s; RegionImageError listing them all when none does."""
+    suffix = path.suffix.lower()
+    for reader in READERS:
+        if suffix in reader.extensions:
+            return reader
+    known = " ".join(REGION_EXTENSIONS)
+    raise RegionImageError(
+        f"{path.name}: unsupported file type {suffix or '(none)'}; expected one of {known}."
+    )

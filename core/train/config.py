@@ -6,8 +6,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from core.data.normalise import METHODS as STAIN_NORMALISATIONS
-from core.errors import RunError
-from core.model.architectures import NO_WEIGHTS
+from core.errors import RunError, TrainConfigError
+from core.model.architectures import DEFAULT_ARCHITECTURE, NO_WEIGHTS
 from core.model.augment import AugmentConfig
 
 SCHEDULES = ("cosine", "constant")
@@ -23,7 +23,7 @@ class TrainConfig:
     data: list[str]
     val_data: str | None = None  # a second dataset; when None, a fraction of `data` is held out
     val_fraction: float = 0.2
-    architecture: str = "patchnet"
+    architecture: str = DEFAULT_ARCHITECTURE
     weights: str = NO_WEIGHTS  # backbones only: none | imagenet | the path of a local weights file
     epochs: int = 10
     batch_size: int = DEFAULT_BATCH_SIZE
@@ -50,42 +50,46 @@ class TrainConfig:
     swa_lr: float | None = None  # the learning rate of those epochs; None = a fifth of learning_rate
 
     def validate(self) -> TrainConfig:
+        """This configuration, checked (TrainConfigError, an InputError, names the first bad value);
+        `data` becomes a list of strings and `augment` an AugmentConfig."""
         from core.model.architectures import ARCHITECTURES, weights_problem
 
         if isinstance(self.data, (str, Path)):
             self.data = [str(self.data)]
         self.data = [str(d) for d in self.data]
         if not self.data:
-            raise RunError("Choose at least one training dataset.")
+            raise TrainConfigError("Choose at least one training dataset.")
         for path in [*self.data, *([self.val_data] if self.val_data else [])]:
             if not Path(path).exists():
-                raise RunError(f"No dataset at {path}.")
+                raise TrainConfigError(f"No dataset at {path}.")
         if isinstance(self.augment, dict):
             self.augment = AugmentConfig(**self.augment)
         if self.architecture not in ARCHITECTURES:
-            raise RunError(f"Unknown architecture {self.architecture!r}: {', '.join(ARCHITECTURES)}.")
+            raise TrainConfigError(f"Unknown architecture {self.architecture!r}: {', '.join(ARCHITECTURES)}.")
         problem = weights_problem(self.architecture, self.weights)
         if problem:
-            raise RunError(problem)
+            raise TrainConfigError(problem)
         if not self.val_data and not 0.0 < self.val_fraction < 1.0:
-            raise RunError("The validation fraction must lie between 0 and 1.")
+            raise TrainConfigError("The validation fraction must lie between 0 and 1.")
         if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:
-            raise RunError("Epochs, batch size and learning rate must be positive.")
+            raise TrainConfigError("Epochs, batch size and learning rate must be positive.")
         if self.swa_epochs and not 2 <= self.swa_epochs < self.epochs:  # negatives included
-            raise RunError("Weight averaging needs at least 2 epochs, and fewer than the run's epochs.")
+            raise TrainConfigError(
+                "Weight averaging needs at least 2 epochs, and fewer than the run's epochs."
+            )
         if self.swa_lr is not None and self.swa_lr <= 0:
-            raise RunError("The learning rate of weight averaging must be positive.")
+            raise TrainConfigError("The learning rate of weight averaging must be positive.")
         if self.schedule not in SCHEDULES:
-            raise RunError(f"Unknown schedule {self.schedule!r}: {', '.join(SCHEDULES)}.")
+            raise TrainConfigError(f"Unknown schedule {self.schedule!r}: {', '.join(SCHEDULES)}.")
         if self.stain_normalisation not in STAIN_NORMALISATIONS:
-            raise RunError(
+            raise TrainConfigError(
                 f"Unknown stain normalisation {self.stain_normalisation!r}: "
                 f"{', '.join(STAIN_NORMALISATIONS)}."
             )
         if self.stain_reference and not Path(self.stain_reference).is_file():
-            raise RunError(f"No stain reference image at {self.stain_reference}.")
+            raise TrainConfigError(f"No stain reference image at {self.stain_reference}.")
         if self.strategy not in STRATEGIES:
-            raise RunError(f"Unknown strategy {self.strategy!r}.")
+            raise TrainConfigError(f"Unknown strategy {self.strategy!r}.")
         return self
 
     def to_dict(self) -> dict:

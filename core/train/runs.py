@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from core.errors import JobConflictError, RunError
+from core.errors import InputError, JobConflictError, RunError
 from core.files import atomic_write_bytes, atomic_write_json, read_json
 from core.model.io import CHECKPOINT_FILE, FINAL_MODEL_FILE, run_checkpoint_path, run_model_path
 from core.settings import PROJECT_DIR, runs_dir, workspace_dir
@@ -97,7 +97,7 @@ def start_core_command(arguments: list[str], log_path: str | Path) -> int:
 def write_status(run_dir: str | Path, state: str, **fields) -> dict:
     """Replace status.json, keeping earlier fields (started, pid, ...) unless overridden."""
     if state not in STATES:
-        raise ValueError(f"unknown state {state!r}")
+        raise InputError(f"unknown state {state!r}")
     path = Path(run_dir) / "status.json"
     status = read_json(path, {})
     status = status if isinstance(status, dict) else {}  # a damaged file is replaced, not kept
