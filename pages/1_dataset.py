@@ -33,6 +33,7 @@ from core.data.stats import (
 )
 from core.errors import PatchLensError
 from core.formatting import quality_words, short_id
+from ui.cache import dataset_key
 from ui.frame import page
 from ui.shared import (
     DATASET_KEY,
@@ -174,15 +175,14 @@ def flag_help() -> str:
 
 
 @st.cache_data(show_spinner="Measuring the input quality of the patches…", max_entries=16)
-def _quality(path: str, fingerprint: str, n: int, scanned: bool, _dataset) -> DatasetQuality:
+def _quality(content: tuple[str, int, str], scanned: bool, _dataset) -> DatasetQuality:
     return dataset_quality(_dataset)
 
 
 def dataset_quality_of(dataset, path: str) -> DatasetQuality:
     """The dataset's quality labels, cached per content (path, fingerprint, size, scanned); the
     unreadable patches met on the way are listed as problems."""
-    fingerprint = repr(getattr(dataset, "fingerprint", ()))
-    quality = _quality(path, fingerprint, len(dataset), dataset.scanned, dataset)
+    quality = _quality(dataset_key(dataset), dataset.scanned, dataset)
     dataset.record_unreadable(quality.unreadable)
     return quality
 
@@ -245,10 +245,10 @@ def patch_detail(dataset, path: str, on_page, with_box: bool) -> None:
 
 
 @st.cache_data(show_spinner="Picking a stain reference from the dataset…", max_entries=16)
-def _dataset_reference(path: str, fingerprint: str, n: int, method: str, _dataset) -> StainNormaliser:
+def _dataset_reference(content: tuple[str, int, str], method: str, _dataset) -> StainNormaliser:
     import numpy as np
 
-    rows = np.sort(np.random.default_rng(0).permutation(n)[:STAIN_SAMPLE])
+    rows = np.sort(np.random.default_rng(0).permutation(len(_dataset))[:STAIN_SAMPLE])
     patches, kept, _ = _dataset.read_tolerant(rows.tolist())
     return StainNormaliser(method).fit(patches, ids=[_dataset.ids[i] for i in kept])
 
@@ -279,8 +279,7 @@ def stain_preview(dataset, path: str, patch) -> None:
                 normaliser, source = own, "the active model's reference"
             else:
                 try:
-                    fingerprint = repr(getattr(dataset, "fingerprint", ()))
-                    normaliser = _dataset_reference(path, fingerprint, len(dataset), method, dataset)
+                    normaliser = _dataset_reference(dataset_key(dataset), method, dataset)
                 except PatchLensError as error:
                     column.info(f"{method}: {md_escape(error)}")
                     continue

@@ -9,7 +9,6 @@ out-of-distribution check, core.model.ood, in the same forward pass): a flagged 
 probability but gets a badge per flag and no call, and is counted as flagged, not as a call.
 """
 
-import os
 
 import numpy as np
 import streamlit as st
@@ -29,6 +28,7 @@ from core.evaluate.uploads import (
 )
 from core.formatting import NAME_IN_TEXT, page_bounds, quality_words, short_name
 from core.model.ood import NO_STATS_NOTE
+from ui.cache import FileKey, file_key
 from ui.frame import page
 from ui.gallery import blend, explain_settings, explanation, method_name, scale_legend
 from ui.prediction_source import threshold_control
@@ -66,7 +66,7 @@ FLAGGED_HELP = (
 
 @st.cache_data(show_spinner="Predicting…", max_entries=32)
 def probabilities(
-    model_file: str, mtime: float, tta: bool, digests: tuple[str, ...], _model, _patches
+    model_file: FileKey, tta: bool, digests: tuple[str, ...], _model, _patches
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """One batched forward pass over every good upload, keyed by the model file and the files' content:
     (probabilities, out-of-distribution bools or None when the model carries no statistics)."""
@@ -144,9 +144,8 @@ with page("Predict"):
     if model is None:
         st.stop()
     try:
-        mtime = os.stat(model.patchlens_path).st_mtime
         probs, unlike_training = probabilities(
-            model.patchlens_path, mtime, tta, tuple(batch.digests), model, batch.patches
+            file_key(model.patchlens_path), tta, tuple(batch.digests), model, batch.patches
         )
     except PatchLensError as error:
         st.error(f"The model could not score these patches: {md_escape(error)}")

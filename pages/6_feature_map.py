@@ -7,7 +7,6 @@ scatter shows a stratified sample of at most SCATTER_SAMPLE points (TSNE_SAMPLE 
 core.diagnose.projection).
 """
 
-import os
 
 import plotly.express as px
 import streamlit as st
@@ -23,6 +22,7 @@ from core.diagnose.projection import (
     scatter_frame,
 )
 from core.errors import PatchLensError
+from ui.cache import FileKey, features_at, file_key, index_at, lookup_of
 from ui.frame import page
 from ui.gallery import blend, explain_settings, heatmaps, patch_grid, with_box
 from ui.prediction_source import prediction_jobs, threshold_control
@@ -34,7 +34,7 @@ from ui.shared import (
     model_label,
     required_model_path,
 )
-from ui.similar import EXPLAINED, caption, features_at, index_at, k_control, lookup_of, neighbour_grid
+from ui.similar import EXPLAINED, caption, k_control, neighbour_grid
 from ui.text import md_escape
 
 CHART_KEY = "feature_map_chart"
@@ -43,10 +43,10 @@ CATEGORY_COLOURS = {"normal": "#1f77b4", "tumour": "#d62728", "correct": "#2ca02
 
 
 @st.cache_data(show_spinner="Projecting to 2-D…", max_entries=8)
-def _points(path: str, mtime: float, method: str):
+def _points(features: FileKey, method: str):
     from core.diagnose.projection import scatter_points
 
-    found = features_at(path, mtime)
+    found = features_at(features.path)
     return scatter_points(found.features, found.labels, method)
 
 
@@ -83,14 +83,14 @@ def checked_features(path: str, model_path: str, dataset):
     from core.data.cache_records import DamagedCacheError, damaged_message, discard_cache
 
     try:
-        return path, features_at(path, os.stat(path).st_mtime)
+        return path, features_at(path)
     except DamagedCacheError as error:
         discard_cache(path)
         st.warning(md_escape(damaged_message(path, str(error))), icon="⚠️")
     path = feature_file(model_path, dataset)
     if path is None:
         st.stop()
-    return path, features_at(path, os.stat(path).st_mtime)
+    return path, features_at(path)
 
 
 def sample_caption(drawn: int, total: int, method: str) -> str:
@@ -185,7 +185,6 @@ with page("Feature map"):
     if path is None:
         st.stop()
     path, found = checked_features(path, model_path, dataset)
-    mtime = os.stat(path).st_mtime
     if found.skipped:
         st.caption(f"{len(found.skipped):,} patches could not be read and are left out.")
     threshold = threshold_control()
@@ -196,7 +195,7 @@ with page("Feature map"):
     colours = [c for c in COLOUR_BY if c != "slide" or found.groups is not None]
     colour = controls[1].selectbox("Colour by", colours, format_func=COLOUR_BY.get, key="feature_map_colour")
     try:
-        rows, xy = _points(path, mtime, method)
+        rows, xy = _points(file_key(path), method)
     except PatchLensError as error:
         st.error(md_escape(error))
         st.stop()
@@ -214,4 +213,4 @@ with page("Feature map"):
         st.caption("Nothing selected yet.")
 
     choices = selected or frame["id"].tolist()
-    similar_patches(choices, index_at(path, mtime), lookup, found)
+    similar_patches(choices, index_at(path), lookup, found)

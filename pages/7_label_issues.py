@@ -20,7 +20,7 @@ from core.diagnose.label_issues import (
     suspects_csv,
 )
 from core.errors import PatchLensError
-from core.evaluate.sources import dataset_lookup
+from ui.cache import lookup_of
 from ui.frame import page
 from ui.gallery import paged_gallery, patch_in_detail, pick_one
 from ui.prediction_source import KIND_KEY, current_threshold, pick_source, show_source_notes
@@ -36,11 +36,6 @@ KIND_ICONS = {"out-of-sample": "✅", "in-sample": "⚠️", "unknown": "❔"}
 @st.cache_data(show_spinner="Ranking the labelled patches…", max_entries=8)
 def _ranked(key: str, _predictions):
     return rank_predictions(_predictions)
-
-
-@st.cache_resource(show_spinner=False, max_entries=2)
-def _lookup(path: str, n: int, fingerprint: str, _dataset):
-    return dataset_lookup(_dataset)
 
 
 def model_source():
@@ -90,9 +85,7 @@ def folds_source():
     if stored is not None:
         from core.diagnose.label_issues import folds_kind
 
-        fingerprint = repr(getattr(dataset, "fingerprint", ()))
-        lookup = _lookup(str(dataset.path), len(dataset), fingerprint, dataset)
-        return rank_dataset(dataset, stored), lookup, model_path, folds_kind(settings.folds)
+        return rank_dataset(dataset, stored), lookup_of(dataset), model_path, folds_kind(settings.folds)
     follow_or_offer(model_path, dataset, settings)
     return None
 

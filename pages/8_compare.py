@@ -21,8 +21,9 @@ from core.diagnose.compare import (
 from core.errors import PatchLensError
 from core.evaluate.metrics import pr_points, roc_points
 from core.evaluate.predictions import read_predictions
-from core.evaluate.sources import dataset_lookup, overlap_caption, overlap_warning
+from core.evaluate.sources import overlap_caption, overlap_warning
 from core.formatting import page_bounds
+from ui.cache import lookup_of
 from ui.charts import curve, curve_figure, reference_line
 from ui.frame import page
 from ui.gallery import blend, heatmaps, patch_grid, with_box
@@ -58,11 +59,6 @@ GRADCAM = {
 def paired_from_files(file_a: str, mtime_a: float, file_b: str, mtime_b: float):
     """The two cached prediction files, paired (keyed by their paths and mtimes)."""
     return pair_predictions(read_predictions(file_a), read_predictions(file_b))
-
-
-@st.cache_resource(show_spinner=False, max_entries=4)
-def patch_lookup(path: str, n: int, fingerprint: str, _dataset):
-    return dataset_lookup(_dataset)
 
 
 def pick_models(options: dict[str, str]) -> tuple[str, str]:
@@ -257,5 +253,5 @@ with page("Compare"):
     if rows.empty:
         st.success(f"No patch at {threshold:.3f}: {group.lower()}.")
         st.stop()
-    lookup = patch_lookup(str(dataset.path), len(dataset), repr(getattr(dataset, "fingerprint", ())), dataset)
+    lookup = lookup_of(dataset)
     gallery(rows, lookup, model_a, model_b, threshold)

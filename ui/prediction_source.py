@@ -31,7 +31,6 @@ from core.errors import PatchLensError
 from core.evaluate.jobs import LOADING_PHASE
 from core.evaluate.sources import (
     PatchLookup,
-    dataset_lookup,
     load_run_predictions,
     overlap_caption,
     overlap_warning,
@@ -42,6 +41,7 @@ from core.evaluate.sources import (
 from core.files import modified_ns
 from core.model.ood import NO_STATS_NOTE
 from core.train.runs import list_runs
+from ui.cache import FileKey, dataset_key, file_key, lookup_of
 from ui.shared import (
     DATASET_KEY,
     NO_MODEL,
@@ -169,25 +169,20 @@ def threshold_control(presets: dict[str, float | None] | None = None) -> float:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _run_predictions(path: str, mtime: float) -> pd.DataFrame:
-    return load_run_predictions(Path(path).parent)
+def _run_predictions(csv: FileKey) -> pd.DataFrame:
+    return load_run_predictions(Path(csv.path).parent)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _cached_file_predictions(path: str, mtime: float, fingerprint: str, _dataset) -> pd.DataFrame:
+def _cached_file_predictions(csv: FileKey, dataset: tuple[str, int, str], _dataset) -> pd.DataFrame:
     from core.evaluate.predictions import read_cached_predictions
 
-    return read_cached_predictions(path, _dataset)  # DamagedCacheError when it disagrees with its record
+    return read_cached_predictions(csv.path, _dataset)  # DamagedCacheError when it disagrees with its record
 
 
 @st.cache_resource(show_spinner="Indexing the validation patches…", max_entries=4)
-def _lookup(paths: tuple[str, ...], mtimes: tuple[float, ...]) -> PatchLookup:
-    return PatchLookup(list(paths))
-
-
-@st.cache_resource(show_spinner=False, max_entries=4)
-def _active_lookup(path: str, n: int, fingerprint: str, _dataset) -> PatchLookup:
-    return dataset_lookup(_dataset)
+def _lookup(files: tuple[FileKey, ...]) -> PatchLookup:
+    return PatchLookup([file.path for file in files])
 
 
 # --------------------------------------------------------------------------- the picker
@@ -226,12 +221,12 @@ def _run_source(runs) -> PredictionSource | None:
     run = by_path[chosen]
     csv_path = run_predictions_path(run.path)
     try:
-        predictions = _run_predictions(str(csv_path), modified_ns(csv_path))
+        predictions = _run_predictions(file_key(csv_path))
     except PatchLensError as error:
         st.error(md_escape(error))
         return None
     info = validation_info(run.config)
-    lookup = _lookup(info.patch_paths, tuple(modified_ns(p) for p in info.patch_paths))
+    lookup = _lookup(tuple(map(file_key, info.patch_paths)))
     model = run.model_path
     return PredictionSource(
         key=f"{csv_path}:{modified_ns(csv_path)}",
@@ -282,9 +277,8 @@ def _active_source(overlap_words: bool = True) -> PredictionSource | None:
             st.warning(md_escape(overlap), icon="⚠️")
         prediction_jobs({model_path: title}, dataset, tta=tta)
         return None
-    fingerprint = repr(getattr(dataset, "fingerprint", ()))
     try:
-        predictions = _cached_file_predictions(str(csv_path), modified_ns(csv_path), fingerprint, dataset)
+        predictions = _cached_file_predictions(file_key(csv_path), dataset_key(dataset), dataset)
     except DamagedCacheError as error:
         _recompute_damaged(csv_path, str(error), {model_path: title}, dataset, tta=tta)
         return None
@@ -300,7 +294,7 @@ def _active_source(overlap_words: bool = True) -> PredictionSource | None:
         predictions=predictions,
         note=None,
         warning=overlap,
-        lookup=_active_lookup(str(dataset_path), len(dataset), fingerprint, dataset),
+        lookup=lookup_of(dataset),
         model_path=model_path,
         skipped=skipped,
         overlap=found,
@@ -336,12 +330,11 @@ def overlap_with_training(model_path: str, dataset):
         return None
     if len(dataset) > PAGE_HASH_LIMIT and cached_dataset_hashes(dataset) is None:
         return PENDING  # hashing it here would hold the page; the prediction job hashes what it scores
-    fingerprint = repr(getattr(dataset, "fingerprint", ()))
-    return _overlap(str(model_path), str(record), modified_ns(record), fingerprint, len(dataset), dataset)
+    return _overlap(str(model_path), file_key(record), dataset_key(dataset), dataset)
 
 
 @st.cache_data(show_spinner="Matching the patches against the model's training patches…", max_entries=16)
-def _overlap(model_path: str, record: str, mtime: int, fingerprint: str, n: int, _dataset):
+def _overlap(model_path: str, record: FileKey, dataset: tuple[str, int, str], _dataset):
     return training_overlap(model_path, _dataset)
 
 

@@ -32,7 +32,6 @@ import streamlit as st
 
 from core.constants import DEFAULT_THRESHOLD
 from core.errors import PatchLensError
-from core.files import modified_ns
 from core.model.io import CHECKPOINT_FILE, FINAL_MODEL_FILE
 from core.settings import (
     BASELINE_MODEL,
@@ -41,6 +40,8 @@ from core.settings import (
     runs_dir,
 )
 from core.train.runs import list_runs
+from ui.boundary import error_boundary
+from ui.cache import dataset_at, model_at
 from ui.notices import notice, show_notices
 from ui.roots import extra_roots, refused_now, roots_setting
 from ui.text import md_escape
@@ -79,7 +80,7 @@ def _dataset_from_url() -> str:
         return str(SAMPLE_DATASET)
     try:
         path = str(check_allowed(text, extra_roots()))
-        _open_dataset(path, modified_ns(path))
+        dataset_at(path)
     except PatchLensError as error:
         notice(
             "main",
@@ -196,21 +197,12 @@ def keep_flag(url_key: str, on: bool) -> None:
 # --------------------------------------------------------------------------- datasets
 
 
-@st.cache_resource(show_spinner="Opening the dataset…", max_entries=8)
-def _open_dataset(path: str, mtime: float):
-    from core.data.dataset import open_checked
-
-    return open_checked(path)
-
-
 def active_dataset():
     """The active dataset, or None after showing why it cannot be opened."""
     path = st.session_state.get(DATASET_KEY) or str(SAMPLE_DATASET)
-    try:
-        return _open_dataset(path, modified_ns(path))
-    except PatchLensError as error:
-        st.error(f"The dataset {md_escape(path)} cannot be opened: {md_escape(error)}")
-        return None
+    with error_boundary(f"The dataset {md_escape(path)} cannot be opened"):
+        return dataset_at(path)
+    return None
 
 
 def open_dataset_from_user(text: str):
@@ -219,7 +211,7 @@ def open_dataset_from_user(text: str):
     Returns the dataset; raises PatchLensError (a message for the user) when it cannot be opened.
     """
     path = str(check_allowed(text, extra_roots()))
-    dataset = _open_dataset(path, modified_ns(path))
+    dataset = dataset_at(path)
     st.session_state[DATASET_KEY] = path
     return dataset
 
@@ -246,27 +238,15 @@ def active_model_path() -> str | None:
     return None
 
 
-@st.cache_resource(show_spinner="Loading the model (TensorFlow starts once, ~10 s)…", max_entries=4)
-def load_model_cached(path: str, mtime: float):
-    from core.model.io import load_model
-
-    return load_model(path)
-
-
 def load_active_model():
     """The active Keras model, shared by every session (cache_resource), or None with a message."""
     path = active_model_path()
     if path is None:
         st.warning("No model is active. Train one on the Train page or restore models/baseline.keras.")
         return None
-    try:
-        from core.model.io import resolve_model_path
-
-        resolved = str(resolve_model_path(path))
-        return load_model_cached(resolved, modified_ns(resolved))
-    except PatchLensError as error:
-        st.error(md_escape(error))
-        return None
+    with error_boundary():
+        return model_at(path)
+    return None
 
 
 def model_label(path: str | None) -> str:
