@@ -40,6 +40,7 @@ from core.evaluate.sources import (
 from core.files import modified_ns
 from core.model.ood import NO_STATS_NOTE
 from core.train.runs import list_runs
+from ui.boundary import error_boundary
 from ui.cache import FileKey, dataset_key, file_key, lookup_of
 from ui.prediction_jobs import prediction_jobs
 from ui.shared import (
@@ -219,10 +220,9 @@ def _run_source(runs) -> PredictionSource | None:
     chosen = st.selectbox("Run", paths, format_func=describe, key=RUN_KEY)
     run = by_path[chosen]
     csv_path = run_predictions_path(run.path)
-    try:
+    with error_boundary() as outcome:
         predictions = _run_predictions(file_key(csv_path))
-    except PatchLensError as error:
-        st.error(md_escape(error))
+    if outcome.failed:
         return None
     info = validation_info(run.config)
     lookup = _lookup(tuple(map(file_key, info.patch_paths)))
@@ -258,18 +258,13 @@ def _active_source(overlap_words: bool = True) -> PredictionSource | None:
     restore_flag(TTA_KEY, URL_TTA)
     tta = st.checkbox("Test-time augmentation (average of 8 flips/rotations, 8× slower)", key=TTA_KEY)
     keep_flag(URL_TTA, tta)
-    try:
+    with error_boundary() as outcome:
         csv_path = prediction_cache_path(model_path, dataset, tta=tta)
         meta = read_model_meta(resolve_model_path(model_path))
-    except PatchLensError as error:
-        st.error(md_escape(error))
+        found = overlap_with_training(model_path, dataset)
+    if outcome.failed:
         return None
     title = f"{model_label(model_path)} on {dataset_label(dataset_path)}" + (" (TTA)" if tta else "")
-    try:
-        found = overlap_with_training(model_path, dataset)
-    except PatchLensError as error:
-        st.error(md_escape(error))
-        return None
     overlap = overlap_warning(found, (meta or {}).get("config"), dataset_path) if overlap_words else None
     if not csv_path.is_file():
         if overlap:
@@ -308,12 +303,10 @@ def _recompute_damaged(csv_path: Path, reason: str, models: dict[str, str], data
 
     discard_cache(csv_path)
     st.warning(md_escape(damaged_message(csv_path, reason)), icon="⚠️")
-    try:
+    with error_boundary("The job could not be started", also=(OSError,)) as outcome:
         launch(next(iter(models)), dataset, tta=tta)
-    except (PatchLensError, OSError) as error:
-        st.error(f"The job could not be started: {md_escape(error)}")
-        return
-    prediction_jobs(models, dataset, tta=tta)
+    if not outcome.failed:
+        prediction_jobs(models, dataset, tta=tta)
 
 
 PAGE_HASH_LIMIT = 4000  # patches hashed on the page (~6 s of decoding); more wait for the prediction job

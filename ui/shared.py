@@ -1,5 +1,5 @@
-"""What every page shares: the active dataset and model, cached loaders, the sidebar, the URL, and
-the progress bar of a background job.
+"""What every page shares: the active dataset and model (loaded through ui.cache), the sidebar and
+the URL. (A background job's progress: ui.job_panel.)
 
 Session state keys (one home for each):
   dataset_path   the active dataset (default: the bundled sample)
@@ -352,18 +352,3 @@ def _model_picker() -> None:
         on_change=_model_picked,
         label_visibility="collapsed",
     )
-
-
-def job_progress_bar(
-    job: dict, text: Callable[[dict, int, int], str], *, stop: Callable[[], object], key: str
-):
-    """A background job's progress bar, captioned `text(job, done, total)`, the note that it runs in the
-    background and its Stop button (`stop()` on a click); the whole page reruns once the job has ended."""
-    if job.get("state") not in ("queued", "running"):
-        st.rerun(scope="app")  # finished, failed or stopped: the page shows the outcome
-    done, total = int(job.get("done") or 0), int(job.get("total") or 0)
-    st.progress(done / total if total else 0.0, text=text(job, done, total))
-    st.caption("This runs in the background: you may reload the page or come back later.")
-    if st.button("Stop", key=key):
-        stop()
-        st.toast("Stop requested: the job ends at its next batch.")
