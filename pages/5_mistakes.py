@@ -10,15 +10,14 @@ import streamlit as st
 
 from core.constants import LABEL_NAMES
 from core.data.quality import FLAG_MEANINGS, OK, QUALITY_FLAGS
-from core.errors import PatchLensError
 from core.evaluate.interpret import MISTAKE_KINDS, Interpretation, mistakes_csv
 from core.evaluate.predictions import ALL_QUALITIES, has_quality
 from core.formatting import quality_words, short_id
+from ui.boundary import error_boundary
 from ui.frame import page
 from ui.gallery import paged_gallery, patch_in_detail, pick_one
 from ui.prediction_source import pick_source, show_source_notes, threshold_control
 from ui.shared import from_url, one_of, to_url
-from ui.text import md_escape
 
 KIND_FILTERS = {"both": None, "false positives": "false positive", "false negatives": "false negative"}
 SHORT = {"false positive": "FP", "false negative": "FN"}
@@ -33,14 +32,9 @@ def probability_range(text: str) -> tuple[float, float] | None:
     return (low, high) if 0.0 <= low <= high <= 1.0 else None
 
 
-with page("Mistakes"):
-    source = pick_source()
-    if source is None:
-        st.stop()
-    show_source_notes(source)
-    threshold = threshold_control()
-
-    with_flags = has_quality(source.predictions)
+def mistake_filters(with_flags: bool) -> dict:
+    """The filters (kind, probability range, input quality when the predictions carry flags), kept in
+    the URL; returns them as keyword arguments of Interpretation.mistakes."""
     filters = st.columns([2, 3, 2] if with_flags else [2, 3])
     from_url(KIND_KEY, KIND_KEY, one_of(KIND_FILTERS))
     shown_kind = filters[0].radio("Show", list(KIND_FILTERS), horizontal=True, key=KIND_KEY)
@@ -64,20 +58,19 @@ with page("Mistakes"):
         to_url(QUALITY_KEY, None if quality == ALL_QUALITIES else quality)
     else:
         st.caption("No input-quality flags for these predictions, so they cannot be filtered by quality.")
-    try:
-        interpretation = Interpretation(source.predictions)
-        every = interpretation.mistakes(threshold)
-        wrong = interpretation.mistakes(
-            threshold,
-            kind=KIND_FILTERS[shown_kind],
-            min_prob=low,
-            max_prob=high,
-            quality=quality,
-        )
-    except PatchLensError as error:
-        st.error(f"These predictions cannot be searched for mistakes: {md_escape(error)}")
-        st.stop()
+    return {"kind": KIND_FILTERS[shown_kind], "min_prob": low, "max_prob": high, "quality": quality}
 
+
+def found_mistakes(predictions, threshold: float, filters: dict):
+    """(every mistake, the filtered ones) at `threshold`; the page stops after a message when these
+    predictions cannot be searched."""
+    with error_boundary("These predictions cannot be searched for mistakes", stop=True):
+        interpretation = Interpretation(predictions)
+        return interpretation.mistakes(threshold), interpretation.mistakes(threshold, **filters)
+
+
+def mistake_counts(every, wrong, threshold: float, source) -> None:
+    """The counts, and the filtered list as a CSV; the page stops when nothing matches."""
     counts = every["kind"].value_counts()
     cards = st.columns(4)
     cards[0].metric(
@@ -88,7 +81,6 @@ with page("Mistakes"):
     )
     cards[2].metric("Shown after filters", f"{len(wrong):,}")
     cards[3].metric("Threshold", f"{threshold:.3f}")
-
     sources = [source.lookup.source_of(i) if source.lookup else "" for i in wrong["id"]]
     st.download_button(
         "Download this list (CSV)",
@@ -102,8 +94,10 @@ with page("Mistakes"):
         st.success("No mistakes match these filters at this threshold.")
         st.stop()
 
-    # --- the gallery ---------------------------------------------------------------------------
-    gallery = paged_gallery(
+
+def mistake_gallery(wrong, source, threshold: float, with_flags: bool):
+    """The mistakes, most confident first, as a paged gallery (Grad-CAM on demand)."""
+    return paged_gallery(
         wrong,
         key="mistakes",
         noun="Mistakes",
@@ -118,7 +112,9 @@ with page("Mistakes"):
         unexplained="No model file for these predictions.",
     )
 
-    # --- one mistake in detail -------------------------------------------------------------------
+
+def mistake_in_detail(gallery, source, threshold: float, with_flags: bool) -> None:
+    """One mistake picked from the gallery, in detail."""
     rows = gallery.rows
     chosen = pick_one(
         gallery, "Mistake", lambda i: f"{SHORT[rows.loc[i, 'kind']]} · p={rows.loc[i, 'prob']:.3f} · {i}"
@@ -136,3 +132,16 @@ with page("Mistakes"):
         "predictions": source.title,
     }
     patch_in_detail(gallery, chosen, details)
+
+
+with page("Mistakes"):
+    source = pick_source()
+    if source is None:
+        st.stop()
+    show_source_notes(source)
+    threshold = threshold_control()
+    with_flags = has_quality(source.predictions)
+    every, wrong = found_mistakes(source.predictions, threshold, mistake_filters(with_flags))
+    mistake_counts(every, wrong, threshold, source)
+    gallery = mistake_gallery(wrong, source, threshold, with_flags)
+    mistake_in_detail(gallery, source, threshold, with_flags)

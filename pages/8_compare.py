@@ -4,7 +4,7 @@ p-value, and the patches where they disagree, with both Grad-CAMs side by side o
 
 Both models' predictions come from the prediction cache Evaluate reads: a model already evaluated on
 this dataset is not run again; a missing one is computed on request by the same background prediction
-job as Evaluate's (ui.prediction_source.prediction_jobs), which a reload or a second session finds
+job as Evaluate's (ui.prediction_jobs, drawn by ui.job_panel), which a reload or a second session finds
 again and which can be stopped. Moving the threshold re-derives everything from the cached predictions.
 """
 
@@ -21,12 +21,14 @@ from core.diagnose.compare import (
 from core.errors import PatchLensError
 from core.evaluate.metrics import pr_points, roc_points
 from core.evaluate.predictions import read_predictions
-from core.evaluate.sources import dataset_lookup, overlap_caption, overlap_warning
+from core.evaluate.sources import overlap_caption, overlap_warning
 from core.formatting import page_bounds
+from ui.cache import lookup_of
 from ui.charts import curve, curve_figure, reference_line
 from ui.frame import page
 from ui.gallery import blend, heatmaps, patch_grid, with_box
-from ui.prediction_source import overlap_with_training, prediction_jobs, threshold_control
+from ui.prediction_jobs import prediction_jobs
+from ui.prediction_source import overlap_with_training, threshold_control
 from ui.shared import (
     DATASET_KEY,
     active_dataset,
@@ -58,11 +60,6 @@ GRADCAM = {
 def paired_from_files(file_a: str, mtime_a: float, file_b: str, mtime_b: float):
     """The two cached prediction files, paired (keyed by their paths and mtimes)."""
     return pair_predictions(read_predictions(file_a), read_predictions(file_b))
-
-
-@st.cache_resource(show_spinner=False, max_entries=4)
-def patch_lookup(path: str, n: int, fingerprint: str, _dataset):
-    return dataset_lookup(_dataset)
 
 
 def pick_models(options: dict[str, str]) -> tuple[str, str]:
@@ -257,5 +254,5 @@ with page("Compare"):
     if rows.empty:
         st.success(f"No patch at {threshold:.3f}: {group.lower()}.")
         st.stop()
-    lookup = patch_lookup(str(dataset.path), len(dataset), repr(getattr(dataset, "fingerprint", ())), dataset)
+    lookup = lookup_of(dataset)
     gallery(rows, lookup, model_a, model_b, threshold)

@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import streamlit as st
 
+from ui.boundary import error_boundary
 from ui.shared import active_model_path, render_sidebar
 from ui.warmup import start_warmup
 
@@ -111,6 +112,7 @@ def page(title: str) -> Iterator[None]:
     if entry != HOME:  # Home draws its own title, the app's name
         st.title(f"{entry.icon} {entry.title}")
     try:
-        yield
+        with error_boundary():  # a bug in a page's body: a short message, its details in an expander
+            yield
     finally:  # also after st.stop(): the page has been drawn; warm TensorFlow and the model now
         start_warmup(active_model_path())

@@ -10,7 +10,6 @@ issues and its one patch in detail.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -19,7 +18,6 @@ import pandas as pd
 import streamlit as st
 
 from core.data.images import draw_centre_box
-from core.errors import PatchLensError
 from core.evaluate.explain import DEFAULT_SCALE, METHODS, SCALES, TARGETS, Explanation
 from core.evaluate.heatmaps import (
     COLORMAPS,
@@ -30,7 +28,10 @@ from core.evaluate.heatmaps import (
     scale_labels,
 )
 from core.formatting import page_bounds
-from ui.shared import from_url, load_model_cached, page_in, to_url
+from ui.boundary import error_boundary
+from ui.cache import FileKey, model_key
+from ui.cache import explainer_at as cached_explainer
+from ui.shared import from_url, page_in, to_url
 from ui.text import md_code, md_escape
 
 GRID_COLUMNS = 6
@@ -58,34 +59,18 @@ DETAIL_SETTINGS = {
 }
 
 
-def _model_file(path: str) -> tuple[str, float]:
-    from core.model.io import resolve_model_path
-
-    resolved = str(resolve_model_path(path))
-    return resolved, os.stat(resolved).st_mtime
-
-
-@st.cache_resource(show_spinner="Preparing the explainer…", max_entries=4)
-def _explainer(resolved: str, mtime: float):
-    from core.evaluate.explain import Explainer
-
-    return Explainer(load_model_cached(resolved, mtime))
-
-
 def explainer_at(path: str):
-    try:
-        return _explainer(*_model_file(path))
-    except (PatchLensError, OSError) as error:
-        st.error(f"Grad-CAM is unavailable for this model: {md_escape(error)}")
-        return None
+    """The cached Explainer of the model at `path`, or None after saying why there is none."""
+    with error_boundary("Grad-CAM is unavailable for this model", also=(OSError,)):
+        return cached_explainer(path)
+    return None
 
 
 @st.cache_data(
     show_spinner="Computing heatmaps… (a method's first maps also measure its shared scale)", max_entries=64
 )
 def _explanation(
-    resolved: str,
-    mtime: float,
+    model: FileKey,
     method: str,
     target: str,
     threshold: float | None,
@@ -93,7 +78,7 @@ def _explanation(
     keys: tuple,
     _patches,
 ) -> Explanation:
-    explainer = _explainer(resolved, mtime)
+    explainer = cached_explainer(model.path)
     return explainer.explain(_patches, method, target, threshold=threshold, scale=scale)
 
 
@@ -102,14 +87,13 @@ def explanation(
 ) -> Explanation | None:
     """The Explanation (display maps, raw strengths, scale) of non-empty `patches` (identified by
     `keys`), or None after an error."""
-    try:
-        resolved, mtime = _model_file(model_path)
-        explainer_at(model_path)
+    if explainer_at(model_path) is None:
+        return None
+    with error_boundary("The heatmaps could not be computed"):
         used_threshold = threshold if settings["target"] == "predicted" else None
         scale = settings.get("scale", DEFAULT_SCALE)
         return _explanation(
-            resolved,
-            mtime,
+            model_key(model_path),
             settings["method"],
             settings["target"],
             used_threshold,
@@ -117,9 +101,7 @@ def explanation(
             tuple(keys),
             patches,
         )
-    except PatchLensError as error:
-        st.error(f"The heatmaps could not be computed: {md_escape(error)}")
-        return None
+    return None
 
 
 def heatmaps(

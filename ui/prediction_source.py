@@ -2,8 +2,8 @@
 
 A source is the active model's predictions on the active labelled dataset (the default: what the
 sidebar shows) or a run's stored validation predictions (val_predictions.csv, no model call). The
-active model's are computed once by a background job in its own process (core.evaluate.jobs),
-which the page follows and finds again after a reload, and kept on disk by
+active model's are computed once by a background job (core.evaluate.jobs, followed by
+ui.prediction_jobs), which the page finds again after a reload, and kept on disk by
 core.evaluate.predict.cached_predictions. Either way the page receives a DataFrame id,label,prob that is
 cached, so moving the threshold never touches a model; the active model's also carries `quality`
 (the input-quality gate's flags per patch), a run's stored predictions do not.
@@ -28,10 +28,8 @@ from core.constants import DEFAULT_THRESHOLD
 from core.data.cache_records import DamagedCacheError
 from core.data.hashes import Overlap
 from core.errors import PatchLensError
-from core.evaluate.jobs import LOADING_PHASE
 from core.evaluate.sources import (
     PatchLookup,
-    dataset_lookup,
     load_run_predictions,
     overlap_caption,
     overlap_warning,
@@ -42,6 +40,9 @@ from core.evaluate.sources import (
 from core.files import modified_ns
 from core.model.ood import NO_STATS_NOTE
 from core.train.runs import list_runs
+from ui.boundary import error_boundary
+from ui.cache import FileKey, dataset_key, file_key, lookup_of
+from ui.prediction_jobs import prediction_jobs
 from ui.shared import (
     DATASET_KEY,
     NO_MODEL,
@@ -51,7 +52,6 @@ from ui.shared import (
     active_dataset,
     active_model_path,
     dataset_label,
-    job_progress_bar,
     keep_flag,
     model_label,
     restore_flag,
@@ -169,25 +169,20 @@ def threshold_control(presets: dict[str, float | None] | None = None) -> float:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _run_predictions(path: str, mtime: float) -> pd.DataFrame:
-    return load_run_predictions(Path(path).parent)
+def _run_predictions(csv: FileKey) -> pd.DataFrame:
+    return load_run_predictions(Path(csv.path).parent)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _cached_file_predictions(path: str, mtime: float, fingerprint: str, _dataset) -> pd.DataFrame:
+def _cached_file_predictions(csv: FileKey, dataset: tuple[str, int, str], _dataset) -> pd.DataFrame:
     from core.evaluate.predictions import read_cached_predictions
 
-    return read_cached_predictions(path, _dataset)  # DamagedCacheError when it disagrees with its record
+    return read_cached_predictions(csv.path, _dataset)  # DamagedCacheError when it disagrees with its record
 
 
 @st.cache_resource(show_spinner="Indexing the validation patches…", max_entries=4)
-def _lookup(paths: tuple[str, ...], mtimes: tuple[float, ...]) -> PatchLookup:
-    return PatchLookup(list(paths))
-
-
-@st.cache_resource(show_spinner=False, max_entries=4)
-def _active_lookup(path: str, n: int, fingerprint: str, _dataset) -> PatchLookup:
-    return dataset_lookup(_dataset)
+def _lookup(files: tuple[FileKey, ...]) -> PatchLookup:
+    return PatchLookup([file.path for file in files])
 
 
 # --------------------------------------------------------------------------- the picker
@@ -225,13 +220,12 @@ def _run_source(runs) -> PredictionSource | None:
     chosen = st.selectbox("Run", paths, format_func=describe, key=RUN_KEY)
     run = by_path[chosen]
     csv_path = run_predictions_path(run.path)
-    try:
-        predictions = _run_predictions(str(csv_path), modified_ns(csv_path))
-    except PatchLensError as error:
-        st.error(md_escape(error))
+    with error_boundary() as outcome:
+        predictions = _run_predictions(file_key(csv_path))
+    if outcome.failed:
         return None
     info = validation_info(run.config)
-    lookup = _lookup(info.patch_paths, tuple(modified_ns(p) for p in info.patch_paths))
+    lookup = _lookup(tuple(map(file_key, info.patch_paths)))
     model = run.model_path
     return PredictionSource(
         key=f"{csv_path}:{modified_ns(csv_path)}",
@@ -264,27 +258,21 @@ def _active_source(overlap_words: bool = True) -> PredictionSource | None:
     restore_flag(TTA_KEY, URL_TTA)
     tta = st.checkbox("Test-time augmentation (average of 8 flips/rotations, 8× slower)", key=TTA_KEY)
     keep_flag(URL_TTA, tta)
-    try:
+    with error_boundary() as outcome:
         csv_path = prediction_cache_path(model_path, dataset, tta=tta)
         meta = read_model_meta(resolve_model_path(model_path))
-    except PatchLensError as error:
-        st.error(md_escape(error))
+        found = overlap_with_training(model_path, dataset)
+    if outcome.failed:
         return None
     title = f"{model_label(model_path)} on {dataset_label(dataset_path)}" + (" (TTA)" if tta else "")
-    try:
-        found = overlap_with_training(model_path, dataset)
-    except PatchLensError as error:
-        st.error(md_escape(error))
-        return None
     overlap = overlap_warning(found, (meta or {}).get("config"), dataset_path) if overlap_words else None
     if not csv_path.is_file():
         if overlap:
             st.warning(md_escape(overlap), icon="⚠️")
         prediction_jobs({model_path: title}, dataset, tta=tta)
         return None
-    fingerprint = repr(getattr(dataset, "fingerprint", ()))
     try:
-        predictions = _cached_file_predictions(str(csv_path), modified_ns(csv_path), fingerprint, dataset)
+        predictions = _cached_file_predictions(file_key(csv_path), dataset_key(dataset), dataset)
     except DamagedCacheError as error:
         _recompute_damaged(csv_path, str(error), {model_path: title}, dataset, tta=tta)
         return None
@@ -300,7 +288,7 @@ def _active_source(overlap_words: bool = True) -> PredictionSource | None:
         predictions=predictions,
         note=None,
         warning=overlap,
-        lookup=_active_lookup(str(dataset_path), len(dataset), fingerprint, dataset),
+        lookup=lookup_of(dataset),
         model_path=model_path,
         skipped=skipped,
         overlap=found,
@@ -315,12 +303,10 @@ def _recompute_damaged(csv_path: Path, reason: str, models: dict[str, str], data
 
     discard_cache(csv_path)
     st.warning(md_escape(damaged_message(csv_path, reason)), icon="⚠️")
-    try:
+    with error_boundary("The job could not be started", also=(OSError,)) as outcome:
         launch(next(iter(models)), dataset, tta=tta)
-    except (PatchLensError, OSError) as error:
-        st.error(f"The job could not be started: {md_escape(error)}")
-        return
-    prediction_jobs(models, dataset, tta=tta)
+    if not outcome.failed:
+        prediction_jobs(models, dataset, tta=tta)
 
 
 PAGE_HASH_LIMIT = 4000  # patches hashed on the page (~6 s of decoding); more wait for the prediction job
@@ -336,108 +322,12 @@ def overlap_with_training(model_path: str, dataset):
         return None
     if len(dataset) > PAGE_HASH_LIMIT and cached_dataset_hashes(dataset) is None:
         return PENDING  # hashing it here would hold the page; the prediction job hashes what it scores
-    fingerprint = repr(getattr(dataset, "fingerprint", ()))
-    return _overlap(str(model_path), str(record), modified_ns(record), fingerprint, len(dataset), dataset)
+    return _overlap(str(model_path), file_key(record), dataset_key(dataset), dataset)
 
 
 @st.cache_data(show_spinner="Matching the patches against the model's training patches…", max_entries=16)
-def _overlap(model_path: str, record: str, mtime: int, fingerprint: str, n: int, _dataset):
+def _overlap(model_path: str, record: FileKey, dataset: tuple[str, int, str], _dataset):
     return training_overlap(model_path, _dataset)
-
-
-# --------------------------------------------------------------------------- the prediction job
-
-JOB_REFRESH_SECONDS = 1.0
-
-
-STOP_KEY = "stop_prediction_job"  # the Stop button of the first job a page follows
-
-
-def prediction_jobs(
-    models: dict[str, str],
-    dataset,
-    *,
-    tta: bool = False,
-    features: bool = False,
-    button: str = "Run the model on this dataset",
-    key: str = "start_prediction_job",
-) -> None:
-    """Start, follow or report the background jobs that compute each model's predictions on `dataset`
-    (with `features`, the Feature map's features).
-
-    `models` maps a model path to its title. Each job runs in its own process (core.evaluate.jobs) and
-    is found by its cache key, so a reload, a page switch or a second session attaches to the same job
-    instead of losing it. The button starts every model that is not running yet; the page reruns as
-    each job ends, and shows the result once none is missing.
-    """
-    from core.evaluate.jobs import job_key, launch, read_job, results_dir
-
-    folder = results_dir(features=features)
-    waiting = []
-    for number, (model_path, title) in enumerate(models.items()):
-        key_of_job = job_key(model_path, dataset, tta=tta, features=features)
-        job = read_job(key_of_job, folder)
-        if job and job["state"] in ("queued", "running"):
-            _job_progress(
-                key_of_job, folder, md_escape(title), STOP_KEY if number == 0 else f"{STOP_KEY}_{number}"
-            )
-            continue
-        _job_outcome(job, f"The features of {title}" if features else title, len(dataset))
-        waiting.append(model_path)
-    if waiting and st.button(button, type="primary", key=key):
-        try:
-            for model_path in waiting:
-                launch(model_path, dataset, tta=tta, features=features)
-        except (PatchLensError, OSError) as error:
-            st.error(f"The job could not be started: {md_escape(error)}")
-            return
-        st.rerun()
-
-
-def _job_outcome(job: dict | None, title: str, n_patches: int) -> None:
-    """Why these predictions are not there: the last job failed, was stopped, or never ran."""
-    if job and job["state"] == "failed":
-        st.error(f"Computing {md_escape(title)} failed: {md_escape(job.get('error') or 'no reason given')}")
-    elif job and job["state"] == "stopped":
-        st.info(f"Computing {md_escape(title)} was stopped before it finished.")
-    else:
-        st.info(
-            f"{md_escape(title)}: not computed yet. The model runs once over {n_patches:,} patches in the "
-            "background; the result is kept on disk, so every threshold and view afterwards is instant."
-        )
-
-
-@st.fragment(run_every=JOB_REFRESH_SECONDS)
-def _job_progress(key: str, folder, title: str, stop_key: str) -> None:
-    """The running job's progress, refreshed every second; the whole page reruns once it ends. Once a
-    stop is requested (here or from another session) it says 'stopping…' until the job has ended."""
-    from core.evaluate.jobs import FEATURES_PHASE, job_dir, read_job, stop_job
-    from core.train.runs import ACTIVE_STATES, stop_requested
-
-    job = read_job(key, folder) or {}
-    if job.get("state") in ACTIVE_STATES and stop_requested(job_dir(key, folder)):
-        _stopping(job, title)
-        return
-
-    def text(job: dict, done: int, total: int) -> str:
-        if job.get("phase") == LOADING_PHASE or not total:
-            return f"{title}: {LOADING_PHASE}"
-        doing = "Computing the features of" if job.get("phase") == FEATURES_PHASE else "Predicting with"
-        return f"{doing} {title}… {done:,}/{total:,} patches"
-
-    def stop() -> None:
-        stop_job(key, folder)
-        st.rerun(scope="fragment")  # show 'stopping…' at once, not at the next refresh
-
-    job_progress_bar(job, text, stop=stop, key=stop_key)
-
-
-def _stopping(job: dict, title: str) -> None:
-    """A job asked to stop: its last progress, 'stopping…' and no Stop button."""
-    done, total = int(job.get("done") or 0), int(job.get("total") or 0)
-    counted = f" ({done:,}/{total:,} patches done)" if total else ""
-    st.progress(done / total if total else 0.0, text=f"{title}: stopping…{counted}")
-    st.caption("Stop requested: the job ends at its next batch; nothing it computed is kept.")
 
 
 def show_source_notes(source: PredictionSource) -> None:

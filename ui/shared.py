@@ -1,5 +1,5 @@
-"""What every page shares: the active dataset and model, cached loaders, the sidebar, the URL, and
-the progress bar of a background job.
+"""What every page shares: the active dataset and model (loaded through ui.cache), the sidebar and
+the URL. (A background job's progress: ui.job_panel.)
 
 Session state keys (one home for each):
   dataset_path   the active dataset (default: the bundled sample)
@@ -31,7 +31,6 @@ import streamlit as st
 
 from core.constants import DEFAULT_THRESHOLD
 from core.errors import PatchLensError
-from core.files import modified_ns
 from core.model.io import CHECKPOINT_FILE, FINAL_MODEL_FILE
 from core.model.offered import check_offered_model  # the rule is core's; pages import it from here
 from core.settings import (
@@ -40,6 +39,8 @@ from core.settings import (
     check_allowed,
 )
 from core.train.runs import list_runs
+from ui.boundary import error_boundary
+from ui.cache import dataset_at, model_at
 from ui.notices import notice, show_notices
 from ui.roots import extra_roots, refused_now, roots_setting
 from ui.text import md_escape
@@ -78,7 +79,7 @@ def _dataset_from_url() -> str:
         return str(SAMPLE_DATASET)
     try:
         path = str(check_allowed(text, extra_roots()))
-        _open_dataset(path, modified_ns(path))
+        dataset_at(path)
     except PatchLensError as error:
         notice(
             "main",
@@ -182,21 +183,12 @@ def keep_flag(url_key: str, on: bool) -> None:
 # --------------------------------------------------------------------------- datasets
 
 
-@st.cache_resource(show_spinner="Opening the dataset…", max_entries=8)
-def _open_dataset(path: str, mtime: float):
-    from core.data.dataset import open_checked
-
-    return open_checked(path)
-
-
 def active_dataset():
     """The active dataset, or None after showing why it cannot be opened."""
     path = st.session_state.get(DATASET_KEY) or str(SAMPLE_DATASET)
-    try:
-        return _open_dataset(path, modified_ns(path))
-    except PatchLensError as error:
-        st.error(f"The dataset {md_escape(path)} cannot be opened: {md_escape(error)}")
-        return None
+    with error_boundary(f"The dataset {md_escape(path)} cannot be opened"):
+        return dataset_at(path)
+    return None
 
 
 def open_dataset_from_user(text: str):
@@ -205,7 +197,7 @@ def open_dataset_from_user(text: str):
     Returns the dataset; raises PatchLensError (a message for the user) when it cannot be opened.
     """
     path = str(check_allowed(text, extra_roots()))
-    dataset = _open_dataset(path, modified_ns(path))
+    dataset = dataset_at(path)
     st.session_state[DATASET_KEY] = path
     return dataset
 
@@ -232,27 +224,15 @@ def active_model_path() -> str | None:
     return None
 
 
-@st.cache_resource(show_spinner="Loading the model (TensorFlow starts once, ~10 s)…", max_entries=4)
-def load_model_cached(path: str, mtime: float):
-    from core.model.io import load_model
-
-    return load_model(path)
-
-
 def load_active_model():
     """The active Keras model, shared by every session (cache_resource), or None with a message."""
     path = active_model_path()
     if path is None:
         st.warning("No model is active. Train one on the Train page or restore models/baseline.keras.")
         return None
-    try:
-        from core.model.io import resolve_model_path
-
-        resolved = str(resolve_model_path(path))
-        return load_model_cached(resolved, modified_ns(resolved))
-    except PatchLensError as error:
-        st.error(md_escape(error))
-        return None
+    with error_boundary():
+        return model_at(path)
+    return None
 
 
 def model_label(path: str | None) -> str:
@@ -358,18 +338,3 @@ def _model_picker() -> None:
         on_change=_model_picked,
         label_visibility="collapsed",
     )
-
-
-def job_progress_bar(
-    job: dict, text: Callable[[dict, int, int], str], *, stop: Callable[[], object], key: str
-):
-    """A background job's progress bar, captioned `text(job, done, total)`, the note that it runs in the
-    background and its Stop button (`stop()` on a click); the whole page reruns once the job has ended."""
-    if job.get("state") not in ("queued", "running"):
-        st.rerun(scope="app")  # finished, failed or stopped: the page shows the outcome
-    done, total = int(job.get("done") or 0), int(job.get("total") or 0)
-    st.progress(done / total if total else 0.0, text=text(job, done, total))
-    st.caption("This runs in the background: you may reload the page or come back later.")
-    if st.button("Stop", key=key):
-        stop()
-        st.toast("Stop requested: the job ends at its next batch.")

@@ -2,13 +2,11 @@
 active model's feature space, drawn as a grid with their labels, probabilities and distances.
 
 The features of the active dataset are read from the on-disk cache (core.diagnose.features) and
-shared by every session (st.cache_resource), with their nearest-neighbour index. Only the Feature map
+shared by every session (ui.cache), with their nearest-neighbour index. Only the Feature map
 page computes them; Predict uses them when they exist and otherwise says where to get them.
 """
 
 from __future__ import annotations
-
-import os
 
 import numpy as np
 import pandas as pd
@@ -16,7 +14,7 @@ import streamlit as st
 
 from core.constants import LABEL_NAMES
 from core.diagnose.neighbours import DEFAULT_K
-from core.evaluate.sources import dataset_lookup
+from ui.cache import features_at, index_at, lookup_of
 from ui.gallery import patch_grid, with_box
 from ui.text import md_escape
 
@@ -26,34 +24,6 @@ FEATURES_NEEDED = (
     "map page once to compute them."
 )
 EXPLAINED = "Distances are Euclidean between penultimate-layer features (the input of the final Dense layer)."
-
-
-@st.cache_resource(show_spinner="Reading the cached features…", max_entries=4)
-def features_at(path: str, mtime: float):
-    from core.diagnose.features import read_features
-
-    return read_features(path)
-
-
-@st.cache_resource(show_spinner="Indexing the features…", max_entries=4)
-def index_at(path: str, mtime: float):
-    from core.diagnose.neighbours import NeighbourIndex
-
-    return NeighbourIndex(features_at(path, mtime))
-
-
-@st.cache_resource(show_spinner=False, max_entries=4)
-def _lookup(path: str, n: int, fingerprint: str, _dataset):
-    return dataset_lookup(_dataset)
-
-
-def lookup_of(dataset):
-    """A PatchLookup of the (already open) dataset, built once per dataset content."""
-    return _lookup(str(dataset.path), len(dataset), repr(dataset.fingerprint), dataset)
-
-
-def mtime(path: str) -> float:
-    return os.stat(path).st_mtime
 
 
 def caption(found, item: str, prefix: str = "") -> str:
@@ -101,7 +71,7 @@ def cached_features_of(model_path: str, dataset):
     from core.data.cache_records import DamagedCacheError, discard_cache
 
     try:
-        return str(path), features_at(str(path), mtime(str(path)))
+        return str(path), features_at(path)
     except DamagedCacheError as error:  # never used: discarded, to be computed again
         discard_cache(path)
         st.caption(f"The cached features {path.name} were damaged ({md_escape(error)}) and were discarded. {FEATURES_NEEDED}")
@@ -123,7 +93,7 @@ def similar_in_dataset(model_path: str, dataset, item: str, key: str) -> None:
     except DatasetError:
         st.caption(f"{md_escape(item)} is not among the cached features of the active dataset.")
         return
-    table = index_at(path, mtime(path)).by_id(item, k_control(f"{key}_k"))
+    table = index_at(path).by_id(item, k_control(f"{key}_k"))
     neighbour_grid(table, lookup_of(dataset), found, key=key)
 
 
@@ -143,5 +113,5 @@ def similar_to_uploads(model, model_path: str, dataset, names: list[str], patche
     chosen = left.selectbox("Upload", range(len(names)), format_func=names.__getitem__, key="predict_similar")
     k = k_control("predict_similar_k", right)
     vector, _ = patch_features(model, patches[chosen])
-    table = index_at(path, mtime(path)).by_vector(vector[0], k)
+    table = index_at(path).by_vector(vector[0], k)
     neighbour_grid(table, lookup_of(dataset), found, (patches[chosen], "this upload"), key="predict_similar")

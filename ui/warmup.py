@@ -2,8 +2,7 @@
 
 Started by the entry script after the first page run has finished (the page has painted without
 TensorFlow), a daemon thread imports TensorFlow, loads the session's active model through the
-pages' own st.cache_resource loaders (ui.shared.load_model_cached, via
-ui.gallery._explainer) and traces the compiled predict and the fused Grad-CAM on one blank
+pages' own cache (ui.cache.model_at and explainer_at, the very entries the pages hit) and traces the compiled predict and the fused Grad-CAM on one blank
 patch, so the first patch dropped on the Predict page finds everything ready.
 
 st.cache_resource works from a thread without a script-run context (it only skips its spinner), so
@@ -65,18 +64,16 @@ def _warm(model_path: str) -> None:
         from core.constants import PATCH_SHAPE
         from core.evaluate.predict import compiled_predict
         from core.model.features import compiled_scores
-        from ui.gallery import _explainer, _model_file
-        from ui.shared import load_model_cached
+        from ui.cache import explainer_at, model_at
 
-        resolved, mtime = _model_file(model_path)
-        explainer = _explainer(resolved, mtime)  # loads the model through load_model_cached
-        model = load_model_cached(resolved, mtime)
+        explainer = explainer_at(model_path)  # loads the model through model_at's entry
+        model = model_at(model_path)
         blank = np.zeros((1, *PATCH_SHAPE), dtype=np.uint8)
         compiled_predict(model)(blank.astype(np.float32))
         compiled_scores(model)(blank.astype(np.float32))  # the Predict page's pass (probability + features)
         explainer.explain(blank, "gradcam", "tumour")
-        report["model"] = resolved
-        log.info("warm-up: TensorFlow, %s, predict and Grad-CAM ready", resolved)
+        report["model"] = model.patchlens_path
+        log.info("warm-up: TensorFlow, %s, predict and Grad-CAM ready", model.patchlens_path)
     except Exception as error:  # a warm-up failure must never reach a page; the page reports it
         report["error"] = f"{type(error).__name__}: {error}"
         log.warning("warm-up of %s failed: %s", model_path, report["error"])
