@@ -18,6 +18,10 @@ valB takes no part: measure it afterwards with `python -m core evaluate RUN/mode
 
     python bench/unseen_slide_split.py /tmp/unseen
     python bench/distill.py /tmp/unseen --out /work/model-runs/distill --epochs 8 --lr 2e-4 --blend 0.5
+
+`--steps N` validates every N batches instead of once a pass (a busy machine: more, smaller rounds),
+`--max-minutes M` stops after the first round that ends past M minutes of training, `--limit N` trains
+on N patches (a smoke test). Under `--steps`, history.json's `epoch` counts validation rounds.
 """
 
 from __future__ import annotations
@@ -121,7 +125,12 @@ def train(args, data, soft: np.ndarray, out: Path) -> None:
     blended = Selection(parts=data.train.parts, labels=targets, ids=data.train.ids)
     augment = AugmentConfig.with_strength(1.0, hed=args.hed)
     train_ds = make_dataset(
-        blended, batch_size=args.batch_size, shuffle=True, augment=augment, seed=args.seed
+        blended,
+        batch_size=args.batch_size,
+        shuffle=True,
+        augment=augment,
+        seed=args.seed,
+        repeat=bool(args.steps),
     )
     bn_ds = make_dataset(
         data.train.sample(PRECISE_BN_PATCHES, seed=args.seed), batch_size=args.batch_size, shuffle=False
@@ -134,7 +143,14 @@ def train(args, data, soft: np.ndarray, out: Path) -> None:
     deadline = time.time() + 60 * args.max_minutes
     keep = validation_callback(load_pixels(data.val), data.val.labels, out, history, meta, deadline)
     callbacks = [precise_batch_norm_callback(bn_ds), keep]
-    model.fit(train_ds, validation_data=tiny_ds, epochs=args.epochs, callbacks=callbacks, verbose=2)
+    model.fit(
+        train_ds,
+        validation_data=tiny_ds,
+        epochs=args.epochs,
+        steps_per_epoch=args.steps,
+        callbacks=callbacks,
+        verbose=2,
+    )
 
 
 def calibrate(out: Path, data) -> None:
@@ -164,6 +180,9 @@ def parse(argv=None) -> argparse.Namespace:
     parser.add_argument("--blend", type=float, default=0.5, help="weight of the hard label in the target")
     parser.add_argument("--hed", type=float, default=0.1, help="HED jitter strength")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument(
+        "--steps", type=int, default=None, help="batches between validations (default: one pass over train)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--max-minutes", type=float, default=600, help="stop after the epoch that ends past this"
