@@ -43,6 +43,7 @@ from ui.shared import (
 )
 from ui.similar import similar_to_uploads
 from ui.text import md_escape
+from ui.uncertainty import uncertainty_badge, upload_spreads
 
 PAGE_SIZE = 8  # patches per gallery page; each shows the original beside its overlay
 NOT_READABLE = "not readable (see above)"
@@ -153,6 +154,7 @@ with page("Predict"):
         st.stop()
 
     batch = with_model_verdict(batch, unlike_training)
+    spreads = upload_spreads(model, batch.patches, batch.digests, tta)  # issue 23: uncertainty
     if unlike_training is None:
         st.caption(NO_STATS_NOTE)
     results = upload_results(batch, probs, threshold)
@@ -217,6 +219,7 @@ with page("Predict"):
         )
         for flag in flags:
             text.badge(FLAG_BADGES[flag], icon="⚠️", color="orange", help=FLAG_MEANINGS[flag])
+        uncertainty_badge(text, spreads, k)
         if withheld:
             text.caption("Not counted as a call: the input-quality check flagged this patch.")
         else:

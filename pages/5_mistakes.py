@@ -19,6 +19,7 @@ from ui.gallery import paged_gallery, patch_in_detail, pick_one
 from ui.prediction_source import pick_source, show_source_notes, threshold_control
 from ui.shared import from_url, one_of, to_url
 from ui.text import md_escape
+from ui.uncertainty import certainty_filter
 
 KIND_FILTERS = {"both": None, "false positives": "false positive", "false negatives": "false negative"}
 SHORT = {"false positive": "FP", "false negative": "FN"}
@@ -78,6 +79,7 @@ with page("Mistakes"):
         st.error(f"These predictions cannot be searched for mistakes: {md_escape(error)}")
         st.stop()
 
+    wrong = certainty_filter(wrong, source.predictions)  # issue 23: certain / uncertain
     counts = every["kind"].value_counts()
     cards = st.columns(4)
     cards[0].metric(

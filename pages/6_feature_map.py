@@ -36,6 +36,7 @@ from ui.shared import (
 )
 from ui.similar import EXPLAINED, caption, features_at, index_at, k_control, lookup_of, neighbour_grid
 from ui.text import md_escape
+from ui.uncertainty import with_uncertainty
 
 CHART_KEY = "feature_map_chart"
 GALLERY_MAX = 24  # selected patches drawn at once
@@ -201,7 +202,7 @@ with page("Feature map"):
         st.error(md_escape(error))
         st.stop()
 
-    frame = scatter_frame(found, rows, xy, threshold)
+    frame = with_uncertainty(scatter_frame(found, rows, xy, threshold), model_path, dataset)  # issue 23
     st.caption(sample_caption(len(rows), len(found), method))
     event = st.plotly_chart(scatter(frame, colour), key=CHART_KEY, on_select="rerun",
                             selection_mode=("lasso", "box"), width="stretch")  # fmt: skip
