@@ -37,6 +37,7 @@ from ui.gallery import patch_grid
 from ui.prediction_source import pick_source, show_source_notes, threshold_control
 from ui.shared import URL_LEAVE_OUT, keep_flag, restore_flag
 from ui.text import md_escape
+from ui.uncertainty import risk_coverage_section
 
 BOOTSTRAP_SAMPLES = 1000
 CELL_PATCHES = 24
@@ -336,6 +337,7 @@ with page("Evaluate"):
             except PatchLensError:  # the model file went away since the predictions were made
                 pass
 
+    risk_coverage_section(predictions, threshold)  # issue 23: uncertainty
     st.download_button(
         "Download these metrics (JSON)",
         data=pd.Series({k: v for k, v in metrics.items() if k != "undefined"}).to_json(indent=2),

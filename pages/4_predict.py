@@ -18,6 +18,7 @@ from ui.prediction_source import threshold_control
 from ui.shared import active_dataset, load_active_model, model_label, required_model_path
 from ui.similar import similar_to_uploads
 from ui.text import md_escape
+from ui.uncertainty import upload_spreads
 
 with page("Predict"):
     model_path = required_model_path()
@@ -36,6 +37,7 @@ with page("Predict"):
         st.stop()
     probs, batch = scored(model, batch, tta)
     results_table(batch, probs, threshold)
-    where_the_model_looked(model_path, batch, probs, threshold)
+    spreads = upload_spreads(model, batch.patches, batch.digests, tta)  # issue 23: uncertainty
+    where_the_model_looked(model_path, batch, probs, threshold, spreads)
     # --- similar patches (issue 12): the active dataset's patches nearest to an upload -----------
     similar_to_uploads(model, model_path, active_dataset(), batch.names, batch.patches)

@@ -18,6 +18,7 @@ from ui.frame import page
 from ui.gallery import paged_gallery, patch_in_detail, pick_one
 from ui.prediction_source import pick_source, show_source_notes, threshold_control
 from ui.shared import from_url, one_of, to_url
+from ui.uncertainty import certainty_filter
 
 KIND_FILTERS = {"both": None, "false positives": "false positive", "false negatives": "false negative"}
 SHORT = {"false positive": "FP", "false negative": "FN"}
@@ -66,7 +67,9 @@ def found_mistakes(predictions, threshold: float, filters: dict):
     predictions cannot be searched."""
     with error_boundary("These predictions cannot be searched for mistakes", stop=True):
         interpretation = Interpretation(predictions)
-        return interpretation.mistakes(threshold), interpretation.mistakes(threshold, **filters)
+        wrong = interpretation.mistakes(threshold, **filters)
+    wrong = certainty_filter(wrong, predictions)  # issue 23: certain / uncertain
+    return interpretation.mistakes(threshold), wrong
 
 
 def mistake_counts(every, wrong, threshold: float, source) -> None:

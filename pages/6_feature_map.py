@@ -31,7 +31,7 @@ with page("Feature map"):
                "Dense layer (its penultimate-layer features), one point a patch.")  # fmt: skip
     path, found = page_features(model_path, dataset)
     threshold = threshold_control()
-    selected, drawn = feature_scatter(path, found, threshold)
+    selected, drawn = feature_scatter(path, found, threshold, model_path, dataset)
     lookup = lookup_of(dataset)
     if selected:
         selected_gallery(selected, lookup, found, model_path, threshold)

@@ -24,6 +24,7 @@ from ui.cache import FileKey, features_at, file_key
 from ui.gallery import blend, explain_settings, heatmaps, patch_grid, with_box
 from ui.similar import EXPLAINED, caption, k_control, neighbour_grid
 from ui.text import md_escape
+from ui.uncertainty import with_uncertainty
 
 CHART_KEY = "feature_map_chart"
 GALLERY_MAX = 24  # selected patches drawn at once
@@ -38,7 +39,9 @@ def _points(features: FileKey, method: str):
     return scatter_points(found.features, found.labels, method)
 
 
-def feature_scatter(path: str, found, threshold: float) -> tuple[list[str], list[str]]:
+def feature_scatter(
+    path: str, found, threshold: float, model_path: str, dataset
+) -> tuple[list[str], list[str]]:
     """The projection and colour controls, then the lasso scatter of the features at `path`; returns
     (ids selected, ids drawn). The page stops after a message when they cannot be projected."""
     controls = st.columns([1, 2])
@@ -48,7 +51,7 @@ def feature_scatter(path: str, found, threshold: float) -> tuple[list[str], list
     colour = controls[1].selectbox("Colour by", colours, format_func=COLOUR_BY.get, key="feature_map_colour")
     with error_boundary(stop=True):
         rows, xy = _points(file_key(path), method)
-    frame = scatter_frame(found, rows, xy, threshold)
+    frame = with_uncertainty(scatter_frame(found, rows, xy, threshold), model_path, dataset)  # issue 23
     st.caption(sample_caption(len(rows), len(found), method))
     event = st.plotly_chart(scatter(frame, colour), key=CHART_KEY, on_select="rerun",
                             selection_mode=("lasso", "box"), width="stretch")  # fmt: skip

@@ -22,6 +22,7 @@ from ui.cache import FileKey, file_key
 from ui.gallery import blend, explain_settings, explanation, method_name, scale_legend
 from ui.shared import from_url, page_in, to_url
 from ui.text import md_escape
+from ui.uncertainty import uncertainty_badge
 
 PAGE_SIZE = 8  # patches per gallery page; each shows the original beside its overlay
 NOT_READABLE = "not readable (see above)"
@@ -104,8 +105,9 @@ def shown_page(n_patches: int) -> tuple[int, int]:
     return start, stop
 
 
-def where_the_model_looked(model_path: str, batch, probs, threshold: float) -> None:
-    """A page of uploads, each original beside its heatmap, with its probability, call and flags."""
+def where_the_model_looked(model_path: str, batch, probs, threshold: float, spreads=None) -> None:
+    """A page of uploads, each original beside its heatmap, with its probability, call and flags (and
+    the 'uncertain' badge when `spreads`, the 8 views' spread with TTA, is given)."""
     st.subheader("Where the model looked")
     settings = explain_settings("predict")
     start, stop = shown_page(len(batch.names))
@@ -132,6 +134,7 @@ def where_the_model_looked(model_path: str, batch, probs, threshold: float) -> N
             width="stretch",
         )
         patch_verdict(text, batch.names[k], float(probs[k]), batch.quality[k], threshold)
+        uncertainty_badge(text, spreads, k)
 
 
 def patch_verdict(column, name: str, prob: float, quality: str, threshold: float) -> None:

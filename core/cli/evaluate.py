@@ -3,7 +3,8 @@
   python -m core predict MODEL DATA --out preds.csv [--quality-report quality.csv] [--tta] [--batch-size N]
       writes the Kaggle submission format `id,label` (label = tumour probability); with
       --quality-report also `id,probability,quality` (quality = `ok` or the input-quality flags
-      joined by `;`, core.data.quality) for the same ids
+      joined by `;`, core.data.quality) for the same ids; with --tta also `spread,certainty`
+      (the spread of the 8 views and `certain`/`uncertain`, core.evaluate.uncertainty)
   python -m core evaluate MODEL DATA [--threshold T] [--tta] [--json]
       prints the metrics of a labelled dataset, with 95% bootstrap intervals for AUC and accuracy;
       --json adds `training_overlap`: the share (0-1) of the evaluated patches that were among the
@@ -133,12 +134,17 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def write_quality_report(frame, path: Path) -> Path:
-    """`id,probability,quality` for every predicted patch, atomically."""
+    """`id,probability,quality` for every predicted patch, atomically; predictions made with TTA
+    add `spread,certainty` (core.evaluate.uncertainty)."""
     import pandas as pd
 
+    from core.evaluate.uncertainty import SPREAD_COLUMN, certainty_word, has_spread
     from core.files import atomic_write_csv
 
     report = pd.DataFrame({"id": frame["id"], "probability": frame["prob"], "quality": frame["quality"]})
+    if has_spread(frame):
+        report["spread"] = frame[SPREAD_COLUMN]
+        report["certainty"] = frame[SPREAD_COLUMN].map(certainty_word)
     return atomic_write_csv(report, path)
 
 

@@ -118,6 +118,7 @@ COLOUR_BY = {
     "prob": "P(tumour)",
     "quality": "input-quality flag",
     "slide": "slide",
+    "uncertainty": "uncertainty (8-view spread; from TTA predictions)",  # ui.uncertainty adds it
 }
 
 

@@ -8,7 +8,9 @@ current one. Only two batches of pixels exist at any time, so memory stays bound
 
 Test-time augmentation (TTA) averages the probability over the 8 dihedral views of a patch (4
 rotations x optional mirror): a tissue patch has no preferred orientation, so all 8 are equally
-valid looks at it. The average is invariant to flipping or rotating the input.
+valid looks at it. The average is invariant to flipping or rotating the input. How much the 8
+views disagree (their spread, core.evaluate.uncertainty) comes out of the same passes: TTA
+predictions of a dataset carry it as a column, and `predict_patches_spread` gives it for a few.
 
 The cache of predictions on disk is core.evaluate.predictions'.
 
@@ -29,6 +31,7 @@ from core.data.normalise import normaliser_of
 from core.data.quality import OUT_OF_DISTRIBUTION, with_flag
 from core.data.stream import read_dataset
 from core.errors import InputError
+from core.evaluate.uncertainty import SPREAD_COLUMN, view_spread
 from core.model.features import as_patch_batch
 from core.model.ood import batch_scorer
 
@@ -37,6 +40,7 @@ DEFAULT_BATCH_SIZE = SCORING_BATCH_SIZE
 Progress = Callable[[int, int], None]
 
 _COMPILED_ATTRIBUTE = "_patchlens_compiled_predict"
+_VIEWS = "views"  # the cache key of the per-view function, next to the True/False of `tta`
 
 
 # --------------------------------------------------------------------------- the forward pass
@@ -50,21 +54,43 @@ def _dihedral_views(x):
     return [tf.image.rot90(view, k) for view in (x, mirrored) for k in range(4)]
 
 
-def compiled_predict(model, *, tta: bool = False) -> Callable:
-    """A traced-once function (n, 96, 96, 3) float32 -> (n,) float32 probabilities.
-
-    Cached on the model object, so repeated calls (e.g. from a Streamlit page) reuse one trace
-    and the trace is freed with the model.
-    """
+def _compiled(model, key, build: Callable) -> Callable:
+    """The traced function `key` of this model, built once by `build(signature)` and cached on the
+    model object, so repeated calls (e.g. from a Streamlit page) reuse one trace and the trace is
+    freed with the model."""
     import tensorflow as tf
 
     functions = getattr(model, _COMPILED_ATTRIBUTE, None)
     if functions is None:
         functions = {}
         object.__setattr__(model, _COMPILED_ATTRIBUTE, functions)  # bypass Keras tracking
-    if tta not in functions:
-        signature = [tf.TensorSpec(shape=(None, *PATCH_SHAPE), dtype=tf.float32)]
+    if key not in functions:
+        functions[key] = build([tf.TensorSpec(shape=(None, *PATCH_SHAPE), dtype=tf.float32)])
+    return functions[key]
 
+
+def compiled_views(model) -> Callable:
+    """A traced-once function (n, 96, 96, 3) float32 -> ((n,) the 8-view mean probability, computed
+    as `compiled_predict(model, tta=True)` computes it, and (n, 8) the probability of each view)."""
+    import tensorflow as tf
+
+    def build(signature):
+        @tf.function(input_signature=signature, reduce_retracing=True)
+        def views(x):
+            each = [model(view, training=False) for view in _dihedral_views(x)]
+            return tf.reshape(tf.add_n(each) / len(each), [-1]), tf.concat(each, axis=1)
+
+        return views
+
+    return _compiled(model, _VIEWS, build)
+
+
+def compiled_predict(model, *, tta: bool = False) -> Callable:
+    """A traced-once function (n, 96, 96, 3) float32 -> (n,) float32 probabilities (with `tta`, the
+    mean over the 8 dihedral views)."""
+    import tensorflow as tf
+
+    def build(signature):
         if tta:
 
             @tf.function(input_signature=signature, reduce_retracing=True)
@@ -78,8 +104,9 @@ def compiled_predict(model, *, tta: bool = False) -> Callable:
             def forward(x):
                 return tf.reshape(model(x, training=False), [-1])
 
-        functions[tta] = forward
-    return functions[tta]
+        return forward
+
+    return _compiled(model, bool(tta), build)
 
 
 def predict_patches(model, patches: np.ndarray, *, tta: bool = False) -> np.ndarray:
@@ -93,6 +120,38 @@ def predict_patches(model, patches: np.ndarray, *, tta: bool = False) -> np.ndar
     forward = compiled_predict(model, tta=tta)
     patches = normaliser_of(model).transform(patches)  # the model's stain normalisation, if any
     return forward(patches.astype(np.float32, copy=False)).numpy()
+
+
+def predict_patches_spread(model, patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The 8-view mean probability (as `predict_patches(..., tta=True)`) and the spread of the 8
+    views (core.evaluate.uncertainty) of one patch or a stack, values 0-255: two (n,) arrays."""
+    patches = as_patch_batch(patches)
+    if len(patches) == 0:
+        return np.empty(0, dtype=np.float32), np.empty(0, dtype=np.float64)
+    pixels = normaliser_of(model).transform(patches).astype(np.float32, copy=False)
+    mean, views = compiled_views(model)(pixels)
+    return mean.numpy(), view_spread(views.numpy())
+
+
+def _batch_scorer(model, *, tta: bool, quality: bool) -> Callable:
+    """For predict_dataset: float32 pixels -> (probabilities, spread of the 8 views or None,
+    out-of-distribution bools or None). With TTA the probabilities and spread come from the 8
+    views and the out-of-distribution check from the patch as given (the features it was fitted
+    on), one pass more; without, one pass gives the probabilities and the check."""
+    score = batch_scorer(model, tta=False) if quality else None  # None: no out-of-distribution check
+    forward = compiled_views(model) if tta else compiled_predict(model)
+
+    def run(pixels: np.ndarray):
+        if tta:
+            mean, views = forward(pixels)
+            unlike = None if score is None else score(pixels)[1]
+            return mean.numpy(), view_spread(views.numpy()), unlike
+        if score is None:
+            return forward(pixels).numpy(), None, None
+        probs, unlike = score(pixels)
+        return probs, None, unlike
+
+    return run
 
 
 # --------------------------------------------------------------------------- a whole dataset
@@ -114,7 +173,7 @@ def predict_dataset(
     model : a Keras model following the PatchLens contract (core.model.io.load_model).
     dataset : a core.data.dataset.Dataset (any layout; labels may be None).
     batch_size : patches per forward pass; memory holds about two batches of pixels.
-    tta : average over the 8 dihedral views (8x the compute).
+    tta : average over the 8 dihedral views (8x the compute), and keep their spread.
     progress : optional callable(done, total), called after each batch.
     quality : also run the input-quality gate (core.data.quality) on the same pixels, and the
         model's out-of-distribution check (core.model.ood) in the same forward pass when the model
@@ -123,17 +182,18 @@ def predict_dataset(
     Returns
     -------
     DataFrame with columns id, label (float, NaN when unlabelled) and prob, in dataset order,
-    plus `quality` ('ok' or the flags joined by ';') when asked for.
+    plus `quality` ('ok' or the flags joined by ';') when asked for, and with `tta` the spread of
+    the 8 views (`tta_spread`, core.evaluate.uncertainty).
     Patches that cannot be decoded are left out and listed in `frame.attrs["skipped"]`
     ({id: reason}), so one corrupt file never sinks a 220,000-patch run.
     """
     if int(batch_size) != batch_size or batch_size < 1:
         raise InputError(f"batch_size must be a positive integer; got {batch_size}.")
     batch_size = int(batch_size)
-    forward = compiled_predict(model, tta=tta)
-    score = batch_scorer(model, tta=tta) if quality else None  # None: no out-of-distribution check
+    score = _batch_scorer(model, tta=tta, quality=quality)
     kept_index: list[np.ndarray] = []
     probs: list[np.ndarray] = []
+    spreads: list[np.ndarray] = []
     qualities: list[str] = []
     skipped: dict[str, str] = {}
     hashes = np.full(len(dataset), UNREADABLE, dtype=np.uint64)  # the pixels' content, for overlap
@@ -142,11 +202,10 @@ def predict_dataset(
         for pixels, good, labels in batches:
             hashes[np.asarray(good, dtype=np.int64)] = patch_hashes(pixels)
             pixels = normaliser_of(model).transform(pixels).astype(np.float32)  # the model's stain
-            if score is None:
-                probs.append(forward(pixels).numpy())
-            else:  # one forward pass: the probabilities and the out-of-distribution verdict
-                batch_probs, unlike_training = score(pixels)
-                probs.append(batch_probs)
+            batch_probs, spread, unlike_training = score(pixels)
+            probs.append(batch_probs)
+            spreads.append(spread)
+            if unlike_training is not None:
                 labels = with_flag(labels, OUT_OF_DISTRIBUTION, unlike_training)
             kept_index.append(np.asarray(good, dtype=np.int64))
             qualities.extend(labels or [])
@@ -164,6 +223,8 @@ def predict_dataset(
     )
     if quality:
         frame["quality"] = qualities
+    if tta:  # how much the 8 views disagree (core.evaluate.uncertainty)
+        frame[SPREAD_COLUMN] = np.concatenate(spreads) if spreads else np.empty(0)
     frame.attrs["skipped"] = skipped
     store_dataset_hashes(dataset, hashes)  # so Evaluate counts the training overlap without a re-read
     return frame

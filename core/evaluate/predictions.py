@@ -25,6 +25,7 @@ from core.data.quality import FLAG_SEPARATOR, OK, QUALITY_FLAGS
 from core.errors import InputError
 from core.evaluate.metrics import check_labels_probs, metrics_at
 from core.evaluate.predict import DEFAULT_BATCH_SIZE, predict_dataset
+from core.evaluate.uncertainty import SPREAD_COLUMN
 from core.files import atomic_write_csv
 
 PREDICTION_COLUMNS = ("id", "label", "prob")
@@ -33,8 +34,9 @@ ALL_QUALITIES = "all"  # the quality filter that keeps every patch
 HEADLINE_METRICS = ("auc", "accuracy", "sensitivity", "specificity")
 ALL_PATCHES = "all patches"
 WITHOUT_FLAGGED = "without flagged patches"
-CACHE_FORMAT = 4  # bump when the stored predictions change meaning (2: a `quality` column,
-# 3: `out_of_distribution` among its flags, 4: a record with the row count and the CSV's hash)
+CACHE_FORMAT = 5  # bump when the stored predictions change meaning (2: a `quality` column,
+# 3: `out_of_distribution` among its flags, 4: a record with the row count and the CSV's hash,
+# 5: TTA predictions keep the spread of the 8 views, core.evaluate.uncertainty)
 
 Progress = Callable[[int, int], None]
 
@@ -115,7 +117,8 @@ def labelled_arrays(predictions: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _stored_columns(frame: pd.DataFrame) -> list[str]:
-    return list(PREDICTION_COLUMNS) + ([QUALITY_COLUMN] if has_quality(frame) else [])
+    optional = [QUALITY_COLUMN] if has_quality(frame) else []
+    return list(PREDICTION_COLUMNS) + optional + ([SPREAD_COLUMN] if SPREAD_COLUMN in frame.columns else [])
 
 
 def _storable(predictions: pd.DataFrame) -> pd.DataFrame:
@@ -141,6 +144,8 @@ def read_predictions(path) -> pd.DataFrame:
         frame["label"] = np.nan
     frame["label"] = pd.to_numeric(frame["label"], errors="raise").astype(np.float64)
     frame["prob"] = pd.to_numeric(frame["prob"], errors="raise").astype(np.float64)
+    if SPREAD_COLUMN in frame.columns:
+        frame[SPREAD_COLUMN] = pd.to_numeric(frame[SPREAD_COLUMN], errors="raise").astype(np.float64)
     return frame[_stored_columns(frame)]
 
 
