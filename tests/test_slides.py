@@ -13,6 +13,7 @@ import pytest
 from slides_cohort import BROKEN, GOOD, build_cohort
 
 from core.cli import main
+from core.slides.aggregate import DEFAULT_AGGREGATE
 from core.slides.cohort import run_cohort
 from core.slides.task import RECORD_FILE, SlideOptions
 
@@ -66,7 +67,7 @@ def test_every_slide_gets_a_row_and_broken_ones_fail_with_their_reason_and_exit_
 def test_the_summary_has_the_slide_level_and_tile_level_metrics(first_run):
     _, out = first_run
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["n_slides"] == 4 and summary["n_failed"] == 2 and summary["aggregate"] == "max"
+    assert summary["n_slides"] == 4 and summary["n_failed"] == 2 and summary["aggregate"] == DEFAULT_AGGREGATE
     assert summary["n"] == 2  # the failed slides are left out of the slide-level metrics
     for key in ("auc", "auc_ci", "accuracy", "sensitivity", "specificity", "threshold", "tile_auc", "dice"):
         assert key in summary

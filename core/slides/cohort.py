@@ -21,12 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import InputError
+from core.errors import InputError, PatchLensError
 from core.files import atomic_write_csv, atomic_write_json
 from core.region.reader import REGION_EXTENSIONS
 from core.slides.aggregate import AGGREGATIONS, DEFAULT_AGGREGATE, check_aggregate
 from core.slides.metrics import SCORED_STATUSES, labelled_scores, read_labels, slide_metrics
-from core.slides.task import TILE_LABELS_FILE, SlideOptions, score_slide
+from core.slides.outputs import TILE_LABELS_FILE, kept_probabilities
+from core.slides.task import SlideOptions, score_slide
 
 CSV_COLUMNS = ("slide", "score", "status", "message", "n_tiles", "n_scored", "tumour_area_mm2")
 EXTRA_COLUMNS = ("path", "seconds", *(f"score_{name}" for name in AGGREGATIONS), "tile_n", "tile_positive",
@@ -35,6 +36,10 @@ INTEGER_COLUMNS = ("n_tiles", "n_scored", "tile_n", "tile_positive")
 SUMMARY_FILE, TABLE_FILE = "summary.json", "slides.csv"
 
 Progress = Callable[[dict], None]
+
+
+class CohortStopped(PatchLensError):
+    """The cohort run was asked to stop (after the slides being scored)."""
 
 
 def find_slides(inputs) -> list[Path]:
@@ -75,7 +80,8 @@ def slide_executor(scheduler: str | None = None) -> Iterator[Executor]:
 
 def run_cohort(model_path, inputs, out_dir, *, options: SlideOptions = SlideOptions(),
                labels_path=None, annotations_dir=None, aggregate: str = DEFAULT_AGGREGATE,
-               scheduler: str | None = None, progress: Progress | None = None) -> dict:  # fmt: skip
+               scheduler: str | None = None, progress: Progress | None = None,
+               should_stop: Callable[[], bool] | None = None) -> dict:  # fmt: skip
     """Score every slide (cached ones are not recomputed), write slides.csv and summary.json; returns
     the summary. Bad inputs (no slide, a bad labels CSV, an unknown aggregate) fail before any work."""
     check_aggregate(aggregate)
@@ -87,7 +93,7 @@ def run_cohort(model_path, inputs, out_dir, *, options: SlideOptions = SlideOpti
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / SUMMARY_FILE).unlink(missing_ok=True)  # until the new summary is written, not complete
-    rows = _score_all(model_path, slides, out, options, annotations, scheduler, progress)
+    rows = _score_all(model_path, slides, out, options, annotations, scheduler, progress, should_stop)
     for row in rows:
         row["score"] = row.get(f"score_{aggregate}")
         if labels is not None:
@@ -99,7 +105,7 @@ def run_cohort(model_path, inputs, out_dir, *, options: SlideOptions = SlideOpti
     return summary
 
 
-def _score_all(model_path, slides, out, options, annotations, scheduler, progress) -> list[dict]:
+def _score_all(model_path, slides, out, options, annotations, scheduler, progress, should_stop) -> list[dict]:
     started, rows = time.monotonic(), []
     with slide_executor(scheduler) as executor:
         futures = {
@@ -111,6 +117,10 @@ def _score_all(model_path, slides, out, options, annotations, scheduler, progres
             rows.append(future.result())
             if progress:
                 progress(_progress(rows, len(slides), time.monotonic() - started))
+            if should_stop and should_stop():
+                for pending in futures:
+                    pending.cancel()
+                raise CohortStopped("stopped on request")
     return sorted(rows, key=lambda row: row["slide"])
 
 
@@ -150,15 +160,13 @@ def cohort_summary(rows: list[dict], out: Path, *, aggregate: str, options: Slid
 
 def pooled_tile_metrics(rows: list[dict], out: Path, threshold: float) -> dict:
     """Tile AUC, sensitivity, specificity and Dice over the tiles of every annotated, scored slide."""
-    from core.region.outputs import WITHHOLDING_BITS
     from core.slides.annotations import tile_metrics
 
     probabilities, labels = [], []
     for row in rows:
         folder = out / row["slide"]
         if row["status"] in SCORED_STATUSES and (folder / TILE_LABELS_FILE).is_file():
-            flags = np.load(folder / "quality.npy")
-            kept = np.where((flags & WITHHOLDING_BITS) == 0, np.load(folder / "probabilities.npy"), np.nan)
+            kept = kept_probabilities(np.load(folder / "probabilities.npy"), np.load(folder / "quality.npy"))
             probabilities.append(kept.ravel())
             labels.append(np.load(folder / TILE_LABELS_FILE).ravel())
     if not probabilities:

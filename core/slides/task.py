@@ -22,18 +22,14 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-
 from core.constants import DEFAULT_THRESHOLD
 from core.errors import PatchLensError, RegionImageError
-from core.files import atomic_write_bytes, atomic_write_json, read_json
+from core.files import atomic_write_json, read_json
 from core.region.tiling import DEFAULT_STRIDE
 from core.slides.aggregate import slide_scores
 
 FORMAT_VERSION = 1
 RECORD_FILE = "slide.json"
-OUTLINES_FILE = "outlines.geojson"
-TILE_LABELS_FILE = "tile_labels.npy"
 _MODELS: dict[tuple[str, int], object] = {}
 _MODELS_LOCK = threading.Lock()
 
@@ -103,14 +99,9 @@ def score_slide(model_path, slide_path, slide_dir, options: SlideOptions, annota
 def _compute(model_path: Path, slide_path: Path, slide_dir: Path, options: SlideOptions,
              annotation_path: Path | None, key: str) -> dict:  # fmt: skip
     from core.region.heatmap import model_mpp, prepare, score
-    from core.region.outputs import WITHHOLDING_BITS, cell_map, npy_bytes, write_outputs
-    from core.slides.annotations import (
-        read_annotations,
-        tile_labels,
-        tile_metrics,
-        tiles_inside,
-        write_outlines,
-    )
+    from core.region.outputs import write_outputs
+    from core.slides.annotations import read_annotations, tiles_inside
+    from core.slides.outputs import kept_probabilities, write_slide_outputs
 
     started = time.monotonic()
     annotations = read_annotations(annotation_path) if annotation_path and annotation_path.exists() else None
@@ -131,17 +122,11 @@ def _compute(model_path: Path, slide_path: Path, slide_dir: Path, options: Slide
     (slide_dir / RECORD_FILE).unlink(missing_ok=True)  # until the new record is written, not complete
     summary = write_outputs(slide_dir, plan, probabilities, flags, threshold=options.threshold,
                             started=started, model_path=str(model_path))  # fmt: skip
-    kept = np.where((flags & WITHHOLDING_BITS) == 0, probabilities, np.nan)
-    write_outlines(
-        slide_dir / OUTLINES_FILE, cell_map(probabilities, flags, plan.grid), plan.grid, options.threshold
-    )
+    measured = write_slide_outputs(slide_dir, plan.grid, probabilities, flags, options.threshold, annotations)
+    scores = slide_scores(kept_probabilities(probabilities, flags), options.threshold)
     row = {"n_tiles": summary["n_tiles"], "n_scored": summary["n_scored"],
            "tumour_area_mm2": summary["tumour_area_mm2"], "seconds": round(time.monotonic() - started, 2),
-           **{f"score_{name}": value for name, value in slide_scores(kept, options.threshold).items()}}  # fmt: skip
-    if annotations is not None:
-        labels = tile_labels(plan.grid, annotations.tumour)
-        atomic_write_bytes(slide_dir / TILE_LABELS_FILE, npy_bytes(labels))
-        row.update(tile_metrics(kept, labels, options.threshold))
+           **{f"score_{name}": value for name, value in scores.items()}, **measured}  # fmt: skip
     record = {"key": key, "format": FORMAT_VERSION, "row": row}
     atomic_write_json(slide_dir / RECORD_FILE, record)
     return record
