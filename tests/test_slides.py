@@ -14,7 +14,7 @@ from slides_cohort import BROKEN, GOOD, build_cohort
 
 from core.cli import main
 from core.slides.aggregate import DEFAULT_AGGREGATE
-from core.slides.cohort import run_cohort
+from core.slides.cohort import CohortStopped, run_cohort
 from core.slides.task import RECORD_FILE, SlideOptions
 
 REQUIRED = ["slide", "score", "status", "message", "n_tiles", "n_scored", "tumour_area_mm2", "label"]
@@ -137,7 +137,24 @@ def test_on_a_two_worker_dask_cluster_the_table_is_the_local_one(first_run, coho
         code = main(["slides", str(model_path), str(cohort["slides"]), "--out", str(tmp_path / "out"),
                      "--labels", str(cohort["labels"]), "--annotations", str(cohort["annotations"]),
                      "--scheduler", cluster.scheduler_address])  # fmt: skip
+        assert "score_slide" in cluster.scheduler.task_prefixes  # the slides ran on the cluster's workers
     assert code == 1
     local, remote = table(first_run[1]), table(tmp_path / "out")
     columns = ["score", "status", "n_tiles", "n_scored", "tumour_area_mm2", "label", "tile_auc", "dice"]
     pd.testing.assert_frame_equal(remote[columns], local[columns])
+
+
+def test_a_stop_request_ends_the_run_after_the_slide_being_scored_without_a_summary(
+    cohort, model_path, tmp_path
+):
+    reported = []
+    with pytest.raises(CohortStopped):
+        run_cohort(
+            model_path,
+            [cohort["slides"]],
+            tmp_path / "out",
+            progress=reported.append,
+            should_stop=lambda: True,
+        )
+    assert len(reported) == 1  # of 4 slides: no other was reported once the stop was seen
+    assert not (tmp_path / "out" / "summary.json").exists() and not (tmp_path / "out" / "slides.csv").exists()
