@@ -18,7 +18,7 @@ from ui.text import md_escape
 
 TABLE_COLUMNS = ["thumbnail", "slide", "score", "label", "status", "tumour_area_mm2", "n_scored", "message"]
 SLIDE_KEY = "slides_selected"
-ANNOTATION_COLOUR, MODEL_COLOUR = "#00c853", "#ffffff"
+ANNOTATION_COLOUR, MODEL_COLOUR = "#00c853", "#2962ff"  # green and blue: both read over H&E and the map
 
 
 def read_cohort(folder: Path) -> tuple[pd.DataFrame, dict] | None:
@@ -99,7 +99,7 @@ def _outline_traces(rings: list[np.ndarray], colour: str, name: str) -> list[go.
 
 
 def slide_map(folder: Path, slide: str, annotations: Path | None, threshold: float) -> None:
-    """The slide's thumbnail, its map and the outlines: the pathologist's (green) and the model's (white)."""
+    """The slide's thumbnail, its map and the outlines: the pathologist's (green) and the model's (blue)."""
     from PIL import Image
 
     from core.region.outputs import cell_map, read_outputs
@@ -132,7 +132,7 @@ def slide_map(folder: Path, slide: str, annotations: Path | None, threshold: flo
     figure.update_layout(height=520, margin=dict(l=0, r=0, t=0, b=0), legend=dict(orientation="h"))
     figure.update_yaxes(autorange="reversed", scaleanchor="x")
     st.plotly_chart(figure, key="slides_map")
-    st.caption(f"{md_escape(slide)}: {summary['n_scored']:,} tiles scored; white = the model's outline at "
+    st.caption(f"{md_escape(slide)}: {summary['n_scored']:,} tiles scored; blue = the model's outline at "
                f"{threshold:.3f}, green = the tumour annotation.")  # fmt: skip
 
 
