@@ -93,8 +93,8 @@ def _rings(geometry, scale: float) -> list[np.ndarray]:
     return [ring * scale for ring in exterior_rings(geometry)]
 
 
-def _outline_traces(rings: list[np.ndarray], colour: str, name: str) -> list[go.Scatter]:
-    return [go.Scatter(x=ring[:, 0], y=ring[:, 1], mode="lines", line=dict(color=colour, width=2), name=name,
+def _outline_traces(rings: list[np.ndarray], colour: str, name: str, dash: str = "solid") -> list[go.Scatter]:
+    return [go.Scatter(x=ring[:, 0], y=ring[:, 1], mode="lines", line=dict(color=colour, width=2, dash=dash), name=name,
                        showlegend=index == 0, hoverinfo="skip") for index, ring in enumerate(rings)]  # fmt: skip
 
 
@@ -126,14 +126,14 @@ def slide_map(folder: Path, slide: str, annotations: Path | None, threshold: flo
     if note is not None and note.is_file():
         try:
             tumour = read_annotations(note).tumour
-            figure.add_traces(_outline_traces(_rings(tumour, scale), ANNOTATION_COLOUR, "annotation"))
+            figure.add_traces(_outline_traces(_rings(tumour, scale), ANNOTATION_COLOUR, "annotation", "dash"))
         except AnnotationError as error:
             st.warning(md_escape(error))
     figure.update_layout(height=520, margin=dict(l=0, r=0, t=0, b=0), legend=dict(orientation="h"))
     figure.update_yaxes(autorange="reversed", scaleanchor="x")
     st.plotly_chart(figure, key="slides_map")
     st.caption(f"{md_escape(slide)}: {summary['n_scored']:,} tiles scored; blue = the model's outline at "
-               f"{threshold:.3f}, green = the tumour annotation.")  # fmt: skip
+               f"{threshold:.3f}, dashed green = the tumour annotation (where they agree, both show).")  # fmt: skip
 
 
 def downloads(folder: Path, slide: str | None) -> None:
