@@ -16,7 +16,7 @@ from core.settings import PROJECT_DIR
 from ui.frame import PAGES
 
 CORE = PROJECT_DIR / "core"
-LAYERS = ("data", "model", "train", "evaluate", "diagnose", "region", "cli")
+LAYERS = ("data", "model", "train", "evaluate", "diagnose", "region", "slides", "cli")
 MAX_LINES = 420
 MAX_FUNCTION_LINES = 60
 MAX_PAGE_LINES = 200

@@ -91,6 +91,13 @@ PAGES = (
         "a tumour-probability heatmap over a region image or a whole slide",
         uses_model=True,
     ),
+    PageEntry(
+        "pages/10_slides.py",
+        "Slides",
+        "🗂️",
+        "a cohort of slides: slide scores, slide-level metrics, QuPath annotations",
+        uses_model=True,
+    ),
 )
 
 

@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "core.cli.labels",
     "core.cli.compare",
     "core.cli.region",
+    "core.cli.slides",
     "core.cli.calibrate",
 )
 

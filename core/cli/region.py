@@ -43,6 +43,8 @@ def register(subparsers) -> None:
     _shared_arguments(parser)
     parser.add_argument("--out", required=True, type=Path, help="the output folder")
     add_batch_size_argument(parser, "tiles per forward pass")
+    parser.add_argument("--annotations", type=Path,
+                        help="a QuPath GeoJSON of this image: tile metrics against it, and outlines.geojson")  # fmt: skip
 
     job = add_command(
         subparsers,
@@ -59,6 +61,10 @@ def run_heatmap_command(args: argparse.Namespace) -> int:
     from core.model.io import load_model
     from core.region.heatmap import open_checked, run_heatmap
 
+    if args.annotations:  # a bad file fails before any scoring
+        from core.slides.annotations import read_annotations
+
+        read_annotations(args.annotations)
     open_checked(args.image, stride=args.stride, mpp=args.mpp)[
         0
     ].close()  # a bad image fails before TensorFlow
@@ -70,7 +76,19 @@ def run_heatmap_command(args: argparse.Namespace) -> int:
         f"{summary['seconds']:.1f} s; tumour area {summary['tumour_area_mm2']:.3f} mm² at "
         f"{summary['threshold']:g}; outputs in {args.out}"
     )
+    if args.annotations:
+        _print_tile_metrics(args.out, args.annotations)
     return 0
+
+
+def _print_tile_metrics(out: Path, annotations: Path) -> None:
+    from core.slides.outputs import annotate_heatmap
+
+    measured = annotate_heatmap(out, annotations)
+    shown = {key: "n/a" if value is None else f"{value:.3f}" for key, value in measured.items()}
+    print(f"against {annotations.name}: {measured['tile_positive']} of {measured['tile_n']} tiles tumour; tile AUC "
+          f"{shown['tile_auc']}, sensitivity {shown['tile_sensitivity']}, specificity {shown['tile_specificity']}, "
+          f"Dice {shown['dice']}; the model's outline in outlines.geojson")  # fmt: skip
 
 
 def _printer():

@@ -1,0 +1,75 @@
+"""Real-browser test of the Slides page: what AppTest cannot see.
+
+One `streamlit run` server with a temporary workspace and a small cohort of slides built from real
+patches (tests/slides_cohort.py) in its data roots; the active model is the bundled baseline. The user's
+path: type the folder, the labels CSV and the annotations folder, score the cohort (a real background
+job), reload while it runs or after, and find the table with thumbnails, the slide ROC and a slide's
+map with the annotation and model outlines drawn by plotly. Screenshots go to
+test-artifacts/browser/slides-*.png.
+"""
+
+from __future__ import annotations
+
+import pytest
+from browser_helpers import (
+    ARTIFACTS,
+    JOB_MS,
+    PLOTLY,
+    go_nav,
+    new_session,
+    require_browser,
+    serve_app,
+    settle,
+    shoot,
+)
+
+require_browser(baseline_model=True)
+
+from slides_cohort import build_cohort  # noqa: E402
+
+# The names of the traces plotted on the slide's map
+TRACE_NAMES_JS = "el => el.querySelector('.js-plotly-plot').data.map(trace => trace.name)"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("browser-slides")
+    cohort = build_cohort(root / "data")
+    with serve_app(root, data=root / "data") as served:
+        served.cohort = cohort
+        yield served
+
+
+def fill(page, label: str, text: str) -> None:
+    field = page.get_by_label(label, exact=True).and_(page.locator("input"))
+    field.fill(text)
+    field.press("Enter")
+    settle(page)
+
+
+def test_a_cohort_is_scored_found_after_a_reload_and_a_slide_drawn_with_its_outlines(server, browser):
+    context = new_session(browser)
+    page = context.new_page()
+    try:
+        page.goto(server.url)
+        settle(page)
+        go_nav(page, "Slides")
+        page.locator("h1", has_text="Slides").first.wait_for()
+        fill(page, "Slides folder", str(server.cohort["slides"]))
+        fill(page, "Labels CSV (optional)", str(server.cohort["labels"]))
+        fill(page, "Annotations folder (optional)", str(server.cohort["annotations"]))
+        page.get_by_role("button", name="Score the cohort").click()
+        page.get_by_role("button", name="Stop").or_(page.locator(PLOTLY)).first.wait_for(timeout=JOB_MS)
+        assert "slides_folder=" in page.url
+        page.reload()  # the job is found again from the URL, running or done
+        settle(page)
+        page.locator(PLOTLY).nth(1).wait_for(timeout=JOB_MS)  # the ROC, then the slide's map
+        settle(page)
+        shoot(page, ARTIFACTS, "slides-cohort")
+        page.get_by_text("4 slides, 2 failed").first.wait_for()
+        names = page.evaluate(TRACE_NAMES_JS, page.locator(PLOTLY).nth(1).element_handle())
+        assert "annotation" in names and "model" in names
+        page.locator(PLOTLY).nth(1).scroll_into_view_if_needed()
+        shoot(page, ARTIFACTS, "slides-map")
+    finally:
+        context.close()

@@ -1,0 +1,106 @@
+"""The Slides page (AppTest of the real app): a cohort folder inside the data roots with labels and
+annotations, the finished cohort's table, slide-level metrics and a slide's map with outlines; a
+running cohort's progress and Stop; the same job found again from the URL after a reload."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+from page_helpers import PAGE_SCRIPTS, app_test, open_page
+from slides_cohort import build_cohort
+
+from core.slides.jobs import job_dir, job_key, run_job
+from core.slides.task import SlideOptions
+from core.train.runs import write_status
+
+
+@pytest.fixture(scope="module")
+def model_path(tiny_kaggle_model):
+    return tiny_kaggle_model(10)[1]
+
+
+@pytest.fixture()
+def workspace(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATCHLENS_HOME", str(tmp_path / "workspace"))
+    (tmp_path / "workspace").mkdir()
+    return tmp_path / "workspace"
+
+
+def choose(at, cohort):
+    at.text_input(key="slides_folder").input(str(cohort["slides"])).run()
+    at.text_input(key="slides_labels").input(str(cohort["labels"])).run()
+    at.text_input(key="slides_annotations").input(str(cohort["annotations"])).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def key_of(model_path, cohort) -> str:
+    return job_key(model_path, cohort["slides"], labels=cohort["labels"], annotations=cohort["annotations"],
+                   options=SlideOptions())  # fmt: skip
+
+
+def texts(at) -> str:
+    return " ".join(e.value for e in [*at.markdown, *at.caption, *at.info, *at.warning, *at.error])
+
+
+def test_a_folder_outside_the_data_roots_is_refused(workspace, model_path, tmp_path):
+    cohort = build_cohort(tmp_path / "outside")
+    at = open_page(workspace, "slides", model=model_path)
+    at.text_input(key="slides_folder").input(str(cohort["slides"])).run()
+    assert any("outside the data roots" in e.value for e in at.error)
+
+
+def test_a_finished_cohort_shows_its_table_metrics_and_a_slide_map_with_outlines(workspace, model_path):
+    cohort = build_cohort(workspace / "cohort")
+    at = choose(open_page(workspace, "slides", model=model_path), cohort)
+    assert at.button(key="slides_start")
+    status = run_job(
+        model_path,
+        cohort["slides"],
+        key=key_of(model_path, cohort),
+        labels=cohort["labels"],
+        annotations=cohort["annotations"],
+        options=SlideOptions(),
+        aggregate="max",
+    )  # what it starts
+    assert status["state"] == "finished", status
+    at.run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert sorted(table["slide"]) == ["lesion", "pyramid", "text", "tiny"]
+    assert table["thumbnail"].str.startswith("data:image/png").sum() == 2  # the two scored slides
+    assert "Slide AUC" in [m.label for m in at.metric]
+    assert at.selectbox(key="slides_selected").options == ["lesion", "pyramid"]
+    figures = [chart.proto.spec for chart in at.get("plotly_chart")]
+    assert len(figures) == 2  # the ROC and the slide's map
+    assert '"name":"annotation"' in figures[1].replace(" ", "") and '"name":"model"' in figures[1].replace(
+        " ", ""
+    )
+    assert {b.proto.label for b in at.get("download_button")} >= {
+        "slides.csv",
+        "summary.json",
+        "lesion_outlines.geojson",
+    }
+
+
+def test_a_running_cohort_shows_progress_stops_and_is_found_again_after_a_reload(workspace, model_path):
+    cohort = build_cohort(workspace / "cohort")
+    at = choose(open_page(workspace, "slides", model=model_path), cohort)
+    key = key_of(model_path, cohort)
+    job_dir(key).mkdir(parents=True)
+    write_status(job_dir(key), "running", pid=os.getpid(), phase="scoring slides", done=1, total=4,
+                 last="lesion: done", tiles_per_s=12.0, eta_s=3.0, started=time.time())  # fmt: skip
+    at.run()
+    assert any("Slides 1/4" in (p.proto.text or "") for p in at.get("progress"))
+    reloaded = app_test()
+    reloaded.query_params.update(at.query_params)
+    reloaded.session_state["model_path"] = str(model_path)
+    reloaded.run()
+    reloaded.switch_page(PAGE_SCRIPTS["slides"]).run()
+    assert not reloaded.exception, reloaded.exception
+    assert reloaded.text_input(key="slides_folder").value == str(cohort["slides"])
+    assert any("Slides 1/4" in (p.proto.text or "") for p in reloaded.get("progress"))
+    reloaded.button(key="slides_stop").click().run()
+    assert (job_dir(key) / "stop.request").exists()
