@@ -471,6 +471,33 @@ def metric_value(scope, label: str) -> str | None:
     return card.first.locator('[data-testid="stMetricValue"]').inner_text().strip()
 
 
+def drawn_metric(scope, label: str, timeout: float = 60.0) -> str | None:
+    """The value of the metric card labelled `label` once the card is drawn with a value (a busy
+    browser draws the cards a moment after the script run reports it is over); None if it never is."""
+    seen: list[str | None] = [None]
+
+    def drawn() -> bool:
+        seen[0] = metric_value(scope, label)
+        return bool(seen[0])
+
+    wait_until(drawn, timeout)
+    return seen[0]
+
+
+def steady_count(locator, hold: float = 3.0, timeout: float = 60.0, interval: float = 0.25) -> int:
+    """How many elements `locator` finds once that number has held for `hold` seconds (a busy browser
+    draws a grid's images over several frames after the script run is over); the last count if it
+    never holds within `timeout`."""
+    deadline = time.monotonic() + timeout
+    last, since = locator.count(), time.monotonic()
+    while time.monotonic() - since < hold and time.monotonic() < deadline:
+        time.sleep(interval)
+        count = locator.count()
+        if count != last:
+            last, since = count, time.monotonic()
+    return last
+
+
 def slider_input(scope, label: str):
     return slider_thumb(scope.locator(SLIDER).filter(has_text=label).first)
 
