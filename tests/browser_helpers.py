@@ -38,6 +38,9 @@ CHROMIUM_ARGS = [
 ]
 ACTIVE_STATES = ("queued", "running")
 JOB_MS = 300_000  # a background job imports TensorFlow and loads the model on two busy cores
+# a page load, click or element of a script run: the suite runs in three xdist workers on two cores, so
+# a server may wait its turn (a wait that is met returns at once; only a failure waits this long)
+WAIT_MS = 120_000
 ARTIFACTS = PROJECT_DIR / "test-artifacts" / "browser"  # where every browser test leaves its screenshots
 
 # Streamlit 1.67 selectors
@@ -285,9 +288,9 @@ def serve_kaggle_copies(root: Path, **n_per_class: int) -> Iterator[ServedApp]:
 
 
 def new_session(browser, width: int = 1440, height: int = 1400):
-    """A fresh browser context (= a fresh Streamlit session) whose waits time out after 60 s."""
+    """A fresh browser context (= a fresh Streamlit session) whose waits time out after WAIT_MS."""
     context = browser.new_context(viewport={"width": width, "height": height})
-    context.set_default_timeout(60_000)
+    context.set_default_timeout(WAIT_MS)
     return context
 
 
