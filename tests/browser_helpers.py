@@ -38,6 +38,9 @@ CHROMIUM_ARGS = [
 ]
 ACTIVE_STATES = ("queued", "running")
 JOB_MS = 300_000  # a background job imports TensorFlow and loads the model on two busy cores
+# a page load, click or element of a script run: the suite runs in three xdist workers on two cores, so
+# a server may wait its turn (a wait that is met returns at once; only a failure waits this long)
+WAIT_MS = 120_000
 ARTIFACTS = PROJECT_DIR / "test-artifacts" / "browser"  # where every browser test leaves its screenshots
 
 # Streamlit 1.67 selectors
@@ -285,9 +288,9 @@ def serve_kaggle_copies(root: Path, **n_per_class: int) -> Iterator[ServedApp]:
 
 
 def new_session(browser, width: int = 1440, height: int = 1400):
-    """A fresh browser context (= a fresh Streamlit session) whose waits time out after 60 s."""
+    """A fresh browser context (= a fresh Streamlit session) whose waits time out after WAIT_MS."""
     context = browser.new_context(viewport={"width": width, "height": height})
-    context.set_default_timeout(60_000)
+    context.set_default_timeout(WAIT_MS)
     return context
 
 
@@ -469,6 +472,33 @@ def metric_value(scope, label: str) -> str | None:
     if card.count() == 0:
         return None
     return card.first.locator('[data-testid="stMetricValue"]').inner_text().strip()
+
+
+def drawn_metric(scope, label: str, timeout: float = 60.0) -> str | None:
+    """The value of the metric card labelled `label` once the card is drawn with a value (a busy
+    browser draws the cards a moment after the script run reports it is over); None if it never is."""
+    seen: list[str | None] = [None]
+
+    def drawn() -> bool:
+        seen[0] = metric_value(scope, label)
+        return bool(seen[0])
+
+    wait_until(drawn, timeout)
+    return seen[0]
+
+
+def steady_count(locator, hold: float = 3.0, timeout: float = 60.0, interval: float = 0.25) -> int:
+    """How many elements `locator` finds once that number has held for `hold` seconds (a busy browser
+    draws a grid's images over several frames after the script run is over); the last count if it
+    never holds within `timeout`."""
+    deadline = time.monotonic() + timeout
+    last, since = locator.count(), time.monotonic()
+    while time.monotonic() - since < hold and time.monotonic() < deadline:
+        time.sleep(interval)
+        count = locator.count()
+        if count != last:
+            last, since = count, time.monotonic()
+    return last
 
 
 def slider_input(scope, label: str):

@@ -8,7 +8,10 @@ session-scoped ones (a tiny fitted model, the sample's rows and pixels) are buil
 from __future__ import annotations
 
 import csv
+import fcntl
+import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -23,12 +26,25 @@ SMALL_N = 40  # patches per small fixture: enough for both classes, cheap to cop
 BASELINE_SERVER_DATA = {"first": 10, "second": 15, "subset": 10}
 
 
-@pytest.hookimpl(tryfirst=True)  # before `-m` selects by marker
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by marker and before xdist reads the groups
 def pytest_collection_modifyitems(items) -> None:
-    """Every test of a tests/test_browser_*.py module is a real-browser test: marked `browser`."""
+    """Every test of a tests/test_browser_*.py module is a real-browser test: marked `browser`.
+
+    For pytest-xdist (pytest.ini: `-n … --dist loadgroup`) each module is one group, so its module
+    fixtures (a server, a trained run) are built on one worker only, and every module that uses the
+    session's `baseline_server` joins one group, so that server starts once. The browser modules go
+    first: they are the longest and wait the most, so the other workers fill the waits."""
+    shared = {item.path for item in items if "baseline_server" in getattr(item, "fixturenames", ())}
     for item in items:
-        if item.path.name.startswith("test_browser_"):
+        if is_browser_test(item):
             item.add_marker(pytest.mark.browser)
+        group = "baseline_server" if item.path in shared else item.path.name
+        item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: not is_browser_test(item))  # a stable sort: the order is kept otherwise
+
+
+def is_browser_test(item) -> bool:
+    return item.path.name.startswith("test_browser_")
 
 
 def sample_rows() -> list[tuple[str, int]]:
@@ -144,6 +160,23 @@ def _fit_tiny_model(data_dir: Path, out_path: Path, *, epochs: int = 3) -> Path:
     return save_model(model, out_path)
 
 
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], object]) -> Path:
+    """The folder `name` after `build(folder)` has filled it, once per test run: under pytest-xdist
+    the first worker that asks builds it in the run's temporary folder, which every worker shares,
+    while the others wait on a lock and then read it. A build that failed half-way is done again."""
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the run's, not the user's
+    folder, done = root / name, root / f"{name}.done"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def fit_tiny_model():
     """fit_tiny_model(data_dir, out_path) -> out_path: one definition of the tiny real model that the
@@ -158,14 +191,12 @@ def tiny_kaggle_model(tmp_path_factory):
     that asks for it. Read-only: a test that changes the data or the model copies it first."""
     from page_helpers import copy_kaggle_subset
 
-    built: dict[int, tuple[Path, Path]] = {}
-
     def get(n_per_class: int) -> tuple[Path, Path]:
-        if n_per_class not in built:
-            root = tmp_path_factory.mktemp(f"tiny-kaggle-{n_per_class}")
-            data = copy_kaggle_subset(root / "data", n_per_class)
-            built[n_per_class] = data, _fit_tiny_model(data, root / "tiny.keras")
-        return built[n_per_class]
+        def build(root: Path) -> None:
+            _fit_tiny_model(copy_kaggle_subset(root / "data", n_per_class), root / "tiny.keras")
+
+        root = built_once(tmp_path_factory, f"tiny-kaggle-{n_per_class}", build)
+        return root / "data", root / "tiny.keras"
 
     return get
 
@@ -195,17 +226,22 @@ def page_model(tmp_path_factory) -> Path:
     """A tiny real model (page_helpers.tiny_model), fitted once per session. Read-only."""
     from page_helpers import tiny_model
 
-    return tiny_model(tmp_path_factory.mktemp("page-model") / "tiny.keras")
+    return (
+        built_once(tmp_path_factory, "page-model", lambda root: tiny_model(root / "tiny.keras"))
+        / "tiny.keras"
+    )
 
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> tuple[Path, Path]:
     """(workspace, run dir): a real finished run on 2 x 20 real patches (page_helpers.run_on_kaggle_copy),
     trained once per session. Read-only: a module takes its own page_helpers.copy_workspace."""
-    from page_helpers import run_on_kaggle_copy
+    from page_helpers import TINY_RUN, run_on_kaggle_copy
 
-    root = tmp_path_factory.mktemp("tiny-run")
-    return root / "workspace", run_on_kaggle_copy(root / "workspace", root / "data", 20)
+    root = built_once(
+        tmp_path_factory, "tiny-run", lambda root: run_on_kaggle_copy(root / "workspace", root / "data", 20)
+    )
+    return root / "workspace", root / "workspace" / "runs" / TINY_RUN
 
 
 @pytest.fixture()

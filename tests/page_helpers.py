@@ -26,6 +26,7 @@ PAGE_SCRIPTS = {entry.title.lower().replace(" ", "_"): entry.script for entry in
 APP = str(PROJECT_DIR / "streamlit_app.py")
 RUN_TIMEOUT = 120  # seconds for one script run: TensorFlow import + a model load on a busy machine
 JOB_TIMEOUT_S = 300  # an upper bound for a job process that imports TensorFlow on two busy cores
+TINY_RUN = "tiny-run"  # finished_run's run name unless told otherwise
 
 
 def copy_kaggle_subset(target: Path, n_per_class: int) -> Path:
@@ -45,7 +46,7 @@ def copy_kaggle_subset(target: Path, n_per_class: int) -> Path:
     return target
 
 
-def finished_run(workspace: Path, data: Path, name: str = "tiny-run", epochs: int = 2) -> Path:
+def finished_run(workspace: Path, data: Path, name: str = TINY_RUN, epochs: int = 2) -> Path:
     """A real finished run (config.json, model.keras, val_predictions.csv) in `workspace`/runs.
 
     The caller must have pointed PATCHLENS_HOME at `workspace`.

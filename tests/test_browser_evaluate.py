@@ -20,8 +20,7 @@ from browser_helpers import (
     JOB_MS,
     PLOTLY,
     assert_no_exception,
-    metric_card,
-    metric_value,
+    drawn_metric,
     new_session,
     open_dataset,
     open_page,
@@ -197,13 +196,6 @@ def reload(page) -> None:
 
 
 JOB_TEXT = re.compile("Starting TensorFlow|Predicting with")
-
-
-def drawn_metric(page, label: str) -> str | None:
-    """The metric's value once its card is drawn (a busy browser can draw the cards a moment after the
-    script run reports it is over)."""
-    metric_card(page, label).first.wait_for(timeout=60_000)
-    return metric_value(page, label)
 
 
 def test_a_reload_keeps_tta_with_its_running_job_and_the_leave_out_with_its_auc(flagged_server, browser):

@@ -19,6 +19,7 @@ from browser_helpers import (
     require_browser,
     settle,
     shoot,
+    steady_count,
     wait_title,
 )
 
@@ -42,20 +43,6 @@ def lasso(page, left: float, top: float, right: float, bottom: float) -> None:
     for x, y in ((right, top), (right, bottom), (left, bottom), (left, top)):
         page.mouse.move(x, y, steps=12)
     page.mouse.up()
-
-
-def steady_count(locator, seconds: int = 3, timeout: int = 60) -> int:
-    """How many elements `locator` finds once that number has held for `seconds` (a busy browser draws
-    a grid's images over several frames after the script run is over)."""
-    last, held = -1, 0
-    for _ in range(timeout):
-        count = locator.count()
-        held = held + 1 if count == last else 0
-        if held >= seconds:
-            return count
-        last = count
-        locator.page.wait_for_timeout(1000)
-    return last
 
 
 def test_a_lasso_opens_a_gallery_of_the_selected_patches_with_gradcam_on_demand(server, browser):

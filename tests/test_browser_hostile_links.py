@@ -17,6 +17,7 @@ from browser_helpers import (
     SIDEBAR,
     assert_no_exception,
     contexts,
+    drawn_metric,
     require_browser,
     serve_app,
     settle,
@@ -103,13 +104,7 @@ def test_a_hostile_folder_name_shows_as_text_on_home_in_the_sidebar_and_on_the_d
     page = new_page()
     visit(page, f"{server.url}/?dataset={quote(str(server.data))}", "PatchLens")
     metric = page.locator('[data-testid="stMetric"]', has_text="Active dataset")
-    # the metric's value can be drawn a moment after the run reports it is over: wait for the literal
-    # text (an escaping that failed would show a link "Session expired" without its brackets)
-    page.wait_for_function(
-        "text => [...document.querySelectorAll('[data-testid=\"stMetric\"]')].some(m => m.innerText.includes(text))",
-        arg="[Session expired](",
-        timeout=60_000,
-    )
+    drawn_metric(page, "Active dataset")  # drawn a moment after the run reports it is over
     assert FOLDER in shown(metric)
     assert FOLDER in shown(page.locator(SIDEBAR))
     assert_nothing_hostile(page)

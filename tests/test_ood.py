@@ -198,16 +198,12 @@ def test_a_training_run_stores_stats_that_flag_non_he_inputs_but_few_real_patche
     assert scored.distances.min() > np.percentile(real.distances, 99)
 
 
-def test_predictions_and_the_cli_quality_report_carry_the_flag(trained_run, tmp_path):
-    import subprocess
-    import sys
-
+def test_predictions_and_the_cli_quality_report_carry_the_flag(trained_run, tmp_path, run_cli):
     import pandas as pd
 
     from core.evaluate.predict import predict_dataset
     from core.evaluate.predictions import cached_predictions, with_quality
     from core.model.io import load_model
-    from core.settings import PROJECT_DIR
 
     run_dir, _ = trained_run
     folder = tmp_path / "mixed"
@@ -230,16 +226,12 @@ def test_predictions_and_the_cli_quality_report_carry_the_flag(trained_run, tmp_
     assert "noise" in with_quality(cached, OUT_OF_DISTRIBUTION)["id"].tolist()
 
     out, report = tmp_path / "preds.csv", tmp_path / "quality.csv"
-    result = subprocess.run(
-        [sys.executable, "-m", "core", "predict", str(run_dir), str(folder), "--out", str(out),
-         "--quality-report", str(report)],
-        cwd=PROJECT_DIR, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    code, _, stderr = run_cli("predict", run_dir, folder, "--out", out, "--quality-report", report)
+    assert code == 0, stderr
     written = pd.read_csv(report, dtype=str).set_index("id")
     assert written.loc["noise", "quality"] == f"not_he;{OUT_OF_DISTRIBUTION}"
     assert written["quality"].to_dict() == frame["quality"].to_dict()
-    assert OUT_OF_DISTRIBUTION in result.stderr
+    assert OUT_OF_DISTRIBUTION in stderr
 
 
 def test_a_model_without_stats_gives_no_flag_and_says_so(plain_model_path, small_patches, tmp_path):
