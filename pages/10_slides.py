@@ -18,14 +18,25 @@ import streamlit as st
 from core.errors import PatchLensError
 from core.settings import check_allowed
 from core.slides.aggregate import AGGREGATIONS, DEFAULT_AGGREGATE
-from core.slides.jobs import LOADING_PHASE, SCORING_PHASE, job_key, launch, output_dir, read_job, stop_job
+from core.slides.jobs import (
+    LOADING_PHASE,
+    SCORING_PHASE,
+    job_dir,
+    job_key,
+    launch,
+    output_dir,
+    read_job,
+    stop_job,
+)
 from core.slides.task import SlideOptions
+from core.train.runs import stop_requested
 from ui.frame import page
+from ui.job_panel import JobView, done_of_total, fraction_done
+from ui.job_panel import job_panel as ui_job_panel
 from ui.prediction_source import threshold_control
 from ui.shared import (
     extra_roots,
     from_url,
-    job_progress_bar,
     model_label,
     one_of,
     required_model_path,
@@ -40,7 +51,6 @@ INPUTS = {
     "annotations": "Annotations folder (optional)",
 }
 AGGREGATE_KEY, URL_AGGREGATE = "slides_aggregate", "slides_aggregate"
-JOB_REFRESH_SECONDS = 1.0
 
 
 def _state_key(name: str) -> str:
@@ -108,10 +118,20 @@ def job_panel(model_path: str, inputs: dict, aggregate: str) -> str:
     return key
 
 
-@st.fragment(run_every=JOB_REFRESH_SECONDS)
 def job_progress(key: str) -> None:
-    """The running cohort's progress (slides, the last one, tiles/s, ETA), refreshed; Stop."""
-    job_progress_bar(read_job(key) or {}, progress_text, stop=lambda: stop_job(key), key="slides_stop")
+    """The running cohort on the one job panel: slides done, the last one, tiles/s, ETA; Stop."""
+    ui_job_panel(
+        JobView(
+            key=key,
+            title="The cohort",
+            read=lambda: read_job(key),
+            stop=lambda: stop_job(key),
+            stop_key="slides_stop",
+            progress=lambda status: (fraction_done(status), progress_text(status, *done_of_total(status))),
+            stop_requested=lambda: stop_requested(job_dir(key)),
+            unit="slides",
+        )
+    )
 
 
 def progress_text(job: dict, done: int, total: int) -> str:
