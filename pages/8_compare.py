@@ -4,7 +4,7 @@ p-value, and the patches where they disagree, with both Grad-CAMs side by side o
 
 Both models' predictions come from the prediction cache Evaluate reads: a model already evaluated on
 this dataset is not run again; a missing one is computed on request by the same background prediction
-job as Evaluate's (ui.prediction_source.prediction_jobs), which a reload or a second session finds
+job as Evaluate's (ui.prediction_jobs, drawn by ui.job_panel), which a reload or a second session finds
 again and which can be stopped. Moving the threshold re-derives everything from the cached predictions.
 """
 
@@ -26,7 +26,8 @@ from core.formatting import page_bounds
 from ui.charts import curve, curve_figure, reference_line
 from ui.frame import page
 from ui.gallery import blend, heatmaps, patch_grid, with_box
-from ui.prediction_source import overlap_with_training, prediction_jobs, threshold_control
+from ui.prediction_jobs import prediction_jobs
+from ui.prediction_source import overlap_with_training, threshold_control
 from ui.shared import (
     DATASET_KEY,
     active_dataset,

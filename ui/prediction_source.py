@@ -2,8 +2,8 @@
 
 A source is the active model's predictions on the active labelled dataset (the default: what the
 sidebar shows) or a run's stored validation predictions (val_predictions.csv, no model call). The
-active model's are computed once by a background job in its own process (core.evaluate.jobs),
-which the page follows and finds again after a reload, and kept on disk by
+active model's are computed once by a background job (core.evaluate.jobs, followed by
+ui.prediction_jobs), which the page finds again after a reload, and kept on disk by
 core.evaluate.predict.cached_predictions. Either way the page receives a DataFrame id,label,prob that is
 cached, so moving the threshold never touches a model; the active model's also carries `quality`
 (the input-quality gate's flags per patch), a run's stored predictions do not.
@@ -28,7 +28,6 @@ from core.constants import DEFAULT_THRESHOLD
 from core.data.cache_records import DamagedCacheError
 from core.data.hashes import Overlap
 from core.errors import PatchLensError
-from core.evaluate.jobs import LOADING_PHASE
 from core.evaluate.sources import (
     PatchLookup,
     dataset_lookup,
@@ -42,6 +41,7 @@ from core.evaluate.sources import (
 from core.files import modified_ns
 from core.model.ood import NO_STATS_NOTE
 from core.train.runs import list_runs
+from ui.prediction_jobs import prediction_jobs
 from ui.shared import (
     DATASET_KEY,
     NO_MODEL,
@@ -51,7 +51,6 @@ from ui.shared import (
     active_dataset,
     active_model_path,
     dataset_label,
-    job_progress_bar,
     keep_flag,
     model_label,
     restore_flag,
@@ -343,101 +342,6 @@ def overlap_with_training(model_path: str, dataset):
 @st.cache_data(show_spinner="Matching the patches against the model's training patches…", max_entries=16)
 def _overlap(model_path: str, record: str, mtime: int, fingerprint: str, n: int, _dataset):
     return training_overlap(model_path, _dataset)
-
-
-# --------------------------------------------------------------------------- the prediction job
-
-JOB_REFRESH_SECONDS = 1.0
-
-
-STOP_KEY = "stop_prediction_job"  # the Stop button of the first job a page follows
-
-
-def prediction_jobs(
-    models: dict[str, str],
-    dataset,
-    *,
-    tta: bool = False,
-    features: bool = False,
-    button: str = "Run the model on this dataset",
-    key: str = "start_prediction_job",
-) -> None:
-    """Start, follow or report the background jobs that compute each model's predictions on `dataset`
-    (with `features`, the Feature map's features).
-
-    `models` maps a model path to its title. Each job runs in its own process (core.evaluate.jobs) and
-    is found by its cache key, so a reload, a page switch or a second session attaches to the same job
-    instead of losing it. The button starts every model that is not running yet; the page reruns as
-    each job ends, and shows the result once none is missing.
-    """
-    from core.evaluate.jobs import job_key, launch, read_job, results_dir
-
-    folder = results_dir(features=features)
-    waiting = []
-    for number, (model_path, title) in enumerate(models.items()):
-        key_of_job = job_key(model_path, dataset, tta=tta, features=features)
-        job = read_job(key_of_job, folder)
-        if job and job["state"] in ("queued", "running"):
-            _job_progress(
-                key_of_job, folder, md_escape(title), STOP_KEY if number == 0 else f"{STOP_KEY}_{number}"
-            )
-            continue
-        _job_outcome(job, f"The features of {title}" if features else title, len(dataset))
-        waiting.append(model_path)
-    if waiting and st.button(button, type="primary", key=key):
-        try:
-            for model_path in waiting:
-                launch(model_path, dataset, tta=tta, features=features)
-        except (PatchLensError, OSError) as error:
-            st.error(f"The job could not be started: {md_escape(error)}")
-            return
-        st.rerun()
-
-
-def _job_outcome(job: dict | None, title: str, n_patches: int) -> None:
-    """Why these predictions are not there: the last job failed, was stopped, or never ran."""
-    if job and job["state"] == "failed":
-        st.error(f"Computing {md_escape(title)} failed: {md_escape(job.get('error') or 'no reason given')}")
-    elif job and job["state"] == "stopped":
-        st.info(f"Computing {md_escape(title)} was stopped before it finished.")
-    else:
-        st.info(
-            f"{md_escape(title)}: not computed yet. The model runs once over {n_patches:,} patches in the "
-            "background; the result is kept on disk, so every threshold and view afterwards is instant."
-        )
-
-
-@st.fragment(run_every=JOB_REFRESH_SECONDS)
-def _job_progress(key: str, folder, title: str, stop_key: str) -> None:
-    """The running job's progress, refreshed every second; the whole page reruns once it ends. Once a
-    stop is requested (here or from another session) it says 'stopping…' until the job has ended."""
-    from core.evaluate.jobs import FEATURES_PHASE, job_dir, read_job, stop_job
-    from core.train.runs import ACTIVE_STATES, stop_requested
-
-    job = read_job(key, folder) or {}
-    if job.get("state") in ACTIVE_STATES and stop_requested(job_dir(key, folder)):
-        _stopping(job, title)
-        return
-
-    def text(job: dict, done: int, total: int) -> str:
-        if job.get("phase") == LOADING_PHASE or not total:
-            return f"{title}: {LOADING_PHASE}"
-        doing = "Computing the features of" if job.get("phase") == FEATURES_PHASE else "Predicting with"
-        return f"{doing} {title}… {done:,}/{total:,} patches"
-
-    def stop() -> None:
-        stop_job(key, folder)
-        st.rerun(scope="fragment")  # show 'stopping…' at once, not at the next refresh
-
-    job_progress_bar(job, text, stop=stop, key=stop_key)
-
-
-def _stopping(job: dict, title: str) -> None:
-    """A job asked to stop: its last progress, 'stopping…' and no Stop button."""
-    done, total = int(job.get("done") or 0), int(job.get("total") or 0)
-    counted = f" ({done:,}/{total:,} patches done)" if total else ""
-    st.progress(done / total if total else 0.0, text=f"{title}: stopping…{counted}")
-    st.caption("Stop requested: the job ends at its next batch; nothing it computed is kept.")
 
 
 def show_source_notes(source: PredictionSource) -> None:
