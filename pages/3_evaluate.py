@@ -20,6 +20,7 @@ from core.evaluate.predictions import (
     metrics_by_quality,
 )
 from core.model.io import read_model_meta, resolve_model_path
+from ui.boundary import error_boundary
 from ui.evaluate_panels import (
     cell_patches,
     confusion_matrix,
@@ -32,7 +33,6 @@ from ui.evaluate_panels import (
 from ui.frame import page
 from ui.prediction_source import PredictionSource, pick_source, show_source_notes, threshold_control
 from ui.shared import URL_LEAVE_OUT, keep_flag, restore_flag
-from ui.text import md_escape
 
 LEAVE_OUT_KEY = "evaluate_leave_out_flagged"  # the toggle: every panel on the unflagged patches only
 
@@ -54,11 +54,8 @@ def leave_out_flagged(source: PredictionSource) -> tuple[str, str]:
 
 def interpretation_of(source: PredictionSource, quality: str) -> Interpretation:
     """The Interpretation of the source's rows of `quality`; the page stops with the reason if there is none."""
-    try:
+    with error_boundary("These predictions cannot be evaluated", stop=True):
         interpretation = Interpretation.from_predictions(source.predictions, quality=quality)
-    except PatchLensError as error:
-        st.error(f"These predictions cannot be evaluated: {md_escape(error)}")
-        st.stop()
     if interpretation.n_unlabelled:
         st.caption(f"{interpretation.n_unlabelled:,} unlabelled rows are left out.")
     return interpretation

@@ -16,9 +16,9 @@ from core.diagnose.compare import (
     pair_predictions,
     prediction_files,
 )
-from core.errors import PatchLensError
 from core.evaluate.predictions import read_predictions
 from core.evaluate.sources import dataset_lookup, overlap_caption, overlap_warning
+from ui.boundary import error_boundary
 from ui.charts import two_model_figures
 from ui.compare_panels import GROUPS, gallery, results
 from ui.frame import page
@@ -36,6 +36,7 @@ from ui.text import md_escape
 MODEL_A_KEY = "compare_model_a"
 MODEL_B_KEY = "compare_model_b"
 GROUP_KEY = "compare_group"
+CANNOT_COMPARE = "These models cannot be compared on this dataset"
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -77,11 +78,10 @@ def training_overlaps(models: dict[str, str], names: dict[str, str], dataset) ->
     from core.model.io import read_model_meta, resolve_model_path
 
     for model, path in models.items():
-        try:
+        with error_boundary(f"Model {model}: its training record cannot be read") as outcome:
             found = overlap_with_training(path, dataset)
             config = read_model_meta(resolve_model_path(path)).get("config")
-        except PatchLensError as error:
-            st.error(f"Model {model}: its training record cannot be read ({md_escape(error)}).")
+        if outcome.failed:
             continue
         warning = overlap_warning(found, config, st.session_state.get(DATASET_KEY))
         if warning:
@@ -112,11 +112,8 @@ def labelled_dataset(options: dict[str, str]):
 def paired_predictions(models: dict[str, str], names: dict[str, str], dataset):
     """Both models' cached predictions, paired by patch; while one is missing, its job's panel (and the
     page stops there)."""
-    try:
+    with error_boundary(stop=True):
         files = prediction_files(models["A"], models["B"], dataset)
-    except PatchLensError as error:
-        st.error(md_escape(error))
-        st.stop()
     missing = {
         models[model]: f"Model {model} ({names[model]})"
         for model, file in zip("AB", files, strict=True)
@@ -125,15 +122,8 @@ def paired_predictions(models: dict[str, str], names: dict[str, str], dataset):
     if missing:
         prediction_jobs(missing, dataset, button="Run the models on this dataset", key="compare_run")
         st.stop()
-    try:
+    with error_boundary(CANNOT_COMPARE, also=(OSError, ValueError), stop=True):
         return paired_from_files(*(item for file in files for item in (str(file), file.stat().st_mtime)))
-    except (PatchLensError, OSError, ValueError) as error:
-        cannot_compare(error)
-
-
-def cannot_compare(error: Exception) -> None:
-    st.error(f"These models cannot be compared on this dataset: {md_escape(error)}")
-    st.stop()
 
 
 def disagreement_rows(result: dict, groups, threshold: float):
@@ -165,10 +155,8 @@ with page("Compare"):
     )
     threshold = threshold_control()
     paired = paired_predictions(models, names, dataset)
-    try:
+    with error_boundary(CANNOT_COMPARE, also=(ValueError,), stop=True):
         result, groups = compare_paired(paired, threshold), disagreements(paired, threshold)
-    except (PatchLensError, ValueError) as error:
-        cannot_compare(error)
     training_overlaps(models, names, dataset)
     results(result, names, threshold)
     curves(paired, names)
