@@ -1,4 +1,5 @@
-"""core.evaluate.interpret: the pure helpers behind the Evaluate, Predict and Mistakes pages, on real patches."""
+"""core.evaluate.interpret: the Interpretation and the pure helpers behind the Evaluate, Predict and
+Mistakes pages, on real patches."""
 
 from __future__ import annotations
 
@@ -8,12 +9,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.evaluate.interpret import CELLS, Interpretation, clicked_cell, mistakes_csv
-from core.evaluate.metrics import confusion_at
+from core.errors import InputError
+from core.evaluate.interpret import CELLS, Interpretation, mistakes_csv
+from core.evaluate.metrics import (
+    bootstrap_ci,
+    confusion_at,
+    metrics_at,
+    pr_points,
+    reliability_curve,
+    roc_points,
+    threshold_presets,
+)
 from core.evaluate.sources import PatchLookup, training_overlap_note, validation_info
 from core.evaluate.uploads import decode_uploads, upload_results
 from core.formatting import format_interval, format_metric, page_bounds
 from core.settings import SAMPLE_DATASET
+from ui.evaluate_panels import clicked_cell
 
 PREDICTIONS = pd.DataFrame(
     {
@@ -95,3 +106,32 @@ def test_mistakes_csv_writes_labels_as_integers():
 def test_a_click_on_a_matrix_marker_names_its_cell():
     assert [clicked_cell([{"point_index": k}]) for k in range(4)] == list(CELLS)
     assert clicked_cell([]) is None and clicked_cell([{"point_index": 7}]) is None
+
+
+def test_an_interpretation_from_predictions_gives_the_evaluate_page_every_view():
+    """Issue 21 item 3: metrics, curves, presets and intervals come from the one object, equal to the
+    metric functions on its labelled rows; `quality` keeps only the rows the gate passed."""
+    flagged = PREDICTIONS.assign(quality=["ok", "ok", "blurred", "ok", "ok", "not_he", "ok", "ok"])
+    interpretation = Interpretation.from_predictions(flagged)
+    known = PREDICTIONS.dropna()
+    labels, probs = known["label"].to_numpy(), known["prob"].to_numpy()
+    assert len(interpretation) == 7 and interpretation.n_unlabelled == 1 and interpretation.n_positive == 3
+    assert interpretation.metrics(0.4)["confusion"] == metrics_at(labels, probs, 0.4)["confusion"]
+    assert interpretation.metrics(0.4)["f1"] == metrics_at(labels, probs, 0.4)["f1"]
+    found = interpretation.curves()
+    assert found.roc.auc == roc_points(labels, probs).auc
+    assert found.pr.average_precision == pr_points(labels, probs).average_precision
+    assert found.reliability.ece == reliability_curve(labels, probs).ece
+    assert interpretation.curves() is found  # computed once
+    assert interpretation.presets() == threshold_presets(labels, probs)
+    assert interpretation.interval("accuracy", 0.4, n_boot=200) == bootstrap_ci(
+        labels, probs, "accuracy", 0.4, n_boot=200, seed=0
+    )
+    assert interpretation.interval("auc", 0.9) == interpretation.interval("auc", 0.1)  # threshold-free
+
+    unflagged = Interpretation.from_predictions(flagged, quality="ok")
+    assert len(unflagged) == 5 and set(unflagged.labelled["id"]) == {"a", "b", "d", "e", "g"}
+    with pytest.raises(InputError, match="No predictions"):
+        Interpretation.from_predictions(PREDICTIONS.assign(label=np.nan))
+    with pytest.raises(InputError, match="quality"):
+        Interpretation.from_predictions(flagged, quality="smudged")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.errors import PatchLensError
+from ui.boundary import error_boundary
 from ui.job_panel import JobView, done_of_total, fraction_done, is_active, job_outcome, job_panel
 from ui.text import md_escape
 
@@ -51,13 +51,11 @@ def prediction_jobs(
         job_outcome(status, doing=doing, idle=idle)
         waiting.append(model_path)
     if waiting and st.button(button, type="primary", key=key):
-        try:
+        with error_boundary("The job could not be started", also=(OSError,)) as outcome:
             for model_path in waiting:
                 launch(model_path, dataset, tta=tta, features=features)
-        except (PatchLensError, OSError) as error:
-            st.error(f"The job could not be started: {md_escape(error)}")
-            return
-        st.rerun()
+        if not outcome.failed:
+            st.rerun()
 
 
 def prediction_job_view(job_id: str, folder, title: str, stop_key: str) -> JobView:

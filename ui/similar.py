@@ -74,7 +74,9 @@ def cached_features_of(model_path: str, dataset):
         return str(path), features_at(path)
     except DamagedCacheError as error:  # never used: discarded, to be computed again
         discard_cache(path)
-        st.caption(f"The cached features {path.name} were damaged ({md_escape(error)}) and were discarded. {FEATURES_NEEDED}")
+        st.caption(
+            f"The cached features {path.name} were damaged ({md_escape(error)}) and were discarded. {FEATURES_NEEDED}"
+        )
         return None
 
 

@@ -1,7 +1,11 @@
 """The interpretation of a set of predictions, fastai style: one object, built once, that every view of
 a model's calls asks — the Evaluate page's confusion matrix and its cells, the Mistakes page, the CLI.
 
-    interp = Interpretation(predictions)          # id, label, prob[, quality]
+    interp = Interpretation.from_predictions(predictions, quality="ok")  # id, label, prob[, quality]
+    interp.metrics(0.42)                          # every metric at 0.42, undefined ones with a reason
+    interp.curves()                               # ROC, precision-recall and reliability (computed once)
+    interp.presets()                              # 0.5, Youden's J, the sensitivity target
+    interp.interval("auc")                        # its 95 % bootstrap interval
     interp.confusion(0.42)                        # [[TN, FP], [FN, TP]]
     interp.cell("FP", 0.42)                       # the false positives, most confident first
     interp.mistakes(0.42, kind="false negative")  # FPs and FNs, filtered, most confident first
@@ -14,12 +18,28 @@ kept in `predictions` and left out of every labelled view. Nothing here imports 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cached_property
+
 import numpy as np
 import pandas as pd
 
 from core.constants import DEFAULT_THRESHOLD, LABEL_NAMES
 from core.errors import InputError
-from core.evaluate.metrics import check_labels_probs, check_threshold, confusion_at
+from core.evaluate.metrics import (
+    PrPoints,
+    ReliabilityCurve,
+    RocPoints,
+    bootstrap_ci,
+    check_labels_probs,
+    check_threshold,
+    confusion_at,
+    metrics_at,
+    pr_points,
+    reliability_curve,
+    roc_points,
+    threshold_presets,
+)
 from core.evaluate.predictions import ALL_QUALITIES, PREDICTION_COLUMNS, check_columns, with_quality
 
 # The four cells of the confusion matrix, as (true label, predicted label).
@@ -31,6 +51,7 @@ CELL_NAMES = {
     "TP": "true positives (tumour, called tumour)",
 }
 MISTAKE_KINDS = ("false positive", "false negative")
+BOOTSTRAP_SAMPLES = 1000  # resamples behind every interval the Evaluate page shows
 _EPSILON = 1e-7  # clips probabilities in the log loss
 
 
@@ -44,17 +65,74 @@ def confidence(probs, called) -> np.ndarray:
     return np.abs(np.asarray(probs, dtype=float) - (1 - np.asarray(called, dtype=float)))
 
 
+@dataclass(frozen=True)
+class Curves:
+    """The threshold-free curves of one set of predictions."""
+
+    roc: RocPoints
+    pr: PrPoints
+    reliability: ReliabilityCurve
+
+
 class Interpretation:
-    """The predictions of one model on one dataset, and every view of its calls at a threshold."""
+    """The predictions of one model on one dataset, and every view of its calls at a threshold.
+
+    Raises InputError when the predictions lack a column, hold no labelled row, or carry a label
+    other than 0/1 or a probability outside [0, 1].
+    """
 
     def __init__(self, predictions: pd.DataFrame) -> None:
         check_columns(predictions, PREDICTION_COLUMNS)
         self.predictions = predictions
         self.labelled = predictions[predictions["label"].notna()]
-        check_labels_probs(self.labelled["label"].to_numpy(), self.labelled["prob"].to_numpy())
+        self.labels, self.probs = check_labels_probs(
+            self.labelled["label"].to_numpy(), self.labelled["prob"].to_numpy()
+        )
+
+    @classmethod
+    def from_predictions(cls, predictions: pd.DataFrame, *, quality: str = ALL_QUALITIES) -> Interpretation:
+        """The interpretation of `predictions` (id, label, prob[, quality]), of the rows whose input
+        quality matches `quality` only (core.evaluate.predictions.with_quality: all, ok or a flag)."""
+        check_columns(predictions, PREDICTION_COLUMNS)
+        return cls(with_quality(predictions, quality))
 
     def __len__(self) -> int:
         return len(self.labelled)
+
+    @property
+    def n_unlabelled(self) -> int:
+        """Rows of the predictions without a label: left out of every view."""
+        return len(self.predictions) - len(self.labelled)
+
+    @property
+    def n_positive(self) -> int:
+        return int(self.labels.sum())
+
+    def metrics(self, threshold: float = DEFAULT_THRESHOLD) -> dict:
+        """Every metric at `threshold` (core.evaluate.metrics.metrics_at: undefined ones are None, with
+        the reason under "undefined")."""
+        return metrics_at(self.labels, self.probs, threshold)
+
+    def curves(self) -> Curves:
+        """ROC, precision-recall and reliability curves; computed once, they need no threshold."""
+        return self._curves
+
+    @cached_property
+    def _curves(self) -> Curves:
+        probs, labels = self.probs, self.labels
+        return Curves(roc_points(labels, probs), pr_points(labels, probs), reliability_curve(labels, probs))
+
+    def presets(self, target_sensitivity: float = 0.95) -> dict[str, float | None]:
+        """Named thresholds: 0.5, Youden's J and the highest one reaching `target_sensitivity`."""
+        return threshold_presets(self.labels, self.probs, target_sensitivity)
+
+    def interval(
+        self, metric: str, threshold: float = DEFAULT_THRESHOLD, *, n_boot: int = BOOTSTRAP_SAMPLES
+    ) -> tuple[float, float] | None:
+        """The 95 % percentile-bootstrap interval of `metric` ("auc" ignores the threshold, "accuracy"),
+        resampling patches (seed 0, so the same predictions give the same interval); None when undefined."""
+        threshold = DEFAULT_THRESHOLD if metric == "auc" else threshold
+        return bootstrap_ci(self.labels, self.probs, metric, threshold, n_boot=n_boot, seed=0)
 
     def confusion(self, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
         """[[TN, FP], [FN, TP]] of the labelled rows at `threshold`."""
@@ -120,20 +198,6 @@ def _most_confident_first(rows: pd.DataFrame) -> pd.DataFrame:
     return rows.sort_values(["confidence", "id"], ascending=[False, True], kind="stable").reset_index(
         drop=True
     )
-
-
-def clicked_cell(points: list[dict]) -> str | None:
-    """The confusion cell a Plotly click selected, from st.plotly_chart's selection points.
-
-    The matrix is drawn as one scatter trace of four markers in CELLS order, so a point's index
-    names its cell; None when nothing (or something else) was clicked.
-    """
-    names = list(CELLS)
-    for point in points:
-        index = point.get("point_index", point.get("point_number"))
-        if isinstance(index, int) and 0 <= index < len(names):
-            return names[index]
-    return None
 
 
 def mistakes_csv(wrong: pd.DataFrame, sources: list[str]) -> bytes:
