@@ -46,7 +46,6 @@ def paired_from_files(file_a: str, mtime_a: float, file_b: str, mtime_b: float):
     return pair_predictions(read_predictions(file_a), read_predictions(file_b))
 
 
-@st.cache_resource(show_spinner=False, max_entries=4)
 def pick_models(options: dict[str, str]) -> tuple[str, str]:
     """Selectboxes for model A (default: the active model) and model B (default: another one)."""
     paths = list(options)
