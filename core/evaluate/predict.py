@@ -4,7 +4,8 @@ Speed comes from three things. The forward pass is one compiled `tf.function` pe
 input signature, so it is traced once), not `model.predict`, whose per-call set-up dominates
 small batches. A producer thread reads and decodes the next batch while the model runs the
 current one. Only two batches of pixels exist at any time, so memory stays bounded on the
-220,025-patch Kaggle set.
+220,025-patch Kaggle set. The streamed pass over a dataset is the one scoring loop's
+(core.evaluate.score); `predict_dataset` only collects its rows.
 
 Test-time augmentation (TTA) averages the probability over the 8 dihedral views of a patch (4
 rotations x optional mirror): a tissue patch has no preferred orientation, so all 8 are equally
@@ -26,11 +27,9 @@ import pandas as pd
 from core.constants import PATCH_SHAPE, SCORING_BATCH_SIZE
 from core.data.hashes import UNREADABLE, patch_hashes, store_dataset_hashes
 from core.data.normalise import normaliser_of
-from core.data.quality import OUT_OF_DISTRIBUTION, with_flag
-from core.data.stream import read_dataset
 from core.errors import InputError
+from core.evaluate.score import dataset_batches, score_batches
 from core.model.features import as_patch_batch
-from core.model.ood import batch_scorer
 
 DEFAULT_BATCH_SIZE = SCORING_BATCH_SIZE
 
@@ -129,27 +128,22 @@ def predict_dataset(
     """
     if int(batch_size) != batch_size or batch_size < 1:
         raise InputError(f"batch_size must be a positive integer; got {batch_size}.")
-    batch_size = int(batch_size)
-    forward = compiled_predict(model, tta=tta)
-    score = batch_scorer(model, tta=tta) if quality else None  # None: no out-of-distribution check
     kept_index: list[np.ndarray] = []
     probs: list[np.ndarray] = []
     qualities: list[str] = []
     skipped: dict[str, str] = {}
     hashes = np.full(len(dataset), UNREADABLE, dtype=np.uint64)  # the pixels' content, for overlap
-    batches = read_dataset(dataset, batch_size, skipped=skipped, quality=quality, progress=progress)
-    with closing(batches):
-        for pixels, good, labels in batches:
-            hashes[np.asarray(good, dtype=np.int64)] = patch_hashes(pixels)
-            pixels = normaliser_of(model).transform(pixels).astype(np.float32)  # the model's stain
-            if score is None:
-                probs.append(forward(pixels).numpy())
-            else:  # one forward pass: the probabilities and the out-of-distribution verdict
-                batch_probs, unlike_training = score(pixels)
-                probs.append(batch_probs)
-                labels = with_flag(labels, OUT_OF_DISTRIBUTION, unlike_training)
-            kept_index.append(np.asarray(good, dtype=np.int64))
-            qualities.extend(labels or [])
+    source = dataset_batches(dataset, int(batch_size), skipped=skipped)
+    scored = score_batches(
+        model, source, total=len(dataset), tta=tta, ood=quality, quality=quality, progress=progress,
+        name="patch-reader",
+    )  # fmt: skip
+    with closing(scored):
+        for batch in scored:
+            hashes[batch.where] = patch_hashes(batch.pixels)
+            kept_index.append(batch.where)
+            probs.append(batch.probs)
+            qualities.extend(batch.quality_labels or [])
 
     index = np.concatenate(kept_index) if kept_index else np.empty(0, dtype=np.int64)
     labels = dataset.labels
