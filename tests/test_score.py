@@ -23,7 +23,7 @@ from core.data.quality import OUT_OF_DISTRIBUTION, assess, quality_labels, with_
 from core.data.stream import PREFETCH_BATCHES
 from core.diagnose.features import compute_features
 from core.errors import PatchError
-from core.evaluate.predict import compiled_predict, predict_dataset
+from core.evaluate.predict import compiled_predict, forward_pass, predict_dataset
 from core.evaluate.score import Batch, ScoringStopped, dataset_batches, score_batches
 from core.model.features import compiled_scores
 from core.model.ood import attach_ood_stats, fit_ood_stats, model_ood_stats
@@ -140,7 +140,13 @@ def test_heatmap_score_is_bit_identical_to_scoring_the_tissue_tiles_by_hand(mode
 def test_progress_counts_every_patch_read_or_not_after_each_batch(model, damaged):
     calls, skipped = [], {}
     source = dataset_batches(damaged, 16, skipped=skipped)
-    for _ in score_batches(model, source, total=len(damaged), progress=lambda *done: calls.append(done)):
+    for _ in score_batches(
+        model,
+        source,
+        forward=forward_pass(model),
+        total=len(damaged),
+        progress=lambda *done: calls.append(done),
+    ):
         pass
     assert calls == [(0, 40), (16, 40), (32, 40), (40, 40)]
     assert list(skipped) == [damaged.ids[9]]
@@ -153,7 +159,7 @@ def _reader_alive(name: str) -> bool:
 def test_should_stop_ends_the_run_with_the_one_stop_error_and_the_reader_ends(model, damaged):
     asked = []
     scored = score_batches(
-        model, dataset_batches(damaged, 8, skipped={}), total=40, should_stop=lambda: len(asked.append(1) or asked) > 2,
+        model, dataset_batches(damaged, 8, skipped={}), forward=forward_pass(model), total=40, should_stop=lambda: len(asked.append(1) or asked) > 2,
         name="stopping-reader",
     )  # fmt: skip
     with pytest.raises(ScoringStopped):
@@ -176,7 +182,7 @@ def test_the_source_is_read_ahead_a_bounded_number_of_batches_and_its_error_is_r
                 raise PatchError("tile 6 cannot be read")
             yield Batch(k, small_patches[:4])
 
-    scored = score_batches(model, source(), total=80, name="bounded-reader")
+    scored = score_batches(model, source(), forward=forward_pass(model), total=80, name="bounded-reader")
     first = next(scored)
     time.sleep(1.0)  # let the reader run as far ahead as it may
     assert first.where == 0 and len(produced) <= PREFETCH_BATCHES + 2
@@ -187,5 +193,7 @@ def test_the_source_is_read_ahead_a_bounded_number_of_batches_and_its_error_is_r
 def test_the_consumer_gets_the_raw_pixels_as_read_not_the_normalised_ones(model, small_kaggle):
     """Prediction hashes the pixels it scores (the training-overlap count): the raw ones."""
     dataset = open_dataset(small_kaggle)
-    batch = next(score_batches(model, dataset_batches(dataset, 40, skipped={}), total=40))
+    batch = next(
+        score_batches(model, dataset_batches(dataset, 40, skipped={}), forward=forward_pass(model), total=40)
+    )
     np.testing.assert_array_equal(batch.pixels, dataset.read_batch(range(40)))

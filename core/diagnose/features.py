@@ -31,7 +31,7 @@ import numpy as np
 
 from core.data import cache_records
 from core.errors import DatasetError
-from core.evaluate.predict import DEFAULT_BATCH_SIZE
+from core.evaluate.predict import DEFAULT_BATCH_SIZE, forward_pass
 from core.evaluate.predictions import prediction_cache_key
 from core.evaluate.score import dataset_batches, score_batches
 from core.files import atomic_file
@@ -105,7 +105,13 @@ def compute_features(
     skipped: dict[str, str] = {}
     source = dataset_batches(dataset, batch_size, skipped=skipped)
     scored = score_batches(
-        model, source, total=total, features=True, quality=True, progress=progress, name="feature-reader"
+        model,
+        source,
+        forward=forward_pass(model, features=True),
+        total=total,
+        quality=True,
+        progress=progress,
+        name="feature-reader",
     )
     with closing(scored):
         for batch in scored:

@@ -28,8 +28,9 @@ from core.constants import PATCH_SHAPE, SCORING_BATCH_SIZE
 from core.data.hashes import UNREADABLE, patch_hashes, store_dataset_hashes
 from core.data.normalise import normaliser_of
 from core.errors import InputError
-from core.evaluate.score import dataset_batches, score_batches
-from core.model.features import as_patch_batch
+from core.evaluate.score import Outputs, dataset_batches, score_batches
+from core.model.features import as_patch_batch, compiled_scores
+from core.model.ood import model_ood_stats
 
 DEFAULT_BATCH_SIZE = SCORING_BATCH_SIZE
 
@@ -94,6 +95,29 @@ def predict_patches(model, patches: np.ndarray, *, tta: bool = False) -> np.ndar
     return forward(patches.astype(np.float32, copy=False)).numpy()
 
 
+def forward_pass(
+    model, *, tta: bool = False, features: bool = False, ood: bool = False
+) -> Callable[[np.ndarray], Outputs]:
+    """float32 pixels -> (probabilities, features, OOD distances, OOD verdicts), from one traced
+    forward pass; what was not asked for (or a model without OOD statistics cannot give) is None.
+    Probabilities alone run the plain compiled model; the features' extractor runs only when needed."""
+    stats = model_ood_stats(model) if ood else None
+    if not features and stats is None:
+        predict = compiled_predict(model, tta=tta)
+        return lambda pixels: (predict(pixels).numpy(), None, None, None)
+    scores = compiled_scores(model, tta=tta)
+
+    def run(pixels: np.ndarray) -> Outputs:
+        probs, found = scores(pixels)
+        found = found.numpy()
+        if stats is None:
+            return probs.numpy(), found, None, None
+        distances = stats.distances(found)
+        return probs.numpy(), (found if features else None), distances, distances > stats.threshold
+
+    return run
+
+
 # --------------------------------------------------------------------------- a whole dataset
 
 
@@ -135,8 +159,8 @@ def predict_dataset(
     hashes = np.full(len(dataset), UNREADABLE, dtype=np.uint64)  # the pixels' content, for overlap
     source = dataset_batches(dataset, int(batch_size), skipped=skipped)
     scored = score_batches(
-        model, source, total=len(dataset), tta=tta, ood=quality, quality=quality, progress=progress,
-        name="patch-reader",
+        model, source, forward=forward_pass(model, tta=tta, ood=quality), total=len(dataset), quality=quality,
+        progress=progress, name="patch-reader",
     )  # fmt: skip
     with closing(scored):
         for batch in scored:

@@ -10,8 +10,9 @@ A source is any iterable of `Batch`es (dataset patches, a slide's tile bands). A
 them and runs the input-quality gate on the raw pixels (core.data.stream.read_ahead: at most
 PREFETCH_BATCHES batches wait, so memory stays bounded whatever the dataset or slide; an error of the
 source is raised in the consumer). The model runs in the calling thread, one traced forward pass per
-batch: core.evaluate.predict.compiled_predict for probabilities alone, core.model.features.compiled_scores
-when the features or the out-of-distribution distance (core.model.ood) are asked for.
+batch, the one core.evaluate.predict.forward_pass builds: compiled_predict for probabilities alone,
+core.model.features.compiled_scores when the features or the out-of-distribution distance
+(core.model.ood) are asked for.
 
 Progress has one signature, `progress(done, total)` in patches (read or not), called before the first
 batch and after the consumer is done with each; `should_stop()` is asked at the same points and ends the
@@ -34,6 +35,10 @@ from core.errors import PatchLensError
 
 Progress = Callable[[int, int], None]
 StopCheck = Callable[[], bool]
+# A forward pass: float32 pixels -> (probabilities, features, OOD distances, OOD verdicts), None for
+# what was not asked for (core.evaluate.predict.forward_pass builds them).
+Outputs = tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]
+Forward = Callable[[np.ndarray], Outputs]
 
 
 class ScoringStopped(PatchLensError):
@@ -87,38 +92,6 @@ class ScoredBatch:
         return with_flag(labels, OUT_OF_DISTRIBUTION, self.out_of_distribution)
 
 
-Outputs = tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]
-
-
-def forward_pass(
-    model, *, tta: bool = False, features: bool = False, ood: bool = False
-) -> Callable[[np.ndarray], Outputs]:
-    """float32 pixels -> (probabilities, features, OOD distances, OOD verdicts), from one traced
-    forward pass; what was not asked for (or a model without OOD statistics cannot give) is None.
-    Probabilities alone run the plain compiled model; the features' extractor runs only when needed."""
-    from core.model.ood import model_ood_stats
-
-    stats = model_ood_stats(model) if ood else None
-    if not features and stats is None:
-        from core.evaluate.predict import compiled_predict
-
-        predict = compiled_predict(model, tta=tta)
-        return lambda pixels: (predict(pixels).numpy(), None, None, None)
-    from core.model.features import compiled_scores
-
-    scores = compiled_scores(model, tta=tta)
-
-    def run(pixels: np.ndarray) -> Outputs:
-        probs, found = scores(pixels)
-        found = found.numpy()
-        if stats is None:
-            return probs.numpy(), found, None, None
-        distances = stats.distances(found)
-        return probs.numpy(), (found if features else None), distances, distances > stats.threshold
-
-    return run
-
-
 def dataset_batches(dataset, batch_size: int, *, skipped: dict[str, str]) -> Iterator[Batch]:
     """The source for a whole Dataset: its readable patches in runs of `batch_size`, `where` = their
     positions (int64). A patch that cannot be read is left out and named in `skipped` ({id: why}) as
@@ -143,10 +116,8 @@ def score_batches(
     model,
     batches: Iterable[Batch],
     *,
+    forward: Forward,
     total: int,
-    tta: bool = False,
-    features: bool = False,
-    ood: bool = False,
     quality: bool = False,
     progress: Progress | None = None,
     should_stop: StopCheck | None = None,
@@ -158,15 +129,13 @@ def score_batches(
     Parameters
     ----------
     model : a Keras model following the PatchLens contract; its stain normaliser is applied.
+    forward : the model's forward pass, core.evaluate.predict.forward_pass(model, ...): what it asks for
+        (TTA, features, the out-of-distribution distance) is what the ScoredBatches carry.
     total : the patches the source holds, for `progress`.
-    tta : probabilities averaged over the 8 dihedral views (8x the compute).
-    features : also return the penultimate features.
-    ood : also return the out-of-distribution distance and verdict (when the model has statistics).
     quality : also run the input-quality gate on the raw pixels.
     progress : progress(done, total), before the first batch and after the consumer is done with each.
     should_stop : asked at the same points; True ends the run with ScoringStopped.
     """
-    forward = forward_pass(model, tta=tta, features=features, ood=ood)
     normaliser = normaliser_of(model)
     done = 0
     if progress:

@@ -189,11 +189,14 @@ def score(
     should_stop: Callable[[], bool] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(probabilities (rows, cols) float32, NaN where not scored; quality bits (rows, cols) uint8)."""
+    from core.evaluate.predict import forward_pass
+
     probabilities = np.full(plan.grid.shape, np.nan, dtype=np.float32)
     flags = np.zeros(plan.grid.shape, dtype=np.uint8)
     scored = score_batches(
-        model, _full_batches(plan, batch_size), total=int(plan.tissue.sum()), ood=quality, quality=quality,
-        progress=_rate_reporter(progress) if progress else None, should_stop=should_stop, name="region-reader",
+        model, _full_batches(plan, batch_size), forward=forward_pass(model, ood=quality),
+        total=int(plan.tissue.sum()), quality=quality, progress=_rate_reporter(progress) if progress else None,
+        should_stop=should_stop, name="region-reader",
     )  # fmt: skip
     with closing(scored):
         for batch in scored:
