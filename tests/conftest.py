@@ -201,6 +201,19 @@ def tiny_kaggle_model(tmp_path_factory):
     return get
 
 
+@pytest.fixture(scope="session", autouse=True)
+def process_workspace(tmp_path_factory):
+    """Each test process its own default workspace (PATCHLENS_HOME), never the project's: training's
+    one-job-per-workspace lock, the caches and the job folders live there, and pytest-xdist runs
+    several test processes at once (two of them training in one workspace would refuse each other)."""
+    if os.environ.get("PATCHLENS_HOME"):
+        yield
+        return
+    os.environ["PATCHLENS_HOME"] = str(tmp_path_factory.mktemp("home"))
+    yield
+    os.environ.pop("PATCHLENS_HOME", None)
+
+
 @pytest.fixture
 def workspace(tmp_path, monkeypatch) -> Path:
     """A throwaway workspace (PATCHLENS_HOME) for one test: prediction caches never go to the project's."""

@@ -80,10 +80,10 @@ def patch_hashes(patches: np.ndarray) -> np.ndarray:
 def dataset_hashes(dataset, progress: Progress | None = None) -> np.ndarray:
     """The hash of every patch of an open dataset, aligned with `dataset.ids` (UNREADABLE where a
     patch cannot be read); cached in the workspace by the dataset's content fingerprint."""
-    cached = cached_dataset_hashes(dataset)
+    path = _cache_file(dataset)  # the dataset's content hash, computed once
+    cached = _cached(path, len(dataset))
     if cached is not None:
         return cached
-    path = _cache_file(dataset)
     hashes = np.full(len(dataset), UNREADABLE, dtype=np.uint64)
     for start in range(0, len(dataset), HASH_BLOCK):
         indices = list(range(start, min(start + HASH_BLOCK, len(dataset))))
@@ -97,14 +97,14 @@ def dataset_hashes(dataset, progress: Progress | None = None) -> np.ndarray:
 
 def cached_dataset_hashes(dataset) -> np.ndarray | None:
     """The dataset's hashes if they are cached already (dataset_hashes or a prediction job wrote them)."""
-    cached = _load(_cache_file(dataset))
-    return cached if cached is not None and len(cached) == len(dataset) else None
+    return _cached(_cache_file(dataset), len(dataset))
 
 
 def store_dataset_hashes(dataset, hashes: np.ndarray) -> None:
     """Cache hashes computed elsewhere (a prediction job hashes the pixels it scores), unless cached."""
-    if cached_dataset_hashes(dataset) is None:
-        _save(hashes, _cache_file(dataset), quiet=True)
+    path = _cache_file(dataset)
+    if _cached(path, len(dataset)) is None:
+        _save(hashes, path, quiet=True)
 
 
 def hashes_of_ids(dataset, ids: Sequence[str]) -> np.ndarray:
@@ -188,6 +188,12 @@ def _cache_file(dataset) -> Path:
     from core.settings import cache_dir
 
     return cache_dir() / HASHES_FOLDER / f"{content_hash(dataset)}-{len(dataset)}.npy"
+
+
+def _cached(path: Path, n: int) -> np.ndarray | None:
+    """The hashes cached at `path` when they are n long (a dataset's), else None."""
+    cached = _load(path)
+    return cached if cached is not None and len(cached) == n else None
 
 
 def _load(path: Path) -> np.ndarray | None:

@@ -2,9 +2,10 @@
 batch before, so decoding and the forward pass overlap and only PREFETCH_BATCHES + 1 batches of pixels
 exist at a time.
 
-`read_ahead` runs any batch iterator that way (the region heatmap's tile bands use it); `read_dataset`
-streams a whole Dataset through it, leaving out the patches that cannot be read and reporting progress
-(predictions and features use it). Errors in the producer are raised in the consumer, never lost.
+`read_ahead` runs any batch iterator that way (the one scoring loop, core.evaluate.score, runs its
+sources through it); `dataset_chunks` reads a Dataset in runs of consecutive patches, naming the ones that
+cannot be read; `read_dataset` streams a whole Dataset through `read_ahead`, leaving out the patches that
+cannot be read and reporting progress (for a pass over the pixels that runs no model). Errors in the producer are raised in the consumer, never lost.
 """
 
 from __future__ import annotations
@@ -73,12 +74,18 @@ def read_ahead(items: Iterable[Item], *, name: str, join_timeout: float = 5.0) -
         reader.join(timeout=join_timeout)
 
 
+def dataset_chunks(dataset, batch_size: int) -> Iterator[tuple[np.ndarray, list[int], dict[int, str]]]:
+    """(pixels, indices read, {index: problem}) per run of `batch_size` consecutive patches of the
+    dataset (Dataset.read_tolerant: a patch that cannot be read is named, not raised)."""
+    total = len(dataset)
+    for start in range(0, total, batch_size):
+        yield dataset.read_tolerant(list(range(start, min(start + batch_size, total))))
+
+
 def _dataset_batches(dataset, batch_size: int, quality: bool) -> Iterator[tuple]:
     """(pixels, indices read, {index: problem}, quality labels or None) per batch of the dataset; with
     `quality` the input-quality gate runs here, in the reader thread, on the pixels just read."""
-    total = len(dataset)
-    for start in range(0, total, batch_size):
-        pixels, good, bad = dataset.read_tolerant(list(range(start, min(start + batch_size, total))))
+    for pixels, good, bad in dataset_chunks(dataset, batch_size):
         yield pixels, good, bad, quality_labels(pixels) if quality else None
 
 

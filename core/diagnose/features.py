@@ -8,8 +8,8 @@ the pooled activations of the last convolution (D = its channel count: 256 for p
 is the identity at inference, so they are exactly the Dense layer's input. The same forward pass
 also yields the tumour probability, so one pass gives both.
 
-Memory: the pixels are read in batches by the reader thread of core.data.stream (two batches in flight),
-so only the N x D float32 feature matrix grows with the dataset (100 MB at 100,000 patches, D=256).
+Memory: the pixels go through the one scoring loop (core.evaluate.score: a reader thread, two batches in
+flight), so only the N x D float32 feature matrix grows with the dataset (100 MB at 100,000 patches, D=256).
 
 Cache: `cache/features/<key>.npz` in the workspace, keyed like the prediction cache (model file
 path, mtime and size + the dataset's content), written atomically, with a `<key>.json` sidecar
@@ -30,13 +30,12 @@ from pathlib import Path
 import numpy as np
 
 from core.data import cache_records
-from core.data.normalise import normaliser_of
-from core.data.stream import read_dataset
 from core.errors import DatasetError
-from core.evaluate.predict import DEFAULT_BATCH_SIZE
+from core.evaluate.predict import DEFAULT_BATCH_SIZE, forward_pass
 from core.evaluate.predictions import prediction_cache_key
+from core.evaluate.score import dataset_batches, score_batches
 from core.files import atomic_file
-from core.model.features import compiled_scores, final_dense_layer, probabilities_and_features
+from core.model.features import final_dense_layer, probabilities_and_features
 
 FEATURE_CACHE_FORMAT = 3  # bump when the stored arrays change meaning (2: after the model's stain normaliser,
 # 3: a record with the row count and the file's hash)
@@ -98,32 +97,30 @@ def compute_features(
     Only two batches of pixels exist at a time; unreadable patches are left out and listed in
     `skipped`, like core.evaluate.predict.predict_dataset.
     """
-    scores = compiled_scores(model)
-    normaliser = normaliser_of(model)
-
-    def forward(x):  # (features, probabilities), the order this module keeps
-        probs, features = scores(x)
-        return features, probs
-
     total = len(dataset)
     features: np.ndarray | None = None
     probs = np.empty(total, dtype=np.float32)
     kept = np.zeros(total, dtype=bool)
     quality: list[str] = []
     skipped: dict[str, str] = {}
-    batches = read_dataset(
-        dataset, batch_size, skipped=skipped, quality=True, progress=progress, name="feature-reader"
+    source = dataset_batches(dataset, batch_size, skipped=skipped)
+    scored = score_batches(
+        model,
+        source,
+        forward=forward_pass(model, features=True),
+        total=total,
+        quality=True,
+        progress=progress,
+        name="feature-reader",
     )
-    with closing(batches):
-        for pixels, good, labels in batches:
-            pixels = normaliser.transform(pixels)  # as the model was trained (the gate saw raw pixels)
-            batch_features, batch_probs = forward(pixels.astype(np.float32))
+    with closing(scored):
+        for batch in scored:
             if features is None:
-                features = np.empty((total, batch_features.shape[1]), dtype=np.float32)
-            features[good] = batch_features.numpy()
-            probs[good] = batch_probs.numpy()
-            kept[good] = True
-            quality.extend(labels)
+                features = np.empty((total, batch.features.shape[1]), dtype=np.float32)
+            features[batch.where] = batch.features
+            probs[batch.where] = batch.probs
+            kept[batch.where] = True
+            quality.extend(batch.quality_labels)
     if features is None:
         raise DatasetError(f"no patch of {dataset.path} could be read, so there are no features.")
     index = np.flatnonzero(kept)

@@ -4,7 +4,8 @@ Speed comes from three things. The forward pass is one compiled `tf.function` pe
 input signature, so it is traced once), not `model.predict`, whose per-call set-up dominates
 small batches. A producer thread reads and decodes the next batch while the model runs the
 current one. Only two batches of pixels exist at any time, so memory stays bounded on the
-220,025-patch Kaggle set.
+220,025-patch Kaggle set. The streamed pass over a dataset is the one scoring loop's
+(core.evaluate.score); `predict_dataset` only collects its rows.
 
 Test-time augmentation (TTA) averages the probability over the 8 dihedral views of a patch (4
 rotations x optional mirror): a tissue patch has no preferred orientation, so all 8 are equally
@@ -28,12 +29,11 @@ import pandas as pd
 from core.constants import PATCH_SHAPE, SCORING_BATCH_SIZE
 from core.data.hashes import UNREADABLE, patch_hashes, store_dataset_hashes
 from core.data.normalise import normaliser_of
-from core.data.quality import OUT_OF_DISTRIBUTION, with_flag
-from core.data.stream import read_dataset
 from core.errors import InputError
+from core.evaluate.score import Outputs, dataset_batches, score_batches
 from core.evaluate.uncertainty import SPREAD_COLUMN, view_spread
-from core.model.features import as_patch_batch
-from core.model.ood import batch_scorer
+from core.model.features import as_patch_batch, compiled_scores
+from core.model.ood import model_ood_stats
 
 DEFAULT_BATCH_SIZE = SCORING_BATCH_SIZE
 
@@ -133,25 +133,52 @@ def predict_patches_spread(model, patches: np.ndarray) -> tuple[np.ndarray, np.n
     return mean.numpy(), view_spread(views.numpy())
 
 
-def _batch_scorer(model, *, tta: bool, quality: bool) -> Callable:
-    """For predict_dataset: float32 pixels -> (probabilities, spread of the 8 views or None,
-    out-of-distribution bools or None). With TTA the probabilities and spread come from the 8
-    views and the out-of-distribution check from the patch as given (the features it was fitted
-    on), one pass more; without, one pass gives the probabilities and the check."""
-    score = batch_scorer(model, tta=False) if quality else None  # None: no out-of-distribution check
-    forward = compiled_views(model) if tta else compiled_predict(model)
+def forward_pass(
+    model, *, tta: bool = False, features: bool = False, ood: bool = False
+) -> Callable[[np.ndarray], Outputs]:
+    """float32 pixels -> (probabilities, features, OOD distances, OOD verdicts, spread of the 8 views),
+    what was not asked for (or a model without OOD statistics cannot give) None. Probabilities alone
+    run the plain compiled model; the features' extractor runs only when needed. With `tta` the
+    probability is the 8 views' mean and the spread theirs (core.evaluate.uncertainty)."""
+    stats = model_ood_stats(model) if ood else None
+    if tta:
+        return _views_pass(model, features=features, stats=stats)
+    if not features and stats is None:
+        predict = compiled_predict(model)
+        return lambda pixels: (predict(pixels).numpy(), None, None, None, None)
+    scores = compiled_scores(model)
 
-    def run(pixels: np.ndarray):
-        if tta:
-            mean, views = forward(pixels)
-            unlike = None if score is None else score(pixels)[1]
-            return mean.numpy(), view_spread(views.numpy()), unlike
-        if score is None:
-            return forward(pixels).numpy(), None, None
-        probs, unlike = score(pixels)
-        return probs, None, unlike
+    def run(pixels: np.ndarray) -> Outputs:
+        probs, found = scores(pixels)
+        return (probs.numpy(), *_feature_outputs(found.numpy(), features, stats), None)
 
     return run
+
+
+def _views_pass(model, *, features: bool, stats) -> Callable[[np.ndarray], Outputs]:
+    """The TTA forward pass: the 8 views' mean and spread; the features and the out-of-distribution
+    check from the patch as given (one pass more), the view the statistics were taken on."""
+    views = compiled_views(model)
+    scores = compiled_scores(model) if features or stats is not None else None
+
+    def run(pixels: np.ndarray) -> Outputs:
+        mean, each = views(pixels)
+        found = (
+            (None, None, None)
+            if scores is None
+            else _feature_outputs(scores(pixels)[1].numpy(), features, stats)
+        )
+        return (mean.numpy(), *found, view_spread(each.numpy()))
+
+    return run
+
+
+def _feature_outputs(found: np.ndarray, features: bool, stats) -> tuple:
+    """(features if asked, OOD distances, OOD verdicts) of the penultimate features `found`."""
+    if stats is None:
+        return (found if features else None), None, None
+    distances = stats.distances(found)
+    return (found if features else None), distances, distances > stats.threshold
 
 
 # --------------------------------------------------------------------------- a whole dataset
@@ -189,26 +216,24 @@ def predict_dataset(
     """
     if int(batch_size) != batch_size or batch_size < 1:
         raise InputError(f"batch_size must be a positive integer; got {batch_size}.")
-    batch_size = int(batch_size)
-    score = _batch_scorer(model, tta=tta, quality=quality)
     kept_index: list[np.ndarray] = []
     probs: list[np.ndarray] = []
     spreads: list[np.ndarray] = []
     qualities: list[str] = []
     skipped: dict[str, str] = {}
     hashes = np.full(len(dataset), UNREADABLE, dtype=np.uint64)  # the pixels' content, for overlap
-    batches = read_dataset(dataset, batch_size, skipped=skipped, quality=quality, progress=progress)
-    with closing(batches):
-        for pixels, good, labels in batches:
-            hashes[np.asarray(good, dtype=np.int64)] = patch_hashes(pixels)
-            pixels = normaliser_of(model).transform(pixels).astype(np.float32)  # the model's stain
-            batch_probs, spread, unlike_training = score(pixels)
-            probs.append(batch_probs)
-            spreads.append(spread)
-            if unlike_training is not None:
-                labels = with_flag(labels, OUT_OF_DISTRIBUTION, unlike_training)
-            kept_index.append(np.asarray(good, dtype=np.int64))
-            qualities.extend(labels or [])
+    source = dataset_batches(dataset, int(batch_size), skipped=skipped)
+    scored = score_batches(
+        model, source, forward=forward_pass(model, tta=tta, ood=quality), total=len(dataset), quality=quality,
+        progress=progress, name="patch-reader",
+    )  # fmt: skip
+    with closing(scored):
+        for batch in scored:
+            hashes[batch.where] = patch_hashes(batch.pixels)
+            kept_index.append(batch.where)
+            probs.append(batch.probs)
+            spreads.append(batch.spread)
+            qualities.extend(batch.quality_labels or [])
 
     index = np.concatenate(kept_index) if kept_index else np.empty(0, dtype=np.int64)
     labels = dataset.labels

@@ -3,11 +3,12 @@ write the outputs.
 
 `prepare` opens the image, settles its resolution (the file's, or the `mpp` given), lays the tile
 grid, picks the level to read and masks the tissue on a thumbnail. `score` runs the model over the
-tissue tiles: a reader thread reads one band of tiles at a time (at most `batch_size` tiles wide)
-and runs the input-quality gate on them while the model scores the previous batch (core.data.stream);
-at most PREFETCH_BATCHES batches of pixels wait at once, so memory stays flat whatever the slide's size.
+tissue tiles through the one scoring loop (core.evaluate.score): its reader thread reads one band of
+tiles at a time (at most `batch_size` tiles wide) and runs the input-quality gate on them while the
+model scores the previous batch; at most PREFETCH_BATCHES batches of pixels wait at once, so memory
+stays flat whatever the slide's size. `score` only places each batch's results on the grid.
 `run_heatmap` does both and writes the outputs (core.region.outputs). Progress reports tiles done,
-tiles/s and the ETA; `should_stop` ends the run at the next batch (HeatmapStopped).
+tiles/s and the ETA; `should_stop` ends the run at the next batch (HeatmapStopped, the loop's ScoringStopped).
 """
 
 from __future__ import annotations
@@ -21,9 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from core.constants import PCAM_MPP, SCORING_BATCH_SIZE
-from core.data.quality import OUT_OF_DISTRIBUTION, assess
-from core.data.stream import read_ahead
-from core.errors import PatchLensError
+from core.data.quality import OUT_OF_DISTRIBUTION
+from core.evaluate.score import Batch, ScoredBatch, ScoringStopped, score_batches
 from core.region.outputs import FLAG_BITS, write_outputs
 from core.region.reader import PLAUSIBLE_MPP, RegionImage, RegionImageError, open_region_image, plausible_mpp
 from core.region.tiling import DEFAULT_STRIDE, Grid, check_stride, cut_tiles, read_band, read_level
@@ -34,8 +34,7 @@ DEFAULT_BATCH_SIZE = SCORING_BATCH_SIZE
 Progress = Callable[[dict], None]
 
 
-class HeatmapStopped(PatchLensError):
-    """The heatmap run was asked to stop."""
+HeatmapStopped = ScoringStopped  # the one stop error of the scoring loop, by the name region's callers know
 
 
 @dataclass
@@ -134,39 +133,50 @@ def _batches(plan: Plan, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarr
             yield np.full(len(chunk), row), chunk, cut_tiles(band, plan.grid, int(chunk[0]), chunk)
 
 
-def _flag_bits(pixels: np.ndarray) -> np.ndarray:
-    masks = assess(pixels).masks
-    bits = np.zeros(len(pixels), dtype=np.uint8)
-    for flag, mask in masks.items():
-        bits |= np.where(mask, FLAG_BITS.get(flag, 0), 0).astype(np.uint8)
-    return bits
-
-
-def _full_batches(plan: Plan, batch_size: int, quality: bool) -> Iterator[tuple]:
-    """(rows, cols, pixels, flag bits) per batch of about `batch_size` tiles (bands merged)."""
+def _full_batches(plan: Plan, batch_size: int) -> Iterator[Batch]:
+    """Batches of about `batch_size` tissue tiles (bands merged), `where` = their (rows, cols)."""
     pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     waiting = 0
     for rows, cols, pixels in _batches(plan, batch_size):
         pending.append((rows, cols, pixels))
         waiting += len(rows)
         if waiting >= batch_size:
-            yield _merge(pending, quality)
+            yield _merge(pending)
             pending, waiting = [], 0
     if waiting:
-        yield _merge(pending, quality)
+        yield _merge(pending)
 
 
-def _merge(pending, quality: bool):
+def _merge(pending) -> Batch:
     rows = np.concatenate([p[0] for p in pending])
     cols = np.concatenate([p[1] for p in pending])
-    pixels = np.concatenate([p[2] for p in pending])
-    bits = _flag_bits(pixels) if quality else np.zeros(len(pixels), dtype=np.uint8)
-    return rows, cols, pixels, bits
+    return Batch((rows, cols), np.concatenate([p[2] for p in pending]))
 
 
-def _stop_if_asked(should_stop: Callable[[], bool] | None) -> None:
-    if should_stop and should_stop():
-        raise HeatmapStopped("stopped on request")
+def _flag_bits(batch: ScoredBatch) -> np.ndarray:
+    """The quality flags of a scored batch as FLAG_BITS (0 for every tile without the gate)."""
+    bits = np.zeros(len(batch.pixels), dtype=np.uint8)
+    masks = dict(batch.report.masks) if batch.report is not None else {}
+    if batch.out_of_distribution is not None:
+        masks[OUT_OF_DISTRIBUTION] = batch.out_of_distribution
+    for flag, mask in masks.items():
+        bits |= np.where(mask, FLAG_BITS.get(flag, 0), 0).astype(np.uint8)
+    return bits
+
+
+def _rate_reporter(progress: Progress) -> Callable[[int, int], None]:
+    """progress(done, total) of the scoring loop as this module's report: tiles done, tiles/s, ETA."""
+    started = time.monotonic()
+
+    def report(done: int, total: int) -> None:
+        if not done:
+            progress({"done": 0, "total": total, "patches_per_s": 0.0, "eta_s": None})
+            return
+        rate = done / max(time.monotonic() - started, 1e-9)
+        progress({"done": done, "total": total, "patches_per_s": round(rate, 1),
+                  "eta_s": round((total - done) / max(rate, 1e-9), 1)})  # fmt: skip
+
+    return report
 
 
 def score(
@@ -179,35 +189,19 @@ def score(
     should_stop: Callable[[], bool] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(probabilities (rows, cols) float32, NaN where not scored; quality bits (rows, cols) uint8)."""
-    from core.data.normalise import normaliser_of
-    from core.evaluate.predict import compiled_predict
-    from core.model.ood import batch_scorer
+    from core.evaluate.predict import forward_pass
 
-    forward = compiled_predict(model)
-    scorer = batch_scorer(model) if quality else None  # None: the model has no out-of-distribution statistics
-    normaliser = normaliser_of(model)
     probabilities = np.full(plan.grid.shape, np.nan, dtype=np.float32)
     flags = np.zeros(plan.grid.shape, dtype=np.uint8)
-    total, done, started = int(plan.tissue.sum()), 0, time.monotonic()
-    if progress:
-        progress({"done": 0, "total": total, "patches_per_s": 0.0, "eta_s": None})
-    batches = read_ahead(_full_batches(plan, batch_size, quality), name="region-reader", join_timeout=10)
-    with closing(batches):
-        _stop_if_asked(should_stop)
-        for rows, cols, pixels, bits in batches:
-            pixels = normaliser.transform(pixels).astype(np.float32)  # as the model was trained
-            if scorer is None:
-                probabilities[rows, cols] = forward(pixels).numpy()
-            else:  # one forward pass: the probabilities and the out-of-distribution verdict
-                probabilities[rows, cols], unlike_training = scorer(pixels)
-                bits = bits | np.where(unlike_training, FLAG_BITS[OUT_OF_DISTRIBUTION], 0).astype(np.uint8)
-            flags[rows, cols] = bits
-            done += len(rows)
-            if progress:
-                rate = done / max(time.monotonic() - started, 1e-9)
-                progress({"done": done, "total": total, "patches_per_s": round(rate, 1),
-                          "eta_s": round((total - done) / max(rate, 1e-9), 1)})  # fmt: skip
-            _stop_if_asked(should_stop)
+    scored = score_batches(
+        model, _full_batches(plan, batch_size), forward=forward_pass(model, ood=quality),
+        total=int(plan.tissue.sum()), quality=quality, progress=_rate_reporter(progress) if progress else None,
+        should_stop=should_stop, name="region-reader",
+    )  # fmt: skip
+    with closing(scored):
+        for batch in scored:
+            probabilities[batch.where] = batch.probs
+            flags[batch.where] = _flag_bits(batch)
     return probabilities, flags
 
 
