@@ -11,7 +11,7 @@ from core.settings import PROJECT_DIR
 from ui.frame import PAGES
 
 CORE = PROJECT_DIR / "core"
-LAYERS = ("data", "model", "train", "evaluate", "diagnose", "region", "cli")
+LAYERS = ("data", "model", "jobs", "train", "evaluate", "diagnose", "region", "cli")
 MAX_LINES = 420
 
 

@@ -4,50 +4,20 @@ at chance (status `warning`, see core.train.chance) and honours stop requests an
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
 from core.formatting import ProgressLine
+from core.jobs.status import JobReporter  # noqa: F401 (the one status.json writer of every job; was here)
 from core.model.io import CHECKPOINT_FILE
 from core.train.averaging import STOPPED_INSIDE_EPOCH
 from core.train.chance import chance_warning
 from core.train.pace import Pace, eta_words
-from core.train.runs import HEARTBEAT_SECONDS, append_metrics, stop_requested, write_status
+from core.train.runs import append_metrics, stop_requested
 
 BATCH_RECORD_SECONDS = 2.0  # how often a batch-window line is appended to metrics.jsonl
-
-
-class JobReporter:
-    """Owns status.json for one run: state, phase, progress, heartbeat (from a thread)."""
-
-    def __init__(self, run_dir: Path):
-        self.run_dir = run_dir
-        self.lock = threading.Lock()
-        self.fields: dict = {}
-        self.state = "running"
-        self.stop_reason: str | None = None
-        self._beating = threading.Event()
-
-    def update(self, state: str | None = None, **fields) -> None:
-        with self.lock:
-            if state:
-                self.state = state
-            self.fields.update(fields)
-            write_status(self.run_dir, self.state, **self.fields)
-
-    def start_heartbeat(self) -> None:
-        def beat():
-            while not self._beating.wait(HEARTBEAT_SECONDS):
-                self.update()
-
-        threading.Thread(target=beat, daemon=True, name="heartbeat").start()
-
-    def stop_heartbeat(self) -> None:
-        self._beating.set()
 
 
 def make_callback(
