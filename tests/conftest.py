@@ -246,7 +246,7 @@ def engine_cluster():
 
     from core.jobs import engine
 
-    cluster = LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None)
+    cluster = LocalCluster(n_workers=2, processes=True, threads_per_worker=1, **engine.LOCAL_ONLY)
     engine.use(cluster.scheduler_address)
     yield cluster
     engine.use(None)

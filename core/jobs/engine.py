@@ -18,6 +18,12 @@ import threading
 import uuid
 from pathlib import Path
 
+# No dashboard; the scheduler's own HTTP endpoints (health, metrics) on localhost, on a free port.
+LOCAL_ONLY = {
+    "host": "127.0.0.1",
+    "dashboard_address": None,
+    "scheduler_kwargs": {"dashboard_address": "127.0.0.1:0"},
+}
 _lock = threading.RLock()
 _engine: dict = {"client": None, "cluster": None, "address": None}
 _futures: dict[str, object] = {}  # job folder → the future of its task, until the task is done
@@ -50,7 +56,7 @@ def _connect():
     if address:
         connected = Client(address, set_as_default=False, timeout="30s")
     else:
-        cluster = LocalCluster(processes=True, dashboard_address=None, **engine_shape())
+        cluster = LocalCluster(processes=True, **LOCAL_ONLY, **engine_shape())
         _engine["cluster"] = cluster
         connected = Client(cluster, set_as_default=False)
     connected.register_plugin(WarmWorker())
