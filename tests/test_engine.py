@@ -172,3 +172,12 @@ def test_stop_ends_a_running_job_and_cancels_a_queued_one(engine_cluster, worksp
     assert not engine.pending(default_prediction_cache_dir() / "jobs" / queued)
     assert read_job(queued)["state"] == "stopped"
     assert not any((default_prediction_cache_dir() / f"{key}.csv").exists() for key in [*keys, queued])
+
+
+def test_an_unreachable_scheduler_is_one_line_and_exit_2(tiny, tmp_path, run_cli):
+    model, data = tiny
+    code, _, err = run_cli(
+        "predict", model, data, "--out", tmp_path / "p.csv", "--scheduler", "tcp://127.0.0.1:9"
+    )
+    assert code == 2 and err.startswith("error: the Dask scheduler at tcp://127.0.0.1:9 cannot be reached")
+    assert "Traceback" not in err and not (tmp_path / "p.csv").exists()

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     from core.cli.remote import run_remote, scheduler_of
 
     address = scheduler_of(args)
-    return run_remote(args, address) if address else run_arguments(args)
+    return _run(lambda: run_remote(args, address)) if address else run_arguments(args)
 
 
 def run_local(argv: list[str]) -> int:
@@ -74,12 +74,13 @@ def run_arguments(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("always", CacheRecomputedWarning)
         warnings.showwarning = _notes_then(warnings.showwarning)
-        return _run(args)
+        return _run(lambda: args.handler(args))
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(command) -> int:
+    """`command()`'s exit code; an error core raises on purpose, or an OSError, as one line (exit 2)."""
     try:
-        return int(args.handler(args) or 0)
+        return int(command() or 0)
     except PatchLensError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

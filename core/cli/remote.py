@@ -15,6 +15,7 @@ from pathlib import Path
 
 from core.errors import InputError, RunError
 
+CONNECT_TIMEOUT = "10s"  # how long to wait for the scheduler before saying it cannot be reached
 REMOTE_COMMANDS = ("predict", "evaluate", "embed", "heatmap", "label-issues")
 SCHEDULER_HELP = (
     "run on the Dask cluster whose scheduler is at ADDRESS (tcp://host:port; default PATCHLENS_SCHEDULER); "
@@ -46,7 +47,7 @@ def run_remote(args: argparse.Namespace, address: str) -> int:
     args = absolute_paths(args)
     args.scheduler = None
     try:
-        with Client(address, set_as_default=False, timeout="30s") as client:
+        with Client(address, set_as_default=False, timeout=CONNECT_TIMEOUT) as client:
             code, out, err = client.submit(
                 run_parsed, args, launching_settings(), pure=False, retries=1
             ).result()
