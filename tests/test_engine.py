@@ -99,7 +99,7 @@ def test_a_page_job_runs_on_the_shared_cluster_and_a_reload_finds_it(engine_clus
     assert job["pid"] in worker_pids(engine_cluster)  # it ran in one of the cluster's workers
     reread = subprocess.run(  # a reload, or another server process: the status is read from the folder
         [sys.executable, "-c", f"from core.evaluate.jobs import read_job; print(read_job({key!r})['state'])"],
-        capture_output=True, text=True, cwd=PROJECT_DIR, env={**os.environ}, timeout=120,
+        capture_output=True, text=True, cwd=PROJECT_DIR, env={**os.environ}, timeout=600,
     )  # fmt: skip
     assert reread.stdout.strip() == "finished", reread.stderr
 
