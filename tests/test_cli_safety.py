@@ -4,6 +4,7 @@ clicks at once start one prediction job, and a failed job says why in one line, 
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,6 @@ def labelled(tmp_path) -> Path:
 
 def test_four_sessions_clicking_at_once_start_one_job(workspace, labelled, page_model):
     from core.evaluate.jobs import launch, stop_job
-    from core.jobs import engine
 
     dataset = open_dataset(labelled)
     barrier = threading.Barrier(4)
@@ -34,14 +34,25 @@ def test_four_sessions_clicking_at_once_start_one_job(workspace, labelled, page_
         thread.start()
     for thread in threads:
         thread.join()
-    started = [task for task in engine.client().run_on_scheduler(_task_names) if keys[0] in task]
+    deadline = time.monotonic() + 300
+    while not (started := _tasks_for(keys[0])) and time.monotonic() < deadline:
+        time.sleep(0.5)  # the submission reaches the scheduler a moment after launch returns
+    time.sleep(2)  # any second submission, sent with the first, has arrived too
+    started = _tasks_for(keys[0])
     stop_job(keys[0])  # the engine's task for it (core.jobs.engine), asked to stop
     assert len(set(keys)) == 1 and len(started) == 1, started
 
 
+def _tasks_for(job_key: str) -> set[str]:
+    """The tasks the job engine's Dask scheduler has seen for the job `job_key` (its transition log
+    keeps finished ones too)."""
+    from core.jobs import engine
+
+    return {name for name in engine.client().run_on_scheduler(_task_names) if job_key in name}
+
+
 def _task_names(dask_scheduler) -> list[str]:
-    """The names of the tasks the engine's Dask scheduler holds (queued or running)."""
-    return [str(key) for key in dask_scheduler.tasks]
+    return [str(entry[0]) for entry in dask_scheduler.transition_log]
 
 
 @pytest.mark.parametrize("key", ["../..", "../../evil", "ABC", "/tmp/x"])

@@ -181,3 +181,26 @@ def test_an_unreachable_scheduler_is_one_line_and_exit_2(tiny, tmp_path, run_cli
     )
     assert code == 2 and err.startswith("error: the Dask scheduler at tcp://127.0.0.1:9 cannot be reached")
     assert "Traceback" not in err and not (tmp_path / "p.csv").exists()
+
+
+def test_a_heatmap_started_on_the_region_page_runs_on_the_shared_cluster(engine_cluster, workspace, tiny):
+    from page_helpers import open_page
+
+    from core.constants import DEFAULT_THRESHOLD
+    from core.region.jobs import job_dir, job_key, read_job
+
+    model, _ = tiny
+    workspace.mkdir(parents=True, exist_ok=True)
+    path = write_png(workspace / "mosaic.png", mosaic().pixels)
+    at = open_page(workspace, "region", model=model)
+    at.text_input(key="region_path").input(str(path)).run()
+    at.number_input(key="region_mpp").set_value(PCAM_MPP).run()
+    at.button(key="region_start").click().run()
+    assert not at.exception, at.exception
+    key = job_key(model, path, stride=96, mpp=PCAM_MPP, threshold=DEFAULT_THRESHOLD)  # the page's defaults
+    job = wait_for_job_end(read_job, key)
+    assert job["state"] == "finished", (job_dir(key) / "job.log").read_text()[-2000:]
+    assert job["pid"] in worker_pids(engine_cluster)
+    at.run()  # what a rerun of the page (or a reload) draws from the job's folder
+    assert not at.exception, at.exception
+    assert len(at.get("plotly_chart")) == 1
