@@ -135,7 +135,9 @@ def test_a_worker_killed_mid_training_leaves_the_run_failed_with_its_checkpoint(
 
     _, data = tiny
     run = launch(TrainConfig(data=[str(data)], architecture="tiny", epochs=500, batch_size=8, seed=2))
-    wait(lambda: any(r["kind"] == "epoch" for r in read_metrics(run)))
+    wait(
+        lambda: sum(r["kind"] == "epoch" for r in read_metrics(run)) >= 2
+    )  # the first epoch's checkpoint is on disk
     pid = read_status(run)["pid"]
     assert pid in worker_pids(engine_cluster)
     os.kill(pid, signal.SIGKILL)
