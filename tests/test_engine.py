@@ -161,7 +161,9 @@ def test_stop_ends_a_running_job_and_cancels_a_queued_one(engine_cluster, worksp
                         str(tmp_path / name)], check=True)  # fmt: skip
         copies.append(open_dataset(tmp_path / name))
     keys = [launch(model, dataset) for dataset in copies[:2]]
-    wait(lambda: all(read_job(key)["state"] == "running" for key in keys))
+    wait(
+        lambda: all(read_job(key)["state"] == "running" for key in keys), timeout=900
+    )  # a worker may be re-importing TensorFlow
     queued = launch(model, copies[2])
     assert read_job(queued)["state"] == "queued"
     stop_job(queued)
