@@ -136,3 +136,27 @@ def region_upload_retention() -> tuple[float, int]:
     """(seconds an upload is kept, bytes the uploads folder may hold) for the Region page."""
     days = _positive_number(REGION_UPLOAD_DAYS_ENV, REGION_UPLOAD_DAYS)
     return days * 86400.0, int(_positive_number(REGION_UPLOADS_MB_ENV, REGION_UPLOADS_MB) * 2**20)
+
+
+# The job engine (core.jobs.engine): an embedded Dask LocalCluster, or an existing cluster by address.
+SCHEDULER_ENV = "PATCHLENS_SCHEDULER"  # tcp://host:port of an existing Dask scheduler
+ENGINE_WORKERS_ENV = "PATCHLENS_ENGINE_WORKERS"
+ENGINE_WORKERS = 2  # worker processes of the embedded cluster: a 2-core machine runs one job per core
+ENGINE_THREADS_ENV = "PATCHLENS_ENGINE_THREADS"
+ENGINE_THREADS = 1  # tasks at a time per worker (TensorFlow uses the core's threads itself)
+ENGINE_MEMORY_ENV = "PATCHLENS_ENGINE_MEMORY_GB"
+ENGINE_MEMORY_GB = 4.0  # per worker; a worker past it is restarted by its nanny (its job retried or failed)
+
+
+def scheduler_address() -> str | None:
+    """The address of an existing Dask scheduler to run jobs on (PATCHLENS_SCHEDULER), or None."""
+    return os.environ.get(SCHEDULER_ENV, "").strip() or None
+
+
+def engine_shape() -> dict:
+    """The embedded cluster's workers, threads per worker and memory limit per worker (bytes)."""
+    return {
+        "n_workers": int(_positive_number(ENGINE_WORKERS_ENV, ENGINE_WORKERS)),
+        "threads_per_worker": int(_positive_number(ENGINE_THREADS_ENV, ENGINE_THREADS)),
+        "memory_limit": int(_positive_number(ENGINE_MEMORY_ENV, ENGINE_MEMORY_GB) * 2**30),
+    }

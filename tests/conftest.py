@@ -284,3 +284,22 @@ def baseline_server(tmp_path_factory):
 
     with serve_kaggle_copies(tmp_path_factory.mktemp("browser-baseline"), **BASELINE_SERVER_DATA) as served:
         yield served
+
+
+@pytest.fixture(scope="session")
+def engine_cluster():
+    """One real Dask LocalCluster for the session (2 worker processes, 1 thread each), and the job
+    engine (core.jobs.engine) pointed at it: every job a test launches after this runs on its workers,
+    which stay warm from one test to the next."""
+    from distributed import LocalCluster
+
+    from core.jobs import engine
+
+    cluster = LocalCluster(n_workers=2, processes=True, threads_per_worker=1, **engine.LOCAL_ONLY)
+    engine.use(cluster.scheduler_address)
+    yield cluster
+    engine.use(None)
+    try:
+        cluster.close()
+    except TimeoutError:  # a worker slow to exit on a loaded machine: its nanny kills it regardless
+        pass

@@ -3,9 +3,8 @@ clicks at once start one prediction job, and a failed job says why in one line, 
 
 from __future__ import annotations
 
-import os
-import signal
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -19,22 +18,8 @@ def labelled(tmp_path) -> Path:
     return copy_kaggle_subset(tmp_path / "data", 3)
 
 
-def children_running(text: str) -> list[int]:
-    """Pids of this process's live children whose command line contains `text`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except (OSError, ValueError, IndexError):
-            continue
-        if parent == os.getpid() and text in command:
-            found.append(int(entry.name))
-    return found
-
-
 def test_four_sessions_clicking_at_once_start_one_job(workspace, labelled, page_model):
-    from core.evaluate.jobs import launch
+    from core.evaluate.jobs import launch, stop_job
 
     dataset = open_dataset(labelled)
     barrier = threading.Barrier(4)
@@ -49,10 +34,25 @@ def test_four_sessions_clicking_at_once_start_one_job(workspace, labelled, page_
         thread.start()
     for thread in threads:
         thread.join()
-    started = children_running(f"--key {keys[0]}")
-    for pid in started:  # only the processes this test started, by their id
-        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 300
+    while not (started := _tasks_for(keys[0])) and time.monotonic() < deadline:
+        time.sleep(0.5)  # the submission reaches the scheduler a moment after launch returns
+    time.sleep(2)  # any second submission, sent with the first, has arrived too
+    started = _tasks_for(keys[0])
+    stop_job(keys[0])  # the engine's task for it (core.jobs.engine), asked to stop
     assert len(set(keys)) == 1 and len(started) == 1, started
+
+
+def _tasks_for(job_key: str) -> set[str]:
+    """The tasks the job engine's Dask scheduler has seen for the job `job_key` (its transition log
+    keeps finished ones too)."""
+    from core.jobs import engine
+
+    return {name for name in engine.client().run_on_scheduler(_task_names) if job_key in name}
+
+
+def _task_names(dask_scheduler) -> list[str]:
+    return [str(entry[0]) for entry in dask_scheduler.transition_log]
 
 
 @pytest.mark.parametrize("key", ["../..", "../../evil", "ABC", "/tmp/x"])

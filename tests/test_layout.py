@@ -16,14 +16,15 @@ from core.settings import PROJECT_DIR
 from ui.frame import PAGES
 
 CORE = PROJECT_DIR / "core"
-LAYERS = ("data", "model", "train", "evaluate", "diagnose", "region", "slides", "cli")
+LAYERS = ("data", "model", "jobs", "train", "evaluate", "diagnose", "region", "slides", "cli")
 MAX_LINES = 420
 MAX_FUNCTION_LINES = 60
 MAX_PAGE_LINES = 200
 # The rank of each package; a module may import its own rank or lower. The top-level modules of core
 # (errors, settings, files, constants, formatting, probabilities) are the ground every layer stands on.
-RANKS = {"core": 0, "core.data": 1, "core.model": 2, "core.train": 3, "core.evaluate": 4, "core.diagnose": 5,
-         "core.region": 5, "core.cli": 6, "core.__main__": 6, "ui": 7, "streamlit_app": 8, "pages": 8}  # fmt: skip
+RANKS = {"core": 0, "core.data": 1, "core.model": 2, "core.jobs": 2, "core.train": 3, "core.evaluate": 4,
+         "core.diagnose": 5, "core.region": 5, "core.slides": 6, "core.cli": 7, "core.__main__": 7, "ui": 8,
+         "streamlit_app": 9, "pages": 9}  # fmt: skip
 
 # Today's offenders, each to be removed from its list when fixed (never added to):
 UPWARD_IMPORTS_ALLOWED = {  # (module, what it imports)

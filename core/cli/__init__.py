@@ -2,6 +2,9 @@
 
 Each command lives in a small module with `register(subparsers)`; its handler returns an exit code.
 Errors core raises on purpose (PatchLensError) end in a one-line message and exit status 2.
+`predict`, `evaluate`, `embed`, `heatmap` and `label-issues` take `--scheduler ADDRESS` (or
+PATCHLENS_SCHEDULER): the parsed command then runs on that Dask cluster's warm workers and this
+process prints what they printed (core.cli.remote); without it every command runs in this process.
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
+    from core.cli.remote import add_scheduler_arguments
+
+    add_scheduler_arguments(subparsers)
     return parser
 
 
@@ -51,16 +57,31 @@ def _notes_then(show_other):
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -m core ARGV`: on the cluster the command names (--scheduler), else in this process."""
     args = build_parser().parse_args(argv)
+    from core.cli.remote import run_remote, scheduler_of
+
+    address = scheduler_of(args)
+    return _run(lambda: run_remote(args, address)) if address else run_arguments(args)
+
+
+def run_local(argv: list[str]) -> int:
+    """`python -m core ARGV` in this process whatever --scheduler says (what an engine worker runs)."""
+    return run_arguments(build_parser().parse_args(argv))
+
+
+def run_arguments(args: argparse.Namespace) -> int:
+    """Run a parsed command in this process: its exit code, a recomputed cache as a `note:` line."""
     with warnings.catch_warnings():
         warnings.simplefilter("always", CacheRecomputedWarning)
         warnings.showwarning = _notes_then(warnings.showwarning)
-        return _run(args)
+        return _run(lambda: args.handler(args))
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(command) -> int:
+    """`command()`'s exit code; an error core raises on purpose, or an OSError, as one line (exit 2)."""
     try:
-        return int(args.handler(args) or 0)
+        return int(command() or 0)
     except PatchLensError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -25,6 +25,8 @@ import hashlib
 import json
 import os
 import shutil
+import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,20 +37,15 @@ import pandas as pd
 from core.data.cache_records import warn_recomputed
 from core.errors import DatasetError, RunError
 from core.evaluate.predictions import read_predictions, write_predictions
-from core.files import atomic_write_json
+from core.files import atomic_write_json, read_json
+from core.jobs import engine
+from core.jobs.launch import start
+from core.jobs.status import STOP_FILE, pid_alive
 from core.train.config import DEFAULT_BATCH_SIZE
-from core.train.runs import (
-    STOP_FILE,
-    is_active,
-    pid_alive,
-    read_json,
-    read_status,
-    run_progress,
-    start_core_command,
-)
+from core.train.runs import is_active, read_status, run_progress
 
 RESULT_FILE = "out_of_fold.csv"
-JOB_FILE = "job.json"  # the pid of a cross-validation the page started in the background
+JOB_FILE = "job.json"  # the attempt a page queued on the engine, and the process that claimed it
 LOG_FILE = "job.log"
 DEFAULT_FOLDS = 5
 DEFAULT_EPOCHS = 2
@@ -134,22 +131,29 @@ def stored_crossval(dataset, settings: CrossValSettings) -> pd.DataFrame | None:
 
 def request_stop(work_dir: str | Path) -> None:
     """Ask a running cross-validation to stop: the running fold ends at its next batch, no new fold
-    starts. The request names the background job's pid (when the page started one), so a request
-    made before that process got going is still honoured, and a stale one never stops a later job."""
+    starts, and one still queued on the engine is cancelled. The request names the page's attempt
+    (job.json), so a request made before the job got going is still honoured, and a stale one never
+    stops a later job."""
     work_dir = Path(work_dir)
     job = read_json(work_dir / JOB_FILE) or {}
     if work_dir.is_dir():
-        (work_dir / STOP_FILE).write_text(str(job.get("pid") or ""))
+        (work_dir / STOP_FILE).write_text(str(job.get("attempt") or ""))
+        engine.cancel(work_dir)
     for folder in sorted(work_dir.glob("fold-*")):
         if folder.is_dir():
             (folder / STOP_FILE).touch()
 
 
-def _clear_stale_stop(work_dir: Path) -> None:
-    """Forget a stop request left by an earlier job (one not naming this process)."""
+def _claim_attempt(work_dir: Path) -> None:
+    """Forget a stop request left by an earlier job (one not naming the page's attempt this process
+    claims), and claim the attempt so that its stop requests are this process's."""
+    job = read_json(work_dir / JOB_FILE) or {}
+    attempt = job.get("attempt") if not job.get("claimed_by") else None
     stop = work_dir / STOP_FILE
-    if stop.is_file() and stop.read_text().strip() != str(os.getpid()):
+    if stop.is_file() and (attempt is None or stop.read_text().strip() != attempt):
         stop.unlink(missing_ok=True)
+    if attempt is not None:
+        atomic_write_json(work_dir / JOB_FILE, {**job, "claimed_by": os.getpid()})
 
 
 # --------------------------------------------------------------------------- a background job (the page)
@@ -174,14 +178,29 @@ def command_arguments(model_path: str | Path, dataset, settings: CrossValSetting
     ]  # fmt: skip
 
 
+def _end_attempt(work_dir: Path) -> None:
+    """Say in job.json that the claimed attempt is over (its worker process lives on)."""
+    job = read_json(work_dir / JOB_FILE) or {}
+    if job.get("claimed_by") == os.getpid():
+        atomic_write_json(work_dir / JOB_FILE, {**job, "ended": time.time()})
+
+
 def launch(model_path: str | Path, dataset, settings: CrossValSettings) -> Path:
-    """Start the cross-validation as its own process (it outlives page reruns); returns its folder."""
+    """Queue the cross-validation on the job engine (it outlives page reruns); returns its folder."""
     work_dir = crossval_dir(dataset, settings.validate())
     work_dir.mkdir(parents=True, exist_ok=True)
     (work_dir / STOP_FILE).unlink(missing_ok=True)
-    pid = start_core_command(command_arguments(model_path, dataset, settings), work_dir / LOG_FILE)
-    atomic_write_json(work_dir / JOB_FILE, {"pid": pid})
+    atomic_write_json(work_dir / JOB_FILE, {"attempt": uuid.uuid4().hex, "created": time.time()})
+    start("folds", work_dir, command_arguments(model_path, dataset, settings)[1:])
     return work_dir
+
+
+def _job_running(work_dir: Path, job: dict) -> bool:
+    """Whether the background job is queued or running: this process's engine holds it, or the
+    process that claimed it is alive."""
+    if (work_dir / RESULT_FILE).is_file():
+        return False
+    return engine.pending(work_dir) or (pid_alive(job.get("claimed_by")) and not job.get("ended"))
 
 
 def progress_of(dataset, settings: CrossValSettings) -> CrossValProgress:
@@ -190,7 +209,7 @@ def progress_of(dataset, settings: CrossValSettings) -> CrossValProgress:
     job = read_json(work_dir / JOB_FILE) or {}
     folds = [read_json(work_dir / f"fold-{k}" / "status.json") or {} for k in range(settings.folds)]
     done = sum(status.get("state") == "finished" for status in folds)
-    running = bool(job) and pid_alive(job.get("pid")) and not (work_dir / RESULT_FILE).is_file()
+    running = bool(job) and _job_running(work_dir, job)
     current = next((s for s in folds if s.get("state") in ("queued", "running")), None)
     text = f"{done}/{settings.folds} folds done"
     if running and current:
@@ -232,7 +251,14 @@ def crossval_probabilities(
         return stored
     work_dir = crossval_dir(dataset, settings)
     work_dir.mkdir(parents=True, exist_ok=True)
-    _clear_stale_stop(work_dir)
+    _claim_attempt(work_dir)
+    try:
+        return _all_folds(dataset, settings, work_dir, progress, verbose)
+    finally:
+        _end_attempt(work_dir)
+
+
+def _all_folds(dataset, settings: CrossValSettings, work_dir: Path, progress, verbose: bool) -> pd.DataFrame:
     assignment = assign_folds(dataset.labels, settings.folds, settings.seed)
     parts = []
     for fold in range(settings.folds):

@@ -129,10 +129,18 @@ def resolve_model_path(path: str | Path, *, checkpoint: bool = False) -> Path:
     return path
 
 
+# Set in engine workers (core.jobs.worker.ModelCache): the last models loaded, by file identity.
+MODEL_CACHE = None
+
+
 def load_model(path: str | Path):
     """Load a model safely (safe_mode=True: a Lambda layer's code is never executed) and check the
     contract: input (None, 96, 96, 3), output (None, 1). Raises ModelError otherwise."""
     path = resolve_model_path(path)
+    return MODEL_CACHE.get(path, _load_checked) if MODEL_CACHE is not None else _load_checked(path)
+
+
+def _load_checked(path: Path):
     meta = read_model_meta(path)  # also rejects files that are not zip archives
     import keras
 

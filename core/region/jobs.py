@@ -1,14 +1,14 @@
-"""Heatmap jobs: a region or slide scored in its own process, for the Region page.
+"""Heatmap jobs: a region or slide scored on the job engine, for the Region page.
 
-`launch(model, image, stride=…, mpp=…, threshold=…)` starts `python -m core heatmap-job … --key KEY`
-(core.train.runs.start_core_command) and returns KEY, a hash of the model file, the image file and the
+`launch(model, image, stride=…, mpp=…, threshold=…)` queues `python -m core heatmap-job … --key KEY` on
+the engine (core.jobs: a warm worker) and returns KEY, a hash of the model file, the image file and the
 settings. The page finds the job again after a reload, or from a second session, by computing the
 same key. A job reports only through files in `<workspace>/cache/region/jobs/<KEY>/`: status.json
-(state, phase, done/total tiles, patches_per_s, eta_s, pid, heartbeat, error; core.train.reporting),
+(state, phase, done/total tiles, patches_per_s, eta_s, pid, heartbeat, error; core.jobs.status),
 stop.request, job.log, and the run's outputs in `outputs/` (core.region.outputs), complete once
 outputs/summary.json exists. `list_jobs` lists the running and recent jobs (what each scores is in its
-status.json), so the page can offer them again after a reload. Reading, staleness and stopping are core.evaluate.jobs' own, on this
-folder. TensorFlow is imported only by the job process.
+status.json), so the page can offer them again after a reload. Reading, staleness and stopping are
+core.jobs.launch's. TensorFlow is imported only by the worker.
 """
 
 from __future__ import annotations
@@ -20,18 +20,13 @@ import time
 from pathlib import Path
 
 from core.errors import RunError
-from core.evaluate.jobs import job_lifecycle
-from core.evaluate.jobs import read_job as _read_job
-from core.evaluate.jobs import stop_job as _stop_job
 from core.files import read_json
+from core.jobs import launch as jobs
+from core.jobs.status import LOADING_PHASE, LOG_NAME, JobReporter, job_lifecycle, stop_requested  # noqa: F401
 from core.region.heatmap import HeatmapStopped
-from core.train.reporting import JobReporter
-from core.train.runs import ACTIVE_STATES, start_core_command, stop_requested, write_status
 
-LOADING_PHASE = "Starting TensorFlow and loading the model…"
 PREPARING_PHASE = "Reading the image and masking the tissue…"
 SCORING_PHASE = "scoring"
-LOG_NAME = "job.log"
 OUTPUT_DIR = "outputs"
 RECENT_JOBS = 8  # finished, failed or stopped jobs the Region page lists beside the running ones
 
@@ -76,61 +71,48 @@ def job_key(model_path, image_path, *, stride: int, mpp: float | None, threshold
 
 def read_job(key: str) -> dict | None:
     """The job's status (a dead or silent job reads as failed), or None when none was started."""
-    return _read_job(key, region_cache_dir())
+    from core.evaluate.jobs import check_key
+
+    return jobs.read(job_dir(check_key(key)), what="heatmap")
 
 
 def is_running(key: str) -> bool:
-    job = read_job(key)
-    return bool(job) and job["state"] in ACTIVE_STATES
+    return jobs.is_active(read_job(key))
 
 
 def list_jobs(limit: int = RECENT_JOBS) -> list[dict]:
     """The running heatmap jobs and the most recent others (at most `limit` in all), newest first:
     each its status (read_job) with its `key`, what it scores (image, model, stride, mpp) and `updated`
     (seconds since the epoch)."""
-    folder = region_cache_dir() / "jobs"
-    found = []
-    for status_file in folder.glob("*/status.json") if folder.is_dir() else []:
-        job = read_job(status_file.parent.name)
-        if job and job.get("image"):
-            found.append({**job, "key": status_file.parent.name, "updated": _mtime(status_file)})
-    found.sort(key=lambda job: (job["state"] in ACTIVE_STATES, job["updated"]), reverse=True)
-    running = [job for job in found if job["state"] in ACTIVE_STATES]
-    return (
-        running + [job for job in found if job["state"] not in ACTIVE_STATES][: max(0, limit - len(running))]
-    )
+    return jobs.list_recent(region_cache_dir() / "jobs", _heatmap_job, limit=limit)
 
 
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except OSError:  # removed meanwhile
-        return 0.0
+def _heatmap_job(key: str) -> dict | None:
+    job = read_job(key)
+    return job if job and job.get("image") else None
 
 
 def stop_job(key: str) -> None:
-    """Ask the job to stop at its next batch (it ends as `stopped`; no summary is written)."""
-    _stop_job(key, region_cache_dir())
+    """Ask the job to stop at its next batch (it ends as `stopped`; no summary is written); one still
+    queued is cancelled."""
+    jobs.stop(job_dir(key), what="heatmap job")
 
 
 def launch(model_path, image_path, *, stride: int, mpp: float | None, threshold: float) -> str:
-    """Start the heatmap of (model, image, settings) in its own process; returns its key.
+    """Queue the heatmap of (model, image, settings) on the engine; returns its key.
 
     A job already running for the same key is joined, never started twice.
     """
     key = job_key(model_path, image_path, stride=stride, mpp=mpp, threshold=threshold)
-    if is_running(key):
-        return key
-    folder = job_dir(key)
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in ("status.json", "stop.request"):
-        (folder / name).unlink(missing_ok=True)  # a new attempt forgets the last one's fields
-    write_status(folder, "queued", pid=os.getpid(), created=time.time(), phase=LOADING_PHASE, done=0,
-                 image=str(image_path), model=str(model_path), stride=int(stride), mpp=mpp)  # fmt: skip
-    arguments = ["heatmap-job", str(model_path), str(image_path), "--key", key, "--stride", str(stride)]
-    arguments += ["--threshold", repr(float(threshold))]
-    arguments += ["--mpp", repr(float(mpp))] if mpp is not None else []
-    write_status(folder, "queued", pid=start_core_command(arguments, folder / LOG_NAME))
+    with jobs.exclusive(region_cache_dir() / "jobs"):
+        if is_running(key):
+            return key
+        folder = job_dir(key)
+        jobs.queue(folder, image=str(image_path), model=str(model_path), stride=int(stride), mpp=mpp)
+        arguments = [str(model_path), str(image_path), "--key", key, "--stride", str(stride)]
+        arguments += ["--threshold", repr(float(threshold))]
+        arguments += ["--mpp", repr(float(mpp))] if mpp is not None else []
+        jobs.start("heatmap", folder, arguments)
     return key
 
 

@@ -1,8 +1,8 @@
 """A training job: a TrainConfig and a run directory in, a trained model and its record out.
 
-`launch(config)` (the Train page) writes the run directory and starts `python -m core train
---config RUN/config.json --out RUN` as its own process, so training survives page reruns and
-browser reloads. The CLI's `train` calls `run_training` directly: both take the same code path.
+`launch(config)` (the Train page) writes the run directory and queues `python -m core train
+--config RUN/config.json --out RUN` on the job engine (core.jobs), so training survives page reruns
+and browser reloads. The CLI's `train` calls `run_training` directly: both take the same code path.
 The job reports only through files (see core.train.runs and core.train.reporting); the page reads them.
 """
 
@@ -31,7 +31,6 @@ from core.train.runs import (
     new_run_dir,
     read_json,
     release_lock,
-    start_core_command,
     write_status,
 )
 
@@ -137,7 +136,8 @@ def _train(config: TrainConfig, run_dir: Path, job: JobReporter, printer, starte
 
 
 def launch(config: TrainConfig, run_dir: str | Path | None = None) -> Path:
-    """Start `python -m core train` for `config` in its own process; returns the run directory.
+    """Queue `python -m core train` for `config` on the job engine (core.jobs: a warm worker); returns
+    the run directory. The run is never rerun: a lost worker leaves it failed with its checkpoint kept.
 
     Refused with JobConflictError when another job runs in this workspace.
     """
@@ -156,6 +156,7 @@ def launch(config: TrainConfig, run_dir: str | Path | None = None) -> Path:
 
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
-    arguments = ["train", "--config", str(run_dir / "config.json"), "--out", str(run_dir), "--quiet"]
-    write_status(run_dir, "queued", pid=start_core_command(arguments, run_dir / "train.log"))
+    from core.jobs.launch import start
+
+    start("train", run_dir, ["--config", str(run_dir / "config.json"), "--out", str(run_dir), "--quiet"])
     return run_dir

@@ -3,40 +3,8 @@ terminal. The Keras callbacks that write metrics.jsonl during training are core.
 
 from __future__ import annotations
 
-import threading
-from pathlib import Path
-
 from core.formatting import ProgressLine
-from core.train.runs import HEARTBEAT_SECONDS, write_status
-
-
-class JobReporter:
-    """Owns status.json for one run: state, phase, progress, heartbeat (from a thread)."""
-
-    def __init__(self, run_dir: Path):
-        self.run_dir = run_dir
-        self.lock = threading.Lock()
-        self.fields: dict = {}
-        self.state = "running"
-        self.stop_reason: str | None = None
-        self._beating = threading.Event()
-
-    def update(self, state: str | None = None, **fields) -> None:
-        with self.lock:
-            if state:
-                self.state = state
-            self.fields.update(fields)
-            write_status(self.run_dir, self.state, **self.fields)
-
-    def start_heartbeat(self) -> None:
-        def beat():
-            while not self._beating.wait(HEARTBEAT_SECONDS):
-                self.update()
-
-        threading.Thread(target=beat, daemon=True, name="heartbeat").start()
-
-    def stop_heartbeat(self) -> None:
-        self._beating.set()
+from core.jobs.status import JobReporter  # noqa: F401 (the one status.json writer of every job; was here)
 
 
 def terminal_printer(stream=None):

@@ -5,6 +5,7 @@ A run directory holds `config.json`, `status.json` (state, error, pid, heartbeat
 validation AUC), `model.keras` (final), `val_predictions.csv` (id,label,prob) and `train.log` (the
 job's own output). Every file except the append-only metrics is written atomically (temp file + rename).
 Every file is read through core.train.records, so a damaged one reads as words, never a traceback.
+The lifecycle every job shares (states, status.json, heartbeat, stop request) is core.jobs.status'.
 This module also owns what a run offers: the model to use and the checkpoint to resume from; how a
 run is shown (progress in words, curves) is core.train.views.
 """
@@ -20,9 +21,20 @@ from functools import cached_property
 from pathlib import Path
 
 from core.errors import InputError, JobConflictError, RunError
-from core.files import atomic_write_bytes, atomic_write_json, read_json
+from core.files import atomic_write_bytes, atomic_write_json, read_json  # noqa: F401 (re-exported)
+from core.jobs.status import (  # noqa: F401 (the one lifecycle of every job; these were defined here)
+    ACTIVE_STATES,
+    HEARTBEAT_SECONDS,
+    QUEUED_GRACE_SECONDS,
+    STALE_AFTER_SECONDS,
+    STATES,
+    STOP_FILE,
+    pid_alive,
+    stop_requested,
+    write_status,
+)
 from core.model.io import CHECKPOINT_FILE, FINAL_MODEL_FILE, run_checkpoint_path, run_model_path
-from core.settings import PROJECT_DIR, runs_dir, workspace_dir
+from core.settings import runs_dir, workspace_dir
 from core.train.records import (
     LockRecord,
     RunConfigRecord,
@@ -35,13 +47,7 @@ from core.train.records import (
 )
 from core.train.views import STARTING_TEXT, WEIGHT_AVERAGE, curves_long, run_progress  # noqa: F401 (were here)
 
-STATES = ("queued", "running", "finished", "failed", "stopped")
-ACTIVE_STATES = ("queued", "running")
 RESUMABLE_STATES = ("failed", "stopped")
-HEARTBEAT_SECONDS = 5.0
-STALE_AFTER_SECONDS = 45.0  # no heartbeat for this long = the process is gone
-QUEUED_GRACE_SECONDS = 120.0  # a queued job may take this long to import TensorFlow and start
-STOP_FILE = "stop.request"
 RUN_FILES = (
     "config.json",
     "status.json",
@@ -53,59 +59,7 @@ RUN_FILES = (
 LOCK_NAME = "train.lock"
 
 
-# ---------------------------------------------------------------- processes
-
-
-def pid_alive(pid: int | None) -> bool:
-    """True when a process with this pid exists and is not a zombie."""
-    if not pid or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def start_core_command(arguments: list[str], log_path: str | Path) -> int:
-    """Start `python -m core ARGUMENTS` in its own session (it outlives page reruns and reloads),
-    its output appended to `log_path`; returns its pid. How the Train and Evaluate pages start jobs."""
-    import subprocess
-    import sys
-
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "core", *arguments],
-            cwd=PROJECT_DIR,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    return process.pid
-
-
 # ---------------------------------------------------------------- status
-
-
-def write_status(run_dir: str | Path, state: str, **fields) -> dict:
-    """Replace status.json, keeping earlier fields (started, pid, ...) unless overridden."""
-    if state not in STATES:
-        raise InputError(f"unknown state {state!r}")
-    path = Path(run_dir) / "status.json"
-    status = read_json(path, {})
-    status = status if isinstance(status, dict) else {}  # a damaged file is replaced, not kept
-    status.update(fields)
-    status["state"] = state
-    status["heartbeat"] = time.time()
-    atomic_write_json(path, status)
-    return status
 
 
 def read_status(run_dir: str | Path) -> dict:
@@ -149,15 +103,11 @@ def is_active(run_dir: str | Path) -> bool:
 
 
 def request_stop(run_dir: str | Path) -> None:
-    """Ask a running job to stop gracefully at its next batch."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunError(f"Run {run_dir.name} no longer exists.")
-    atomic_write_bytes(run_dir / STOP_FILE, str(time.time()).encode())
+    """Ask a running training job to stop gracefully at its next batch; one still queued on the job
+    engine is cancelled and reads `stopped`."""
+    from core.jobs.launch import stop
 
-
-def stop_requested(run_dir: str | Path) -> bool:
-    return (Path(run_dir) / STOP_FILE).exists()
+    stop(Path(run_dir), what="run")
 
 
 # ---------------------------------------------------------------- metrics

@@ -1,0 +1,122 @@
+"""The Dask client every job runs through: an embedded LocalCluster, or an existing cluster by address.
+
+The first job of a process starts the engine: a LocalCluster of worker *processes* (count, threads
+and memory from core.settings.engine_shape; no dashboard), or, when PATCHLENS_SCHEDULER (or `use`)
+names one, a client of that scheduler. It is one per process, shared by every Streamlit session of the
+server and closed at exit. Workers stay warm (core.jobs.worker: TensorFlow imported once, models
+cached), so a job pays neither the import nor the model load twice.
+
+A Dask future that is garbage-collected cancels its task, so every submitted future is kept here,
+under its job folder, until it is done. Dask itself reruns the task of a worker that died (up to
+`distributed.scheduler.allowed-failures` times); `retries` also reruns a task that raised.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+import uuid
+from pathlib import Path
+
+# No dashboard; the scheduler's own HTTP endpoints (health, metrics) on localhost, on a free port.
+LOCAL_ONLY = {
+    "host": "127.0.0.1",
+    "dashboard_address": None,
+    "scheduler_kwargs": {"dashboard_address": "127.0.0.1:0"},
+}
+_lock = threading.RLock()
+_engine: dict = {"client": None, "cluster": None, "address": None}
+_futures: dict[str, object] = {}  # job folder → the future of its task, until the task is done
+
+
+def use(address: str | None) -> None:
+    """Run jobs on the scheduler at `address` from now on (None: the default, PATCHLENS_SCHEDULER or
+    the embedded cluster). Closes this process's current engine."""
+    with _lock:
+        close()
+        _engine["address"] = address
+
+
+def client():
+    """This process's Dask client, connected (and the embedded cluster started) on first use."""
+    with _lock:
+        current = _engine["client"]
+        if current is None or current.status in ("closing", "closed"):
+            _engine["client"] = current = _connect()
+        return current
+
+
+def _connect():
+    from distributed import Client, LocalCluster
+
+    from core.jobs.worker import WarmWorker
+    from core.settings import engine_shape, scheduler_address
+
+    address = _engine["address"] or scheduler_address()
+    if address:
+        connected = Client(address, set_as_default=False, timeout="30s")
+    else:
+        cluster = LocalCluster(processes=True, **LOCAL_ONLY, **engine_shape())
+        _engine["cluster"] = cluster
+        connected = Client(cluster, set_as_default=False)
+    connected.register_plugin(WarmWorker())
+    atexit.register(close)
+    return connected
+
+
+def start_in_background() -> None:
+    """Connect (and start the embedded cluster) in a thread, so the first job need not wait for it; a
+    job launched meanwhile waits for the same connection."""
+    threading.Thread(target=client, daemon=True, name="start-job-engine").start()
+
+
+def close() -> None:
+    """Close the client and, when this process started it, the embedded cluster."""
+    with _lock:
+        _futures.clear()
+        for name in ("client", "cluster"):
+            part, _engine[name] = _engine[name], None
+            if part is not None:
+                part.close()
+
+
+def submit(folder: str | Path, function, *args, retries: int = 0, **kwargs):
+    """Run `function(*args, **kwargs)` on a worker for the job in `folder`; returns its future, kept
+    until it is done (a forgotten future would cancel the task)."""
+    name = f"{getattr(function, '__name__', 'job')}-{Path(folder).name}-{uuid.uuid4().hex[:8]}"
+    future = client().submit(function, *args, key=name, pure=False, retries=retries, **kwargs)
+    with _lock:
+        _futures[str(folder)] = future
+    future.add_done_callback(lambda done: _forget(str(folder), done))
+    return future
+
+
+def _forget(folder: str, future) -> None:
+    with _lock:
+        if _futures.get(folder) is future:
+            del _futures[folder]
+
+
+def pending(folder: str | Path) -> bool:
+    """Whether this process has submitted a task for `folder` that is not done (queued, running, or
+    being rerun after its worker died)."""
+    with _lock:
+        future = _futures.get(str(folder))
+    return future is not None and not future.done()
+
+
+def cancel(folder: str | Path) -> bool:
+    """Cancel the task of `folder` if it has one not done; returns whether there was one. A task that
+    has started runs on until it sees its stop request (Dask cannot interrupt a running task)."""
+    with _lock:
+        future = _futures.pop(str(folder), None)
+    if future is None or future.done():
+        return False
+    future.cancel()
+    return True
+
+
+def submitted() -> list[str]:
+    """The job folders whose tasks this process has submitted and are not done."""
+    with _lock:
+        return [folder for folder, future in _futures.items() if not future.done()]

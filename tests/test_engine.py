@@ -1,0 +1,210 @@
+"""The job engine (core.jobs) on a real in-process Dask LocalCluster of two worker processes: the CLI's
+--scheduler gives the local results without importing TensorFlow, a page's jobs run on the shared
+cluster, a killed worker's prediction is rerun to the same result, a killed worker's training reads
+failed with its checkpoint kept, and Stop works on a running and on a queued job."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from page_helpers import wait_for_job_end
+from region_images import mosaic, write_png
+
+from core.constants import PCAM_MPP
+from core.data.dataset import open_dataset
+from core.jobs import engine
+from core.settings import PROJECT_DIR, SAMPLE_DATASET
+
+ENDED = ("finished", "failed", "stopped")
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_kaggle_model):
+    data, model = tiny_kaggle_model(5)
+    return model, data
+
+
+def worker_pids(cluster) -> set[int]:
+    return set(engine.client().run(os.getpid).values())
+
+
+def wait(predicate, timeout: float = 300.0, interval: float = 0.2):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+def test_predict_with_scheduler_writes_the_local_csv_and_the_client_never_imports_tensorflow(
+    engine_cluster, tiny, tmp_path, run_cli
+):
+    model, data = tiny
+    code, local_out, _ = run_cli("predict", model, data, "--out", tmp_path / "local.csv")
+    assert code == 0
+    client = (
+        "import sys; from core.cli import main; code = main(sys.argv[1:]); "
+        "print('tensorflow imported:', 'tensorflow' in sys.modules); sys.exit(code)"
+    )
+    argv = [
+        "predict",
+        str(model),
+        str(data),
+        "--out",
+        "remote.csv",
+        "--scheduler",
+        engine_cluster.scheduler_address,
+    ]
+    result = subprocess.run([sys.executable, "-c", client, *argv], cwd=tmp_path, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(PROJECT_DIR)}, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "tensorflow imported: False"
+    assert result.stdout.splitlines()[:-1] == local_out.splitlines()
+    assert (tmp_path / "remote.csv").read_bytes() == (tmp_path / "local.csv").read_bytes()
+
+
+def test_heatmap_with_scheduler_gives_the_local_arrays(engine_cluster, tiny, tmp_path, run_cli):
+    from core.region.outputs import read_outputs
+
+    model, _ = tiny
+    image = write_png(tmp_path / "mosaic.png", mosaic().pixels)
+    common = ["heatmap", model, image, "--stride", "96", "--mpp", repr(PCAM_MPP)]
+    assert run_cli(*common, "--out", tmp_path / "local")[0] == 0
+    code, out, _ = run_cli(
+        *common, "--out", tmp_path / "remote", "--scheduler", engine_cluster.scheduler_address
+    )
+    assert code == 0 and "tiles scored" in out
+    local, remote = read_outputs(tmp_path / "local"), read_outputs(tmp_path / "remote")
+    np.testing.assert_array_equal(remote["probabilities"], local["probabilities"])
+    np.testing.assert_array_equal(remote["quality"], local["quality"])
+
+
+def test_a_page_job_runs_on_the_shared_cluster_and_a_reload_finds_it(engine_cluster, workspace, tiny):
+    from core.evaluate.jobs import job_dir, launch, read_job
+
+    model, data = tiny
+    key = launch(model, open_dataset(data))
+    job = wait_for_job_end(read_job, key)
+    assert job["state"] == "finished", (job_dir(key) / "job.log").read_text()[-2000:]
+    assert job["pid"] in worker_pids(engine_cluster)  # it ran in one of the cluster's workers
+    reread = subprocess.run(  # a reload, or another server process: the status is read from the folder
+        [sys.executable, "-c", f"from core.evaluate.jobs import read_job; print(read_job({key!r})['state'])"],
+        capture_output=True, text=True, cwd=PROJECT_DIR, env={**os.environ}, timeout=600,
+    )  # fmt: skip
+    assert reread.stdout.strip() == "finished", reread.stderr
+
+
+def test_a_worker_killed_mid_prediction_is_rerun_to_the_same_result(engine_cluster, workspace, tiny, run_cli):
+    from core.evaluate.jobs import job_dir, launch, read_job
+    from core.evaluate.predictions import default_prediction_cache_dir, read_predictions
+
+    model, _ = tiny
+    dataset = open_dataset(SAMPLE_DATASET)  # 1,000 real patches: long enough to be caught midway
+    key = launch(model, dataset)
+    running = wait(
+        lambda: (job := read_job(key)) and job["state"] == "running" and (job.get("done") or 0) > 0 and job
+    )
+    assert running["done"] < running["total"], "the job ended before the worker could be killed"
+    os.kill(running["pid"], signal.SIGKILL)  # the worker process running it
+    job = wait_for_job_end(read_job, key)
+    assert job["state"] == "finished", (job_dir(key) / "job.log").read_text()[-2000:]
+    assert job["pid"] != running["pid"]  # rerun by another worker
+    code, _, _ = run_cli("predict", model, SAMPLE_DATASET, "--out", workspace / "local.csv")
+    local = pd.read_csv(workspace / "local.csv")
+    rerun = read_predictions(default_prediction_cache_dir() / f"{key}.csv")
+    assert code == 0 and rerun["id"].tolist() == local["id"].tolist()
+    np.testing.assert_allclose(rerun["prob"].to_numpy(), local["label"].to_numpy(), atol=1e-6)
+
+
+def test_a_worker_killed_mid_training_leaves_the_run_failed_with_its_checkpoint(
+    engine_cluster, workspace, tiny
+):
+    from core.model.io import load_model
+    from core.train.job import TrainConfig, launch
+    from core.train.runs import read_metrics, read_status
+
+    _, data = tiny
+    run = launch(TrainConfig(data=[str(data)], architecture="tiny", epochs=500, batch_size=8, seed=2))
+    wait(
+        lambda: sum(r["kind"] == "epoch" for r in read_metrics(run)) >= 2
+    )  # the first epoch's checkpoint is on disk
+    pid = read_status(run)["pid"]
+    assert pid in worker_pids(engine_cluster)
+    os.kill(pid, signal.SIGKILL)
+    status = wait(lambda: (s := read_status(run))["state"] == "failed" and s)
+    assert "died" in status["error"] and "checkpoint" in status["error"]
+    assert load_model(run / "best.keras").output_shape == (None, 1)
+    wait(lambda: not engine.pending(run))  # Dask reran the task: it refused to train again
+    assert "not run again" in (run / "train.log").read_text()
+    assert read_status(run)["state"] == "failed"
+
+
+def test_stop_ends_a_running_job_and_cancels_a_queued_one(engine_cluster, workspace, tiny, tmp_path):
+    from core.evaluate.jobs import launch, read_job, stop_job
+    from core.evaluate.predictions import default_prediction_cache_dir
+
+    model, _ = tiny
+    copies = []
+    for name in ("a", "b", "c"):  # three datasets: two keep both workers busy, the third waits
+        (tmp_path / name).mkdir()
+        subprocess.run(["cp", "-r", str(SAMPLE_DATASET / "train"), str(SAMPLE_DATASET / "train_labels.csv"),
+                        str(tmp_path / name)], check=True)  # fmt: skip
+        copies.append(open_dataset(tmp_path / name))
+    keys = [launch(model, dataset) for dataset in copies[:2]]
+    wait(
+        lambda: all(read_job(key)["state"] == "running" for key in keys), timeout=900
+    )  # a worker may be re-importing TensorFlow
+    queued = launch(model, copies[2])
+    assert read_job(queued)["state"] == "queued"
+    stop_job(queued)
+    assert read_job(queued)["state"] == "stopped"
+    for key in keys:
+        stop_job(key)
+    for key in keys:
+        job = wait_for_job_end(read_job, key)
+        assert job["state"] == "stopped" and not job.get("error")
+    assert not engine.pending(default_prediction_cache_dir() / "jobs" / queued)
+    assert read_job(queued)["state"] == "stopped"
+    assert not any((default_prediction_cache_dir() / f"{key}.csv").exists() for key in [*keys, queued])
+
+
+def test_an_unreachable_scheduler_is_one_line_and_exit_2(tiny, tmp_path, run_cli):
+    model, data = tiny
+    code, _, err = run_cli(
+        "predict", model, data, "--out", tmp_path / "p.csv", "--scheduler", "tcp://127.0.0.1:9"
+    )
+    assert code == 2 and err.startswith("error: the Dask scheduler at tcp://127.0.0.1:9 cannot be reached")
+    assert "Traceback" not in err and not (tmp_path / "p.csv").exists()
+
+
+def test_a_heatmap_started_on_the_region_page_runs_on_the_shared_cluster(engine_cluster, workspace, tiny):
+    from page_helpers import open_page
+
+    from core.constants import DEFAULT_THRESHOLD
+    from core.region.jobs import job_dir, job_key, read_job
+
+    model, _ = tiny
+    workspace.mkdir(parents=True, exist_ok=True)
+    path = write_png(workspace / "mosaic.png", mosaic().pixels)
+    at = open_page(workspace, "region", model=model)
+    at.text_input(key="region_path").input(str(path)).run()
+    at.number_input(key="region_mpp").set_value(PCAM_MPP).run()
+    at.button(key="region_start").click().run()
+    assert not at.exception, at.exception
+    key = job_key(model, path, stride=96, mpp=PCAM_MPP, threshold=DEFAULT_THRESHOLD)  # the page's defaults
+    job = wait_for_job_end(read_job, key)
+    assert job["state"] == "finished", (job_dir(key) / "job.log").read_text()[-2000:]
+    assert job["pid"] in worker_pids(engine_cluster)
+    at.run()  # what a rerun of the page (or a reload) draws from the job's folder
+    assert not at.exception, at.exception
+    assert len(at.get("plotly_chart")) == 1
