@@ -16,6 +16,7 @@ from pathlib import Path
 import streamlit as st
 
 from core.errors import PatchLensError
+from core.jobs.status import stop_requested
 from core.settings import check_allowed
 from core.slides.aggregate import AGGREGATIONS, DEFAULT_AGGREGATE
 from core.slides.jobs import (
@@ -29,7 +30,6 @@ from core.slides.jobs import (
     stop_job,
 )
 from core.slides.task import SlideOptions
-from core.train.runs import stop_requested
 from ui.frame import page
 from ui.job_panel import JobView, done_of_total, fraction_done
 from ui.job_panel import job_panel as ui_job_panel

@@ -61,7 +61,7 @@ def prediction_jobs(
 def prediction_job_view(job_id: str, folder, title: str, stop_key: str) -> JobView:
     """How the job panel reads, stops and words one prediction (or features) job."""
     from core.evaluate.jobs import FEATURES_PHASE, LOADING_PHASE, job_dir, read_job, stop_job
-    from core.train.runs import stop_requested
+    from core.jobs.status import stop_requested
 
     def progress(status: dict) -> tuple[float, str]:
         done, total = done_of_total(status)

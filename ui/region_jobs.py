@@ -107,7 +107,7 @@ def heatmap_job(key: str | None, model_path: str, image: Path, stride: int, mpp:
 
 def heatmap_view(key: str) -> JobView:
     """How the job panel reads, stops and words one heatmap job (tiles, tiles/s, ETA)."""
-    from core.train.runs import stop_requested
+    from core.jobs.status import stop_requested
 
     return JobView(
         key=key,

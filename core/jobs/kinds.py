@@ -30,6 +30,7 @@ KINDS = {
         JobKind(
             "folds", "label-issues", "cross-validated out-of-fold probabilities and label-issue suspects"
         ),
+        JobKind("slides", "slides-job", "a cohort of slides: each slide's heatmap, slide scores and metrics"),
         JobKind("train", "train", "a trained model and its run record", retries=0, log_name="train.log"),
     )
 }

@@ -72,10 +72,13 @@ def slide_executor(scheduler: str | None = None) -> Iterator[Executor]:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="slide") as executor:
             yield executor
         return
-    from distributed import Client
+    from core.jobs import engine
 
-    with Client(scheduler) as client:
-        yield client.get_executor()
+    engine.use(scheduler)  # the one engine's client, its workers warmed (core.jobs.worker)
+    try:
+        yield engine.client().get_executor()
+    finally:
+        engine.close()
 
 
 def run_cohort(model_path, inputs, out_dir, *, options: SlideOptions = SlideOptions(),

@@ -1,14 +1,15 @@
-"""Cohort jobs: `core slides` in its own process, for the Slides page.
+"""Cohort jobs: `core slides` on the job engine, for the Slides page.
 
-`launch(model, folder, labels=…, annotations=…, options=…, aggregate=…)` starts `python -m core
-slides-job … --key KEY` (core.train.runs.start_core_command) and returns KEY, a hash of the model
+`launch(model, folder, labels=…, annotations=…, options=…, aggregate=…)` queues `python -m core
+slides-job … --key KEY` on the engine (core.jobs: a warm worker) and returns KEY, a hash of the model
 file and the inputs' paths and options. The page finds the job again after a reload, or from a second
 session, by computing the same key. Everything lives in `<workspace>/cache/slides/jobs/<KEY>/`:
 status.json (state, phase, done/total slides, the last slide, tiles_per_s, eta_s, heartbeat, error),
 stop.request, job.log, and the cohort's folder `cohort/` (core.slides.cohort), complete once
 cohort/summary.json exists. The key leaves out the slides' contents on purpose: a re-run of the same
 cohort reuses the folder, where each slide's own key decides what is recomputed (core.slides.task).
-Reading, staleness and stopping are core.evaluate.jobs' own, on this folder.
+Reading, staleness and stopping are core.jobs.launch's, on this folder. A cohort is idempotent (each
+slide's folder is complete or recomputed), so the engine reruns it when its worker is lost.
 """
 
 from __future__ import annotations
@@ -20,18 +21,13 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from core.evaluate.jobs import job_lifecycle
-from core.evaluate.jobs import read_job as _read_job
-from core.evaluate.jobs import stop_job as _stop_job
 from core.files import read_json
+from core.jobs import launch as jobs
+from core.jobs.status import LOADING_PHASE, JobReporter, job_lifecycle, stop_requested  # noqa: F401
 from core.slides.cohort import CohortStopped, run_cohort
 from core.slides.task import SlideOptions
-from core.train.reporting import JobReporter
-from core.train.runs import ACTIVE_STATES, start_core_command, stop_requested, write_status
 
-LOADING_PHASE = "Starting TensorFlow and loading the model…"
 SCORING_PHASE = "scoring slides"
-LOG_NAME = "job.log"
 COHORT_DIR = "cohort"
 
 
@@ -65,16 +61,19 @@ def job_key(model_path, folder, *, labels=None, annotations=None, options: Slide
 
 def read_job(key: str) -> dict | None:
     """The job's status (a dead or silent job reads as failed), or None when none was started."""
-    return _read_job(key, slides_cache_dir())
+    from core.evaluate.jobs import check_key
+
+    return jobs.read(job_dir(check_key(key)), what="cohort")
 
 
 def stop_job(key: str) -> None:
-    """Ask the job to stop once the slides being scored are done (it ends as `stopped`)."""
-    _stop_job(key, slides_cache_dir())
+    """Ask the job to stop once the slides being scored are done (it ends as `stopped`); one still
+    queued is cancelled."""
+    jobs.stop(job_dir(key), what="cohort job")
 
 
 def _arguments(model_path, folder, labels, annotations, options: SlideOptions, aggregate: str) -> list[str]:
-    arguments = ["slides-job", str(model_path), str(folder), "--stride", str(options.stride)]
+    arguments = [str(model_path), str(folder), "--stride", str(options.stride)]
     arguments += ["--threshold", repr(float(options.threshold)), "--aggregate", aggregate]
     arguments += ["--labels", str(labels)] if labels else []
     arguments += ["--annotations", str(annotations)] if annotations else []
@@ -83,19 +82,15 @@ def _arguments(model_path, folder, labels, annotations, options: SlideOptions, a
 
 def launch(model_path, folder, *, labels=None, annotations=None, options: SlideOptions = SlideOptions(),
            aggregate: str) -> str:  # fmt: skip
-    """Start the cohort in its own process (joined when it already runs); returns its key."""
+    """Queue the cohort on the engine (joined when it already runs, never started twice); returns its key."""
     key = job_key(model_path, folder, labels=labels, annotations=annotations, options=options)
-    job = read_job(key)
-    if job and job["state"] in ACTIVE_STATES:
-        return key
-    target = job_dir(key)
-    target.mkdir(parents=True, exist_ok=True)
-    for name in ("status.json", "stop.request"):
-        (target / name).unlink(missing_ok=True)  # a new attempt forgets the last one's fields
-    write_status(target, "queued", pid=os.getpid(), created=time.time(), phase=LOADING_PHASE, done=0,
-                 folder=str(folder), model=str(model_path))  # fmt: skip
-    arguments = _arguments(model_path, folder, labels, annotations, options, aggregate) + ["--key", key]
-    write_status(target, "queued", pid=start_core_command(arguments, target / LOG_NAME))
+    with jobs.exclusive(slides_cache_dir() / "jobs"):
+        if jobs.is_active(read_job(key)):
+            return key
+        target = job_dir(key)
+        jobs.queue(target, folder=str(folder), model=str(model_path))
+        arguments = _arguments(model_path, folder, labels, annotations, options, aggregate) + ["--key", key]
+        jobs.start("slides", target, arguments)
     return key
 
 
