@@ -286,6 +286,19 @@ def baseline_server(tmp_path_factory):
         yield served
 
 
+@pytest.fixture
+def cold_engine():
+    """This process's job engine closed before the test, so the test's first job starts the embedded
+    cluster, its workers still importing TensorFlow — the first job of a freshly started server. That
+    is the window in which a page shows a queued job with its progress and Stop button; on a warm
+    engine a job of a few patches is over before the page's next run."""
+    from core.jobs import engine
+
+    engine.use(None)
+    yield
+    engine.use(None)
+
+
 @pytest.fixture(scope="session")
 def engine_cluster():
     """One real Dask LocalCluster for the session (2 worker processes, 1 thread each), and the job

@@ -52,7 +52,7 @@ def chart_traces(at, key: str) -> list[str]:
     return [trace.get("name") for trace in json.loads(chart.proto.spec)["data"]]
 
 
-def test_runs_both_models_once_then_compares_them_at_the_shared_threshold(setup, monkeypatch):
+def test_runs_both_models_once_then_compares_them_at_the_shared_threshold(setup, monkeypatch, cold_engine):
     workspace, data, model_a, model_b = setup
     at = open_compare(workspace, data, model_a, monkeypatch)
     assert at.title[0].value.endswith("Compare")

@@ -220,7 +220,9 @@ def test_moving_the_threshold_does_not_rerun_the_auc_bootstrap(evaluate):
     assert not at.exception and bootstrap_computations() == 3
 
 
-def test_the_page_stops_a_job_and_reports_a_failed_one(run_without_model, page_model, tmp_path, monkeypatch):
+def test_the_page_stops_a_job_and_reports_a_failed_one(
+    run_without_model, page_model, tmp_path, monkeypatch, cold_engine
+):
     from core.data.dataset import open_dataset
     from core.evaluate.jobs import job_dir, read_job
     from core.evaluate.predictions import prediction_cache_key
@@ -233,7 +235,7 @@ def test_the_page_stops_a_job_and_reports_a_failed_one(run_without_model, page_m
     key = prediction_cache_key(model, open_dataset(data))
     at = open_page(workspace, "evaluate", model=model, dataset=data)
     at.button(key="start_prediction_job").click().run()
-    at.button(key="stop_prediction_job").click().run()  # lands while TensorFlow still starts
+    at.button(key="stop_prediction_job").click().run()  # lands while the engine still starts
     assert wait_for_job_end(read_job, key)["state"] == "stopped"
     at.run()
     assert not at.exception and any("was stopped" in i.value for i in at.info)
@@ -390,7 +392,10 @@ def test_a_large_dataset_is_not_hashed_on_the_page_and_its_overlap_comes_with_th
     at = open_page(workspace, "evaluate", model=BASELINE_MODEL, dataset=data)
     assert not list((workspace / "cache").glob("hashes/*.npy"))
     at.button(key="start_prediction_job").click().run()
-    assert wait_for_job_end(read_job, prediction_cache_key(BASELINE_MODEL, open_dataset(data)))["state"] == "finished"
+    assert (
+        wait_for_job_end(read_job, prediction_cache_key(BASELINE_MODEL, open_dataset(data)))["state"]
+        == "finished"
+    )
     at.run()
     assert not at.exception
     assert any("0 of 8 patches were in this model's training data" in c.value for c in at.caption)

@@ -36,7 +36,7 @@ LAUNCH_LOCK = ".launch.lock"  # held while a launch checks for a running job and
 RERUN_PHASE = "Its worker was lost; running it again…"
 
 
-def queue(folder: Path, **fields) -> None:
+def queue(folder: Path, /, **fields) -> None:
     """A fresh `queued` status in `folder` (the last attempt's fields and stop request forgotten)."""
     clear_for_new_attempt(folder)
     write_status(

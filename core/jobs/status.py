@@ -54,7 +54,7 @@ def pid_alive(pid: int | None) -> bool:
         return True
 
 
-def write_status(folder: str | Path, state: str, **fields) -> dict:
+def write_status(folder: str | Path, state: str, /, **fields) -> dict:
     """Replace status.json, keeping earlier fields (started, pid, ...) unless overridden."""
     if state not in STATES:
         raise ValueError(f"unknown state {state!r}")
