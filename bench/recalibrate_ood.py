@@ -53,7 +53,9 @@ def main() -> None:
     sets = {"valA": args.split / "valA", "kaggle": KAGGLE_SAMPLE, "valB": args.split / "valB"}
     found = {name: distances(model, stats, path) for name, path in sets.items()}
     calibration = np.concatenate([found["valA"], found["kaggle"]])
-    log(f"stored threshold {stats.threshold:.3f} ({stats.percentile:g}th percentile, n {stats.n_calibration})")
+    log(
+        f"stored threshold {stats.threshold:.3f} ({stats.percentile:g}th percentile, n {stats.n_calibration})"
+    )
     for name, values in found.items():
         log(f"  at the stored threshold: {name} {np.mean(values > stats.threshold):.2%} of {len(values):,}")
     print("| percentile of valA + Kaggle TIFFs | threshold | valA | Kaggle TIFFs | valB (held out) |")

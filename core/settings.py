@@ -109,6 +109,8 @@ def roots_from_ui(server_address: str | None) -> bool:
             f"{ROOTS_FROM_UI_ENV} must be 1 or 0, not {text!r}: adding data roots in the sidebar is off."
         )
     return SWITCH_VALUES[text]
+
+
 # Region images: the memory a decode may take, and how long uploads are kept.
 REGION_DECODE_ENV = "PATCHLENS_REGION_DECODE_MB"
 REGION_DECODE_MB = 256  # one TIFF strip/tile, or a whole PNG/JPEG, decoded (width x height x samples x bytes)

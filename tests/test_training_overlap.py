@@ -105,7 +105,9 @@ def test_training_cache_rows_hash_like_their_source_dense_or_sparse(workspace, s
         assert np.array_equal(cache_rows_hashes([(cache, rows)]), np.unique(source[rows]))
 
 
-def test_scoring_a_dataset_caches_its_hashes_so_overlap_needs_no_second_read(workspace, small_kaggle, page_model):
+def test_scoring_a_dataset_caches_its_hashes_so_overlap_needs_no_second_read(
+    workspace, small_kaggle, page_model
+):
     """A prediction job hashes the pixels it scores: afterwards the page finds the dataset's hashes."""
     from core.data.hashes import cached_dataset_hashes
     from core.evaluate.predict import predict_dataset

@@ -50,7 +50,9 @@ class Overlap:
     def sentence(self) -> str:
         """The words every page uses: 'k of n patches were in this model's training data'."""
         if self.pending:
-            return "How many of these patches were in this model's training data is counted with its predictions"
+            return (
+                "How many of these patches were in this model's training data is counted with its predictions"
+            )
         return f"{self.in_training:,} of {self.n:,} patches were in this model's training data"
 
 

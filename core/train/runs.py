@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from core.errors import InputError, JobConflictError, RunError
+from core.errors import JobConflictError, RunError
 from core.files import atomic_write_bytes, atomic_write_json, read_json  # noqa: F401 (re-exported)
 from core.jobs.status import (  # noqa: F401 (the one lifecycle of every job; these were defined here)
     ACTIVE_STATES,
