@@ -19,7 +19,12 @@ import pytest
 from PIL import Image
 
 from core.data.images import decode_patch
-from core.settings import SAMPLE_DATASET
+from core.settings import ENGINE_WORKERS_ENV, SAMPLE_DATASET
+
+# One engine worker per embedded cluster in the tests (the app's default is two): every test process and
+# every Streamlit server a browser test starts has its own engine, and on two cores a second TensorFlow
+# worker each only adds start-up work. The engine's own tests build their 2-worker cluster themselves.
+os.environ.setdefault(ENGINE_WORKERS_ENV, "1")
 
 SMALL_N = 40  # patches per small fixture: enough for both classes, cheap to copy
 # baseline_server's data roots: Kaggle-layout folders of real patches, patches per class
