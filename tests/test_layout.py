@@ -36,7 +36,6 @@ LONG_FUNCTIONS_ALLOWED = {  # (file, function)
     ("core/train/data.py", "prepare_data"),
     ("core/train/distributed.py", "fit_multiworker"),
     ("core/train/job.py", "run_training"),
-    ("core/train/pipeline.py", "make_dataset"),
     ("tests/test_multiworker.py", "test_two_workers_on_localhost_train_together_and_only_the_chief_writes"),
     ("tests/test_page_compare.py", "test_runs_both_models_once_then_compares_them_at_the_shared_threshold"),
 }
