@@ -32,7 +32,6 @@ UPWARD_IMPORTS_ALLOWED = {  # (module, what it imports)
     ("core.evaluate.jobs", "core.diagnose.features"),  # a feature job's cache key and folder
 }
 LONG_FUNCTIONS_ALLOWED = {  # (file, function)
-    ("core/data/cache.py", "prepare"),
     ("core/train/data.py", "prepare_data"),
     ("core/train/distributed.py", "fit_multiworker"),
     ("core/train/job.py", "run_training"),
