@@ -60,8 +60,15 @@ def test_runs_both_models_once_then_compares_them_at_the_shared_threshold(setup,
     at.selectbox(key="compare_model_b").set_value(str(model_b)).run()
     notices = [i.value for i in at.info if "not computed yet" in i.value]
     assert len(notices) == 2 and "Model B (run tiny-b)" in notices[1]
+    _run_both_models_as_jobs(at, setup, monkeypatch)
+    paired = _paired_predictions_from_the_cache(at, data, model_a, model_b)
+    groups = _check_the_comparison_at_a_threshold_where_they_disagree(at, paired)
+    _check_the_disagreeing_patches_and_their_grad_cams(at, groups)
 
-    # Both models run as background prediction jobs (Evaluate's), each with its progress and Stop.
+
+def _run_both_models_as_jobs(at, setup, monkeypatch) -> None:
+    """Both models run as background prediction jobs (Evaluate's), each with its progress and Stop."""
+    workspace, data, model_a, model_b = setup
     at.button(key="compare_run").click().run()
     assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
     assert not any("not computed yet" in i.value for i in at.info)
@@ -74,6 +81,10 @@ def test_runs_both_models_once_then_compares_them_at_the_shared_threshold(setup,
     for model in (model_a, model_b):
         job = wait_for_job_end(read_job, prediction_cache_key(model, dataset))
         assert job["state"] == "finished", job
+
+
+def _paired_predictions_from_the_cache(at, data, model_a, model_b):
+    """The page, rerun, draws from the two prediction files the jobs wrote; their paired predictions."""
     at.run()
     assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
     assert not any("not computed yet" in i.value for i in at.info)  # redrawn from the cache
@@ -82,8 +93,12 @@ def test_runs_both_models_once_then_compares_them_at_the_shared_threshold(setup,
     assert file_a.is_file() and file_b.is_file()  # in the workspace's prediction cache, Evaluate's
     paired = pair_predictions(read_predictions(file_a), read_predictions(file_b))
     assert not np.allclose(paired["prob_a"], paired["prob_b"])
+    return paired
 
-    # A threshold between the two models' scores makes them disagree.
+
+def _check_the_comparison_at_a_threshold_where_they_disagree(at, paired):
+    """A threshold between the two models' scores makes them disagree; the page's counts, table, tests'
+    verdicts and curves are those of core.evaluate.compare. Returns the disagreement groups."""
     threshold = float(np.median(np.concatenate([paired["prob_a"], paired["prob_b"]])))
     at.slider(key="threshold_slider").set_value(threshold).run()
     assert not at.exception and not at.error
@@ -110,7 +125,10 @@ def test_runs_both_models_once_then_compares_them_at_the_shared_threshold(setup,
     assert len(roc) == 3 and roc[0].startswith("A: run tiny-a") and roc[1].startswith("B: run tiny-b")
     assert f"AUC {expected['auc_a']:.3f}" in roc[0]
     assert len(chart_traces(at, "compare_pr")) == 2
+    return groups
 
+
+def _check_the_disagreeing_patches_and_their_grad_cams(at, groups) -> None:
     group = "A right, B wrong" if len(groups.a_right) else "B right, A wrong"
     rows = groups.a_right if len(groups.a_right) else groups.b_right
     at.radio(key="compare_group").set_value(group).run()

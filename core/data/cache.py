@@ -97,52 +97,9 @@ def prepare(
     chunks = [list(range(start, min(start + chunk, total))) for start in range(0, total, chunk)]
     temporary = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
     started = time.perf_counter()
-    failed: list[Problem] = []
     try:
         with h5py.File(temporary, "w") as handle:
-            x = handle.create_dataset(
-                "x",
-                shape=(total, *PATCH_SHAPE),
-                maxshape=(None, *PATCH_SHAPE),
-                dtype=np.uint8,
-                chunks=(max(1, min(CHUNK_PATCHES, total)), *PATCH_SHAPE),
-            )
-            y = np.full(total, UNLABELLED, dtype=np.int8)
-            ids: list[str] = []
-            groups: list[str] = []
-            written = done = 0
-            if progress:
-                progress(0, total)
-            for batch, good, bad in map_chunks(dataset, _read_chunk, chunks, workers=workers):
-                x[written : written + len(good)] = batch
-                if dataset.labels is not None:
-                    y[written : written + len(good)] = dataset.labels[good]
-                ids += [dataset.ids[i] for i in good]
-                if dataset.groups is not None:
-                    groups += [dataset.groups[i] for i in good]
-                failed += [Problem(dataset.ids[i], message) for i, message in sorted(bad.items())]
-                written += len(good)
-                done += len(good) + len(bad)
-                if progress:
-                    progress(done, total)
-            if written == 0:
-                raise DatasetError(f"no patch of {dataset.path} could be read; no cache written.")
-            x.resize(written, axis=0)
-            text = h5py.string_dtype("utf-8")
-            handle.create_dataset("y", data=y[:written])
-            handle.create_dataset("ids", data=np.array(ids, dtype=object), dtype=text)
-            if dataset.groups is not None:
-                handle.create_dataset("groups", data=np.array(groups, dtype=object), dtype=text)
-            problems = dataset.problems + failed
-            handle.create_dataset(
-                "problems",
-                data=json.dumps([asdict(p) for p in problems]),
-                dtype=text,
-            )
-            handle.attrs[CACHE_MARK] = CACHE_VERSION
-            handle.attrs["source"] = str(dataset.path)
-            handle.attrs["layout"] = dataset.layout
-            handle.attrs[PATCH_COUNT] = written  # its record: a cache holding another count is damaged
+            written, failed = _fill_cache(handle, dataset, chunks, workers, progress)
         os.replace(temporary, out_path)
     except (OSError, RuntimeError) as error:  # h5py reports a full disk as either
         temporary.unlink(missing_ok=True)
@@ -163,6 +120,66 @@ def prepare(
         seconds=time.perf_counter() - started,
         problems=failed,
     )
+
+
+def _fill_cache(
+    handle, dataset: Dataset, chunks: list[list[int]], workers: int, progress
+) -> tuple[int, list[Problem]]:
+    """Decode the chunks into the open HDF5 file's pixels, then write its labels, ids, groups, problems and
+    record; returns how many patches were written and the ones that could not be read."""
+    total = len(dataset)
+    x = handle.create_dataset(
+        "x",
+        shape=(total, *PATCH_SHAPE),
+        maxshape=(None, *PATCH_SHAPE),
+        dtype=np.uint8,
+        chunks=(max(1, min(CHUNK_PATCHES, total)), *PATCH_SHAPE),
+    )
+    y = np.full(total, UNLABELLED, dtype=np.int8)
+    ids: list[str] = []
+    groups: list[str] = []
+    failed: list[Problem] = []
+    written = done = 0
+    if progress:
+        progress(0, total)
+    for batch, good, bad in map_chunks(dataset, _read_chunk, chunks, workers=workers):
+        x[written : written + len(good)] = batch
+        if dataset.labels is not None:
+            y[written : written + len(good)] = dataset.labels[good]
+        ids += [dataset.ids[i] for i in good]
+        if dataset.groups is not None:
+            groups += [dataset.groups[i] for i in good]
+        failed += [Problem(dataset.ids[i], message) for i, message in sorted(bad.items())]
+        written += len(good)
+        done += len(good) + len(bad)
+        if progress:
+            progress(done, total)
+    if written == 0:
+        raise DatasetError(f"no patch of {dataset.path} could be read; no cache written.")
+    x.resize(written, axis=0)
+    _write_index(handle, dataset, y[:written], ids, groups, failed)
+    return written, failed
+
+
+def _write_index(handle, dataset: Dataset, y: np.ndarray, ids: list[str], groups: list[str], failed) -> None:
+    """Everything of the cache but its pixels: labels, ids, groups, problems and the record attributes."""
+    import h5py
+
+    text = h5py.string_dtype("utf-8")
+    handle.create_dataset("y", data=y)
+    handle.create_dataset("ids", data=np.array(ids, dtype=object), dtype=text)
+    if dataset.groups is not None:
+        handle.create_dataset("groups", data=np.array(groups, dtype=object), dtype=text)
+    problems = dataset.problems + failed
+    handle.create_dataset(
+        "problems",
+        data=json.dumps([asdict(p) for p in problems]),
+        dtype=text,
+    )
+    handle.attrs[CACHE_MARK] = CACHE_VERSION
+    handle.attrs["source"] = str(dataset.path)
+    handle.attrs["layout"] = dataset.layout
+    handle.attrs[PATCH_COUNT] = len(ids)  # its record: a cache holding another count is damaged
 
 
 def _read_chunk(dataset: Dataset, indices: list[int]):

@@ -1,2 +1,3 @@
 """Layer 3, evaluate: metrics, predictions (streamed prediction, the prediction cache and background
-prediction jobs), explanations (Grad-CAM and friends) and the interpretation of a model's predictions."""
+prediction jobs), penultimate-layer features (their streamed pass and cache), explanations (Grad-CAM and
+friends) and the interpretation of a model's predictions."""

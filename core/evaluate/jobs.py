@@ -7,7 +7,7 @@ Feature map pages.
 second session, by computing the same key (`job_key`). The job writes its result through
 core.evaluate.predict.cached_predictions, so the file is the very one `python -m core evaluate` and the
 page read. With `features=True` the job computes the Feature map's features instead
-(core.diagnose.features.cached_features, keyed by feature_cache_key, its folder the feature cache).
+(core.evaluate.features.cached_features, keyed by feature_cache_key, its folder the feature cache).
 A job reports only through files in `<its cache>/jobs/<KEY>/`: status.json, stop.request and job.log
 (the lifecycle is core.jobs.status').
 
@@ -80,7 +80,7 @@ def stop_job(key: str, cache_dir: str | Path | None = None) -> None:
 def job_key(model_path: str | Path, dataset, *, tta: bool = False, features: bool = False) -> str:
     """The key of the job computing (model, dataset): the name of the cache file it writes."""
     if features:
-        from core.diagnose.features import feature_cache_key
+        from core.evaluate.features import feature_cache_key
 
         return feature_cache_key(model_path, dataset)
     from core.evaluate.predictions import prediction_cache_key
@@ -93,7 +93,7 @@ def results_dir(cache_dir: str | Path | None = None, *, features: bool = False) 
     cache for a features job, else None (the prediction cache, core.evaluate.predictions' default)."""
     if cache_dir is not None or not features:
         return cache_dir
-    from core.diagnose.features import default_feature_cache_dir
+    from core.evaluate.features import default_feature_cache_dir
 
     return default_feature_cache_dir()
 
@@ -175,7 +175,7 @@ def _compute(
         job.update(phase=phase, done=done, total=total)
 
     if features:
-        from core.diagnose.features import cached_features
+        from core.evaluate.features import cached_features
 
         cached_features(model_path, dataset, cache_dir=cache_dir, model=model, progress=progress)
     else:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,7 +94,25 @@ def metrics_at(labels, probs, threshold: float = DEFAULT_THRESHOLD) -> dict:
     (tn, fp), (fn, tp) = _confusion(labels, probs, threshold).tolist()
     n = len(labels)
     undefined: dict[str, str] = {}
+    counted = _confusion_metrics(tn, fp, fn, tp, threshold, undefined)
+    ranked = _ranking_metrics(labels, probs, tp + fn, undefined)
+    return {
+        "n": n,
+        "threshold": threshold,
+        "accuracy": (tp + tn) / n,
+        **counted,
+        **ranked,
+        **_probability_metrics(labels, probs),
+        "confusion": [[tn, fp], [fn, tp]],
+        "undefined": undefined,
+    }
 
+
+def _confusion_metrics(
+    tn: int, fp: int, fn: int, tp: int, threshold: float, undefined: dict[str, str]
+) -> dict:
+    """The metrics of the confusion counts (balanced accuracy, sensitivity, specificity, precision, f1);
+    each one the counts cannot define is None, with its reason added to `undefined`."""
     sensitivity = _ratio(tp, tp + fn)
     specificity = _ratio(tn, tn + fp)
     precision = _ratio(tp, tp + fp)
@@ -108,41 +127,41 @@ def metrics_at(labels, probs, threshold: float = DEFAULT_THRESHOLD) -> dict:
         undefined["f1"] = "undefined: no tumour patches and none predicted"
     recalls = [r for r in (sensitivity, specificity) if r is not None]
     balanced_accuracy = float(np.mean(recalls))  # as scikit-learn: mean of the defined recalls
+    return {
+        "balanced_accuracy": balanced_accuracy,
+        "sensitivity": sensitivity,
+        "specificity": specificity,
+        "precision": precision,
+        "f1": f1,
+    }
 
+
+def _ranking_metrics(
+    labels: np.ndarray, probs: np.ndarray, positives: int, undefined: dict[str, str]
+) -> dict:
+    """AUC and average precision, threshold-free; None (reason in `undefined`) when the labels cannot
+    define them."""
     one_class = _one_class_reason(labels)
     if one_class:
         auc = None
         undefined["auc"] = one_class
     else:
         auc = float(skm.roc_auc_score(labels, probs))
-    if tp + fn == 0:
+    if positives == 0:
         average_precision = None
         undefined["average_precision"] = "undefined: no tumour patches in the labels"
     else:
         average_precision = float(skm.average_precision_score(labels, probs))
+    return {"auc": auc, "average_precision": average_precision}
 
+
+def _probability_metrics(labels: np.ndarray, probs: np.ndarray) -> dict:
+    """The metrics of the probabilities themselves: log loss, Brier score and ECE."""
     eps = np.finfo(np.float64).eps  # the clipping scikit-learn's log_loss applies
     clipped = np.clip(probs, eps, 1 - eps)
     log_loss = float(-np.mean(labels * np.log(clipped) + (1 - labels) * np.log(1 - clipped)))
     brier = float(np.mean((probs - labels) ** 2))
-
-    return {
-        "n": n,
-        "threshold": threshold,
-        "accuracy": (tp + tn) / n,
-        "balanced_accuracy": balanced_accuracy,
-        "sensitivity": sensitivity,
-        "specificity": specificity,
-        "precision": precision,
-        "f1": f1,
-        "auc": auc,
-        "average_precision": average_precision,
-        "log_loss": log_loss,
-        "brier": brier,
-        "ece": reliability_curve(labels, probs).ece,
-        "confusion": [[tn, fp], [fn, tp]],
-        "undefined": undefined,
-    }
+    return {"log_loss": log_loss, "brier": brier, "ece": reliability_curve(labels, probs).ece}
 
 
 # --------------------------------------------------------------------------- curves
@@ -262,50 +281,69 @@ def bootstrap_ci(
     """
     labels, probs = check_labels_probs(labels, probs)
     threshold = check_threshold(threshold)
+    _check_bootstrap_arguments(metric, n_boot, confidence)
+    if metric == "auc" and _one_class_reason(labels):
+        return None
+    if metric == "accuracy":
+        summarise = _accuracy_summariser(labels, probs, threshold)
+    else:
+        summarise = _auc_summariser(labels, probs)
+    values = _resampled_values(summarise, len(labels), int(n_boot), seed)
+    if len(values) == 0:
+        return None
+    tail = (1.0 - confidence) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def _check_bootstrap_arguments(metric: str, n_boot: int, confidence: float) -> None:
     if metric not in BOOTSTRAP_METRICS:
         raise InputError(f"metric must be one of {BOOTSTRAP_METRICS}; got {metric!r}.")
     if int(n_boot) != n_boot or n_boot < 1:
         raise InputError(f"n_boot must be a positive integer; got {n_boot}.")
     if not 0.0 < confidence < 1.0:
         raise InputError(f"confidence must lie in (0, 1); got {confidence}.")
-    if metric == "auc" and _one_class_reason(labels):
-        return None
 
+
+def _accuracy_summariser(labels: np.ndarray, probs: np.ndarray, threshold: float) -> Callable:
+    """Resample rows of patch indices -> the accuracy of each resample."""
+    correct = ((probs >= threshold) == (labels == 1)).astype(np.float64)
+
+    def summarise(idx: np.ndarray) -> np.ndarray:
+        return correct[idx].mean(axis=1)
+
+    return summarise
+
+
+def _auc_summariser(labels: np.ndarray, probs: np.ndarray) -> Callable:
+    """Resample rows of patch indices -> the AUC of each resample (NaN when it holds one class)."""
+    # Group tied scores: AUC = P(score_pos > score_neg) + 0.5 P(tie), from group counts.
+    groups, inverse = np.unique(probs, return_inverse=True)
+    positive = labels == 1
+
+    def summarise(idx: np.ndarray) -> np.ndarray:
+        rows = idx.shape[0]
+        flat = (np.arange(rows)[:, None] * len(groups) + inverse[idx]).ravel()
+        weights = positive[idx].ravel()
+        size = rows * len(groups)
+        pos = np.bincount(flat, weights=weights, minlength=size).reshape(rows, -1)
+        neg = np.bincount(flat, weights=~weights, minlength=size).reshape(rows, -1)
+        neg_below = np.cumsum(neg, axis=1) - neg
+        wins = np.sum(pos * (neg_below + 0.5 * neg), axis=1)
+        pairs = pos.sum(axis=1) * neg.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(pairs > 0, wins / pairs, np.nan)
+
+    return summarise
+
+
+def _resampled_values(summarise: Callable, n: int, n_boot: int, seed: int) -> np.ndarray:
+    """`summarise` over n_boot resamples of n patches, in chunks that bound memory; NaNs dropped."""
     rng = np.random.default_rng(seed)
-    n = len(labels)
     chunk = max(1, _MAX_BOOTSTRAP_CELLS // n)
-    if metric == "accuracy":
-        correct = ((probs >= threshold) == (labels == 1)).astype(np.float64)
-
-        def summarise(idx: np.ndarray) -> np.ndarray:
-            return correct[idx].mean(axis=1)
-
-    else:
-        # Group tied scores: AUC = P(score_pos > score_neg) + 0.5 P(tie), from group counts.
-        groups, inverse = np.unique(probs, return_inverse=True)
-        positive = labels == 1
-
-        def summarise(idx: np.ndarray) -> np.ndarray:
-            rows = idx.shape[0]
-            flat = (np.arange(rows)[:, None] * len(groups) + inverse[idx]).ravel()
-            weights = positive[idx].ravel()
-            size = rows * len(groups)
-            pos = np.bincount(flat, weights=weights, minlength=size).reshape(rows, -1)
-            neg = np.bincount(flat, weights=~weights, minlength=size).reshape(rows, -1)
-            neg_below = np.cumsum(neg, axis=1) - neg
-            wins = np.sum(pos * (neg_below + 0.5 * neg), axis=1)
-            pairs = pos.sum(axis=1) * neg.sum(axis=1)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                return np.where(pairs > 0, wins / pairs, np.nan)
-
     values = []
-    for start in range(0, int(n_boot), chunk):
-        rows = min(chunk, int(n_boot) - start)
+    for start in range(0, n_boot, chunk):
+        rows = min(chunk, n_boot - start)
         values.append(summarise(rng.integers(0, n, size=(rows, n))))
     values = np.concatenate(values)
-    values = values[~np.isnan(values)]
-    if len(values) == 0:
-        return None
-    tail = (1.0 - confidence) / 2 * 100
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return float(low), float(high)
+    return values[~np.isnan(values)]

@@ -216,36 +216,14 @@ def predict_dataset(
     """
     if int(batch_size) != batch_size or batch_size < 1:
         raise InputError(f"batch_size must be a positive integer; got {batch_size}.")
-    kept_index: list[np.ndarray] = []
-    probs: list[np.ndarray] = []
-    spreads: list[np.ndarray] = []
-    qualities: list[str] = []
     skipped: dict[str, str] = {}
-    hashes = np.full(len(dataset), UNREADABLE, dtype=np.uint64)  # the pixels' content, for overlap
     source = dataset_batches(dataset, int(batch_size), skipped=skipped)
     scored = score_batches(
         model, source, forward=forward_pass(model, tta=tta, ood=quality), total=len(dataset), quality=quality,
         progress=progress, name="patch-reader",
     )  # fmt: skip
-    with closing(scored):
-        for batch in scored:
-            hashes[batch.where] = patch_hashes(batch.pixels)
-            kept_index.append(batch.where)
-            probs.append(batch.probs)
-            spreads.append(batch.spread)
-            qualities.extend(batch.quality_labels or [])
-
-    index = np.concatenate(kept_index) if kept_index else np.empty(0, dtype=np.int64)
-    labels = dataset.labels
-    frame = pd.DataFrame(
-        {
-            "id": [dataset.ids[i] for i in index],
-            "label": (
-                labels[index].astype(np.float64) if labels is not None else np.full(len(index), np.nan)
-            ),
-            "prob": np.concatenate(probs).astype(np.float64) if probs else np.empty(0),
-        }
-    )
+    index, probs, spreads, qualities, hashes = _collect_scored(scored, len(dataset))
+    frame = _prediction_frame(dataset, index, probs)
     if quality:
         frame["quality"] = qualities
     if tta:  # how much the 8 views disagree (core.evaluate.uncertainty)
@@ -253,3 +231,37 @@ def predict_dataset(
     frame.attrs["skipped"] = skipped
     store_dataset_hashes(dataset, hashes)  # so Evaluate counts the training overlap without a re-read
     return frame
+
+
+def _collect_scored(scored, total: int) -> tuple[np.ndarray, np.ndarray, list, list[str], np.ndarray]:
+    """Drain the scoring loop: the kept patches' dataset indices and probabilities, their batches' TTA
+    spreads and quality labels, in order, and every patch's content hash (UNREADABLE where unread)."""
+    kept_index: list[np.ndarray] = []
+    probs: list[np.ndarray] = []
+    spreads: list[np.ndarray] = []
+    qualities: list[str] = []
+    hashes = np.full(total, UNREADABLE, dtype=np.uint64)  # the pixels' content, for overlap
+    with closing(scored):
+        for batch in scored:
+            hashes[batch.where] = patch_hashes(batch.pixels)
+            kept_index.append(batch.where)
+            probs.append(batch.probs)
+            spreads.append(batch.spread)
+            qualities.extend(batch.quality_labels or [])
+    index = np.concatenate(kept_index) if kept_index else np.empty(0, dtype=np.int64)
+    prob = np.concatenate(probs).astype(np.float64) if probs else np.empty(0)
+    return index, prob, spreads, qualities, hashes
+
+
+def _prediction_frame(dataset, index: np.ndarray, probs: np.ndarray) -> pd.DataFrame:
+    """The id, label (NaN when unlabelled) and prob columns of the kept patches."""
+    labels = dataset.labels
+    return pd.DataFrame(
+        {
+            "id": [dataset.ids[i] for i in index],
+            "label": (
+                labels[index].astype(np.float64) if labels is not None else np.full(len(index), np.nan)
+            ),
+            "prob": probs,
+        }
+    )

@@ -29,12 +29,43 @@ def fit_multiworker(
     model, strategy, train_ds, val_ds, *, epochs: int, global_batch: int, callbacks, initial_epoch: int = 0
 ) -> None:
     """Train `model` (built and compiled under `strategy.scope()`) for `epochs` passes."""
+    train_dist = strategy.experimental_distribute_dataset(train_ds)
+    val_dist = strategy.experimental_distribute_dataset(val_ds)
+    train_step, eval_step = _distributed_steps(model, strategy, global_batch)
+    model.stop_training = False
+    for callback in callbacks:
+        callback.set_model(model)
+        callback.on_train_begin()
+    for epoch in range(initial_epoch, epochs):
+        for callback in callbacks:
+            callback.on_epoch_begin(epoch)
+
+        def on_batch(index, logs):
+            for callback in callbacks:
+                callback.on_train_batch_end(index, logs)
+
+        logs = _run_pass(model, train_dist, train_step, on_batch)
+        for callback in callbacks:
+            callback.on_test_begin()
+        val_logs = _run_pass(model, val_dist, eval_step)
+        for callback in callbacks:
+            callback.on_test_end(val_logs)
+        logs.update({f"val_{k}": v for k, v in val_logs.items()})
+        for callback in callbacks:
+            callback.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+    for callback in callbacks:
+        callback.on_train_end()
+
+
+def _distributed_steps(model, strategy, global_batch: int):
+    """(train_step, eval_step): tf.functions running one global batch on every replica, each returning
+    the summed loss and the gathered probabilities and labels."""
     import keras
     import tensorflow as tf
 
     optimizer = model.optimizer
-    train_dist = strategy.experimental_distribute_dataset(train_ds)
-    val_dist = strategy.experimental_distribute_dataset(val_ds)
 
     def replica_train_step(images, labels):
         with tf.GradientTape() as tape:
@@ -65,54 +96,33 @@ def fit_multiworker(
     def eval_step(batch):
         return reduced(strategy.run(replica_eval_step, args=batch))
 
-    def run_pass(dataset, step, on_batch=None):
-        total, all_probs, all_labels = 0.0, [], []
-        for index, batch in enumerate(dataset):
-            loss_sum, probs, labels = step(batch)
-            total += float(loss_sum)
-            all_probs.append(probs.numpy().reshape(-1))
-            all_labels.append(labels.numpy().reshape(-1))
-            if on_batch is not None:
-                seen_probs, seen_labels = np.concatenate(all_probs), np.concatenate(all_labels)
-                logs = {
-                    "loss": total / len(seen_labels),
-                    "accuracy": float(np.mean((seen_probs >= 0.5) == seen_labels)),
-                }
-                on_batch(index, logs)
-                if model.stop_training:
-                    break
-        probs, labels = np.concatenate(all_probs), np.concatenate(all_labels)
-        return {
-            "loss": total / max(len(labels), 1),
-            "accuracy": float(np.mean((probs >= 0.5) == labels)),
-            "auc": _auc(labels, probs),
-        }
+    return train_step, eval_step
 
-    model.stop_training = False
-    for callback in callbacks:
-        callback.set_model(model)
-        callback.on_train_begin()
-    for epoch in range(initial_epoch, epochs):
-        for callback in callbacks:
-            callback.on_epoch_begin(epoch)
 
-        def on_batch(index, logs):
-            for callback in callbacks:
-                callback.on_train_batch_end(index, logs)
-
-        logs = run_pass(train_dist, train_step, on_batch)
-        for callback in callbacks:
-            callback.on_test_begin()
-        val_logs = run_pass(val_dist, eval_step)
-        for callback in callbacks:
-            callback.on_test_end(val_logs)
-        logs.update({f"val_{k}": v for k, v in val_logs.items()})
-        for callback in callbacks:
-            callback.on_epoch_end(epoch, logs)
-        if model.stop_training:
-            break
-    for callback in callbacks:
-        callback.on_train_end()
+def _run_pass(model, dataset, step, on_batch=None) -> dict:
+    """One pass of `step` over a distributed dataset: its loss, accuracy and AUC. With `on_batch`, the
+    running loss and accuracy go to it after each batch, and the pass ends early on model.stop_training."""
+    total, all_probs, all_labels = 0.0, [], []
+    for index, batch in enumerate(dataset):
+        loss_sum, probs, labels = step(batch)
+        total += float(loss_sum)
+        all_probs.append(probs.numpy().reshape(-1))
+        all_labels.append(labels.numpy().reshape(-1))
+        if on_batch is not None:
+            seen_probs, seen_labels = np.concatenate(all_probs), np.concatenate(all_labels)
+            logs = {
+                "loss": total / len(seen_labels),
+                "accuracy": float(np.mean((seen_probs >= 0.5) == seen_labels)),
+            }
+            on_batch(index, logs)
+            if model.stop_training:
+                break
+    probs, labels = np.concatenate(all_probs), np.concatenate(all_labels)
+    return {
+        "loss": total / max(len(labels), 1),
+        "accuracy": float(np.mean((probs >= 0.5) == labels)),
+        "auc": _auc(labels, probs),
+    }
 
 
 def cluster_role() -> tuple[str, int]:

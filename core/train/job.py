@@ -45,30 +45,13 @@ def run_training(config: TrainConfig, run_dir: str | Path, *, verbose: bool = Tr
     """
     config.validate()
     chief = config.strategy != "multiworker" or is_chief()
-    if not chief:  # other workers train in step with the chief but write only to a scratch folder
-        run_dir = Path(tempfile.mkdtemp(prefix="patchlens-worker-"))
-    run_dir = Path(run_dir).resolve()
-    existing = read_json(run_dir / "status.json")
-    if existing is not None and (not isinstance(existing, dict) or existing.get("state") != "queued"):
-        state = existing.get("state") if isinstance(existing, dict) else "damaged"
-        raise RunError(f"{run_dir} already holds a run ({state}); choose a new --out.")
-    if chief:  # before anything is created: a refused job leaves no folder behind
-        acquire_lock(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run_dir / "config.json", config.to_dict())
+    run_dir = _claim_run_dir(config, run_dir, chief)
     job = JobReporter(run_dir)
     started = time.time()
     job.update("running", pid=os.getpid(), started=started, phase="starting", error=None)
     job.start_heartbeat()
     printer = terminal_printer() if verbose else None
-    previous_sigterm = signal.getsignal(signal.SIGTERM)
-
-    def on_sigterm(signum, frame):
-        job.stop_reason = "stopped by SIGTERM"
-        (run_dir / "stop.request").touch()
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, on_sigterm)
+    previous_sigterm = _stop_on_sigterm(job, run_dir)
     try:
         result = _train(config, run_dir, job, printer, started)
         state = "stopped" if job.stop_reason and job.stop_reason.startswith("stopped") else "finished"
@@ -81,18 +64,7 @@ def run_training(config: TrainConfig, run_dir: str | Path, *, verbose: bool = Tr
             **result,
         )
     except BaseException as error:  # the job must always end in a state the page can show
-        message = str(error) if isinstance(error, PatchLensError) else f"{type(error).__name__}: {error}"
-        if isinstance(error, KeyboardInterrupt):
-            message = "interrupted"
-        with open(run_dir / "train.log", "a") as log:
-            log.write(traceback.format_exc())
-        job.update(
-            "failed",
-            phase="failed",
-            error=message,
-            finished=time.time(),
-            duration_s=round(time.time() - started, 1),
-        )
+        _record_failure(job, run_dir, error, started)
         if not isinstance(error, (Exception, KeyboardInterrupt)):
             raise
     finally:
@@ -101,6 +73,58 @@ def run_training(config: TrainConfig, run_dir: str | Path, *, verbose: bool = Tr
             release_lock(run_dir)
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, previous_sigterm)
+    return _final_status(run_dir, chief, job, printer)
+
+
+def _claim_run_dir(config: TrainConfig, run_dir: str | Path, chief: bool) -> Path:
+    """The run's folder, locked (by the chief) and holding config.json; RunError when it already holds
+    a run that is not a queued one. A non-chief worker gets a scratch folder instead."""
+    if not chief:  # other workers train in step with the chief but write only to a scratch folder
+        run_dir = Path(tempfile.mkdtemp(prefix="patchlens-worker-"))
+    run_dir = Path(run_dir).resolve()
+    existing = read_json(run_dir / "status.json")
+    if existing is not None and (not isinstance(existing, dict) or existing.get("state") != "queued"):
+        state = existing.get("state") if isinstance(existing, dict) else "damaged"
+        raise RunError(f"{run_dir} already holds a run ({state}); choose a new --out.")
+    if chief:  # before anything is created: a refused job leaves no folder behind
+        acquire_lock(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run_dir / "config.json", config.to_dict())
+    return run_dir
+
+
+def _stop_on_sigterm(job: JobReporter, run_dir: Path):
+    """From the main thread: SIGTERM asks the run to stop (as a stop request would); returns the
+    handler it replaced."""
+    previous_sigterm = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum, frame):
+        job.stop_reason = "stopped by SIGTERM"
+        (run_dir / "stop.request").touch()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_sigterm)
+    return previous_sigterm
+
+
+def _record_failure(job: JobReporter, run_dir: Path, error: BaseException, started: float) -> None:
+    """The run ends as failed with a readable message; the traceback goes to train.log."""
+    message = str(error) if isinstance(error, PatchLensError) else f"{type(error).__name__}: {error}"
+    if isinstance(error, KeyboardInterrupt):
+        message = "interrupted"
+    with open(run_dir / "train.log", "a") as log:
+        log.write(traceback.format_exc())
+    job.update(
+        "failed",
+        phase="failed",
+        error=message,
+        finished=time.time(),
+        duration_s=round(time.time() - started, 1),
+    )
+
+
+def _final_status(run_dir: Path, chief: bool, job: JobReporter, printer) -> dict:
+    """The run's last status; a worker's scratch folder is removed, the chief's end is printed."""
     final = json.loads((run_dir / "status.json").read_text())
     if not chief:
         import shutil

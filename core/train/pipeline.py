@@ -143,52 +143,75 @@ def make_dataset(
     """
     import tensorflow as tf
 
-    n = len(selection)
-    labels = selection.labels.astype(np.float32).reshape(-1, 1)
     if selection.n_bytes <= memory_limit_bytes:
-        # One numpy copy of the pixels, gathered batch by batch. Capturing it as a tf.constant
-        # cost two more full copies (the constant and the iterator's), ~3x the pixels in RAM.
-        pixels = load_pixels(selection)
-        if normaliser is not None:
-            pixels = normaliser.transform(pixels)
-
-        def gather(indices):
-            return pixels[indices], labels[indices]
-
-        def gather_batch(indices):
-            x, y = tf.numpy_function(gather, [indices], (tf.uint8, tf.float32), stateful=False)
-            x.set_shape([None, *PATCH_SHAPE])
-            y.set_shape([None, 1])
-            return x, y
-
-        index = tf.data.Dataset.range(n)
-        if shuffle:
-            index = index.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-        if repeat:
-            index = index.repeat()
-        data = index.batch(batch_size).map(
-            gather_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
-        )
+        data = _in_memory_batches(selection, batch_size, shuffle, seed, repeat, normaliser)
     else:
-        signature = (
-            tf.TensorSpec((None, *PATCH_SHAPE), tf.uint8),
-            tf.TensorSpec((None,), tf.float32),
-        )
-        passes = iter(range(10**9))  # a new block order on every pass over the data
-        blocks = tf.data.Dataset.from_generator(
-            lambda: _normalised(_stream_blocks(selection, seed + next(passes), shuffle), normaliser),
-            output_signature=signature,
-        )
-        data = blocks.unbatch()
-        if repeat:
-            data = data.repeat()
-        data = data.batch(batch_size).map(lambda x, y: (x, tf.reshape(y, [-1, 1])))
+        data = _streamed_batches(selection, batch_size, shuffle, seed, repeat, normaliser)
     data = data.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
     if augment is not None and augment.enabled:
-        seeds = tf.data.Dataset.random(seed=seed).batch(2)
-        data = tf.data.Dataset.zip((data, seeds)).map(
-            lambda batch, s: (augment_batch(batch[0], s, augment), batch[1]),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
-        )
+        data = _augmented(data, augment, seed)
     return data.prefetch(tf.data.AUTOTUNE)
+
+
+def _in_memory_batches(
+    selection: Selection, batch_size: int, shuffle: bool, seed: int, repeat: bool, normaliser
+):
+    """uint8 batches gathered from one numpy copy of the (normalised) pixels, by a shuffled index."""
+    import tensorflow as tf
+
+    n = len(selection)
+    labels = selection.labels.astype(np.float32).reshape(-1, 1)
+    # One numpy copy of the pixels, gathered batch by batch. Capturing it as a tf.constant
+    # cost two more full copies (the constant and the iterator's), ~3x the pixels in RAM.
+    pixels = load_pixels(selection)
+    if normaliser is not None:
+        pixels = normaliser.transform(pixels)
+
+    def gather(indices):
+        return pixels[indices], labels[indices]
+
+    def gather_batch(indices):
+        x, y = tf.numpy_function(gather, [indices], (tf.uint8, tf.float32), stateful=False)
+        x.set_shape([None, *PATCH_SHAPE])
+        y.set_shape([None, 1])
+        return x, y
+
+    index = tf.data.Dataset.range(n)
+    if shuffle:
+        index = index.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        index = index.repeat()
+    return index.batch(batch_size).map(gather_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def _streamed_batches(
+    selection: Selection, batch_size: int, shuffle: bool, seed: int, repeat: bool, normaliser
+):
+    """uint8 batches from blocks read (and normalised) as they are needed, a new block order each pass."""
+    import tensorflow as tf
+
+    signature = (
+        tf.TensorSpec((None, *PATCH_SHAPE), tf.uint8),
+        tf.TensorSpec((None,), tf.float32),
+    )
+    passes = iter(range(10**9))  # a new block order on every pass over the data
+    blocks = tf.data.Dataset.from_generator(
+        lambda: _normalised(_stream_blocks(selection, seed + next(passes), shuffle), normaliser),
+        output_signature=signature,
+    )
+    data = blocks.unbatch()
+    if repeat:
+        data = data.repeat()
+    return data.batch(batch_size).map(lambda x, y: (x, tf.reshape(y, [-1, 1])))
+
+
+def _augmented(data, augment: AugmentConfig, seed: int):
+    """Each float batch augmented with its own stateless seed pair (reproducible from `seed`)."""
+    import tensorflow as tf
+
+    seeds = tf.data.Dataset.random(seed=seed).batch(2)
+    return tf.data.Dataset.zip((data, seeds)).map(
+        lambda batch, s: (augment_batch(batch[0], s, augment), batch[1]),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
