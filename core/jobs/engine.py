@@ -16,6 +16,8 @@ from __future__ import annotations
 import atexit
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 # No dashboard; the scheduler's own HTTP endpoints (health, metrics) on localhost, on a free port.
@@ -35,6 +37,19 @@ def use(address: str | None) -> None:
     with _lock:
         close()
         _engine["address"] = address
+
+
+@contextmanager
+def using(address: str) -> Iterator[None]:
+    """Jobs run on the scheduler at `address` inside this block; this process's engine before it (an
+    address set with `use`, PATCHLENS_SCHEDULER or the embedded cluster) is back after it."""
+    with _lock:
+        before = _engine["address"]
+    use(address)
+    try:
+        yield
+    finally:
+        use(before)
 
 
 def client():

@@ -76,11 +76,8 @@ def slide_executor(scheduler: str | None = None) -> Iterator[Executor]:
         return
     from core.jobs import engine
 
-    engine.use(scheduler)  # the one engine's client, its workers warmed (core.jobs.worker)
-    try:
+    with engine.using(scheduler):  # the one engine's client, its workers warmed (core.jobs.worker)
         yield engine.client().get_executor()
-    finally:
-        engine.close()
 
 
 def run_cohort(model_path, inputs, out_dir, *, options: SlideOptions = SlideOptions(),
