@@ -61,6 +61,7 @@ PAGES = [  # (sidebar label, h1 text, URL path)
     ("Label issues", "Label issues", "label_issues"),
     ("Compare", "Compare", "compare"),
     ("Region", "Region", "region"),
+    ("Slides", "Slides", "slides"),
 ]
 
 
