@@ -27,8 +27,8 @@ SPREAD_COLUMN = "tta_spread"  # the std of the 8 dihedral views' probabilities, 
 # valA predictions at or above it are right at most 80 % of the time (bench/bench_uncertainty.py).
 UNCERTAIN_SPREAD = 0.035
 NO_SPREAD_NOTE = (
-    "These predictions were computed without test-time augmentation, so they carry no uncertainty "
-    "(the spread of the 8 flipped/rotated views): turn TTA on to see it."
+    "These predictions carry no uncertainty (the spread of the 8 flipped/rotated views): they were "
+    "computed from one view; turn TTA on to see it."
 )
 
 
