@@ -104,6 +104,35 @@ def test_a_page_job_runs_on_the_shared_cluster_and_a_reload_finds_it(engine_clus
     assert reread.stdout.strip() == "finished", reread.stderr
 
 
+def test_stop_ends_a_running_job_and_cancels_a_queued_one(engine_cluster, workspace, tiny, tmp_path):
+    from core.evaluate.jobs import launch, read_job, stop_job
+    from core.evaluate.predictions import default_prediction_cache_dir
+
+    model, _ = tiny
+    copies = []
+    for name in ("a", "b", "c"):  # three datasets: two keep both workers busy, the third waits
+        (tmp_path / name).mkdir()
+        subprocess.run(["cp", "-r", str(SAMPLE_DATASET / "train"), str(SAMPLE_DATASET / "train_labels.csv"),
+                        str(tmp_path / name)], check=True)  # fmt: skip
+        copies.append(open_dataset(tmp_path / name))
+    keys = [launch(model, dataset) for dataset in copies[:2]]
+    wait(
+        lambda: all(read_job(key)["state"] == "running" for key in keys), timeout=900
+    )  # a worker may be re-importing TensorFlow
+    queued = launch(model, copies[2])
+    assert read_job(queued)["state"] == "queued"
+    stop_job(queued)
+    assert read_job(queued)["state"] == "stopped"
+    for key in keys:
+        stop_job(key)
+    for key in keys:
+        job = wait_for_job_end(read_job, key)
+        assert job["state"] == "stopped" and not job.get("error")
+    assert not engine.pending(default_prediction_cache_dir() / "jobs" / queued)
+    assert read_job(queued)["state"] == "stopped"
+    assert not any((default_prediction_cache_dir() / f"{key}.csv").exists() for key in [*keys, queued])
+
+
 def test_a_worker_killed_mid_prediction_is_rerun_to_the_same_result(engine_cluster, workspace, tiny, run_cli):
     from core.evaluate.jobs import job_dir, launch, read_job
     from core.evaluate.predictions import default_prediction_cache_dir, read_predictions
@@ -147,35 +176,6 @@ def test_a_worker_killed_mid_training_leaves_the_run_failed_with_its_checkpoint(
     wait(lambda: not engine.pending(run))  # Dask reran the task: it refused to train again
     assert "not run again" in (run / "train.log").read_text()
     assert read_status(run)["state"] == "failed"
-
-
-def test_stop_ends_a_running_job_and_cancels_a_queued_one(engine_cluster, workspace, tiny, tmp_path):
-    from core.evaluate.jobs import launch, read_job, stop_job
-    from core.evaluate.predictions import default_prediction_cache_dir
-
-    model, _ = tiny
-    copies = []
-    for name in ("a", "b", "c"):  # three datasets: two keep both workers busy, the third waits
-        (tmp_path / name).mkdir()
-        subprocess.run(["cp", "-r", str(SAMPLE_DATASET / "train"), str(SAMPLE_DATASET / "train_labels.csv"),
-                        str(tmp_path / name)], check=True)  # fmt: skip
-        copies.append(open_dataset(tmp_path / name))
-    keys = [launch(model, dataset) for dataset in copies[:2]]
-    wait(
-        lambda: all(read_job(key)["state"] == "running" for key in keys), timeout=900
-    )  # a worker may be re-importing TensorFlow
-    queued = launch(model, copies[2])
-    assert read_job(queued)["state"] == "queued"
-    stop_job(queued)
-    assert read_job(queued)["state"] == "stopped"
-    for key in keys:
-        stop_job(key)
-    for key in keys:
-        job = wait_for_job_end(read_job, key)
-        assert job["state"] == "stopped" and not job.get("error")
-    assert not engine.pending(default_prediction_cache_dir() / "jobs" / queued)
-    assert read_job(queued)["state"] == "stopped"
-    assert not any((default_prediction_cache_dir() / f"{key}.csv").exists() for key in [*keys, queued])
 
 
 def test_an_unreachable_scheduler_is_one_line_and_exit_2(tiny, tmp_path, run_cli):
