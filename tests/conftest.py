@@ -11,6 +11,7 @@ import csv
 import fcntl
 import os
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -206,6 +207,15 @@ def tiny_kaggle_model(tmp_path_factory):
     return get
 
 
+@pytest.fixture(autouse=True)
+def real_main():
+    """`__main__` back to pytest's after each test: AppTest leaves the text of a test's function there,
+    and a Dask nanny restarting a worker later (outside core.spawning's guard) would run it."""
+    saved = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = saved
+
+
 @pytest.fixture(scope="session", autouse=True)
 def process_workspace(tmp_path_factory):
     """Each test process its own default workspace (PATCHLENS_HOME), never the project's: training's
@@ -312,8 +322,10 @@ def engine_cluster():
     from distributed import LocalCluster
 
     from core.jobs import engine
+    from core.spawning import plain_main
 
-    cluster = LocalCluster(n_workers=2, processes=True, threads_per_worker=1, **engine.LOCAL_ONLY)
+    with plain_main():  # an AppTest before this leaves a test's function text as __main__
+        cluster = LocalCluster(n_workers=2, processes=True, threads_per_worker=1, **engine.LOCAL_ONLY)
     engine.use(cluster.scheduler_address)
     yield cluster
     engine.use(None)

@@ -3,7 +3,6 @@ processes ('spawn') with bounded memory, or inline when the work is too small to
 
 from __future__ import annotations
 
-import multiprocessing
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -11,6 +10,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol
 
 from core.errors import DatasetError
+from core.spawning import SPAWN
 
 SCAN_CHUNK = 256
 # Below this many patches, starting worker processes (~0.5 s with spawn) costs more than it saves.
@@ -71,7 +71,7 @@ def map_chunks(
     limit = in_flight or 2 * workers
     with ProcessPoolExecutor(
         max_workers=min(workers, len(chunks)),
-        mp_context=multiprocessing.get_context("spawn"),
+        mp_context=SPAWN,
         initializer=_init_worker,
         initargs=(dataset,),
     ) as pool:

@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from core.spawning import plain_main
+
 # No dashboard; the scheduler's own HTTP endpoints (health, metrics) on localhost, on a free port.
 LOCAL_ONLY = {
     "host": "127.0.0.1",
@@ -71,7 +73,8 @@ def _connect():
     if address:
         connected = Client(address, set_as_default=False, timeout="30s")
     else:
-        cluster = LocalCluster(processes=True, **LOCAL_ONLY, **engine_shape())
+        with plain_main():  # the workers must not run a Streamlit page as their __main__
+            cluster = LocalCluster(processes=True, **LOCAL_ONLY, **engine_shape())
         _engine["cluster"] = cluster
         connected = Client(cluster, set_as_default=False)
     connected.register_plugin(WarmWorker())
