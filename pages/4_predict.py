@@ -18,7 +18,7 @@ from ui.prediction_source import threshold_control
 from ui.shared import active_dataset, load_active_model, model_label, required_model_path
 from ui.similar import similar_to_uploads
 from ui.text import md_escape
-from ui.uncertainty import upload_spreads
+from ui.uncertainty import spread_note
 
 with page("Predict"):
     model_path = required_model_path()
@@ -35,9 +35,9 @@ with page("Predict"):
     model = load_active_model()
     if model is None:
         st.stop()
-    probs, batch = scored(model, batch, tta)
+    probs, batch, spreads = scored(model, batch, tta)  # spreads: issue 23's uncertainty, with TTA
     results_table(batch, probs, threshold)
-    spreads = upload_spreads(model, batch.patches, batch.digests, tta)  # issue 23: uncertainty
+    spread_note(tta)
     where_the_model_looked(model_path, batch, probs, threshold, spreads)
     # --- similar patches (issue 12): the active dataset's patches nearest to an upload -----------
     similar_to_uploads(model, model_path, active_dataset(), batch.names, batch.patches)

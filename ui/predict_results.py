@@ -18,7 +18,7 @@ from core.evaluate.uploads import quality_flags, upload_counts, upload_results, 
 from core.formatting import NAME_IN_TEXT, page_bounds, quality_words, short_name
 from core.model.ood import NO_STATS_NOTE
 from ui.boundary import error_boundary
-from ui.cache import FileKey, file_key
+from ui.cache import FileKey, model_key
 from ui.gallery import blend, explain_settings, explanation, method_name, scale_legend
 from ui.shared import from_url, page_in, to_url
 from ui.text import md_escape
@@ -37,25 +37,25 @@ FLAGGED_HELP = (
 @st.cache_data(show_spinner="Predicting…", max_entries=32)
 def probabilities(
     model_file: FileKey, tta: bool, digests: tuple[str, ...], _model, _patches
-) -> tuple[np.ndarray, np.ndarray | None]:
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """One batched forward pass over every good upload, keyed by the model file and the files' content:
-    (probabilities, out-of-distribution bools or None when the model carries no statistics)."""
-    from core.model.ood import score_patches
+    (probabilities, out-of-distribution bools or None when the model carries no statistics, the spread
+    of the 8 views or None without TTA)."""
+    from core.evaluate.predict import score_stack
 
-    scored = score_patches(_model, _patches, tta=tta)
-    return scored.probs, scored.out_of_distribution
+    return score_stack(_model, _patches, tta=tta)
 
 
 def scored(model, batch, tta: bool):
-    """(probabilities, batch with the model's out-of-distribution verdict) of every good upload; the page
-    stops after a message when the model cannot score them."""
+    """(probabilities, batch with the model's out-of-distribution verdict, spread of the 8 views or None)
+    of every good upload; the page stops after a message when the model cannot score them."""
     with error_boundary("The model could not score these patches", stop=True):
-        probs, unlike_training = probabilities(
-            file_key(model.patchlens_path), tta, tuple(batch.digests), model, batch.patches
+        probs, unlike_training, spreads = probabilities(
+            model_key(model.patchlens_path), tta, tuple(batch.digests), model, batch.patches
         )
     if unlike_training is None:
         st.caption(NO_STATS_NOTE)
-    return probs, with_model_verdict(batch, unlike_training)
+    return probs, with_model_verdict(batch, unlike_training), spreads
 
 
 def shown_results(results):

@@ -10,8 +10,6 @@ Pages call one function each; without TTA predictions every place says so instea
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -44,21 +42,10 @@ COVERAGE_MARKS = (0.8, 0.9)
 # --------------------------------------------------------------------------- Predict
 
 
-@st.cache_data(show_spinner="Comparing the 8 views…", max_entries=32)
-def _upload_spreads(model_file: str, mtime: float, digests: tuple[str, ...], _model, _patches) -> np.ndarray:
-    from core.evaluate.predict import predict_patches_spread
-
-    return predict_patches_spread(_model, _patches)[1]
-
-
-def upload_spreads(model, patches, digests, tta: bool) -> np.ndarray | None:
-    """The spread of each upload's 8 views with TTA ticked (cached by content); None, with a caption,
-    without."""
+def spread_note(tta: bool) -> None:
+    """Without TTA, a caption saying how to see the uncertainty (the spread comes with the TTA pass)."""
     if not tta:
         st.caption("Tick test-time augmentation to see how sure the model is of each patch (uncertainty).")
-        return None
-    mtime = os.stat(model.patchlens_path).st_mtime
-    return _upload_spreads(model.patchlens_path, mtime, tuple(digests), model, patches)
 
 
 def uncertainty_badge(container, spreads: np.ndarray | None, k: int) -> None:

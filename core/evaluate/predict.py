@@ -11,7 +11,7 @@ Test-time augmentation (TTA) averages the probability over the 8 dihedral views 
 rotations x optional mirror): a tissue patch has no preferred orientation, so all 8 are equally
 valid looks at it. The average is invariant to flipping or rotating the input. How much the 8
 views disagree (their spread, core.evaluate.uncertainty) comes out of the same passes: TTA
-predictions of a dataset carry it as a column, and `predict_patches_spread` gives it for a few.
+predictions of a dataset carry it as a column, and `score_stack` gives it for the uploads.
 
 The cache of predictions on disk is core.evaluate.predictions'.
 
@@ -131,6 +131,26 @@ def predict_patches_spread(model, patches: np.ndarray) -> tuple[np.ndarray, np.n
     pixels = normaliser_of(model).transform(patches).astype(np.float32, copy=False)
     mean, views = compiled_views(model)(pixels)
     return mean.numpy(), view_spread(views.numpy())
+
+
+def score_stack(
+    model, patches: np.ndarray, *, tta: bool = False, batch_size: int = DEFAULT_BATCH_SIZE
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """(probabilities, out-of-distribution verdicts, spread of the 8 views) of a few patches in memory
+    (values 0-255; the Predict page's uploads), from the forward pass a dataset gets: the verdicts None
+    for a model without OOD statistics, the spread None without `tta`."""
+    patches = as_patch_batch(patches)
+    if len(patches) == 0:
+        return np.empty(0, np.float32), None, (np.empty(0) if tta else None)
+    forward = forward_pass(model, tta=tta, ood=True)
+    pixels = normaliser_of(model).transform(patches)
+    batches = [
+        forward(pixels[i : i + batch_size].astype(np.float32, copy=False))
+        for i in range(0, len(pixels), batch_size)
+    ]
+    # one tuple per output (probabilities, features, distances, verdicts, spread), joined over batches
+    joined = [None if column[0] is None else np.concatenate(column) for column in zip(*batches)]
+    return joined[0], joined[3], joined[4]
 
 
 def forward_pass(
