@@ -67,3 +67,19 @@ class ProjectionError(PatchLensError):
 
 class DamagedCacheError(PatchLensError):
     """A cache file disagrees with its record (or has none): it is treated as absent and recomputed."""
+
+
+class JobStopped(PatchLensError):
+    """A job was asked to stop (a page's Stop button, SIGTERM or Ctrl-C)."""
+
+
+class ScoringStopped(JobStopped):
+    """A scoring run was asked to stop (`should_stop()` returned True); the heatmap's HeatmapStopped."""
+
+
+class CohortStopped(JobStopped):
+    """A cohort run was asked to stop (after the slides being scored)."""
+
+
+class AnnotationError(InputError):
+    """A GeoJSON annotation file that cannot be read."""

@@ -22,9 +22,9 @@ from core.data.normalise import META_KEY, StainNormaliser, normaliser_of
 from core.data.quality import OUT_OF_DISTRIBUTION, assess, quality_labels, with_flag
 from core.data.stream import PREFETCH_BATCHES
 from core.diagnose.features import compute_features
-from core.errors import PatchError
+from core.errors import PatchError, ScoringStopped
 from core.evaluate.predict import compiled_predict, forward_pass, predict_dataset
-from core.evaluate.score import Batch, ScoringStopped, dataset_batches, score_batches
+from core.evaluate.score import Batch, dataset_batches, score_batches
 from core.model.features import compiled_scores
 from core.model.ood import attach_ood_stats, fit_ood_stats, model_ood_stats
 from core.region.heatmap import HeatmapStopped, prepare, score

@@ -13,8 +13,9 @@ import pytest
 from slides_cohort import BROKEN, GOOD, build_cohort
 
 from core.cli import main
+from core.errors import CohortStopped
 from core.slides.aggregate import DEFAULT_AGGREGATE
-from core.slides.cohort import CohortStopped, run_cohort
+from core.slides.cohort import run_cohort
 from core.slides.task import RECORD_FILE, SlideOptions
 
 REQUIRED = ["slide", "score", "status", "message", "n_tiles", "n_scored", "tumour_area_mm2", "label"]

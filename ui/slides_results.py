@@ -102,8 +102,9 @@ def slide_map(folder: Path, slide: str, annotations: Path | None, threshold: flo
     """The slide's thumbnail, its map and the outlines: the pathologist's (green) and the model's (blue)."""
     from PIL import Image
 
+    from core.errors import AnnotationError
     from core.region.outputs import cell_map, read_outputs
-    from core.slides.annotations import AnnotationError, outline_geometry, read_annotations
+    from core.slides.annotations import outline_geometry, read_annotations
     from core.slides.outputs import grid_of
 
     outputs = read_outputs(folder / slide)

@@ -23,14 +23,13 @@ import re
 import time
 from pathlib import Path
 
-from core.errors import InputError, RunError
+from core.errors import InputError, JobStopped, RunError
 from core.files import read_json
 from core.jobs import launch as jobs
-from core.jobs.status import (  # noqa: F401 (LOADING_PHASE, JobStopped and job_lifecycle were defined here)
+from core.jobs.status import (  # noqa: F401 (LOADING_PHASE and job_lifecycle were defined here)
     LOADING_PHASE,
     LOG_NAME,
     JobReporter,
-    JobStopped,
     job_lifecycle,
     stop_requested,
 )

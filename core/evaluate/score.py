@@ -31,7 +31,7 @@ import numpy as np
 from core.data.normalise import normaliser_of
 from core.data.quality import OUT_OF_DISTRIBUTION, QualityReport, assess, with_flag
 from core.data.stream import dataset_chunks, read_ahead
-from core.errors import PatchLensError
+from core.errors import ScoringStopped
 
 Progress = Callable[[int, int], None]
 StopCheck = Callable[[], bool]
@@ -39,10 +39,6 @@ StopCheck = Callable[[], bool]
 # 8 views), None for what was not asked for (core.evaluate.predict.forward_pass builds them).
 Outputs = tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None, np.ndarray | None]
 Forward = Callable[[np.ndarray], Outputs]
-
-
-class ScoringStopped(PatchLensError):
-    """A scoring run was asked to stop (`should_stop()` returned True)."""
 
 
 @dataclass(frozen=True)

@@ -33,10 +33,6 @@ LOG_NAME = "job.log"
 LOADING_PHASE = "Starting TensorFlow and loading the model…"
 
 
-class JobStopped(PatchLensError):
-    """The job was asked to stop (a page's Stop button, SIGTERM or Ctrl-C)."""
-
-
 def pid_alive(pid: int | None) -> bool:
     """True when a process with this pid exists and is not a zombie."""
     if not pid or pid <= 0:

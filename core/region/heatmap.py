@@ -23,7 +23,8 @@ import numpy as np
 
 from core.constants import PCAM_MPP, SCORING_BATCH_SIZE
 from core.data.quality import OUT_OF_DISTRIBUTION
-from core.evaluate.score import Batch, ScoredBatch, ScoringStopped, score_batches
+from core.errors import ScoringStopped
+from core.evaluate.score import Batch, ScoredBatch, score_batches
 from core.region.outputs import FLAG_BITS, write_outputs
 from core.region.reader import PLAUSIBLE_MPP, RegionImage, RegionImageError, open_region_image, plausible_mpp
 from core.region.tiling import DEFAULT_STRIDE, Grid, check_stride, cut_tiles, read_band, read_level

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from core.constants import IMAGE_SIZE
-from core.errors import InputError
+from core.errors import AnnotationError
 from core.files import atomic_write_json
 from core.region.tiling import Grid
 
@@ -32,10 +32,6 @@ TUMOUR_CLASSES = ("tumour", "tumor")
 CENTRE_SIZE = 32  # px at the model's resolution: PCam labels a patch by its centre 32 x 32 box
 OUTLINE_CLASS = {"name": "Tumour", "color": [228, 87, 86]}
 AREAL_TYPES = ("Polygon", "MultiPolygon")
-
-
-class AnnotationError(InputError):
-    """A GeoJSON annotation file that cannot be read."""
 
 
 @dataclass

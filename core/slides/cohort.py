@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import InputError, PatchLensError
+from core.errors import CohortStopped, InputError
 from core.files import atomic_write_csv, atomic_write_json
 from core.region.reader import REGION_EXTENSIONS
 from core.slides.aggregate import AGGREGATIONS, DEFAULT_AGGREGATE, check_aggregate
@@ -36,10 +36,6 @@ INTEGER_COLUMNS = ("n_tiles", "n_scored", "tile_n", "tile_positive")
 SUMMARY_FILE, TABLE_FILE = "summary.json", "slides.csv"
 
 Progress = Callable[[dict], None]
-
-
-class CohortStopped(PatchLensError):
-    """The cohort run was asked to stop (after the slides being scored)."""
 
 
 def find_slides(inputs) -> list[Path]:

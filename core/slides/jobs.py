@@ -21,10 +21,11 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from core.errors import CohortStopped
 from core.files import read_json
 from core.jobs import launch as jobs
 from core.jobs.status import LOADING_PHASE, JobReporter, job_lifecycle, stop_requested  # noqa: F401
-from core.slides.cohort import CohortStopped, run_cohort
+from core.slides.cohort import run_cohort
 from core.slides.task import SlideOptions
 
 SCORING_PHASE = "scoring slides"
