@@ -48,13 +48,11 @@ MAX_NAMED_DATASETS = 8  # of them named in the message
 
 
 def open_file(path: Path) -> Dataset:
+    """One file: a PCam split's file (its split, from the folder beside it) or a PatchLens cache .h5."""
+    if pcam := PCAM_FILE.match(path.name):
+        return open_pcam(path.parent, [pcam["split"]])
     if path.suffix.lower() in (".h5", ".hdf5"):
-        if PCAM_FILE.match(path.name):
-            split = PCAM_FILE.match(path.name)["split"]
-            return open_pcam(path.parent, [split])
         return open_cache(path)
-    if PCAM_FILE.match(path.name):
-        return open_pcam(path.parent, [PCAM_FILE.match(path.name)["split"]])
     raise DatasetError(
         f"{path.name} is a single file; open the folder that holds the patches "
         "(a Kaggle folder, PCam .h5 files, class folders 0/ and 1/, or a PatchLens cache .h5)."
