@@ -5,6 +5,7 @@ Session state keys:
   region_map       the chart (its selection holds the last click)
   region_clicked   the last click on the map that was followed
   region_row, region_col   the tile shown below the map
+  region_layer     the overlay shown: P(tumour), or the spread of the 8 views when the run kept it
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
+from core.evaluate.uncertainty import UNCERTAIN_SPREAD
+from core.region.outputs import cell_map
 from core.region.tiling import Grid
 
 ROW_KEY, COL_KEY = "region_row", "region_col"
@@ -22,6 +25,27 @@ MAX_CLICKABLE_TILES = 20_000  # tile centres drawn as (invisible) click targets
 SELECTED_COLOUR = "#00e5ff"  # the outline of the selected tile on the map
 CONTOUR_POINTS = 400_000  # the contour is traced on the cells repeated up to 8x8, within this many points
 PLOTLY_SCALES = {"jet": "Jet", "inferno": "Inferno", "viridis": "Viridis"}
+LAYER_KEY = "region_layer"
+PROBABILITY_LAYER, SPREAD_LAYER = "P(tumour)", "Spread of the 8 views"
+SPREAD_SCALE_MAX = 4 * UNCERTAIN_SPREAD  # the spread layer's colour range: 0 to this (the cut a quarter up)
+
+
+def layer_choice(
+    outputs: dict, cells: np.ndarray, grid: Grid, threshold: float
+) -> tuple[np.ndarray, float, dict]:
+    """The overlay to draw: (its cells, the value its contour marks, {layer, top of its colour range}).
+    P(tumour) with the threshold's contour, unless the run kept the spread of the 8 views
+    (`--uncertainty`): then a choice, the spread's cells contoured at UNCERTAIN_SPREAD."""
+    probability = (cells, threshold, {"layer": PROBABILITY_LAYER, "top": 1.0})
+    if outputs.get("spread") is None:
+        return probability
+    layer = st.radio("Overlay", (PROBABILITY_LAYER, SPREAD_LAYER), horizontal=True, key=LAYER_KEY,
+                     help=f"The spread of each tile's 8 flipped/rotated views; at or above {UNCERTAIN_SPREAD:g} "
+                     "the model is uncertain (the contour).")  # fmt: skip
+    if layer == PROBABILITY_LAYER:
+        return probability
+    spread_cells = cell_map(outputs["spread"], outputs["quality"], grid)
+    return spread_cells, UNCERTAIN_SPREAD, {"layer": SPREAD_LAYER, "top": SPREAD_SCALE_MAX}
 
 
 def grid_of(summary: dict) -> Grid:
@@ -38,8 +62,9 @@ def map_figure(
     figure = go.Figure(go.Image(z=thumb, x0=per_thumb / 2, dx=per_thumb, y0=per_thumb / 2, dy=per_thumb,
                                 hoverinfo="skip"))  # fmt: skip
     placed = dict(x0=cell / 2, dx=cell, y0=cell / 2, dy=cell)
-    figure.add_trace(go.Heatmap(z=cells, **placed, zmin=0, zmax=1, colorscale=PLOTLY_SCALES[view["colormap"]],
-                                opacity=view["opacity"], hoverinfo="skip", colorbar=dict(title="P(tumour)")))  # fmt: skip
+    layer, top = view.get("layer", PROBABILITY_LAYER), view.get("top", 1.0)
+    figure.add_trace(go.Heatmap(z=cells, **placed, zmin=0, zmax=top, colorscale=PLOTLY_SCALES[view["colormap"]],
+                                opacity=view["opacity"], hoverinfo="skip", colorbar=dict(title=layer)))  # fmt: skip
     if view["contour"]:  # on a finer copy of the cells, so the line follows their edges
         fine = max(1, min(8, int(np.sqrt(CONTOUR_POINTS / max(cells.size, 1)))))
         sharp = np.kron(np.nan_to_num(cells, nan=0.0), np.ones((fine, fine), dtype=np.float32))

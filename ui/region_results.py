@@ -21,7 +21,15 @@ from ui.boundary import error_boundary
 from ui.cache import FileKey, file_key
 from ui.gallery import blend, explain_settings, explanation, method_name
 from ui.prediction_source import threshold_control
-from ui.region_map import COL_KEY, MAP_KEY, ROW_KEY, follow_click, grid_of, map_figure
+from ui.region_map import (
+    COL_KEY,
+    MAP_KEY,
+    ROW_KEY,
+    follow_click,
+    grid_of,
+    layer_choice,
+    map_figure,
+)
 
 
 @st.cache_data(show_spinner="Reading the tile…", max_entries=64)
@@ -103,13 +111,15 @@ def results(key: str, image: Path, model_path: str, outputs: dict) -> None:
         ),  # fmt: skip
         "contour": view_columns[2].toggle("Threshold contour", True, key="region_contour"),
     }
+    shown, line, layer = layer_choice(outputs, cells, grid, threshold)
+    view.update(layer)
     from PIL import Image
 
     thumb = np.asarray(Image.open(output_dir(key) / "thumbnail.png").convert("RGB"))
     follow_click(probabilities)
     selected = (st.session_state.get(ROW_KEY), st.session_state.get(COL_KEY))
     selected = selected if None not in selected else None
-    st.plotly_chart(map_figure(thumb, cells, grid, probabilities, summary, threshold, view, selected), key=MAP_KEY,
+    st.plotly_chart(map_figure(thumb, shown, grid, probabilities, summary, line, view, selected), key=MAP_KEY,
                     on_select="rerun", selection_mode="points", width="stretch")  # fmt: skip
     st.caption("Click a tile (or set its row and column below) to see it. Drag to pan, scroll to zoom.")
     downloads(key)

@@ -105,3 +105,13 @@ def add_batch_size_argument(parser: argparse.ArgumentParser, what: str = "patche
         default=SCORING_BATCH_SIZE,
         help=f"{what} (default {SCORING_BATCH_SIZE})",
     )
+
+
+def add_uncertainty_argument(parser: argparse.ArgumentParser) -> None:
+    """--uncertainty: score each tile with its 8 dihedral views and keep their spread (8x the compute)."""
+    parser.add_argument(
+        "--uncertainty",
+        action="store_true",
+        help="score each tile with its 8 flipped/rotated views (8x the compute) and keep their spread: "
+        "spread.npy, a spread measurement per tile in tiles.geojson, n_uncertain_tumour in the summary",
+    )

@@ -1,7 +1,8 @@
 """The `heatmap` and `heatmap-job` commands: a tumour-probability map over a region image or slide.
 
 python -m core heatmap MODEL IMAGE --out DIR [--stride PX] [--mpp M] [--threshold T] [--batch-size B]
-    writes probabilities.npy, quality.npy, overlay.png, thumbnail.png, tiles.geojson and summary.json
+        [--uncertainty]
+    writes probabilities.npy (and with --uncertainty spread.npy), quality.npy, overlay.png, thumbnail.png, tiles.geojson and summary.json
     to DIR (core.region.outputs), printing progress (tiles/s, ETA) on stderr
 python -m core heatmap-job MODEL IMAGE --key KEY [--stride PX] [--mpp M] [--threshold T]
     the same, as the Region page's background job (core.region.jobs)
@@ -13,7 +14,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from core.cli.common import MODEL_HELP, add_batch_size_argument, add_command, add_threshold_argument
+from core.cli.common import (
+    MODEL_HELP,
+    add_batch_size_argument,
+    add_command,
+    add_threshold_argument,
+    add_uncertainty_argument,
+)
 
 
 def _shared_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +50,7 @@ def register(subparsers) -> None:
     _shared_arguments(parser)
     parser.add_argument("--out", required=True, type=Path, help="the output folder")
     add_batch_size_argument(parser, "tiles per forward pass")
+    add_uncertainty_argument(parser)
     parser.add_argument("--annotations", type=Path,
                         help="a QuPath GeoJSON of this image: tile metrics against it, and outlines.geojson")  # fmt: skip
 
@@ -70,12 +78,16 @@ def run_heatmap_command(args: argparse.Namespace) -> int:
     ].close()  # a bad image fails before TensorFlow
     model = load_model(args.model)
     summary = run_heatmap(model, args.image, args.out, stride=args.stride, mpp=args.mpp,
-                          threshold=args.threshold, batch_size=args.batch_size, progress=_printer())  # fmt: skip
+                          threshold=args.threshold, batch_size=args.batch_size, uncertainty=args.uncertainty,
+                          progress=_printer())  # fmt: skip
     print(
         f"{summary['n_scored']:,} of {summary['n_tiles']:,} tiles scored ({summary['n_flagged']:,} flagged) in "
         f"{summary['seconds']:.1f} s; tumour area {summary['tumour_area_mm2']:.3f} mm² at "
         f"{summary['threshold']:g}; outputs in {args.out}"
     )
+    if args.uncertainty:
+        print(f"{summary['n_uncertain_tumour']:,} tumour tiles uncertain (8-view spread ≥ "
+              f"{summary['uncertain_spread']:g}); spread.npy beside the probabilities")  # fmt: skip
     if args.annotations:
         _print_tile_metrics(args.out, args.annotations)
     return 0

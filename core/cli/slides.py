@@ -1,7 +1,7 @@
 """The `slides` command: score a cohort of slides and measure it at the slide level.
 
 python -m core slides MODEL SLIDES... --out DIR [--labels CSV] [--annotations DIR] [--aggregate NAME]
-    [--stride PX] [--threshold T] [--region-class NAME] [--scheduler ADDRESS] [--json]
+    [--stride PX] [--threshold T] [--region-class NAME] [--uncertainty] [--scheduler ADDRESS] [--json]
     writes DIR/<slide>/ (core heatmap's outputs, outlines.geojson, slide.json), DIR/slides.csv and
     DIR/summary.json (core.slides.cohort); exit 0 when every slide is done or cached, 1 otherwise
 python -m core slides-job MODEL FOLDER --key KEY [the same options]
@@ -20,6 +20,7 @@ from core.cli.common import (
     add_batch_size_argument,
     add_command,
     add_threshold_argument,
+    add_uncertainty_argument,
     job_key_argument,
 )
 
@@ -63,13 +64,14 @@ def _cohort_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_threshold_argument(parser, "P(tumour) at or above which a tile, a cell and a slide count as tumour")
     add_batch_size_argument(parser, "tiles per forward pass")
+    add_uncertainty_argument(parser)
 
 
 def _options(args: argparse.Namespace):
     from core.slides.task import SlideOptions
 
     return SlideOptions(stride=args.stride, threshold=args.threshold, batch_size=args.batch_size,
-                        region_class=args.region_class)  # fmt: skip
+                        region_class=args.region_class, uncertainty=args.uncertainty)  # fmt: skip
 
 
 def run_slides_command(args: argparse.Namespace) -> int:

@@ -190,12 +190,32 @@ def score(
     should_stop: Callable[[], bool] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(probabilities (rows, cols) float32, NaN where not scored; quality bits (rows, cols) uint8)."""
+    probabilities, flags, _ = score_layers(
+        model, plan, batch_size=batch_size, quality=quality, progress=progress, should_stop=should_stop
+    )
+    return probabilities, flags
+
+
+def score_layers(
+    model,
+    plan: Plan,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    quality: bool = True,
+    uncertainty: bool = False,
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """`score`'s two layers and, with `uncertainty`, the spread of the 8 dihedral views (rows, cols)
+    float32, NaN where not scored (core.evaluate.uncertainty); the probabilities are then the 8 views'
+    mean. Without it the third layer is None."""
     from core.evaluate.predict import forward_pass
 
     probabilities = np.full(plan.grid.shape, np.nan, dtype=np.float32)
     flags = np.zeros(plan.grid.shape, dtype=np.uint8)
+    spread = np.full(plan.grid.shape, np.nan, dtype=np.float32) if uncertainty else None
     scored = score_batches(
-        model, _full_batches(plan, batch_size), forward=forward_pass(model, ood=quality),
+        model, _full_batches(plan, batch_size), forward=forward_pass(model, tta=uncertainty, ood=quality),
         total=int(plan.tissue.sum()), quality=quality, progress=_rate_reporter(progress) if progress else None,
         should_stop=should_stop, name="region-reader",
     )  # fmt: skip
@@ -203,7 +223,9 @@ def score(
         for batch in scored:
             probabilities[batch.where] = batch.probs
             flags[batch.where] = _flag_bits(batch)
-    return probabilities, flags
+            if spread is not None:
+                spread[batch.where] = batch.spread
+    return probabilities, flags, spread
 
 
 def run_heatmap(
@@ -216,11 +238,13 @@ def run_heatmap(
     threshold: float | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     quality: bool = True,
+    uncertainty: bool = False,
     backend: str = "auto",
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> dict:
-    """Score a region image or slide and write its outputs to `out_dir`; returns the summary."""
+    """Score a region image or slide and write its outputs to `out_dir`; returns the summary. With
+    `uncertainty` the tiles are scored with the 8 dihedral views and their spread is kept (spread.npy)."""
     from core.constants import DEFAULT_THRESHOLD
 
     started = time.monotonic()
@@ -231,11 +255,12 @@ def run_heatmap(
                 f"{plan.image.name}: the tissue mask found no tissue (only glass or background), so no tile "
                 "could be scored."
             )
-        probabilities, flags = score(
-            model, plan, batch_size=batch_size, quality=quality, progress=progress, should_stop=should_stop
-        )
+        probabilities, flags, spread = score_layers(
+            model, plan, batch_size=batch_size, quality=quality, uncertainty=uncertainty, progress=progress,
+            should_stop=should_stop,
+        )  # fmt: skip
     threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
     return write_outputs(
         out_dir, plan, probabilities, flags, threshold=threshold, started=started,
-        model_path=getattr(model, "patchlens_path", None),
+        model_path=getattr(model, "patchlens_path", None), spread=spread,
     )  # fmt: skip

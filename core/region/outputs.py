@@ -3,18 +3,24 @@
 - probabilities.npy  (rows, cols) float32 P(tumour) of tile (r, c); NaN where not scored
 - quality.npy        (rows, cols) uint8: OR of the stored bits (core.data.quality.FLAGS) of each scored
                      tile's flags, in the QUALITY_FORMAT summary.json names
+- spread.npy         (rows, cols) float32, only from a run with uncertainty: the spread of each tile's 8
+                     dihedral views (core.evaluate.uncertainty), NaN where not scored; summary.json
+                     then says `uncertainty: true` and counts `n_uncertain_tumour`
 - overlay.png        the thumbnail with the averaged map, the threshold contour and a colour bar whose
                      labels scale with the image (legible when the whole overlay is on a screen)
 - thumbnail.png      the thumbnail alone (what the page draws the map on), its longest side at most
                      THUMBNAIL_FILE_SIDE px in 256 colours: ~0.4 MB instead of 4.6 MB (BENCHMARKS.md);
                      summary.json's `thumbnail_scale` is this file's
 - tiles.geojson      a FeatureCollection of the scored tiles as polygons in level-0 pixel coordinates,
-                     with `probability` (and QuPath's objectType/measurements/classification), streamed
+                     with `probability` (and QuPath's objectType/measurements/classification; with
+                     uncertainty a `spread` measurement too), streamed
 - summary.json       image, size, µm/px, stride, grid, counts, tumour area, seconds; written last, so
                      a folder with a summary.json is complete
 
 A folder whose summary.json names another QUALITY_FORMAT (its quality.npy's bits may mean other flags)
 reads as absent, to be computed again; a summary without one predates the versioning and is format 1.
+A folder's spread.npy is read only when its summary says `uncertainty: true` (a run without it removes
+any older spread.npy first), so a folder without the layer is never read as having it.
 
 The map shown and measured averages overlapping tiles on the stride's s x s cells, leaving out tiles
 the input-quality gate flagged. Tumour area = the cells whose average is at or above the threshold.
@@ -38,6 +44,7 @@ from core.data.quality import (  # noqa: F401  (FLAG_BITS: re-exported for the h
     quality_label,
 )
 from core.evaluate.heatmaps import DEFAULT_COLORMAP, colorize, labelled_colour_bar
+from core.evaluate.uncertainty import UNCERTAIN_SPREAD, uncertain_mask
 from core.files import atomic_file, atomic_write_bytes, atomic_write_json
 from core.region.tiling import Grid
 
@@ -51,6 +58,7 @@ OUTPUT_FILES = (
     "tiles.geojson",
     "summary.json",
 )
+SPREAD_FILE = "spread.npy"  # the optional uncertainty layer, beside OUTPUT_FILES
 OVERLAY_ALPHA = 0.45
 CONTOUR_COLOUR = (255, 255, 255)
 TUMOUR_CLASS = {"name": "Tumour", "color": [228, 87, 86]}
@@ -180,10 +188,11 @@ def npy_bytes(array: np.ndarray) -> bytes:
 # ----------------------------------------------------------------------------- GeoJSON
 
 
-def _feature(x: float, y: float, size: float, probability: float, bits: int, threshold: float) -> dict:
+def _feature(x: float, y: float, size: float, probability: float, bits: int, threshold: float,
+             spread: float | None = None) -> dict:  # fmt: skip
     ring = [[x, y], [x + size, y], [x + size, y + size], [x, y + size], [x, y]]
     label = quality_label(flags_of(bits))
-    return {
+    feature = {
         "type": "Feature",
         "geometry": {"type": "Polygon", "coordinates": [[[round(a, 2), round(b, 2)] for a, b in ring]]},
         "properties": {
@@ -194,19 +203,25 @@ def _feature(x: float, y: float, size: float, probability: float, bits: int, thr
             "measurements": {"probability": round(probability, 6)},
         },
     }
+    if spread is not None:  # the 8 dihedral views' spread (core.evaluate.uncertainty)
+        feature["properties"]["measurements"]["spread"] = round(spread, 6)
+    return feature
 
 
 def write_geojson(
-    path: Path, probabilities: np.ndarray, flags: np.ndarray, grid: Grid, threshold: float
-) -> int:
-    """Stream the scored tiles to `path` (temp file + rename); returns how many were written."""
+    path: Path, probabilities: np.ndarray, flags: np.ndarray, grid: Grid, threshold: float,
+    spread: np.ndarray | None = None,
+) -> int:  # fmt: skip
+    """Stream the scored tiles to `path` (temp file + rename), each with its spread as a measurement
+    when `spread` is given; returns how many were written."""
     count = 0
     with atomic_file(path, "w", encoding="utf-8") as handle:
         handle.write('{"type": "FeatureCollection", "features": [\n')
         for row, col in zip(*np.nonzero(~np.isnan(probabilities)), strict=True):
             x, y, size, _ = grid.tile_box(row, col)
             feature = _feature(float(x), float(y), float(size), float(probabilities[row, col]),
-                               int(flags[row, col]), threshold)  # fmt: skip
+                               int(flags[row, col]), threshold,
+                               None if spread is None else float(spread[row, col]))  # fmt: skip
             handle.write((",\n" if count else "") + json.dumps(feature))
             count += 1
         handle.write("\n]}\n")
@@ -257,12 +272,23 @@ def summary_of(plan, probabilities: np.ndarray, flags: np.ndarray, threshold: fl
     }
 
 
+def n_uncertain_tumour(probabilities: np.ndarray, spread: np.ndarray, threshold: float) -> int:
+    """Scored tiles at or above `threshold` whose 8 views' spread is at least UNCERTAIN_SPREAD."""
+    with np.errstate(invalid="ignore"):
+        tumour = probabilities >= threshold
+    return int(np.count_nonzero(tumour & uncertain_mask(spread)))
+
+
 def write_outputs(out_dir, plan, probabilities, flags, *, threshold: float, started: float,
-                  model_path: str | None = None) -> dict:  # fmt: skip
-    """Write every output file of the run to `out_dir`; summary.json last. Returns the summary."""
+                  model_path: str | None = None, spread: np.ndarray | None = None) -> dict:  # fmt: skip
+    """Write every output file of the run to `out_dir` (spread.npy with `spread`); summary.json last.
+    Returns the summary."""
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").unlink(missing_ok=True)  # until the new one is written, the folder is not complete
+    (out / SPREAD_FILE).unlink(missing_ok=True)  # an older run's layer never passes for this one's
+    if spread is not None:
+        atomic_write_bytes(out / SPREAD_FILE, npy_bytes(spread.astype(np.float32)))
     atomic_write_bytes(out / "probabilities.npy", npy_bytes(probabilities))
     atomic_write_bytes(out / "quality.npy", npy_bytes(flags))
     heat = cells_on_thumbnail(
@@ -271,15 +297,19 @@ def write_outputs(out_dir, plan, probabilities, flags, *, threshold: float, star
     thumbnail, factor = thumbnail_file(plan.thumb)
     atomic_write_bytes(out / "thumbnail.png", thumbnail)
     atomic_write_bytes(out / "overlay.png", png_bytes(overlay_image(plan.thumb, heat, threshold)))
-    write_geojson(out / "tiles.geojson", probabilities, flags, plan.grid, threshold)
+    write_geojson(out / "tiles.geojson", probabilities, flags, plan.grid, threshold, spread)
     summary = summary_of(plan, probabilities, flags, threshold, time.monotonic() - started, model_path)
+    if spread is not None:
+        summary.update(uncertainty=True, uncertain_spread=UNCERTAIN_SPREAD,
+                       n_uncertain_tumour=n_uncertain_tumour(probabilities, spread, threshold))  # fmt: skip
     summary["thumbnail_scale"] = plan.thumb_scale * factor  # of thumbnail.png, which the page draws on
     atomic_write_json(out / "summary.json", summary)
     return summary
 
 
 def read_outputs(out_dir) -> dict | None:
-    """{summary, probabilities, quality} of a complete output folder, or None."""
+    """{summary, probabilities, quality, spread} of a complete output folder, or None; spread is the
+    uncertainty layer when the run kept it, else None."""
     out = Path(out_dir)
     try:
         summary = json.loads((out / "summary.json").read_text())
@@ -289,6 +319,7 @@ def read_outputs(out_dir) -> dict | None:
             "summary": summary,
             "probabilities": np.load(out / "probabilities.npy"),
             "quality": np.load(out / "quality.npy"),
+            "spread": np.load(out / SPREAD_FILE) if summary.get("uncertainty") is True else None,
         }
     except (OSError, ValueError):
         return None

@@ -8,7 +8,8 @@ Tasks only see files, so a worker needs the model, the slides and DIR on a share
 
 slides.csv: slide, score (the chosen aggregation), status, message, n_tiles, n_scored,
 tumour_area_mm2, label (with labels), then path, seconds, every aggregation's score (score_NAME) and,
-with annotations, tile_n, tile_positive, tile_auc, tile_sensitivity, tile_specificity, dice.
+with annotations, tile_n, tile_positive, tile_auc, tile_sensitivity, tile_specificity, dice; with
+uncertainty, n_uncertain_tumour (tumour tiles whose 8 views' spread is at least UNCERTAIN_SPREAD).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ CSV_COLUMNS = ("slide", "score", "status", "message", "n_tiles", "n_scored", "tu
 EXTRA_COLUMNS = ("path", "seconds", *(f"score_{name}" for name in AGGREGATIONS), "tile_n", "tile_positive",
                  "tile_auc", "tile_sensitivity", "tile_specificity", "dice")  # fmt: skip
 INTEGER_COLUMNS = ("n_tiles", "n_scored", "tile_n", "tile_positive")
+UNCERTAIN_COLUMN = "n_uncertain_tumour"  # only in a cohort scored with uncertainty
 SUMMARY_FILE, TABLE_FILE = "summary.json", "slides.csv"
 
 Progress = Callable[[dict], None]
@@ -131,9 +133,10 @@ def _progress(rows: list[dict], total: int, seconds: float) -> dict:
 def write_table(rows: list[dict], path: Path, *, labelled: bool) -> None:
     import pandas as pd
 
-    columns = list(CSV_COLUMNS) + (["label"] if labelled else []) + list(EXTRA_COLUMNS)
+    uncertain = (UNCERTAIN_COLUMN,) if any(UNCERTAIN_COLUMN in row for row in rows) else ()
+    columns = list(CSV_COLUMNS) + (["label"] if labelled else []) + list(EXTRA_COLUMNS) + list(uncertain)
     frame = pd.DataFrame(rows).reindex(columns=columns)
-    for column in INTEGER_COLUMNS + (("label",) if labelled else ()):
+    for column in INTEGER_COLUMNS + (("label",) if labelled else ()) + uncertain:
         frame[column] = frame[column].astype("Int64")  # counts stay whole numbers beside failed rows
     atomic_write_csv(frame, path)
 

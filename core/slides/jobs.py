@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 from core.errors import CohortStopped
@@ -56,7 +55,7 @@ def job_key(model_path, folder, *, labels=None, annotations=None, options: Slide
 
     description = {"model": resolved(resolve_model_path(model_path)), "folder": resolved(folder),
                    "labels": resolved(labels), "annotations": resolved(annotations),
-                   "options": asdict(options)}  # fmt: skip
+                   "options": options.described()}  # fmt: skip
     return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -78,6 +77,7 @@ def _arguments(model_path, folder, labels, annotations, options: SlideOptions, a
     arguments += ["--threshold", repr(float(options.threshold)), "--aggregate", aggregate]
     arguments += ["--labels", str(labels)] if labels else []
     arguments += ["--annotations", str(annotations)] if annotations else []
+    arguments += ["--uncertainty"] if options.uncertainty else []
     return arguments + (["--region-class", options.region_class] if options.region_class else [])
 
 

@@ -42,6 +42,15 @@ class SlideOptions:
     threshold: float = DEFAULT_THRESHOLD
     batch_size: int = 256
     region_class: str | None = None  # an annotation class that limits scoring to its area
+    uncertainty: bool = False  # score with the 8 dihedral views and keep their spread (spread.npy)
+
+    def described(self) -> dict:
+        """The options as a key describes them; without uncertainty, as they were before the option
+        (so folders and jobs from before it keep their keys)."""
+        settings = asdict(self)
+        if not settings["uncertainty"]:
+            del settings["uncertainty"]
+        return settings
 
 
 def _identity(path: Path | None) -> dict | None:
@@ -53,7 +62,7 @@ def _identity(path: Path | None) -> dict | None:
 
 def task_key(model_path: Path, slide_path: Path, options: SlideOptions, annotation_path: Path | None) -> str:
     description = {"format": FORMAT_VERSION, "model": _identity(model_path), "slide": _identity(slide_path),
-                   "annotations": _identity(annotation_path), "options": asdict(options)}  # fmt: skip
+                   "annotations": _identity(annotation_path), "options": options.described()}  # fmt: skip
     return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -98,7 +107,7 @@ def score_slide(model_path, slide_path, slide_dir, options: SlideOptions, annota
 
 def _compute(model_path: Path, slide_path: Path, slide_dir: Path, options: SlideOptions,
              annotation_path: Path | None, key: str) -> dict:  # fmt: skip
-    from core.region.heatmap import model_mpp, prepare, score
+    from core.region.heatmap import model_mpp, prepare, score_layers
     from core.region.outputs import write_outputs
     from core.slides.annotations import read_annotations, tiles_inside
     from core.slides.outputs import kept_probabilities, write_slide_outputs
@@ -117,16 +126,20 @@ def _compute(model_path: Path, slide_path: Path, slide_dir: Path, options: Slide
             raise RegionImageError(
                 f"{slide_path.name}: no tissue tile to score (only glass, or outside the region)."
             )
-        probabilities, flags = score(model, plan, batch_size=options.batch_size, quality=True)
+        probabilities, flags, spread = score_layers(
+            model, plan, batch_size=options.batch_size, quality=True, uncertainty=options.uncertainty
+        )
     slide_dir.mkdir(parents=True, exist_ok=True)
     (slide_dir / RECORD_FILE).unlink(missing_ok=True)  # until the new record is written, not complete
     summary = write_outputs(slide_dir, plan, probabilities, flags, threshold=options.threshold,
-                            started=started, model_path=str(model_path))  # fmt: skip
+                            started=started, model_path=str(model_path), spread=spread)  # fmt: skip
     measured = write_slide_outputs(slide_dir, plan.grid, probabilities, flags, options.threshold, annotations)
     scores = slide_scores(kept_probabilities(probabilities, flags), options.threshold)
     row = {"n_tiles": summary["n_tiles"], "n_scored": summary["n_scored"],
            "tumour_area_mm2": summary["tumour_area_mm2"], "seconds": round(time.monotonic() - started, 2),
            **{f"score_{name}": value for name, value in scores.items()}, **measured}  # fmt: skip
+    if "n_uncertain_tumour" in summary:  # scored with --uncertainty
+        row["n_uncertain_tumour"] = summary["n_uncertain_tumour"]
     record = {"key": key, "format": FORMAT_VERSION, "row": row}
     atomic_write_json(slide_dir / RECORD_FILE, record)
     return record
