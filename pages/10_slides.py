@@ -37,9 +37,11 @@ from ui.prediction_source import threshold_control
 from ui.shared import (
     extra_roots,
     from_url,
+    keep_flag,
     model_label,
     one_of,
     required_model_path,
+    restore_flag,
     to_url,
 )
 from ui.slides_results import SLIDE_KEY, downloads, metrics_panel, read_cohort, slide_map, slide_table
@@ -51,6 +53,11 @@ INPUTS = {
     "annotations": "Annotations folder (optional)",
 }
 AGGREGATE_KEY, URL_AGGREGATE = "slides_aggregate", "slides_aggregate"
+UNCERTAINTY_KEY = URL_UNCERTAINTY = "slides_uncertainty"
+UNCERTAINTY_HELP = (
+    "Score every tile with its 8 flipped/rotated views (about 8x the time): each slide then counts its "
+    "tumour tiles whose views disagree (uncertain), and the Region page can draw that layer."
+)
 
 
 def _state_key(name: str) -> str:
@@ -88,9 +95,16 @@ def chosen_aggregate() -> str:
     return aggregate
 
 
-def job_panel(model_path: str, inputs: dict, aggregate: str) -> str:
+def chosen_options() -> SlideOptions:
+    """The scoring options: per-tile uncertainty or not (kept in the URL)."""
+    restore_flag(UNCERTAINTY_KEY, URL_UNCERTAINTY)
+    uncertainty = st.checkbox("Uncertainty per tile (8 views)", key=UNCERTAINTY_KEY, help=UNCERTAINTY_HELP)
+    keep_flag(URL_UNCERTAINTY, uncertainty)
+    return SlideOptions(uncertainty=uncertainty)
+
+
+def job_panel(model_path: str, inputs: dict, aggregate: str, options: SlideOptions) -> str:
     """Start, follow or report the cohort job; returns its key."""
-    options = SlideOptions()
     key = job_key(
         model_path,
         inputs["folder"],
@@ -170,5 +184,5 @@ with page("Slides"):
     if inputs is None:
         st.stop()
     aggregate = chosen_aggregate()
-    key = job_panel(model_path, inputs, aggregate)
+    key = job_panel(model_path, inputs, aggregate, chosen_options())
     results(output_dir(key), inputs["annotations"], aggregate)

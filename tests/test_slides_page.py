@@ -104,3 +104,29 @@ def test_a_running_cohort_shows_progress_stops_and_is_found_again_after_a_reload
     assert any("Slides 1/4" in (p.proto.text or "") for p in reloaded.get("progress"))
     reloaded.button(key="slides_stop").click().run()
     assert (job_dir(key) / "stop.request").exists()
+
+
+def test_uncertainty_per_tile_is_kept_in_the_url_keys_the_job_and_counts_uncertain_tiles(
+    workspace, model_path
+):
+    cohort = build_cohort(workspace / "cohort")
+    at = choose(open_page(workspace, "slides", model=model_path), cohort)
+    at.checkbox(key="slides_uncertainty").check().run()
+    assert at.query_params.get("slides_uncertainty") == "1"
+    options = SlideOptions(uncertainty=True)
+    key = job_key(model_path, cohort["slides"], labels=cohort["labels"], annotations=cohort["annotations"],
+                  options=options)  # fmt: skip
+    assert key != key_of(model_path, cohort)  # the 8-view run is another job than the plain one
+    status = run_job(model_path, cohort["slides"], key=key, labels=cohort["labels"],
+                     annotations=cohort["annotations"], options=options, aggregate="max")  # fmt: skip
+    assert status["state"] == "finished", status
+    reloaded = app_test()
+    reloaded.query_params.update(at.query_params)
+    reloaded.session_state["model_path"] = str(model_path)
+    reloaded.run()
+    reloaded.switch_page(PAGE_SCRIPTS["slides"]).run()
+    assert not reloaded.exception, reloaded.exception
+    assert reloaded.checkbox(key="slides_uncertainty").value is True
+    table = reloaded.dataframe[0].value
+    scored = table[table["status"].isin(["done", "cached"])]
+    assert "n_uncertain_tumour" in table.columns and scored["n_uncertain_tumour"].ge(0).all()

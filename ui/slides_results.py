@@ -16,7 +16,8 @@ import streamlit as st
 from core.slides.metrics import labelled_scores, slide_metrics
 from ui.text import md_escape
 
-TABLE_COLUMNS = ["thumbnail", "slide", "score", "label", "status", "tumour_area_mm2", "n_scored", "message"]
+TABLE_COLUMNS = ["thumbnail", "slide", "score", "label", "status", "tumour_area_mm2", "n_scored", "n_uncertain_tumour",
+                 "message"]  # fmt: skip
 SLIDE_KEY = "slides_selected"
 ANNOTATION_COLOUR, MODEL_COLOUR = "#00c853", "#2962ff"  # green and blue: both read over H&E and the map
 
@@ -59,6 +60,9 @@ def slide_table(frame: pd.DataFrame, folder: Path) -> None:
         "thumbnail": st.column_config.ImageColumn("", width="small"),
         "score": st.column_config.NumberColumn(format="%.3f"),
         "tumour_area_mm2": st.column_config.NumberColumn("tumour mm²", format="%.3f"),
+        "n_uncertain_tumour": st.column_config.NumberColumn(
+            "uncertain tumour tiles", help="Tumour tiles whose 8 views disagree (scored with uncertainty)."
+        ),
     })  # fmt: skip
 
 
