@@ -41,6 +41,17 @@ def key_of(model_path, cohort) -> str:
                    options=SlideOptions())  # fmt: skip
 
 
+def reload_of(at, model_path):
+    """A new session (a reload) of the Slides page with `at`'s URL."""
+    reloaded = app_test()
+    reloaded.query_params.update(at.query_params)
+    reloaded.session_state["model_path"] = str(model_path)
+    reloaded.run()
+    reloaded.switch_page(PAGE_SCRIPTS["slides"]).run()
+    assert not reloaded.exception, reloaded.exception
+    return reloaded
+
+
 def texts(at) -> str:
     return " ".join(e.value for e in [*at.markdown, *at.caption, *at.info, *at.warning, *at.error])
 
@@ -94,12 +105,7 @@ def test_a_running_cohort_shows_progress_stops_and_is_found_again_after_a_reload
                  last="lesion: done", tiles_per_s=12.0, eta_s=3.0, started=time.time())  # fmt: skip
     at.run()
     assert any("Slides 1/4" in (p.proto.text or "") for p in at.get("progress"))
-    reloaded = app_test()
-    reloaded.query_params.update(at.query_params)
-    reloaded.session_state["model_path"] = str(model_path)
-    reloaded.run()
-    reloaded.switch_page(PAGE_SCRIPTS["slides"]).run()
-    assert not reloaded.exception, reloaded.exception
+    reloaded = reload_of(at, model_path)
     assert reloaded.text_input(key="slides_folder").value == str(cohort["slides"])
     assert any("Slides 1/4" in (p.proto.text or "") for p in reloaded.get("progress"))
     reloaded.button(key="slides_stop").click().run()
@@ -120,12 +126,7 @@ def test_uncertainty_per_tile_is_kept_in_the_url_keys_the_job_and_counts_uncerta
     status = run_job(model_path, cohort["slides"], key=key, labels=cohort["labels"],
                      annotations=cohort["annotations"], options=options, aggregate="max")  # fmt: skip
     assert status["state"] == "finished", status
-    reloaded = app_test()
-    reloaded.query_params.update(at.query_params)
-    reloaded.session_state["model_path"] = str(model_path)
-    reloaded.run()
-    reloaded.switch_page(PAGE_SCRIPTS["slides"]).run()
-    assert not reloaded.exception, reloaded.exception
+    reloaded = reload_of(at, model_path)
     assert reloaded.checkbox(key="slides_uncertainty").value is True
     table = reloaded.dataframe[0].value
     scored = table[table["status"].isin(["done", "cached"])]
