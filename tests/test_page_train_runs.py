@@ -150,7 +150,7 @@ def test_make_active_shows_in_the_sidebar_on_the_same_rerun(workspace, trained_r
     model = str(run / "model.keras")
     assert at.session_state[MODEL_KEY] == model
     assert at.sidebar.selectbox[0].value == model
-    pages = "Evaluate, Predict, Mistakes, Feature map, Label issues, Compare and Region"  # issue 19 item 11
+    pages = "Evaluate, Predict, Mistakes, Feature map, Label issues, Compare, Region and Slides"  # issue 19 item 11
     assert any(f"{NEW} is now the active model of {pages}." in s.value for s in at.success)
 
 
