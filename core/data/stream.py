@@ -74,12 +74,18 @@ def read_ahead(items: Iterable[Item], *, name: str, join_timeout: float = 5.0) -
         reader.join(timeout=join_timeout)
 
 
-def dataset_chunks(dataset, batch_size: int) -> Iterator[tuple[np.ndarray, list[int], dict[int, str]]]:
+def dataset_chunks(
+    dataset, batch_size: int, *, first: int | None = None
+) -> Iterator[tuple[np.ndarray, list[int], dict[int, str]]]:
     """(pixels, indices read, {index: problem}) per run of `batch_size` consecutive patches of the
-    dataset (Dataset.read_tolerant: a patch that cannot be read is named, not raised)."""
+    dataset (Dataset.read_tolerant: a patch that cannot be read is named, not raised); with `first`,
+    the first run is only that long (at most `batch_size`)."""
     total = len(dataset)
-    for start in range(0, total, batch_size):
-        yield dataset.read_tolerant(list(range(start, min(start + batch_size, total))))
+    starts = list(range(0, total, batch_size))
+    if first is not None and 0 < first < batch_size and total > first:
+        starts = [0, *range(first, total, batch_size)]
+    for start, end in zip(starts, [*starts[1:], total]):
+        yield dataset.read_tolerant(list(range(start, end)))
 
 
 def _dataset_batches(dataset, batch_size: int, quality: bool) -> Iterator[tuple]:

@@ -36,6 +36,9 @@ from core.jobs.status import (  # noqa: F401 (LOADING_PHASE and job_lifecycle we
 
 PREDICTING_PHASE = "predicting"
 FEATURES_PHASE = "computing features"
+# Patches in a prediction job's first batch: its first progress comes after these, not a whole batch
+# (what a page shows first; the predictions are the same).
+FIRST_PROGRESS_BATCH = 32
 KEY_PATTERN = re.compile(r"[0-9a-f]{8,64}")  # a job key is a hash: it names a folder, never a path
 
 
@@ -180,4 +183,7 @@ def _compute(
     else:
         from core.evaluate.predictions import cached_predictions
 
-        cached_predictions(model_path, dataset, tta=tta, cache_dir=cache_dir, model=model, progress=progress)
+        cached_predictions(
+            model_path, dataset, tta=tta, cache_dir=cache_dir, model=model, progress=progress,
+            first_batch=FIRST_PROGRESS_BATCH,
+        )  # fmt: skip

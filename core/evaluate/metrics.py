@@ -7,6 +7,8 @@ which the code trusts them. A patch is predicted tumour when `prob >= threshold`
 scikit-learn's curves use, so a threshold read off a curve reproduces its point exactly.
 
 Nothing here imports TensorFlow: the Evaluate page moves its threshold without touching a model.
+scikit-learn is imported by the functions that use it, so a module that only validates a threshold
+(the command line a client of the job engine parses) does not pay its ~1 s import.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn import metrics as skm
 
 from core.constants import DEFAULT_THRESHOLD
 from core.errors import InputError
@@ -30,6 +31,13 @@ from core.probabilities import (  # noqa: F401  (their home; re-exported for the
 
 BOOTSTRAP_METRICS = ("auc", "accuracy")
 _MAX_BOOTSTRAP_CELLS = 4_000_000  # resampled indices held at once: bounds memory on 220,000 rows
+
+
+def _skm():
+    """sklearn.metrics, imported on first use (it brings SciPy and pandas along)."""
+    from sklearn import metrics
+
+    return metrics
 
 
 # --------------------------------------------------------------------------- validation
@@ -146,12 +154,12 @@ def _ranking_metrics(
         auc = None
         undefined["auc"] = one_class
     else:
-        auc = float(skm.roc_auc_score(labels, probs))
+        auc = float(_skm().roc_auc_score(labels, probs))
     if positives == 0:
         average_precision = None
         undefined["average_precision"] = "undefined: no tumour patches in the labels"
     else:
-        average_precision = float(skm.average_precision_score(labels, probs))
+        average_precision = float(_skm().average_precision_score(labels, probs))
     return {"auc": auc, "average_precision": average_precision}
 
 
@@ -195,8 +203,8 @@ def roc_points(labels, probs) -> RocPoints:
     labels, probs = check_labels_probs(labels, probs)
     with warnings.catch_warnings():  # one class: sklearn warns and returns NaN for one axis
         warnings.simplefilter("ignore")
-        fpr, tpr, thresholds = skm.roc_curve(labels, probs)
-    auc = None if _one_class_reason(labels) else float(skm.auc(fpr, tpr))
+        fpr, tpr, thresholds = _skm().roc_curve(labels, probs)
+    auc = None if _one_class_reason(labels) else float(_skm().auc(fpr, tpr))
     return RocPoints(fpr=fpr, tpr=tpr, thresholds=thresholds, auc=auc)
 
 
@@ -205,9 +213,9 @@ def pr_points(labels, probs) -> PrPoints:
     labels, probs = check_labels_probs(labels, probs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        precision, recall, thresholds = skm.precision_recall_curve(labels, probs)
+        precision, recall, thresholds = _skm().precision_recall_curve(labels, probs)
     has_positive = bool(labels.any())
-    average_precision = float(skm.average_precision_score(labels, probs)) if has_positive else None
+    average_precision = float(_skm().average_precision_score(labels, probs)) if has_positive else None
     return PrPoints(
         precision=precision,
         recall=recall,
@@ -236,7 +244,7 @@ def threshold_presets(labels, probs, target_sensitivity: float = 0.95) -> dict[s
         raise InputError(f"target_sensitivity must lie in (0, 1]; got {target_sensitivity}.")
     presets: dict[str, float | None] = {"0.5": DEFAULT_THRESHOLD, "youden": None}
     if not _one_class_reason(labels):
-        fpr, tpr, thresholds = skm.roc_curve(labels, probs, drop_intermediate=False)
+        fpr, tpr, thresholds = _skm().roc_curve(labels, probs, drop_intermediate=False)
         youden = tpr[1:] - fpr[1:]  # skip the +inf point where nothing is predicted tumour
         presets["youden"] = float(thresholds[1:][int(np.argmax(youden))])
     presets[sensitivity_preset_name(target_sensitivity)] = highest_threshold_for_sensitivity(

@@ -212,6 +212,7 @@ def predict_dataset(
     tta: bool = False,
     progress: Progress | None = None,
     quality: bool = False,
+    first_batch: int | None = None,
 ) -> pd.DataFrame:
     """Predict every patch of a dataset in streamed batches.
 
@@ -225,6 +226,8 @@ def predict_dataset(
     quality : also run the input-quality gate (core.data.quality) on the same pixels, and the
         model's out-of-distribution check (core.model.ood) in the same forward pass when the model
         carries its statistics.
+    first_batch : score only this many patches in the first batch, so the first `progress` after
+        the first batch comes sooner (a page's job); the predictions are the same.
 
     Returns
     -------
@@ -237,7 +240,7 @@ def predict_dataset(
     if int(batch_size) != batch_size or batch_size < 1:
         raise InputError(f"batch_size must be a positive integer; got {batch_size}.")
     skipped: dict[str, str] = {}
-    source = dataset_batches(dataset, int(batch_size), skipped=skipped)
+    source = dataset_batches(dataset, int(batch_size), skipped=skipped, first=first_batch)
     scored = score_batches(
         model, source, forward=forward_pass(model, tta=tta, ood=quality), total=len(dataset), quality=quality,
         progress=progress, name="patch-reader",

@@ -229,11 +229,12 @@ def cached_predictions(
     model=None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: Progress | None = None,
+    first_batch: int | None = None,
 ) -> pd.DataFrame:
     """Predictions of the model at `model_path` on `dataset`, computed once and kept on disk.
 
     `cache_dir` defaults to <workspace>/cache/predictions. Pass an already loaded `model` to
-    skip loading it again on a miss. A changed model file (new mtime or size) or dataset
+    skip loading it again on a miss (`first_batch`: predict_dataset's). A changed model file (new mtime or size) or dataset
     misses the cache; an entry that disagrees with its record (read_cached_predictions) is
     recomputed, and `attrs["recomputed"]` (and a CacheRecomputedWarning) then says why in one sentence. Returns the same frame as
     `predict_dataset(..., quality=True)`, with `attrs["cached"]` = the CSV. Next to each
@@ -254,7 +255,15 @@ def cached_predictions(
         from core.model.io import load_model
 
         model = load_model(model_path)
-    frame = predict_dataset(model, dataset, batch_size=batch_size, tta=tta, progress=progress, quality=True)
+    frame = predict_dataset(
+        model,
+        dataset,
+        batch_size=batch_size,
+        tta=tta,
+        progress=progress,
+        quality=True,
+        first_batch=first_batch,
+    )
     description = _cache_description(model_path, dataset, tta=tta)
     data = _storable(frame).to_csv(index=False).encode()
     write_cached_bytes(path, data, description, rows=len(frame), skipped=frame.attrs["skipped"])

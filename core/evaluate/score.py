@@ -90,11 +90,15 @@ class ScoredBatch:
         return with_flag(labels, OUT_OF_DISTRIBUTION, self.out_of_distribution)
 
 
-def dataset_batches(dataset, batch_size: int, *, skipped: dict[str, str]) -> Iterator[Batch]:
+def dataset_batches(
+    dataset, batch_size: int, *, skipped: dict[str, str], first: int | None = None
+) -> Iterator[Batch]:
     """The source for a whole Dataset: its readable patches in runs of `batch_size`, `where` = their
     positions (int64). A patch that cannot be read is left out and named in `skipped` ({id: why}) as
-    the reader meets it, so one corrupt file never sinks a 220,000-patch run."""
-    for pixels, good, bad in dataset_chunks(dataset, batch_size):
+    the reader meets it, so one corrupt file never sinks a 220,000-patch run. With `first`, the first
+    run holds only that many patches, so a job reports its first progress after a fraction of a
+    batch (each patch's outputs do not depend on the batch it is scored in)."""
+    for pixels, good, bad in dataset_chunks(dataset, batch_size, first=first):
         skipped.update({dataset.ids[i]: reason for i, reason in bad.items()})
         yield Batch(np.asarray(good, dtype=np.int64), pixels, span=len(good) + len(bad))
 
