@@ -5,15 +5,16 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from page_helpers import PAGE_SCRIPTS, app_test, copy_kaggle_subset, finished_run
+from page_helpers import PAGE_SCRIPTS, app_test, copy_workspace
 
 
 @pytest.fixture()
-def run_on_screen(tmp_path, monkeypatch):
-    workspace = tmp_path / "workspace"
+def run_on_screen(tiny_run, tmp_path, monkeypatch):
+    """A test's own copy of the session's real finished run (conftest.tiny_run), free to delete: a
+    copy instead of a run trained per test."""
+    workspace, run_dir = copy_workspace(tiny_run, tmp_path)
     monkeypatch.setenv("PATCHLENS_HOME", str(workspace))
-    data = copy_kaggle_subset(tmp_path / "data", 12)
-    return finished_run(workspace, data, epochs=1)
+    return run_dir
 
 
 def test_train_page_survives_the_watched_run_being_deleted(run_on_screen):

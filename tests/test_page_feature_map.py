@@ -6,11 +6,14 @@ tests/test_browser_feature_map.py.)"""
 
 from __future__ import annotations
 
+import functools
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
-from page_helpers import PAGE_SCRIPTS, copy_kaggle_subset, open_page
+from page_helpers import PAGE_SCRIPTS, open_page
 
 from core.data.dataset import open_dataset
 from core.diagnose.features import feature_cache_path
@@ -19,10 +22,12 @@ N_PER_CLASS = 10
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory, fit_tiny_model):
+def setup(tmp_path_factory, tiny_kaggle_model):
+    """(root, data, model): the session's tiny model on 2 x N_PER_CLASS real patches (read-only) and a
+    copy of its data under this module's data root, which a test may add folders next to."""
     root = tmp_path_factory.mktemp("feature-map")
-    data = copy_kaggle_subset(root / "data" / "subset", N_PER_CLASS)
-    model = fit_tiny_model(data, root / "tiny.keras")
+    shared_data, model = tiny_kaggle_model(N_PER_CLASS)
+    data = Path(shutil.copytree(shared_data, root / "data" / "subset"))
     return root, data, model
 
 
@@ -34,8 +39,10 @@ def page(setup, monkeypatch):
     return open_page(root / "workspace", "feature_map", model=model, dataset=data)
 
 
+@functools.cache
 def independent(model_path, data):
-    """Penultimate features and probabilities by a separate Keras model built here, not by the page."""
+    """Penultimate features and probabilities by a separate Keras model built here, not by the page
+    (once per model and data: both are read-only in this module)."""
     import keras
 
     model = keras.saving.load_model(model_path, compile=False, safe_mode=True)
