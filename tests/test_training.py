@@ -6,8 +6,6 @@ import csv
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -15,7 +13,6 @@ import pytest
 from page_helpers import copy_kaggle_subset
 
 from core.errors import JobConflictError
-from core.settings import PROJECT_DIR
 from core.train.runs import RUN_FILES, read_metrics, read_status, request_stop
 
 EPOCH_KEYS = {"epoch", "loss", "accuracy", "auc", "val_loss", "val_accuracy", "val_auc", "lr"}
@@ -25,17 +22,6 @@ BATCH_KEYS = {"epoch", "step", "steps", "loss", "accuracy", "patches_per_s", "et
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
     return copy_kaggle_subset(tmp_path_factory.mktemp("data") / "tiny", 24)
-
-
-def run_cli(*args, env=None, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", "core", *args],
-        cwd=PROJECT_DIR,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def wait_for(predicate, timeout=120.0, interval=0.3):
@@ -51,21 +37,16 @@ def wait_for(predicate, timeout=120.0, interval=0.3):
 @pytest.fixture(scope="module")
 def cli_run(tiny_data, tmp_path_factory):
     """One `python -m core train` run (tiny, 2 epochs, seed 7) in its own workspace, that the tests
-    below only read: its run directory."""
+    below only read: its run directory. In this process (core.cli.main, as `python -m core` runs it):
+    the tests that need a process of their own (SIGKILL) start one through the job engine."""
+    from core.cli import main
+
     workspace = tmp_path_factory.mktemp("cli") / "workspace"
     run_dir = workspace / "runs" / "cli"
     arguments = ["--arch", "tiny", "--epochs", "2", "--batch-size", "16", "--val-fraction", "0.25"]
-    result = run_cli(
-        "train",
-        str(tiny_data),
-        *arguments,
-        "--seed",
-        "7",
-        "--out",
-        str(run_dir),
-        env={"PATCHLENS_HOME": str(workspace)},
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PATCHLENS_HOME", str(workspace))
+        assert main(["train", str(tiny_data), *arguments, "--seed", "7", "--out", str(run_dir)]) == 0
     return run_dir
 
 
@@ -143,7 +124,7 @@ def test_stop_sigkill_and_the_one_job_lock(tiny_data, workspace):
     assert status["state"] == "finished"
 
 
-def test_a_corrupt_dataset_ends_failed_with_a_readable_error(tmp_path, workspace):
+def test_a_corrupt_dataset_ends_failed_with_a_readable_error(tmp_path, workspace, run_cli):
     broken = tmp_path / "broken"
     (broken / "train").mkdir(parents=True)
     with open(broken / "train_labels.csv", "w") as handle:
@@ -152,19 +133,9 @@ def test_a_corrupt_dataset_ends_failed_with_a_readable_error(tmp_path, workspace
             (broken / "train" / f"p{i}.tif").write_text("this is not an image")
             handle.write(f"p{i},{i % 2}\n")
     run_dir = workspace / "runs" / "broken"
-    result = run_cli(
-        "train",
-        str(broken),
-        "--arch",
-        "tiny",
-        "--epochs",
-        "1",
-        "--out",
-        str(run_dir),
-        env={"PATCHLENS_HOME": str(workspace)},
-    )
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
+    code, _, stderr = run_cli("train", broken, "--arch", "tiny", "--epochs", "1", "--out", run_dir)
+    assert code == 2
+    assert "Traceback" not in stderr
     status = json.loads((run_dir / "status.json").read_text())
     assert status["state"] == "failed"
     assert status["error"] and "Traceback" not in status["error"]
