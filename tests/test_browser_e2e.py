@@ -2,8 +2,9 @@
 
 One server for the module, started from the project root with a temporary PATCHLENS_HOME and
 PATCHLENS_DATA_ROOTS pointing at a tiny Kaggle-layout copy of 40 real bundled patches. Before the
-server starts, a real tiny model is trained on that copy (`python -m core train … --out
-<home>/runs/e2e-seed`), so Predict and Evaluate work whether or not models/baseline.keras exists.
+server starts, the session's real finished run on the same 40 patches (conftest's tiny_run, trained
+once for every module that needs one) is copied into its workspace as the seed run, so Predict and
+Evaluate work whether or not models/baseline.keras exists.
 
 Each step leaves a screenshot in test-artifacts/browser/<step>.png. Every training job and the
 server's whole process group are ended at teardown, and the teardown checks nothing is left.
@@ -12,7 +13,7 @@ server's whole process group are ended at teardown, and the teardown checks noth
 from __future__ import annotations
 
 import re
-import subprocess
+import shutil
 import time
 from pathlib import Path
 
@@ -27,7 +28,6 @@ from browser_helpers import (
     assert_no_exception,
     choose,
     contexts,
-    core_process,
     fill_train_form,
     go_nav,
     open_page,
@@ -45,11 +45,11 @@ from browser_helpers import (
 
 require_browser()
 
-from page_helpers import copy_kaggle_subset  # noqa: E402
+from page_helpers import TINY_RUN, copy_kaggle_subset  # noqa: E402
 
 from core.formatting import NAME_IN_TEXT, short_name  # noqa: E402
 
-SEED_RUN = "e2e-seed"
+SEED_RUN = TINY_RUN  # conftest's tiny_run, copied into the server's workspace
 LONG = 120_000  # ms: TensorFlow's first import + a model load on two busy cores
 PAGES = [  # (sidebar label, h1 text, URL path)
     ("Dataset", "Dataset", "dataset"),
@@ -85,27 +85,16 @@ def first_visit_by_deep_link(browser, server: ServedApp) -> dict:
 
 
 @pytest.fixture(scope="module")
-def seeded_server(browser, tmp_path_factory):
-    """The server, once the seed run has finished, and what its very first session (a deep link) saw."""
+def seeded_server(browser, tiny_run, tmp_path_factory):
+    """The server, with the seed run in its workspace, and what its very first session (a deep link)
+    saw."""
     root = tmp_path_factory.mktemp("browser")
     data = copy_kaggle_subset(root / "data" / "kaggle", 20)  # 40 real patches, balanced
-    env = app_env(root)
-    home = Path(env["PATCHLENS_HOME"])
-    seed = core_process(  # the seed model trains while the server boots
-        env, "train", str(data), "--arch", "tiny", "--epochs", "1", "--batch-size", "16",
-        "--val-fraction", "0.5", "--out", str(home / "runs" / SEED_RUN), "--quiet",
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+    home = Path(app_env(root)["PATCHLENS_HOME"])
+    shutil.copytree(tiny_run[1], home / "runs" / SEED_RUN)
+    assert run_status(home / "runs" / SEED_RUN).get("state") == "finished"
     with serve_app(root, data=data) as served:
-        try:
-            _, stderr = seed.communicate(timeout=300)
-            assert seed.returncode == 0, stderr.decode()[-3000:]
-            assert run_status(home / "runs" / SEED_RUN).get("state") == "finished"
-            yield served, first_visit_by_deep_link(browser, served)
-        finally:
-            if seed.poll() is None:
-                seed.kill()
-                seed.wait()
+        yield served, first_visit_by_deep_link(browser, served)
 
 
 @pytest.fixture(scope="module")
@@ -212,7 +201,7 @@ def test_predict_an_uploaded_tiff_shows_a_probability_and_a_gradcam(server, page
 def test_train_from_the_page_with_a_live_chart_until_finished(server, page):
     open_page(page, server.url, "train", "Train")
     assert page.get_by_text("No job is running").count() == 1
-    run_dir = start_job(page, server, epochs=40)  # long enough to watch the chart grow
+    run_dir = start_job(page, server, epochs=12)  # long enough to watch the chart grow
     shoot(page, ARTIFACTS, "03-train-started")
     chart = page.locator(PLOTLY).first
     finished = page.get_by_text("Finished in")

@@ -32,7 +32,7 @@ from browser_helpers import (
     wait_title,
 )
 
-require_browser(baseline_model=True)
+sync_api = require_browser(baseline_model=True)
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +47,29 @@ def evaluate_page(browser, url: str, width: int = 1440):
     return page
 
 
+# Sets window.rerunStarted once stApp's script state turns "running": watched from before a click, so
+# a rerun over before a poll could see it is not missed.
+WATCH_RERUN = """() => {
+    window.rerunStarted = false;
+    const app = document.querySelector('[data-testid="stApp"]');
+    new MutationObserver((_, observer) => {
+        if (app.getAttribute("data-test-script-state") === "running") {
+            window.rerunStarted = true;
+            observer.disconnect();
+        }
+    }).observe(app, {attributes: true, attributeFilter: ["data-test-script-state"]});
+}"""
+
+
 def click_and_settle(page, target) -> None:
-    """Click, give the rerun a moment to start (settle alone may see the idle state before it), settle."""
+    """Click, wait until the rerun it causes has started (settle alone may see the idle state before
+    it; at most 1.5 s, the fixed pause this wait replaced), then settle."""
+    page.evaluate(WATCH_RERUN)
     target.click()
-    page.wait_for_timeout(1500)
+    try:
+        page.wait_for_function("() => window.rerunStarted", timeout=1500)
+    except sync_api.TimeoutError:
+        pass  # a rerun whose start the browser never drew: settle() is then right at once
     settle(page)
 
 
