@@ -1,6 +1,6 @@
 """Helpers for the real-browser tests (tests/test_browser_*.py): the one home of their set-up (a
-Chromium launch, a Streamlit server in its own process group with a temporary workspace, fresh browser
-sessions, job clean-up) and of a few Playwright moves on Streamlit 1.67's DOM.
+Chromium launch, a Streamlit server in its own process group with a temporary workspace, the suite's
+shared cluster of warm engine workers, fresh browser sessions, job clean-up) and of a few Playwright moves on Streamlit 1.67's DOM.
 
 Not a test module (no test_ prefix). Nothing here imports TensorFlow or Streamlit, and Playwright only
 inside `launch_browser`, so a module can import this and still skip when Playwright is missing.
@@ -148,45 +148,128 @@ def run_status(run_dir: Path) -> dict:
 
 
 def job_pids(workspace: Path) -> list[int]:
-    """Pids of the training processes of runs in `workspace` that are still alive."""
+    """Pids of the training processes of runs in `workspace` that are still active (queued or running)
+    and alive. On the shared cluster a run's pid is a warm worker's, alive after its run ended: a run
+    counts only while its status says it is active."""
     pids = []
     for status_file in (workspace / "runs").glob("*/status.json"):
-        pid = run_status(status_file.parent).get("pid")
-        if pid and pid != os.getpid() and pid_alive(pid):
+        status = run_status(status_file.parent)
+        pid = status.get("pid")
+        if status.get("state") in ACTIVE_STATES and pid and pid != os.getpid() and pid_alive(pid):
             pids.append(int(pid))
     return pids
 
 
-def stop_jobs(workspace: Path, timeout: float = 30.0) -> None:
-    """End every training job of `workspace`: a stop request, then SIGTERM, then SIGKILL."""
-    for status_file in (workspace / "runs").glob("*/status.json"):
-        if run_status(status_file.parent).get("state") in ACTIVE_STATES:
-            (status_file.parent / "stop.request").touch()
-    pids = job_pids(workspace)
+def active_job_pids(home: Path) -> list[int]:
+    """job_pids, for every kind of job of the workspace `home` (runs, prediction, region, slides … jobs:
+    every status.json under it)."""
+    pids = []
+    for status_file in home.rglob("status.json") if home.is_dir() else []:
+        status = run_status(status_file.parent)
+        pid = status.get("pid")
+        if status.get("state") in ACTIVE_STATES and pid and pid != os.getpid() and pid_alive(pid):
+            pids.append(int(pid))
+    return pids
+
+
+def _signal(pids, signum: int) -> None:
+    """Send `signum` to each of `pids` except the shared cluster's workers: a job there ends at its
+    stop request, and the worker runs the next server's jobs."""
+    spared = shared_worker_pids()
     for pid in pids:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.time() + timeout
-    while time.time() < deadline and any(pid_alive(p) for p in pids):
-        time.sleep(0.3)
-    for pid in pids:
-        if pid_alive(pid):
+        if pid not in spared:
             try:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, signum)
             except ProcessLookupError:
                 pass
 
 
-def stop_prediction_jobs(home: Path) -> None:
-    """SIGTERM every prediction job (the Evaluate page's) of the workspace `home` still alive."""
-    from core.evaluate.jobs import jobs_dir
+def _stop_and_wait(home: Path, folders, find_pids, timeout: float) -> None:
+    """A stop request in each active job folder of `folders`, SIGTERM to their own processes, a wait
+    until none is active and alive (a job on a shared worker ends at its next batch), SIGKILL to what
+    is left of their own processes."""
+    for status_file in folders:
+        if run_status(status_file.parent).get("state") in ACTIVE_STATES:
+            (status_file.parent / "stop.request").touch()
+    _signal(find_pids(home), signal.SIGTERM)
+    wait_until(lambda: not find_pids(home), timeout)
+    _signal(find_pids(home), signal.SIGKILL)
 
-    for status in jobs_dir(home / "cache" / "predictions").glob("*/status.json"):
-        pid = json.loads(status.read_text()).get("pid")
-        if pid and pid_alive(pid):
-            os.kill(pid, signal.SIGTERM)
+
+def stop_jobs(workspace: Path, timeout: float = 60.0) -> None:
+    """End every training job of `workspace`: a stop request, then SIGTERM, then SIGKILL (never to a
+    shared worker: its job ends at the stop request, waited for here)."""
+    _stop_and_wait(workspace, list((workspace / "runs").glob("*/status.json")), job_pids, timeout)
+
+
+def stop_workspace_jobs(home: Path, timeout: float = 60.0) -> None:
+    """End every job of the workspace `home`, of any kind, as stop_jobs ends its training jobs."""
+    folders = list(home.rglob("status.json")) if home.is_dir() else []
+    _stop_and_wait(home, folders, active_job_pids, timeout)
+
+
+# --------------------------------------------------------------------------- the shared cluster
+
+# The suite's one real Dask LocalCluster of warm workers (TensorFlow imported once, models cached),
+# started when first asked for: every test server runs its jobs there (PATCHLENS_SCHEDULER in
+# app_env) instead of starting an embedded engine of its own, and so does the pytest process
+# (core.jobs.engine.use) from then on. Two workers: the engine's tests need two (a stop with both
+# busy, a killed worker's job rerun by the other). core.jobs.worker runs each task with its
+# launcher's PATCHLENS_* settings, so servers with different workspaces share the workers.
+SHARED_WORKERS = 2
+_shared: dict = {"cluster": None, "client": None}
+
+
+def shared_cluster():
+    """The shared LocalCluster (started now if it is not yet), its workers all joined; this process's
+    job engine runs on it from the first call."""
+    if _shared["cluster"] is None:
+        from distributed import Client, LocalCluster
+
+        from core.jobs import engine
+        from core.spawning import plain_main
+
+        with plain_main():  # an AppTest before this leaves a test's function text as __main__
+            cluster = LocalCluster(
+                n_workers=SHARED_WORKERS, processes=True, threads_per_worker=1, **engine.LOCAL_ONLY
+            )
+        _shared["cluster"], _shared["client"] = cluster, Client(cluster, set_as_default=False)
+        engine.use(cluster.scheduler_address)
+    wait_for_shared_workers()
+    return _shared["cluster"]
+
+
+def shared_address() -> str | None:
+    """The shared cluster's scheduler address, or None while it is not started."""
+    cluster = _shared["cluster"]
+    return cluster.scheduler_address if cluster is not None else None
+
+
+def wait_for_shared_workers(timeout: float = 300.0) -> None:
+    """Wait until all SHARED_WORKERS have joined (a killed worker is restarted by its nanny)."""
+    if _shared["client"] is not None:
+        _shared["client"].wait_for_workers(SHARED_WORKERS, timeout=timeout)
+
+
+def shared_worker_pids() -> set[int]:
+    """The pids of the shared cluster's workers (none while it is not started)."""
+    client = _shared["client"]
+    if client is None:
+        return set()
+    return {int(pid) for pid in client.run(os.getpid).values()}
+
+
+def close_shared_cluster() -> None:
+    """Stop the shared cluster (at the end of the session)."""
+    client, cluster = _shared["client"], _shared["cluster"]
+    _shared["client"] = _shared["cluster"] = None
+    if client is not None:
+        client.close()
+    if cluster is not None:
+        try:
+            cluster.close()
+        except TimeoutError:  # a worker slow to exit on a loaded machine: its nanny kills it regardless
+            pass
 
 
 # --------------------------------------------------------------------------- the set-up
@@ -240,11 +323,13 @@ class ServedApp:
 
 
 def app_env(root: Path, env_extra: dict | None = None) -> dict:
-    """The server's environment: PATCHLENS_HOME=<root>/home, PATCHLENS_DATA_ROOTS=<root>/data."""
+    """The server's environment: PATCHLENS_HOME=<root>/home, PATCHLENS_DATA_ROOTS=<root>/data, and
+    PATCHLENS_SCHEDULER=the shared cluster (started now if need be), so the server starts no engine."""
     env = dict(os.environ)
     env.update(
         PATCHLENS_HOME=str(root / "home"),
         PATCHLENS_DATA_ROOTS=str(root / "data"),
+        PATCHLENS_SCHEDULER=shared_cluster().scheduler_address,
         TF_CPP_MIN_LOG_LEVEL="2",
         PYTHONUNBUFFERED="1",
     )
@@ -255,8 +340,9 @@ def app_env(root: Path, env_extra: dict | None = None) -> dict:
 @contextmanager
 def serve_app(root: Path, env_extra: dict | None = None, data: Path | None = None) -> Iterator[ServedApp]:
     """Start the app from the project root on a free port with the workspace `root`/home and the data
-    roots `root`/data, wait until it is healthy, and at the end stop every job and the server's whole
-    process group, then check that nothing outlived it."""
+    roots `root`/data, its jobs on the shared cluster, wait until it is healthy, and at the end stop
+    every job of its workspace (those on the shared workers end at their stop requests, waited for) and
+    the server's whole process group, then check that nothing outlived it."""
     env = app_env(root, env_extra)
     home = Path(env["PATCHLENS_HOME"])
     port = free_port()
@@ -267,12 +353,12 @@ def serve_app(root: Path, env_extra: dict | None = None, data: Path | None = Non
         wait_healthy(url, process, log)
         yield ServedApp(url, root, home, data, env)
     finally:
-        stop_jobs(home)
+        stop_workspace_jobs(home)
         stop_process_group(process)
-        stop_jobs(home)
-        stop_prediction_jobs(home)
+        stop_workspace_jobs(home)  # a job the server started as it was stopped; one on a shared worker
     assert process.poll() is not None, "the streamlit server is still running"
     assert not job_pids(home), "a training process outlived the tests"
+    assert not active_job_pids(home), "a job outlived the tests"
 
 
 @contextmanager

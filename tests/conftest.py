@@ -22,9 +22,9 @@ from PIL import Image
 from core.data.images import decode_patch
 from core.settings import ENGINE_WORKERS_ENV, SAMPLE_DATASET
 
-# One engine worker per embedded cluster in the tests (the app's default is two): every test process and
-# every Streamlit server a browser test starts has its own engine, and on two cores a second TensorFlow
-# worker each only adds start-up work. The engine's own tests build their 2-worker cluster themselves.
+# One engine worker per embedded cluster in the tests (the app's default is two): the pytest process
+# runs its jobs on one until the suite's shared cluster (browser_helpers.shared_cluster) is started, and
+# a `cold_engine` test starts one; on two cores a second TensorFlow worker each only adds start-up work.
 os.environ.setdefault(ENGINE_WORKERS_ENV, "1")
 
 SMALL_N = 40  # patches per small fixture: enough for both classes, cheap to copy
@@ -303,33 +303,41 @@ def baseline_server(tmp_path_factory):
 
 @pytest.fixture
 def cold_engine():
-    """This process's job engine closed before the test, so the test's first job starts the embedded
-    cluster, its workers still importing TensorFlow — the first job of a freshly started server. That
-    is the window in which a page shows a queued job with its progress and Stop button; on a warm
-    engine a job of a few patches is over before the page's next run."""
+    """This process's job engine closed before the test, so the test's first job starts an embedded
+    cluster of its own, its workers still importing TensorFlow — the first job of a freshly started
+    server. That is the window in which a page shows a queued job with its progress and Stop button;
+    on a warm engine a job of a few patches is over before the page's next run. After the test the
+    engine is the shared cluster again, if it was started."""
+    from browser_helpers import shared_address
+
     from core.jobs import engine
 
     engine.use(None)
     yield
-    engine.use(None)
+    engine.use(shared_address())
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
+def shared_cluster_closed():
+    """The suite's shared cluster (browser_helpers.shared_cluster, started when first asked for)
+    stopped at the end of the session."""
+    from browser_helpers import close_shared_cluster
+
+    yield
+    close_shared_cluster()
+
+
+@pytest.fixture
 def engine_cluster():
-    """One real Dask LocalCluster for the session (2 worker processes, 1 thread each), and the job
-    engine (core.jobs.engine) pointed at it: every job a test launches after this runs on its workers,
-    which stay warm from one test to the next."""
-    from distributed import LocalCluster
+    """The suite's shared real Dask LocalCluster (browser_helpers.shared_cluster: 2 worker processes,
+    1 thread each), and the job engine (core.jobs.engine) pointed at it: every job a test launches
+    runs on its workers, which stay warm from one test to the next. A test that kills a worker leaves
+    it to its nanny: the next test waits until it has joined again."""
+    from browser_helpers import shared_cluster, wait_for_shared_workers
 
     from core.jobs import engine
-    from core.spawning import plain_main
 
-    with plain_main():  # an AppTest before this leaves a test's function text as __main__
-        cluster = LocalCluster(n_workers=2, processes=True, threads_per_worker=1, **engine.LOCAL_ONLY)
+    cluster = shared_cluster()
     engine.use(cluster.scheduler_address)
     yield cluster
-    engine.use(None)
-    try:
-        cluster.close()
-    except TimeoutError:  # a worker slow to exit on a loaded machine: its nanny kills it regardless
-        pass
+    wait_for_shared_workers()
