@@ -196,12 +196,14 @@ def test_every_preset_label_is_visible(server, browser, width):
 @pytest.fixture(scope="module")
 def flagged_server(tmp_path_factory):
     """A server of its own whose data root holds mixed/: real patches plus made-up non-H&E images the
-    input-quality gate flags (tests/quality_folders.py)."""
+    input-quality gate flags (tests/quality_folders.py). It starts its own engine (no shared cluster):
+    the reload test reloads while its first job's worker still imports TensorFlow, a window a warm
+    worker closes within a second for these 16 patches."""
     from quality_folders import mixed_class_folders
 
     root = tmp_path_factory.mktemp("browser-evaluate-url")
     mixed_class_folders(root / "data" / "mixed", n_per_class=8)
-    with serve_app(root, data=root / "data") as served:
+    with serve_app(root, {"PATCHLENS_SCHEDULER": ""}, data=root / "data") as served:
         yield served
 
 
