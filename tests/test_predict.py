@@ -165,6 +165,20 @@ def test_progress_reports_every_batch_up_to_the_total(model, kaggle_dir):
     assert calls == [(0, 40), (16, 40), (32, 40), (40, 40)]
 
 
+def test_a_short_first_batch_reports_progress_sooner_with_the_same_predictions(model, kaggle_dir):
+    """A page's prediction job scores a short first batch (core.evaluate.jobs.FIRST_PROGRESS_BATCH) so its
+    first progress comes after those patches, not a whole batch; every prediction stays the same."""
+    from core.evaluate.predict import predict_dataset
+
+    dataset = open_dataset(kaggle_dir)
+    calls: list[tuple[int, int]] = []
+    short = predict_dataset(model, dataset, batch_size=16, first_batch=5, progress=lambda *a: calls.append(a))
+    assert calls == [(0, 40), (5, 40), (21, 40), (37, 40), (40, 40)]
+    whole = predict_dataset(model, dataset, batch_size=16)
+    assert short["id"].tolist() == whole["id"].tolist()
+    np.testing.assert_allclose(short["prob"], whole["prob"], rtol=1e-5, atol=1e-6)
+
+
 def test_a_broken_patch_is_skipped_and_named(model, kaggle_dir, tmp_path):
     from core.evaluate.predict import predict_dataset
 
