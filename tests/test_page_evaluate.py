@@ -355,14 +355,15 @@ def test_leave_out_and_tta_survive_a_reload_and_a_stop_from_another_session_show
     )
 
     key = prediction_cache_key(model, open_dataset(data), tta=True)
-    queued = read_job(key)["state"] == "queued"
-    stop_job(key)  # the other session's Stop, while TensorFlow still starts in the job
+    stop_job(key)  # the other session's Stop
     at.run()
-    if queued:  # the engine cancels a job that has not started: it reads stopped at once
-        assert read_job(key)["state"] == "stopped" and not at.get("progress")
-    else:  # a running job ends at its next batch: until then the page says it is stopping
-        (bar,) = at.get("progress")
+    bars = at.get("progress")
+    if bars:  # still running: it ends at its next batch, and until then the page says it is stopping
+        (bar,) = bars
         assert "stopping…" in bar.proto.text and not any(b.key == "stop_prediction_job" for b in at.button)
+    else:  # cancelled before it started (the engine's rule), or ended at its next batch already (the
+        # first batch of a page's job is short, and the suite's workers are warm)
+        assert read_job(key)["state"] == "stopped"
     assert wait_for_job_end(read_job, key)["state"] == "stopped"
     at.run()
     assert any("was stopped" in i.value for i in at.info) and not at.get("progress")
