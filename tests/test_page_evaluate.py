@@ -323,7 +323,7 @@ def auc_card(at) -> str:
 
 
 def test_leave_out_and_tta_survive_a_reload_and_a_stop_from_another_session_shows_stopping(
-    flagged, monkeypatch
+    flagged, monkeypatch, cold_engine
 ):
     """Issue 19, items 5 and 10: both are in the URL, so a reload (or a second browser with the link)
     keeps the headline AUC without the flagged patches and finds the running TTA job; a Stop from
@@ -355,14 +355,13 @@ def test_leave_out_and_tta_survive_a_reload_and_a_stop_from_another_session_show
     )
 
     key = prediction_cache_key(model, open_dataset(data), tta=True)
-    stop_job(key)  # the other session's Stop
+    stop_job(key)  # the other session's Stop, while TensorFlow still starts in the cold engine's worker
     at.run()
     bars = at.get("progress")
     if bars:  # still running: it ends at its next batch, and until then the page says it is stopping
         (bar,) = bars
         assert "stopping…" in bar.proto.text and not any(b.key == "stop_prediction_job" for b in at.button)
-    else:  # cancelled before it started (the engine's rule), or ended at its next batch already (the
-        # first batch of a page's job is short, and the suite's workers are warm)
+    else:  # cancelled before it started (the engine's rule), or ended at its next batch already
         assert read_job(key)["state"] == "stopped"
     assert wait_for_job_end(read_job, key)["state"] == "stopped"
     at.run()
