@@ -17,6 +17,7 @@ Usage: python bench/bench_warmup.py [--repeats 3] [--drop-after 10] [--quick] [-
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -31,6 +32,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run"]
 TIMEOUT_MS = 180_000
 DROP_AFTER_S = 10.0
+GRADCAM_CAPTION = re.compile(r"grad-?cam", re.IGNORECASE)  # the overlay's caption names its method
 PATCH = sorted((PROJECT_DIR / "data" / "sample" / "train").glob("*.tif"))[0]
 
 
@@ -76,7 +78,7 @@ def one_run(browser, warmup: str, drop_after: float) -> dict[str, float]:
         uploader.set_input_files(str(PATCH))
         page.locator('[data-testid="stMetric"]', has_text="Scored").first.wait_for(timeout=TIMEOUT_MS)
         out["probability"] = time.perf_counter() - dropped
-        page.locator('[data-testid="stImageCaption"]', has_text="gradcam").first.wait_for(timeout=TIMEOUT_MS)
+        page.locator('[data-testid="stImageCaption"]', has_text=GRADCAM_CAPTION).first.wait_for(timeout=TIMEOUT_MS)
         out["Grad-CAM"] = time.perf_counter() - dropped
     finally:
         context.close()
