@@ -151,20 +151,19 @@ def job_pids(workspace: Path) -> list[int]:
     """Pids of the training processes of runs in `workspace` that are still active (queued or running)
     and alive. On the shared cluster a run's pid is a warm worker's, alive after its run ended: a run
     counts only while its status says it is active."""
-    pids = []
-    for status_file in (workspace / "runs").glob("*/status.json"):
-        status = run_status(status_file.parent)
-        pid = status.get("pid")
-        if status.get("state") in ACTIVE_STATES and pid and pid != os.getpid() and pid_alive(pid):
-            pids.append(int(pid))
-    return pids
+    return _active_pids((workspace / "runs").glob("*/status.json"))
 
 
 def active_job_pids(home: Path) -> list[int]:
     """job_pids, for every kind of job of the workspace `home` (runs, prediction, region, slides … jobs:
     every status.json under it)."""
+    return _active_pids(home.rglob("status.json") if home.is_dir() else [])
+
+
+def _active_pids(status_files) -> list[int]:
+    """The live pids (not this process's) of the jobs whose status.json says queued or running."""
     pids = []
-    for status_file in home.rglob("status.json") if home.is_dir() else []:
+    for status_file in status_files:
         status = run_status(status_file.parent)
         pid = status.get("pid")
         if status.get("state") in ACTIVE_STATES and pid and pid != os.getpid() and pid_alive(pid):
