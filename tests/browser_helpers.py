@@ -223,15 +223,11 @@ def shared_cluster():
     """The shared LocalCluster (started now if it is not yet), its workers all joined; this process's
     job engine runs on it from the first call."""
     if _shared["cluster"] is None:
-        from distributed import Client, LocalCluster
+        from distributed import Client
 
         from core.jobs import engine
-        from core.spawning import plain_main
 
-        with plain_main():  # an AppTest before this leaves a test's function text as __main__
-            cluster = LocalCluster(
-                n_workers=SHARED_WORKERS, processes=True, threads_per_worker=1, **engine.LOCAL_ONLY
-            )
+        cluster = engine.local_cluster(n_workers=SHARED_WORKERS, threads_per_worker=1)
         _shared["cluster"], _shared["client"] = cluster, Client(cluster, set_as_default=False)
         engine.use(cluster.scheduler_address)
     wait_for_shared_workers()
