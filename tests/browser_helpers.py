@@ -38,8 +38,8 @@ CHROMIUM_ARGS = [
 ]
 ACTIVE_STATES = ("queued", "running")
 JOB_MS = 300_000  # a background job imports TensorFlow and loads the model on two busy cores
-# a page load, click or element of a script run: the server shares two busy cores with its engine workers,
-# a server may wait its turn (a wait that is met returns at once; only a failure waits this long)
+# a page load, click or element of a script run: a server shares two busy cores with Chromium and the
+# engine workers, so it may wait its turn (a wait that is met returns at once; only a failure waits this long)
 WAIT_MS = 120_000
 ARTIFACTS = PROJECT_DIR / "test-artifacts" / "browser"  # where every browser test leaves its screenshots
 
