@@ -104,14 +104,12 @@ def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--workers", type=int, default=2)
     args = p.parse_args()
-    from distributed import LocalCluster
-
     from core.data.dataset import open_dataset
     from core.jobs import engine
 
     data = unseen_dataset(args.quick)
     dataset = open_dataset(data)
-    cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, **engine.LOCAL_ONLY)
+    cluster = engine.local_cluster(n_workers=args.workers, threads_per_worker=1)
     engine.use(cluster.scheduler_address)
     out = SCRATCH / "engine-out"
     out.mkdir(parents=True, exist_ok=True)

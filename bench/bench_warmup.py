@@ -78,7 +78,9 @@ def one_run(browser, warmup: str, drop_after: float) -> dict[str, float]:
         uploader.set_input_files(str(PATCH))
         page.locator('[data-testid="stMetric"]', has_text="Scored").first.wait_for(timeout=TIMEOUT_MS)
         out["probability"] = time.perf_counter() - dropped
-        page.locator('[data-testid="stImageCaption"]', has_text=GRADCAM_CAPTION).first.wait_for(timeout=TIMEOUT_MS)
+        page.locator('[data-testid="stImageCaption"]', has_text=GRADCAM_CAPTION).first.wait_for(
+            timeout=TIMEOUT_MS
+        )
         out["Grad-CAM"] = time.perf_counter() - dropped
     finally:
         context.close()

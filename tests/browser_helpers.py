@@ -38,8 +38,8 @@ CHROMIUM_ARGS = [
 ]
 ACTIVE_STATES = ("queued", "running")
 JOB_MS = 300_000  # a background job imports TensorFlow and loads the model on two busy cores
-# a page load, click or element of a script run: the suite runs in three xdist workers on two cores, so
-# a server may wait its turn (a wait that is met returns at once; only a failure waits this long)
+# a page load, click or element of a script run: a server shares two busy cores with Chromium and the
+# engine workers, so it may wait its turn (a wait that is met returns at once; only a failure waits this long)
 WAIT_MS = 120_000
 ARTIFACTS = PROJECT_DIR / "test-artifacts" / "browser"  # where every browser test leaves its screenshots
 
@@ -223,15 +223,11 @@ def shared_cluster():
     """The shared LocalCluster (started now if it is not yet), its workers all joined; this process's
     job engine runs on it from the first call."""
     if _shared["cluster"] is None:
-        from distributed import Client, LocalCluster
+        from distributed import Client
 
         from core.jobs import engine
-        from core.spawning import plain_main
 
-        with plain_main():  # an AppTest before this leaves a test's function text as __main__
-            cluster = LocalCluster(
-                n_workers=SHARED_WORKERS, processes=True, threads_per_worker=1, **engine.LOCAL_ONLY
-            )
+        cluster = engine.local_cluster(n_workers=SHARED_WORKERS, threads_per_worker=1)
         _shared["cluster"], _shared["client"] = cluster, Client(cluster, set_as_default=False)
         engine.use(cluster.scheduler_address)
     wait_for_shared_workers()

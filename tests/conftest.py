@@ -32,21 +32,34 @@ SMALL_N = 40  # patches per small fixture: enough for both classes, cheap to cop
 BASELINE_SERVER_DATA = {"first": 10, "second": 15, "subset": 10}
 
 
-@pytest.hookimpl(tryfirst=True)  # before `-m` selects by marker and before xdist reads the groups
-def pytest_collection_modifyitems(items) -> None:
-    """Every test of a tests/test_browser_*.py module is a real-browser test: marked `browser`.
+BROWSER_GROUP = "test_browser_*.py"  # every real-browser module: one unit of work for pytest-xdist
 
-    For pytest-xdist (pytest.ini: `-n … --dist loadgroup`) each module is one group, so its module
-    fixtures (a server, a trained run) are built on one worker only, and every module that uses the
-    session's `baseline_server` joins one group, so that server starts once. The browser modules go
-    first: they are the longest and wait the most, so the other workers fill the waits."""
-    shared = {item.path for item in items if "baseline_server" in getattr(item, "fixturenames", ())}
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by marker
+def pytest_collection_modifyitems(items) -> None:
+    """Every test of a tests/test_browser_*.py module is a real-browser test: marked `browser`, and
+    run first (under pytest-xdist the browser modules are one long unit of work, below)."""
     for item in items:
         if is_browser_test(item):
             item.add_marker(pytest.mark.browser)
-        group = "baseline_server" if item.path in shared else item.path.name
-        item.add_marker(pytest.mark.xdist_group(group))
     items.sort(key=lambda item: not is_browser_test(item))  # a stable sort: the order is kept otherwise
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist's units of work, for `-n 2` (pytest.ini runs `-n 0`: why there): every
+    non-browser module is one unit, so its module fixtures are built on one worker only, and all the
+    real-browser modules together are one, run one after the other by one worker (each of them keeps
+    both cores busy with its server, its engine workers and Chromium) while the other worker runs the
+    rest. (xdist's `--dist loadgroup` marks group nothing under pytest 9: xdist 3.8 renames a node
+    id that pytest 9 no longer reads, so every test went to any worker.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Modules(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return BROWSER_GROUP if Path(module).name.startswith("test_browser_") else module
+
+    return Modules(config, log)
 
 
 def is_browser_test(item) -> bool:

@@ -208,3 +208,18 @@ def test_a_heatmap_started_on_the_region_page_runs_on_the_shared_cluster(engine_
     at.run()  # what a rerun of the page (or a reload) draws from the job's folder
     assert not at.exception, at.exception
     assert len(at.get("plotly_chart")) == 1
+
+
+def test_an_idle_local_engine_runs_no_profiler_and_ticks_once_a_second(engine_cluster):
+    """engine.local_cluster (the app's embedded engine, and this suite's shared cluster) is QUIET: no
+    statistical profiler sampling the workers' threads and a 1 s event-loop watchdog, in the workers
+    and in the scheduler. Dask's defaults (a 10 ms profiler, a 20 ms tick) cost an idle 2-worker
+    engine about 15 % of a core on a shared server."""
+
+    def shape(dask_worker) -> tuple[bool, float]:
+        return "profile" in dask_worker.periodic_callbacks, dask_worker.periodic_callbacks[
+            "tick"
+        ].callback_time
+
+    assert set(engine.client().run(shape).values()) == {(False, 1000.0)}
+    assert engine_cluster.scheduler.periodic_callbacks["tick"].callback_time == 1000.0

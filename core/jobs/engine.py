@@ -14,6 +14,7 @@ under its job folder, until it is done. Dask itself reruns the task of a worker 
 from __future__ import annotations
 
 import atexit
+import copy
 import threading
 import uuid
 from collections.abc import Iterator
@@ -28,6 +29,11 @@ LOCAL_ONLY = {
     "dashboard_address": None,
     "scheduler_kwargs": {"dashboard_address": "127.0.0.1:0"},
 }
+# What an idle embedded engine costs: no statistical profiler in the workers (Dask samples every
+# thread every 10 ms for its dashboard, which is off) and an event-loop watchdog that ticks once a
+# second instead of every 20 ms. Idle 2-worker cluster with TensorFlow imported, measured here:
+# 15 % of a core (workers 9 %, scheduler and nannies 6 %) before, 4 % after.
+QUIET = {"distributed.worker.profile.enabled": False, "distributed.admin.tick.interval": "1s"}
 _lock = threading.RLock()
 _engine: dict = {"client": None, "cluster": None, "address": None}
 _futures: dict[str, object] = {}  # job folder → the future of its task, until the task is done
@@ -64,7 +70,7 @@ def client():
 
 
 def _connect():
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     from core.jobs.worker import WarmWorker
     from core.settings import engine_shape, scheduler_address
@@ -73,13 +79,25 @@ def _connect():
     if address:
         connected = Client(address, set_as_default=False, timeout="30s")
     else:
-        with plain_main():  # the workers must not run a Streamlit page as their __main__
-            cluster = LocalCluster(processes=True, **LOCAL_ONLY, **engine_shape())
-        _engine["cluster"] = cluster
+        _engine["cluster"] = cluster = local_cluster(**engine_shape())
         connected = Client(cluster, set_as_default=False)
     connected.register_plugin(WarmWorker())
     atexit.register(close)
     return connected
+
+
+def local_cluster(**shape):
+    """A LocalCluster of worker processes on this machine (`shape`: n_workers, threads_per_worker,
+    memory_limit), localhost only and QUIET while idle."""
+    import dask
+    from distributed import LocalCluster
+
+    # The workers must not run a Streamlit page as their __main__. The scheduler and the nannies read
+    # QUIET when they are made; the nannies hand a worker their own copy of it, also when they restart
+    # one (a copy: dask.config.set puts its values back when the block ends).
+    with plain_main(), dask.config.set(QUIET):
+        quiet = copy.deepcopy(dask.config.config)
+        return LocalCluster(processes=True, config=quiet, **LOCAL_ONLY, **shape)
 
 
 def start_in_background() -> None:
