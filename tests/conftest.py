@@ -30,8 +30,6 @@ os.environ.setdefault(ENGINE_WORKERS_ENV, "1")
 SMALL_N = 40  # patches per small fixture: enough for both classes, cheap to copy
 # baseline_server's data roots: Kaggle-layout folders of real patches, patches per class
 BASELINE_SERVER_DATA = {"first": 10, "second": 15, "subset": 10}
-
-
 BROWSER_GROUP = "test_browser_*.py"  # every real-browser module: one unit of work for pytest-xdist
 
 
@@ -57,13 +55,17 @@ def pytest_xdist_make_scheduler(config, log):
     class Modules(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             module = nodeid.split("::", 1)[0]
-            return BROWSER_GROUP if Path(module).name.startswith("test_browser_") else module
+            return BROWSER_GROUP if is_browser_module(Path(module)) else module
 
     return Modules(config, log)
 
 
 def is_browser_test(item) -> bool:
-    return item.path.name.startswith("test_browser_")
+    return is_browser_module(item.path)
+
+
+def is_browser_module(path: Path) -> bool:
+    return path.name.startswith("test_browser_")
 
 
 def sample_rows() -> list[tuple[str, int]]:
