@@ -165,7 +165,8 @@ def test_a_large_datasets_features_come_from_a_background_job_a_second_session_f
     assert not at.exception and not at.error, [e.value for e in at.error]
     # a background job: its progress and a Stop button, or on a warm engine that already finished its
     # 20 patches, its map; its record says it ran as a job either way
-    key = job_key(model, open_dataset(data), features=True)
+    dataset = open_dataset(data)
+    key = job_key(model, dataset, features=True)
     assert read_job(key, results_dir(features=True))["state"] in ("queued", "running", "finished")
     assert at.get("plotly_chart") or any(b.key == "stop_prediction_job" for b in at.button)
     second = open_page(workspace, "feature_map", model=model, dataset=data)  # another tab attaches
@@ -174,7 +175,6 @@ def test_a_large_datasets_features_come_from_a_background_job_a_second_session_f
     assert "feature_map_compute" not in {b.key for b in second.button}
     assert second.get("progress") or second.get("plotly_chart")
 
-    dataset = open_dataset(data)
     job = wait_for_job_end(lambda key: read_job(key, results_dir(features=True)), key)
     assert job["state"] == "finished", job
     at.run()

@@ -235,8 +235,9 @@ def cached_predictions(
 
     `cache_dir` defaults to <workspace>/cache/predictions. Pass an already loaded `model` to
     skip loading it again on a miss (`first_batch`: predict_dataset's). A changed model file (new
-    mtime or size) or dataset misses the cache; an entry that disagrees with its record (read_cached_predictions) is
-    recomputed, and `attrs["recomputed"]` (and a CacheRecomputedWarning) then says why in one sentence. Returns the same frame as
+    mtime or size) or dataset misses the cache; an entry that disagrees with its record
+    (read_cached_predictions) is recomputed, and `attrs["recomputed"]` (and a
+    CacheRecomputedWarning) then says why in one sentence. Returns the same frame as
     `predict_dataset(..., quality=True)`, with `attrs["cached"]` = the CSV. Next to each
     `<key>.csv`, `<key>.json` records what the key stands for, the row count, the CSV's SHA-256
     and the patches that could not be read.
