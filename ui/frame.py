@@ -18,10 +18,13 @@ from typing import NamedTuple
 import streamlit as st
 
 from ui.boundary import error_boundary
+from ui.keras_session import keep_keras_session
 from ui.shared import active_model_path, render_sidebar
 from ui.warmup import start_warmup
 
 APP_TITLE = "PatchLens"
+
+keep_keras_session()  # every page imports this module: no gc.collect() after each rerun (why there)
 
 
 class PageEntry(NamedTuple):
