@@ -287,6 +287,41 @@ def tiny_run(tmp_path_factory) -> tuple[Path, Path]:
     return root / "workspace", root / "workspace" / "runs" / TINY_RUN
 
 
+SHUFFLED_VALIDATION_N = 200  # the sample's first rows, their labels shuffled: shuffled_validation_run
+
+
+@pytest.fixture(scope="session")
+def shuffled_validation_run(tmp_path_factory) -> tuple[Path, int, str]:
+    """(run dir, exit code, stderr) of `python -m core train` (core.cli.main, in this process): a
+    two-epoch patchnet run of the bundled sample, validated on its first 200 patches with their labels
+    shuffled (same ids and pixels; those 200 are left out of training). One real training of ~1 minute
+    shared by two checks: test_chance (the chance warning) and test_batchnorm (the inference-mode scores
+    against the true labels). Read-only."""
+    import contextlib
+    import io
+
+    from core.cli import main
+
+    def build(root: Path) -> None:
+        rows = sample_rows()[:SHUFFLED_VALIDATION_N]
+        labels = np.random.default_rng(0).permutation([label for _, label in rows])
+        validation = root / "mislabelled"
+        (validation / "train").mkdir(parents=True)
+        for item, _ in rows:
+            shutil.copy(SAMPLE_DATASET / "train" / f"{item}.tif", validation / "train" / f"{item}.tif")
+        write_labels_csv(validation / "train_labels.csv", [(i, int(y)) for (i, _), y in zip(rows, labels)])
+        argv = ["train", SAMPLE_DATASET, "--val-data", validation, "--arch", "patchnet", "--epochs", "2"]
+        stderr = io.StringIO()
+        with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stderr(stderr):
+            patch.setenv("PATCHLENS_HOME", str(root / "workspace"))  # the one-job lock, the caches
+            code = main([str(a) for a in argv] + ["--out", str(root / "run"), "--quiet"])
+        (root / "exit_code").write_text(str(code))
+        (root / "stderr.txt").write_text(stderr.getvalue())
+
+    root = built_once(tmp_path_factory, "shuffled-validation-run", build)
+    return root / "run", int((root / "exit_code").read_text()), (root / "stderr.txt").read_text()
+
+
 @pytest.fixture()
 def predict_page(page_model, tmp_path, monkeypatch):
     """An AppTest on the Predict page with `page_model` active, in a fresh workspace."""

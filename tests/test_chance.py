@@ -4,13 +4,9 @@ validation labels do not match its patches warns in status.json, metrics.jsonl a
 from __future__ import annotations
 
 import json
-import shutil
 
-import numpy as np
 import pytest
-from conftest import sample_rows, write_labels_csv
 
-from core.settings import SAMPLE_DATASET
 from core.train.chance import CHANCE_AUC_MARGIN, LEARNED_AUC, auc_at_chance, chance_warning
 
 
@@ -46,39 +42,10 @@ def test_the_warning_says_it_in_words_with_the_numbers():
     assert "accuracy 0.63 vs 0.63 for always answering the larger class" in text
 
 
-@pytest.fixture()
-def mislabelled_validation(tmp_path):
-    """200 sample patches whose labels were shuffled: the same ids, labels unrelated to the pixels."""
-    rows = sample_rows()[:200]
-    labels = np.random.default_rng(0).permutation([label for _, label in rows])
-    root = tmp_path / "mislabelled"
-    (root / "train").mkdir(parents=True)
-    for item, _ in rows:
-        shutil.copy(SAMPLE_DATASET / "train" / f"{item}.tif", root / "train" / f"{item}.tif")
-    write_labels_csv(root / "train_labels.csv", [(item, int(y)) for (item, _), y in zip(rows, labels)])
-    return root
-
-
-# In this process (conftest's run_cli: core.cli.main, as `python -m core train` runs it): the warning is
-# the CLI's stderr line, not anything of the process boundary. In a throwaway workspace (the one-job lock).
-@pytest.mark.usefixtures("workspace")
-def test_a_run_validated_on_shuffled_labels_warns_in_status_metrics_and_on_the_cli(
-    mislabelled_validation, tmp_path, run_cli
-):
-    run_dir = tmp_path / "run"
-    code, _, stderr = run_cli(
-        "train",
-        SAMPLE_DATASET,  # its 200 ids in the validation set are left out of training
-        "--val-data",
-        mislabelled_validation,
-        "--arch",
-        "patchnet",
-        "--epochs",
-        "2",
-        "--out",
-        run_dir,
-        "--quiet",
-    )
+# conftest's shuffled_validation_run: `python -m core train` in this process (core.cli.main), so the warning
+# is the CLI's stderr line, not anything of the process boundary; test_batchnorm reads the same run.
+def test_a_run_validated_on_shuffled_labels_warns_in_status_metrics_and_on_the_cli(shuffled_validation_run):
+    run_dir, code, stderr = shuffled_validation_run
     assert code == 0, stderr[-2000:]
     status = json.loads((run_dir / "status.json").read_text())
     assert status["state"] == "finished"
