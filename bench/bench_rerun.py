@@ -94,7 +94,9 @@ def main() -> None:
         "TensorFlow kernel cache. It grows with the heap: a long-lived server holding more than this "
         "process pays more.",
     ]
-    report("One Streamlit rerun, with and without Keras' clear_session (bench/bench_rerun.py)", body, args, notes)
+    report(
+        "One Streamlit rerun, with and without Keras' clear_session (bench/bench_rerun.py)", body, args, notes
+    )
 
 
 if __name__ == "__main__":
