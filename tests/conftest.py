@@ -293,8 +293,8 @@ SHUFFLED_VALIDATION_N = 200  # the sample's first rows, their labels shuffled: s
 @pytest.fixture(scope="session")
 def shuffled_validation_run(tmp_path_factory) -> tuple[Path, int, str]:
     """(run dir, exit code, stderr) of `python -m core train` (core.cli.main, in this process): a
-    two-epoch patchnet run of the bundled sample, validated on its first 200 patches with their labels
-    shuffled (same ids and pixels; those 200 are left out of training). One real training of ~1 minute
+    two-epoch patchnet run on 400 patches of the bundled sample, validated on its first 200 patches
+    with their labels shuffled (same ids and pixels; those 200 are left out of training). One real training of ~1 minute
     shared by two checks: test_chance (the chance warning) and test_batchnorm (the inference-mode scores
     against the true labels). Read-only."""
     import contextlib
@@ -311,6 +311,9 @@ def shuffled_validation_run(tmp_path_factory) -> tuple[Path, int, str]:
             shutil.copy(SAMPLE_DATASET / "train" / f"{item}.tif", validation / "train" / f"{item}.tif")
         write_labels_csv(validation / "train_labels.csv", [(i, int(y)) for (i, _), y in zip(rows, labels)])
         argv = ["train", SAMPLE_DATASET, "--val-data", validation, "--arch", "patchnet", "--epochs", "2"]
+        # 400 of the other 800 patches in batches of 32: 13 steps an epoch, as 800 in batches of 64
+        # gave, in four fifths of the time (inference AUC on the true labels 0.883 against 0.879)
+        argv += ["--limit", "400", "--batch-size", "32"]
         stderr = io.StringIO()
         with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stderr(stderr):
             patch.setenv("PATCHLENS_HOME", str(root / "workspace"))  # the one-job lock, the caches
