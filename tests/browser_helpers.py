@@ -26,7 +26,7 @@ from core.settings import BASELINE_MODEL, PROJECT_DIR
 from core.train.runs import pid_alive
 
 CHROMIUM = "/usr/bin/chromium"
-# Debian's chromium-headless-shell: the same Blink without the full browser around it, a third less CPU
+# Debian's chromium-headless-shell: the same Blink without the full browser around it, 30 % less CPU
 # per page than `chromium --headless=new` here (bench/bench_browser.py); used when it is installed
 HEADLESS_SHELL = "/usr/bin/chromium-headless-shell"
 CHROMIUM_ARGS = [
