@@ -72,6 +72,13 @@ def row_cells(page, run_dir: Path) -> list[str]:
     return [cell.strip() for cell in row.locator('[role="gridcell"]').all_text_contents()]
 
 
+def followed_row(page, run_dir: Path, state: str, timeout: float = 60) -> list[str]:
+    """row_cells once the run's status cell reads `state`, or at the timeout: the grid can trail the
+    alert above it by a redraw on two busy cores."""
+    wait_until(lambda: row_cells(page, run_dir)[:2] == [run_dir.name, state], timeout=timeout)
+    return row_cells(page, run_dir)
+
+
 def test_enter_in_the_epochs_box_does_not_start_a_job(server, new_page):
     page = new_page()
     fill_train_form(page, server.data, epochs=1, enter=True)
@@ -177,12 +184,9 @@ def test_stop_inside_an_epoch_then_resume_with_new_epochs(server, new_page):
     run_dir = start_training(page, server)
     stopped = page.get_by_text("Stopped (stopped by the user)")
     seen = follow_progress(page, lambda texts: any(re.match(r"epoch ([2-9]|\d\d+)/500", t) for t in texts))
-    # the live chart is drawn with the progress line, and Plotly paints it a moment later
-    assert wait_until(lambda: "train (running)" in legend(page), timeout=60), (
-        legend(page),
-        seen[-3:],
-        run_status(run_dir),
-    )
+    # Plotly paints the live chart a moment after the progress line it is drawn with
+    painted = wait_until(lambda: "train (running)" in legend(page), timeout=60)
+    assert painted, (legend(page), seen[-3:], run_status(run_dir))
     shoot(page, ARTIFACTS, "train-03-running")
     page.locator(f".st-key-stop-{run_dir.name} button").click()
     stopped.wait_for(timeout=LONG)
@@ -198,9 +202,7 @@ def test_stop_inside_an_epoch_then_resume_with_new_epochs(server, new_page):
     assert complete == (epoch - 1 if step < steps else epoch), outcome
     assert ("Best val AUC" if complete else "No epoch was completed") in outcome, outcome
     assert not {entry for entry in legend(page) if "running" in entry}, legend(page)
-    # the runs table's grid can trail the alert by a redraw (as in the refused start above): follow it
-    wait_until(lambda: row_cells(page, run_dir)[:2] == [run_dir.name, "stopped"], timeout=60)
-    cells = row_cells(page, run_dir)
+    cells = followed_row(page, run_dir, "stopped")
     assert cells[:2] == [run_dir.name, "stopped"] and any(c.startswith(f"{complete}/500") for c in cells), (
         cells
     )
