@@ -178,8 +178,9 @@ def test_a_worker_killed_mid_training_leaves_the_run_failed_with_its_checkpoint(
     assert read_status(run)["state"] == "failed"
 
 
-def test_an_unreachable_scheduler_is_one_line_and_exit_2(tiny, tmp_path, run_cli):
+def test_an_unreachable_scheduler_is_one_line_and_exit_2(tiny, tmp_path, run_cli, monkeypatch):
     model, data = tiny
+    monkeypatch.setattr("core.cli.remote.CONNECT_TIMEOUT", "1s")  # the words, not the 10 s of retries
     code, _, err = run_cli(
         "predict", model, data, "--out", tmp_path / "p.csv", "--scheduler", "tcp://127.0.0.1:9"
     )

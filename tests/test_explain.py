@@ -116,6 +116,8 @@ def test_every_method_returns_finite_heatmaps_in_unit_range(sample, explainer, m
 @pytest.mark.parametrize("method", ["gradcam", "scorecam"])
 def test_predicted_target_explains_the_class_chosen_at_the_threshold(sample, explainer, method):
     patches, _, _ = sample
+    if method == "scorecam":  # a forward pass per feature map of every patch: every third patch, both classes
+        patches = patches[::3]
     tumour = explainer.explain(patches, method=method, target="tumour")
     predicted = explainer.explain(patches, method=method, target="predicted")
     called_tumour = tumour.probabilities >= explainer.threshold
