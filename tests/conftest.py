@@ -44,7 +44,7 @@ def pytest_collection_modifyitems(items) -> None:
 
 
 def pytest_xdist_make_scheduler(config, log):
-    """pytest-xdist's units of work, for `-n 2` (pytest.ini runs `-n 0`: why there): every
+    """pytest-xdist's units of work, for pytest.ini's `-n 2`: every
     non-browser module is one unit, so its module fixtures are built on one worker only, and all the
     real-browser modules together are one, run one after the other by one worker (each of them keeps
     both cores busy with its server, its engine workers and Chromium) while the other worker runs the
