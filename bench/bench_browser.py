@@ -14,7 +14,7 @@ Usage: /work/main/.venv/bin/python bench/bench_browser.py [--repeats 3] [--loads
 from __future__ import annotations
 
 import os
-import subprocess
+import shutil
 import sys
 import tempfile
 import time
@@ -81,7 +81,7 @@ def main() -> None:
             log(f"round {round_ + 1}/{args.repeats} done")
     finally:
         bh.stop_process_group(server)
-        subprocess.run(["rm", "-rf", str(root)], check=False)
+        shutil.rmtree(root, ignore_errors=True)
 
     full_cpu = median([cpu for cpu, _ in results["chromium --headless=new"]])
     full_wall = median([wall for _, wall in results["chromium --headless=new"]])

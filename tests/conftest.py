@@ -294,9 +294,9 @@ SHUFFLED_VALIDATION_N = 200  # the sample's first rows, their labels shuffled: s
 def shuffled_validation_run(tmp_path_factory) -> tuple[Path, int, str]:
     """(run dir, exit code, stderr) of `python -m core train` (core.cli.main, in this process): a
     two-epoch patchnet run on 400 patches of the bundled sample, validated on its first 200 patches
-    with their labels shuffled (same ids and pixels; those 200 are left out of training). One real training of ~1 minute
-    shared by two checks: test_chance (the chance warning) and test_batchnorm (the inference-mode scores
-    against the true labels). Read-only."""
+    with their labels shuffled (same ids and pixels; those 200 are left out of training). One real
+    training of ~40 s shared by two checks: test_chance (the chance warning) and test_batchnorm (the
+    inference-mode scores against the true labels). Read-only."""
     import contextlib
     import io
 

@@ -142,10 +142,10 @@ def test_a_refused_start_clears_and_the_table_follows_when_the_job_ends(server, 
     # The table is drawn by the full rerun the live panel asks for when the job's state changes; its
     # grid can trail the alert by a redraw on two busy cores, so follow it (nothing else reruns the
     # idle page: a table that never follows still fails here).
-    followed = wait_until(lambda: row_cells(second, run_dir)[:2] == [run_dir.name, "stopped"], timeout=60)
-    if not followed:
+    cells = followed_row(second, run_dir, "stopped")
+    if cells[:2] != [run_dir.name, "stopped"]:
         shoot(second, ARTIFACTS, "train-02-table-did-not-follow")
-    assert row_cells(second, run_dir)[:2] == [run_dir.name, "stopped"]
+    assert cells[:2] == [run_dir.name, "stopped"], cells
 
 
 STOPPED = re.compile(r"in epoch (\d+) at step (\d+)/(\d+) after [\d.]+ min; (\d+) of 500 epochs complete")

@@ -57,22 +57,20 @@ def test_prepare_on_a_full_disk_keeps_the_existing_cache(small_kaggle, tmp_path)
 
 
 def test_saving_a_model_on_a_full_disk_keeps_the_previous_model(tmp_path):
-    target = tmp_path / "model.keras"
-    script = textwrap.dedent(f"""
-        import sys
-        from core.model.architectures import build_model
-        from core.model.io import save_model
-        save_model(build_model("tiny", seed=0), {str(target)!r})
-        print("saved")
-    """)
     from core.model.architectures import build_model
     from core.model.io import save_model
 
-    # the previous model, saved in this process: only the save on the full disk needs its own
-    save_model(build_model("tiny", seed=0), target)
+    target = tmp_path / "model.keras"
+    save_model(build_model("tiny", seed=0), target)  # the previous model, saved in this process
     before = digest(target)
-    big = script.replace('build_model("tiny", seed=0)', 'build_model("patchnet", seed=1)')
-    second = python("-c", big, max_file_bytes=1_000_000)
+    # only the save on the full disk needs a process of its own (its file-size limit)
+    bigger = textwrap.dedent(f"""
+        from core.model.architectures import build_model
+        from core.model.io import save_model
+        save_model(build_model("patchnet", seed=1), {str(target)!r})
+        print("saved")
+    """)
+    second = python("-c", bigger, max_file_bytes=1_000_000)
     assert second.returncode != 0 and "saved" not in second.stdout
     assert digest(target) == before
     assert leftovers(tmp_path, {"model.keras"}) == []
