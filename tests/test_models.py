@@ -99,3 +99,29 @@ def test_a_lambda_layer_is_never_executed(tmp_path):
     with pytest.raises(ModelError, match="safely"):
         load_model(tmp_path / "lambda.keras")
     assert not marker.exists()
+
+
+def test_a_seeded_build_keeps_its_weights_while_another_thread_draws_from_random():
+    """On an engine worker Dask's event loop calls random.sample (dask.sizeof) while a job builds its
+    model. Keras drew the layers' default seeds from that same global `random`, so a seeded run on a
+    warm worker started from other weights than the same run from the CLI (core.model.seeding)."""
+    import random
+    import threading
+
+    alone = build_model("patchnet", seed=0).get_weights()
+    stop, draws = threading.Event(), []
+
+    def draw():
+        while not stop.is_set():
+            draws.append(random.random())
+
+    thread = threading.Thread(target=draw, daemon=True)
+    thread.start()
+    try:
+        disturbed = build_model("patchnet", seed=0).get_weights()
+    finally:
+        stop.set()
+        thread.join()
+    assert draws, "the other thread never drew"
+    assert all(np.array_equal(a, b) for a, b in zip(alone, disturbed, strict=True))
+    assert build_model("patchnet", seed=1).get_weights()[0].tolist() != alone[0].tolist()

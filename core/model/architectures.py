@@ -261,13 +261,14 @@ def build_model(
     problem = weights_problem(name, weights)
     if problem:
         raise ModelError(problem)
-    if seed is not None:
-        import keras
-
-        keras.utils.set_random_seed(seed)
     if ARCHITECTURES[name].pretrainable:
         options["weights"] = None if weights == NO_WEIGHTS else weights
-    return check_contract(ARCHITECTURES[name].build(**options), name)
+    if seed is None:
+        return check_contract(ARCHITECTURES[name].build(**options), name)
+    from core.model.seeding import seeded
+
+    with seeded(seed):  # no other thread's draws from `random` reach this build's seeds
+        return check_contract(ARCHITECTURES[name].build(**options), name)
 
 
 def find_last_conv_layer(model) -> str:
