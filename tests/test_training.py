@@ -227,3 +227,31 @@ def test_a_resumed_run_stopped_mid_epoch_counts_complete_epochs_in_the_original_
     summary = summarize_run(run_dir)
     assert (summary.resumed_from, summary.epochs_done, summary.epochs) == (cli_run.name, saved, 5)
     assert read_model_meta(run_dir / "model.keras")["best_epoch"] == saved  # resumes at the same epoch
+
+
+def test_the_training_step_is_traced_once_because_its_variables_exist_before_fit(small_patches):
+    """core.train.steps.build_training_state: the optimizer's slots and the metrics' variables are made
+    before fit, so Keras does not create them inside the first traced step (which TensorFlow then traces
+    a second time). Compiled as a run compiles; one real step of the tiny CNN on real patches."""
+    import keras
+    import tensorflow as tf
+
+    from core.model.architectures import build_model
+    from core.train.steps import build_training_state
+
+    model = build_model("tiny", seed=0)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss="binary_crossentropy",
+        metrics=["accuracy", keras.metrics.AUC(name="auc")],
+    )
+    build_training_state(model)
+    assert model.optimizer.built and model._compile_metrics.built
+    slots = len(model.optimizer.variables)
+    traces = []
+    step = model.train_step
+    model.train_step = lambda data: (traces.append(1), step(data))[1]  # counts the traces, not the steps
+    x, y = small_patches[:16].astype("float32"), (np.arange(16) % 2).astype("float32")[:, None]
+    model.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(8), epochs=1, verbose=0)
+    assert len(traces) == 1, f"the training step was traced {len(traces)} times"
+    assert len(model.optimizer.variables) == slots and int(model.optimizer.iterations) == 2
