@@ -64,7 +64,10 @@ def _warm(model_path: str) -> None:
         from core.constants import PATCH_SHAPE
         from core.evaluate.predict import compiled_predict
         from core.model.features import compiled_scores
+        from core.tensorflow_import import import_tensorflow
         from ui.cache import explainer_at, model_at
+
+        import_tensorflow()  # one thread at a time: a page may be importing it too
 
         explainer = explainer_at(model_path)  # loads the model through model_at's entry
         model = model_at(model_path)

@@ -21,6 +21,8 @@ from pathlib import Path
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from core.tensorflow_import import import_tensorflow
+
 SETTINGS_PREFIX = "PATCHLENS_"
 NOT_PASSED = ("PATCHLENS_SCHEDULER",)  # a worker runs its task itself, never on another cluster
 MODELS_KEPT = 2
@@ -70,27 +72,15 @@ def models_cached(command: str) -> Iterator[None]:
         model_io.MODEL_CACHE = None
 
 
-# Set once no warm-up import is under way. TensorFlow cannot be imported by two threads at once (a
-# half-initialised module fails the second), so a task waits for the warm-up before it starts.
-_warmed = threading.Event()
-_warmed.set()
-
-
 class WarmWorker(WorkerPlugin):
-    """Imports TensorFlow in the background as soon as a worker joins."""
+    """Imports TensorFlow in the background as soon as a worker joins (the ~9 s every job would
+    otherwise pay). A task arriving meanwhile waits for that import (core.tensorflow_import): two
+    threads importing TensorFlow at once leave it broken for the life of the worker."""
 
     name = "patchlens-warm-worker"
 
     def setup(self, worker) -> None:
-        _warmed.clear()
-        threading.Thread(target=_import_tensorflow, daemon=True, name="import-tensorflow").start()
-
-
-def _import_tensorflow() -> None:
-    try:
-        import tensorflow  # noqa: F401  (the ~9 s every job would otherwise pay)
-    finally:
-        _warmed.set()
+        threading.Thread(target=import_tensorflow, daemon=True, name="import-tensorflow").start()
 
 
 def launching_settings() -> dict[str, str]:
@@ -131,7 +121,7 @@ def run_command(arguments: list[str], log: str, settings: dict[str, str], *, onc
             handle.write("error: the worker running this job was lost; it is not run again.\n")
         return 1
     attempt.write_text(str(os.getpid()))
-    _warmed.wait()
+    import_tensorflow()
     with settings_in_force(settings), models_cached(arguments[0]), open(log, "a", buffering=1) as handle:
         with redirect_stdout(handle), redirect_stderr(handle):
             return _command_line().run_local(arguments)
@@ -140,7 +130,7 @@ def run_command(arguments: list[str], log: str, settings: dict[str, str], *, onc
 def run_parsed(args, settings: dict[str, str]) -> tuple[int, str, str]:
     """A command the client parsed (core.cli), run here; returns (exit code, stdout, stderr)."""
     out, err = io.StringIO(), io.StringIO()
-    _warmed.wait()
+    import_tensorflow()
     with settings_in_force(settings), models_cached(args.command), redirect_stdout(out), redirect_stderr(err):
         code = _command_line().run_arguments(args)
     return code, out.getvalue(), err.getvalue()

@@ -18,6 +18,7 @@ from core.constants import PATCH_SHAPE, PCAM_MPP
 from core.errors import ModelError
 from core.files import atomic_path
 from core.model.architectures import find_last_conv_layer
+from core.tensorflow_import import import_tensorflow
 
 META_ENTRY = "patchlens.json"
 FINAL_MODEL_FILE = "model.keras"  # what a finished run delivers
@@ -142,6 +143,7 @@ def load_model(path: str | Path):
 
 def _load_checked(path: Path):
     meta = read_model_meta(path)  # also rejects files that are not zip archives
+    import_tensorflow()  # another thread (a warm-up) may be importing it this moment
     import keras
 
     try:
