@@ -213,9 +213,8 @@ def test_train_from_the_page_with_a_live_chart_until_finished(server, page):
             if not shot and seen_points[-1] > 0:
                 shoot(page, ARTIFACTS, "03-train-live-chart")
                 shot = True
-        progress = page.locator('[data-testid="stProgress"]')
-        if progress.count():
-            seen_progress.append(progress.first.inner_text())
+        # all_inner_texts waits for nothing: the bar may go between a count and a read (job finished)
+        seen_progress += page.locator('[data-testid="stProgress"]').all_inner_texts()[:1]
         time.sleep(0.5)
     assert finished.count() == 1, f"not finished: {run_status(run_dir)}"
     settle(page)
