@@ -27,6 +27,7 @@ from core.errors import PatchLensError, RegionImageError
 from core.files import atomic_write_json, read_json
 from core.region.tiling import DEFAULT_STRIDE
 from core.slides.aggregate import slide_scores
+from core.tensorflow_import import import_tensorflow
 
 FORMAT_VERSION = 1
 RECORD_FILE = "slide.json"
@@ -87,6 +88,8 @@ def _model(model_path: Path):
 def score_slide(model_path, slide_path, slide_dir, options: SlideOptions, annotation_path=None) -> dict:
     """The slide's row (status done, cached or failed); see the module docstring."""
     from core.model.io import resolve_model_path
+
+    import_tensorflow()  # a task on a worker whose warm-up may be importing it this moment
 
     slide_path, slide_dir = Path(slide_path), Path(slide_dir)
     annotation_path = Path(annotation_path) if annotation_path else None
