@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entrant: a thread inside the import never waits on itself
 
 
 def import_tensorflow() -> None:
