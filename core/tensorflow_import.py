@@ -8,10 +8,11 @@ import fails with "Registering two gradient with name 'ReduceDataset'". Seen on 
 (its warm-up thread's `import tensorflow` against a training task's `import keras`: the run failed
 before its first step) and in a Streamlit process (the warm-up against a page).
 
-`import_tensorflow()` imports both, one thread at a time. Every thread that may run
-beside another one's import calls it before anything else that uses TensorFlow: the engine worker's
-warm-up and tasks (core.jobs.worker), the app's warm-up (ui.warmup) and its model cache (ui.cache).
-After the first import it costs a lock and two dictionary look-ups.
+`import_tensorflow()` imports both, one thread at a time. What may run beside another thread's import
+calls it before anything else that uses TensorFlow: the engine worker's warm-up and tasks
+(core.jobs.worker), a cohort's slide task (core.slides.task) and core.model.io.load_model, through
+which the app's warm-up and its pages load their models. After the first import it costs a lock and
+two dictionary look-ups.
 """
 
 from __future__ import annotations

@@ -64,12 +64,11 @@ def _warm(model_path: str) -> None:
         from core.constants import PATCH_SHAPE
         from core.evaluate.predict import compiled_predict
         from core.model.features import compiled_scores
-        from core.tensorflow_import import import_tensorflow
         from ui.cache import explainer_at, model_at
 
-        import_tensorflow()  # one thread at a time: a page may be importing it too
-
-        explainer = explainer_at(model_path)  # loads the model through model_at's entry
+        # loads the model through model_at's entry: core.model.io.load_model, which imports TensorFlow
+        # one thread at a time (core.tensorflow_import), so a page importing it meanwhile waits
+        explainer = explainer_at(model_path)
         model = model_at(model_path)
         blank = np.zeros((1, *PATCH_SHAPE), dtype=np.uint8)
         compiled_predict(model)(blank.astype(np.float32))

@@ -37,7 +37,7 @@ _thread_seeds = _ThreadSeeds()
 
 
 def _install():
-    """Point Keras' seed generator at the per-thread source (once; a no-op when already done)."""
+    """Point Keras' seed generator at the per-thread source (idempotent)."""
     from keras.src.random import seed_generator
 
     seed_generator.python_random = _thread_seeds
