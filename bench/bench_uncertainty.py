@@ -11,6 +11,9 @@ bench/unseen_slide_split.py, each with its spread (core.evaluate.uncertainty), t
   plain confidence of the 8-view mean (|p - 0.5|), so the choice of measure is made on numbers.
 
     python bench/bench_uncertainty.py /tmp/unseen [--model models/baseline.keras] [--json OUT]
+
+A model trained on every shared patch (bench/bundled_split.py) has seen valA and valB: choose on its
+selection set and measure on data/sample instead, `--choose /tmp/bundled/kaggle-val --measure data/sample`.
 """
 
 from __future__ import annotations
@@ -78,18 +81,20 @@ def main(argv=None) -> None:
     parser.add_argument("--model", default="models/baseline.keras")
     parser.add_argument("--target", type=float, default=0.8)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--choose", type=Path, default=None, help="choose the cut here (default SPLIT/valA)")
+    parser.add_argument("--measure", type=Path, default=None, help="measure it here (default SPLIT/valB)")
     args = parser.parse_args(argv)
     from core.model.io import load_model
 
     model = load_model(args.model)
-    val_a = tta_predictions(model, args.split / "valA")
+    val_a = tta_predictions(model, args.choose or args.split / "valA")
     cut = chosen_cut(*val_a, args.target)
     result = {
         "model": str(args.model),
         "cut": cut,
         "valA_candidates": {str(c): certain_vs_rest(*val_a, cut=c) for c in CANDIDATE_CUTS},
         "valA": describe(*val_a, cut),
-        "valB": describe(*tta_predictions(model, args.split / "valB"), cut),
+        "valB": describe(*tta_predictions(model, args.measure or args.split / "valB"), cut),
     }
     text = json.dumps(result, indent=2)
     print(text)

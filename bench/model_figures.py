@@ -5,7 +5,11 @@ valB (unseen slides, the proxy; with and without TTA), valA (the selection and t
 PCam valid (valA + valB), data/sample and all 3,329 shared Kaggle TIFFs. Written as JSON {name: the
 evaluate --json output}, so a model swap updates baseline.json from one file.
 
+With `--bundled DIR` (bench/bundled_split.py's folder) also kaggle-val, the selection and temperature
+set of a model trained on every shared patch, with and without TTA.
+
 Usage: /work/main/.venv/bin/python bench/model_figures.py MODEL --split /tmp/unseen --out FIGURES.json
+           [--bundled /tmp/bundled]
 """
 
 from __future__ import annotations
@@ -41,10 +45,13 @@ def all_valid(split: Path) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("model", type=Path)
     parser.add_argument("--split", type=Path, default=Path("/tmp/unseen"))
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--bundled", type=Path, default=None, help="bench/bundled_split.py's folder")
     args = parser.parse_args()
     data = {
         "valB": (args.split / "valB", False),
@@ -55,6 +62,11 @@ def main() -> None:
         "sample_tta": (BUNDLED_SAMPLE, True),
         "kaggle_tiffs": (KAGGLE_SAMPLE, False),
     }
+    if args.bundled:
+        data |= {
+            "kaggle_val": (args.bundled / "kaggle-val", False),
+            "kaggle_val_tta": (args.bundled / "kaggle-val", True),
+        }
     figures = {}
     for name, (folder, tta) in data.items():
         figures[name] = evaluate(args.model.resolve(), folder, tta)
