@@ -58,8 +58,8 @@ with page("Home"):
             )
             if proxy:
                 text += (
-                    f"; AUC {proxy['auc']:.3f}, accuracy {proxy['accuracy']:.3f} on {proxy['n']:,} patches "
-                    "of slides it never saw (see models/README.md)"
+                    f"; its recipe, trained without them, scored AUC {proxy['auc']:.3f}, accuracy "
+                    f"{proxy['accuracy']:.3f} on {proxy['n']:,} patches of slides it never saw (see models/README.md)"
                 )
             st.caption(text + ".")
     with right:
