@@ -74,3 +74,42 @@ def test_a_path_outside_the_roots_is_refused_on_start(train_page):
     assert not at.exception
     assert any("outside the data roots" in e.value for e in at.error)
     assert list_runs() == []
+
+
+def live_chart_script(run_dir: str) -> None:
+    """Three reads of a running run's curves with a batch appended between them: within
+    CHART_SECONDS, then past it, then once the run has finished."""
+    import time as clock
+    from pathlib import Path
+
+    import streamlit as st
+
+    from core.train.runs import append_metrics
+    from ui import train_watch
+
+    def batch(step: int) -> dict:
+        return {"kind": "batch", "epoch": 1, "step": step, "steps": 10, "loss": 0.6, "accuracy": 0.5,
+                "time": clock.time()}  # fmt: skip
+
+    run = Path(run_dir)
+    append_metrics(run, batch(1))
+    first = train_watch.live_figure(run, "running")
+    append_metrics(run, batch(2))
+    again = train_watch.live_figure(run, "running")
+    train_watch.CHART_SECONDS = 0.0
+    later = train_watch.live_figure(run, "running")
+    train_watch.CHART_SECONDS = 10.0
+    ended = train_watch.live_figure(run, "finished")
+    st.session_state["points"] = [sum(len(trace.x) for trace in f.data) for f in (first, again, later, ended)]
+    st.session_state["same"] = again is first
+
+
+def test_a_running_jobs_chart_is_redrawn_at_most_every_chart_seconds(tmp_path):
+    """Between two redraws the page sends the figure it drew last (the browser draws nothing new);
+    past CHART_SECONDS, and when the job ends, the curves are read again."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    at = AppTest.from_function(live_chart_script, args=(str(run_dir),)).run()
+    assert not at.exception, at.exception
+    assert at.session_state["same"]
+    assert at.session_state["points"] == [2, 2, 4, 4]

@@ -6,13 +6,20 @@ fragment every REFRESH_SECONDS while it is queued or running. When the watched j
 the fragment redraws the whole page, so the runs table, the buttons and the sidebar never show a
 state that is gone.
 
+The live curves are redrawn at most every CHART_SECONDS while the job runs (the progress line every
+REFRESH_SECONDS): between two redraws the fragment sends the figure it drew last, which the browser
+does not draw again. Redrawn at every refresh, the chart cost Chromium about a quarter of a core
+(11.2-12.3 CPU-s per 20 s against 4.7-8.6; BENCHMARKS.md), taken from the training it showed.
+
 Session state keys:
   watched_run         the run directory shown under "Current job"
   train_drawn_state   (run name, state) of the watched run when the page was last drawn
+  train_live_chart    (run name, state, time drawn, figure) of the curves drawn last
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import streamlit as st
@@ -26,7 +33,9 @@ from ui.text import md_escape
 
 WATCHED_KEY = "watched_run"
 DRAWN_KEY = "train_drawn_state"
+CHART_KEY = "train_live_chart"
 REFRESH_SECONDS = 2.0
+CHART_SECONDS = 10.0
 STOP_WORDS = "Stop requested: the job stops after its current batch and keeps its best checkpoint."
 
 
@@ -91,11 +100,26 @@ def show_run(run_dir: Path) -> None:
         st.warning(f"damaged: {md_escape(status['damaged'])}")
     for note in status.get("notes") or []:
         st.caption(md_escape(note))
-    curves = curves_long(read_metrics(run_dir), running=state in ACTIVE_STATES)
-    if curves.empty:
+    figure = live_figure(run_dir, state)
+    if figure is None:
         st.caption("Waiting for the first batches…")
     else:
-        st.plotly_chart(training_curves_figure(curves), width="stretch", key=f"live-{run_dir.name}")
+        st.plotly_chart(figure, width="stretch", key=f"live-{run_dir.name}")
+
+
+def live_figure(run_dir: Path, state: str):
+    """The run's curves (None before its first batches): those drawn last while the job runs and
+    they are younger than CHART_SECONDS, else read again from its metrics."""
+    drawn = st.session_state.get(CHART_KEY)
+    if drawn and drawn[:2] == (run_dir.name, state) and time.monotonic() - drawn[2] < CHART_SECONDS:
+        return drawn[3]
+    curves = curves_long(read_metrics(run_dir), running=state in ACTIVE_STATES)
+    if curves.empty:
+        return None
+    figure = training_curves_figure(curves)
+    if state in ACTIVE_STATES:
+        st.session_state[CHART_KEY] = (run_dir.name, state, time.monotonic(), figure)
+    return figure
 
 
 def run_view(run_dir: Path) -> JobView:
