@@ -77,8 +77,8 @@ def test_a_path_outside_the_roots_is_refused_on_start(train_page):
 
 
 def live_chart_script(run_dir: str) -> None:
-    """Three reads of a running run's curves with a batch appended between them: within
-    CHART_SECONDS, then past it, then once the run has finished."""
+    """Reads of a running run's curves: a batch appended within CHART_SECONDS, then past it, then an
+    epoch ended within it, then the run finished."""
     import time as clock
     from pathlib import Path
 
@@ -99,17 +99,20 @@ def live_chart_script(run_dir: str) -> None:
     train_watch.CHART_SECONDS = 0.0
     later = train_watch.live_figure(run, "running")
     train_watch.CHART_SECONDS = 10.0
+    append_metrics(run, {"kind": "epoch", "epoch": 1, "loss": 0.5, "val_loss": 0.55, "time": clock.time()})
+    epoch = train_watch.live_figure(run, "running")
     ended = train_watch.live_figure(run, "finished")
-    st.session_state["points"] = [sum(len(trace.x) for trace in f.data) for f in (first, again, later, ended)]
+    figures = (first, again, later, epoch, ended)
+    st.session_state["points"] = [sum(len(trace.x) for trace in f.data) for f in figures]
     st.session_state["same"] = again is first
 
 
-def test_a_running_jobs_chart_is_redrawn_at_most_every_chart_seconds(tmp_path):
+def test_a_running_jobs_chart_is_redrawn_when_an_epoch_ends_else_at_most_every_chart_seconds(tmp_path):
     """Between two redraws the page sends the figure it drew last (the browser draws nothing new);
-    past CHART_SECONDS, and when the job ends, the curves are read again."""
+    past CHART_SECONDS, when an epoch has ended and when the job ends, the curves are read again."""
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     at = AppTest.from_function(live_chart_script, args=(str(run_dir),)).run()
     assert not at.exception, at.exception
     assert at.session_state["same"]
-    assert at.session_state["points"] == [2, 2, 4, 4]
+    assert at.session_state["points"] == [2, 2, 4, 6, 6]

@@ -6,15 +6,15 @@ fragment every REFRESH_SECONDS while it is queued or running. When the watched j
 the fragment redraws the whole page, so the runs table, the buttons and the sidebar never show a
 state that is gone.
 
-The live curves are redrawn at most every CHART_SECONDS while the job runs (the progress line every
-REFRESH_SECONDS): between two redraws the fragment sends the figure it drew last, which the browser
-does not draw again. Redrawn at every refresh, the chart cost Chromium about a quarter of a core
+While the job runs, the live curves are redrawn when an epoch ends and otherwise at most every
+CHART_SECONDS (the progress line every REFRESH_SECONDS): between two redraws the fragment sends the
+figure it drew last, which the browser does not draw again. Redrawn at every refresh, the chart cost Chromium about a quarter of a core
 (11.2-12.3 CPU-s per 20 s against 4.7-8.6; BENCHMARKS.md), taken from the training it showed.
 
 Session state keys:
   watched_run         the run directory shown under "Current job"
   train_drawn_state   (run name, state) of the watched run when the page was last drawn
-  train_live_chart    (run name, state, time drawn, figure) of the curves drawn last
+  train_live_chart    (run name, state, epochs ended, time drawn, figure) of the curves drawn last
 """
 
 from __future__ import annotations
@@ -108,17 +108,20 @@ def show_run(run_dir: Path) -> None:
 
 
 def live_figure(run_dir: Path, state: str):
-    """The run's curves (None before its first batches): those drawn last while the job runs and
-    they are younger than CHART_SECONDS, else read again from its metrics."""
+    """The run's curves (None before its first batches). While the job runs, the figure drawn last
+    is sent again until it is CHART_SECONDS old or an epoch has ended since (a new point of every
+    curve); else the curves are drawn again from its metrics."""
+    records = read_metrics(run_dir)
+    epochs = sum(r.get("kind") == "epoch" for r in records)
     drawn = st.session_state.get(CHART_KEY)
-    if drawn and drawn[:2] == (run_dir.name, state) and time.monotonic() - drawn[2] < CHART_SECONDS:
-        return drawn[3]
-    curves = curves_long(read_metrics(run_dir), running=state in ACTIVE_STATES)
+    if drawn and drawn[:3] == (run_dir.name, state, epochs) and time.monotonic() - drawn[3] < CHART_SECONDS:
+        return drawn[4]
+    curves = curves_long(records, running=state in ACTIVE_STATES)
     if curves.empty:
         return None
     figure = training_curves_figure(curves)
     if state in ACTIVE_STATES:
-        st.session_state[CHART_KEY] = (run_dir.name, state, time.monotonic(), figure)
+        st.session_state[CHART_KEY] = (run_dir.name, state, epochs, time.monotonic(), figure)
     return figure
 
 
