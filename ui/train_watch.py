@@ -8,13 +8,14 @@ state that is gone.
 
 While the job runs, the live curves are redrawn when an epoch ends and otherwise at most every
 CHART_SECONDS (the progress line every REFRESH_SECONDS): between two redraws the fragment sends the
-figure it drew last, which the browser does not draw again. Redrawn at every refresh, the chart cost Chromium about a quarter of a core
-(11.2-12.3 CPU-s per 20 s against 4.7-8.6; BENCHMARKS.md), taken from the training it showed.
+figure it drew last, which the browser does not draw again. Redrawn at every refresh, the chart cost
+Chromium about a quarter of a core, taken from the training it showed (11.2-12.3 CPU-s per 20 s,
+against 4.7-8.6 with the 10 s rule alone; BENCHMARKS.md).
 
 Session state keys:
   watched_run         the run directory shown under "Current job"
   train_drawn_state   (run name, state) of the watched run when the page was last drawn
-  train_live_chart    (run name, state, epochs ended, time drawn, figure) of the curves drawn last
+  train_live_chart    the curves drawn last: {"key": (run name, state, epochs ended), "at", "figure"}
 """
 
 from __future__ import annotations
@@ -112,16 +113,16 @@ def live_figure(run_dir: Path, state: str):
     is sent again until it is CHART_SECONDS old or an epoch has ended since (a new point of every
     curve); else the curves are drawn again from its metrics."""
     records = read_metrics(run_dir)
-    epochs = sum(r.get("kind") == "epoch" for r in records)
+    key = (run_dir.name, state, sum(r.get("kind") == "epoch" for r in records))
     drawn = st.session_state.get(CHART_KEY)
-    if drawn and drawn[:3] == (run_dir.name, state, epochs) and time.monotonic() - drawn[3] < CHART_SECONDS:
-        return drawn[4]
+    if drawn and drawn["key"] == key and time.monotonic() - drawn["at"] < CHART_SECONDS:
+        return drawn["figure"]
     curves = curves_long(records, running=state in ACTIVE_STATES)
     if curves.empty:
         return None
     figure = training_curves_figure(curves)
     if state in ACTIVE_STATES:
-        st.session_state[CHART_KEY] = (run_dir.name, state, epochs, time.monotonic(), figure)
+        st.session_state[CHART_KEY] = {"key": key, "at": time.monotonic(), "figure": figure}
     return figure
 
 
