@@ -545,6 +545,28 @@ def wait_until(predicate, timeout: float = 60.0, interval: float = 0.3) -> bool:
         time.sleep(interval)
 
 
+PEAK_JS = """([name, selector, text]) => {
+    const peaks = (window.__patchlensPeaks = window.__patchlensPeaks || {});
+    const count = () => [...document.querySelectorAll(selector)]
+        .filter((element) => text === null || element.textContent.trim() === text).length;
+    const note = () => { peaks[name] = Math.max(peaks[name] || 0, count()); };
+    peaks[name] = 0;
+    note();
+    new MutationObserver(note).observe(document.body, {childList: true, subtree: true, characterData: true});
+}"""
+
+
+def record_peak(page, name: str, selector: str, text: str | None = None) -> None:
+    """From now on, record the most elements matching `selector` (whose whole text is `text`, when
+    given) the page held at once, at every change of its DOM: a state that lasts a second between two
+    polls (two short jobs running together) is seen however busy the machine is. Read with `peak`."""
+    page.evaluate(PEAK_JS, [name, selector, text])
+
+
+def peak(page, name: str) -> int:
+    return page.evaluate("(name) => (window.__patchlensPeaks || {})[name] || 0", name)
+
+
 def exact(text: str):
     """A pattern matching an element whose whole text is `text` (surrounding blanks allowed)."""
     import re

@@ -22,6 +22,8 @@ from browser_helpers import (
     go_nav,
     metric_value,
     new_session,
+    peak,
+    record_peak,
     require_browser,
     serve_app,
     settle,
@@ -63,9 +65,13 @@ def test_two_models_are_run_then_drawn_over_each_other_with_their_disagreements(
     settle(page)
     assert page.get_by_text("not computed yet").count() == 2  # one notice per model
 
+    # Two background jobs, each with its progress and Stop. On warm workers each scores the 10 patches
+    # in about a second, so the two panels are seen by every change of the page, not by polling.
+    record_peak(page, "stop", "button", "Stop")
+    record_peak(page, "progress", '[data-testid="stProgress"]')
     page.get_by_role("button", name="Run the models on this dataset").click()
-    page.get_by_text("This runs in the background").first.wait_for()  # two background jobs
-    assert wait_until(lambda: page.get_by_role("button", name="Stop").count() == 2, timeout=30)
+    page.get_by_text("This runs in the background").first.wait_for()
+    assert wait_until(lambda: peak(page, "stop") == 2 and peak(page, "progress") == 2, timeout=30)
     shoot(page, ARTIFACTS, "compare-jobs")
     page.locator(PLOTLY).first.wait_for(timeout=RUN_MS)
     settle(page)

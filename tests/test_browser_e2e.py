@@ -358,6 +358,11 @@ def test_two_sessions_share_the_running_job_and_a_second_start_is_refused(server
     for page in (first, second):
         settle(page)
         page.locator(f"{PLOTLY} .main-svg").first.wait_for(timeout=LONG)
+    # The curves mean the job has been running for a while: the page redrew itself when it started
+    # (queued -> running), and the refusal, which the user has not acted on, is still there.
+    assert run_status(run_dir)["state"] == "running"
+    settle(second)
+    assert refusal.count() == 1, "the refusal vanished when the other job moved on"
     assert_no_exception(second)
     shoot(first, ARTIFACTS, "06-session-a")
     refusal.scroll_into_view_if_needed()

@@ -19,6 +19,7 @@ import streamlit as st
 
 from ui.boundary import error_boundary
 from ui.keras_session import keep_keras_session
+from ui.notices import begin_run
 from ui.shared import active_model_path, render_sidebar
 from ui.warmup import start_warmup
 
@@ -114,6 +115,7 @@ def model_pages() -> str:
 def page(title: str) -> Iterator[None]:
     """Draw one page: config, navigation and sidebar first, the body inside, the warm-up after."""
     st.set_page_config(page_title=APP_TITLE, page_icon="🔬", layout="wide")
+    begin_run()  # messages shown before the user acted again are dropped here
     with st.sidebar:
         for entry in PAGES:
             st.page_link(entry.script, label=entry.title, icon=entry.icon)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+from ui.notices import redraw_page
 from ui.text import md_escape
 
 ACTIVE_STATES = ("queued", "running")
@@ -86,7 +87,7 @@ def _live(view: JobView) -> None:
     status = view.read() or {}
     if not is_active(status):
         st.session_state.pop(PACE_KEY + view.key, None)
-        st.rerun(scope="app")  # finished, failed or stopped: the page shows the outcome (the hand-off)
+        redraw_page()  # finished, failed or stopped: the page shows the outcome (the hand-off)
     job_progress(view, status)
 
 

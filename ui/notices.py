@@ -1,9 +1,14 @@
 """Messages a callback or a first run leaves for a later drawing of one place of the page.
 
-Session state key (its one home):
-  sidebar_notices   [(place, level, text)], each shown once where `place` is drawn next: "main" (top of
-                    the page), "open" (under the sidebar's Open button) or "roots" (in the data-roots
-                    setting). The text is markdown: quote user-supplied text through ui.text.md_escape.
+A message stays until the user acts again: the page's own redraws (a job started or ended in the
+background, `redraw_page`) show it again, so a refusal does not vanish because another job moved on.
+
+Session state keys (their one home):
+  sidebar_notices   [(place, level, text, shown)], each shown where `place` is drawn next: "main" (top
+                    of the page), "open" (under the sidebar's Open button), "roots" (in the data-roots
+                    setting) or a page's own place. The text is markdown: quote user-supplied text
+                    through ui.text.md_escape.
+  notices_redraw    set by `redraw_page` for the run it asks for: the messages already shown are kept
 """
 
 from __future__ import annotations
@@ -11,20 +16,36 @@ from __future__ import annotations
 import streamlit as st
 
 NOTICES_KEY = "sidebar_notices"
+REDRAW_KEY = "notices_redraw"
 LEVELS = {"error": st.error, "warning": st.warning, "success": st.success}
 
 
 def notice(place: str, level: str, text: str) -> None:
     """Queue `text` for the next drawing of `place`, as an error, warning or success box."""
-    st.session_state.setdefault(NOTICES_KEY, []).append((place, level, text))
+    st.session_state.setdefault(NOTICES_KEY, []).append((place, level, text, False))
+
+
+def begin_run() -> None:
+    """At the top of every run of a page: the messages shown before are dropped, since the user has
+    acted since; unless the page asked for this run itself (`redraw_page`)."""
+    if st.session_state.pop(REDRAW_KEY, False):
+        return
+    queued = st.session_state.get(NOTICES_KEY, [])
+    st.session_state[NOTICES_KEY] = [message for message in queued if not message[3]]
 
 
 def show_notices(where: str) -> None:
-    """Show, once, the queued messages meant for `where`."""
-    keep = []
-    for place, level, text in st.session_state.get(NOTICES_KEY, []):
-        if place != where:
-            keep.append((place, level, text))
-            continue
-        LEVELS[level](text)
-    st.session_state[NOTICES_KEY] = keep
+    """Show the queued messages meant for `where`; they stay until the user's next action."""
+    queued = st.session_state.get(NOTICES_KEY, [])
+    for number, (place, level, text, _) in enumerate(queued):
+        if place == where:
+            LEVELS[level](text)
+            queued[number] = (place, level, text, True)
+    st.session_state[NOTICES_KEY] = queued
+
+
+def redraw_page() -> None:
+    """Rerun the whole page on the app's own account (a background job started or ended), keeping the
+    messages it shows: the user has not acted."""
+    st.session_state[REDRAW_KEY] = True
+    st.rerun(scope="app")

@@ -30,6 +30,7 @@ from core.train.runs import ACTIVE_STATES, active_run, read_metrics, read_status
 from core.train.views import curves_long, outcome_words, run_progress
 from ui.charts import training_curves_figure
 from ui.job_panel import JobView, job_progress
+from ui.notices import redraw_page
 from ui.text import md_escape
 
 WATCHED_KEY = "watched_run"
@@ -72,7 +73,7 @@ def watched_state() -> tuple[str, str | None] | None:
 
 def _current_job_body() -> None:
     if watched_state() != st.session_state.get(DRAWN_KEY):
-        st.rerun()  # the job started, ended or vanished: redraw the table, buttons and sidebar too
+        redraw_page()  # the job started, ended or vanished: redraw the table, buttons and sidebar too
     run_dir = watched_run()
     if run_dir is None:
         st.info("No job is running. Configure one below.")
