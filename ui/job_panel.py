@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from ui.notices import redraw_page
 from ui.text import md_escape
 
 ACTIVE_STATES = ("queued", "running")
@@ -87,7 +86,7 @@ def _live(view: JobView) -> None:
     status = view.read() or {}
     if not is_active(status):
         st.session_state.pop(PACE_KEY + view.key, None)
-        redraw_page()  # finished, failed or stopped: the page shows the outcome (the hand-off)
+        st.rerun(scope="app")  # finished, failed or stopped: the page shows the outcome (the hand-off)
     job_progress(view, status)
 
 

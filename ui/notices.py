@@ -1,7 +1,9 @@
 """Messages a callback or a first run leaves for a later drawing of one place of the page.
 
-A message stays until the user acts again: the page's own redraws (a job started or ended in the
-background, `redraw_page`) show it again, so a refusal does not vanish because another job moved on.
+A message stays until the user acts again: a redraw the page makes by itself while the job it
+follows goes on (queued -> running, `redraw_page`) shows it again, so a refused Start naming that job
+does not vanish a second later. A redraw because the job ended is a plain `st.rerun()`: what was said
+about it no longer holds, and goes.
 
 Session state keys (their one home):
   sidebar_notices   [(place, level, text, shown)], each shown where `place` is drawn next: "main" (top
@@ -45,7 +47,7 @@ def show_notices(where: str) -> None:
 
 
 def redraw_page() -> None:
-    """Rerun the whole page on the app's own account (a background job started or ended), keeping the
-    messages it shows: the user has not acted."""
+    """Rerun the whole page on the app's own account (the job it follows moved on and still runs),
+    keeping the messages it shows: the user has not acted, and what they say still holds."""
     st.session_state[REDRAW_KEY] = True
     st.rerun(scope="app")
