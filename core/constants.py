@@ -23,5 +23,8 @@ SPLIT_WARNING = (
 # A patch is called tumour when P(tumour) >= the threshold; the conventional one until a user moves it.
 DEFAULT_THRESHOLD = 0.5
 PCAM_MPP = 0.972  # µm per pixel of PCam patches (10x): a model's resolution unless its metadata says another
-SCORING_BATCH_SIZE = 256  # patches (or a region's tiles) per forward pass when a model scores many
+# Patches (or a region's tiles) per forward pass when a model scores many. 128 is as fast as 256 with
+# the quality gate (a page's job, a heatmap) and faster without it (x1.065) and with TTA (x1.07); 64 was
+# faster still there but slower with the gate (bench/bench_batch_size.py, BENCHMARKS.md).
+SCORING_BATCH_SIZE = 128
 FLAG_SEPARATOR = ";"  # a patch's quality flags in one label: 'not_he;blurred' (core.data.quality)
