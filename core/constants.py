@@ -27,4 +27,7 @@ PCAM_MPP = 0.972  # µm per pixel of PCam patches (10x): a model's resolution un
 # the quality gate (a page's job, a heatmap) and faster without it (x1.065) and with TTA (x1.07); 64 was
 # faster still there but slower with the gate (bench/bench_batch_size.py, BENCHMARKS.md).
 SCORING_BATCH_SIZE = 128
+# A cohort's tiles per forward pass (core.slides.task.SlideOptions, `core slides --batch-size`): part of a
+# slide job's key, so it stays 256 and the slide results kept before the change above stay valid.
+SLIDE_BATCH_SIZE = 256
 FLAG_SEPARATOR = ";"  # a patch's quality flags in one label: 'not_he;blurred' (core.data.quality)

@@ -97,13 +97,12 @@ def add_threshold_argument(
     )
 
 
-def add_batch_size_argument(parser: argparse.ArgumentParser, what: str = "patches per batch") -> None:
+def add_batch_size_argument(
+    parser: argparse.ArgumentParser, what: str = "patches per batch", default: int = SCORING_BATCH_SIZE
+) -> None:
     """--batch-size N, the patches (or tiles) of one forward pass."""
     parser.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=SCORING_BATCH_SIZE,
-        help=f"{what} (default {SCORING_BATCH_SIZE})",
+        "--batch-size", type=positive_int, default=default, help=f"{what} (default {default})"
     )
 
 

@@ -23,6 +23,7 @@ from core.cli.common import (
     add_uncertainty_argument,
     job_key_argument,
 )
+from core.constants import SLIDE_BATCH_SIZE
 
 
 def register(subparsers) -> None:
@@ -63,7 +64,7 @@ def _cohort_arguments(parser: argparse.ArgumentParser) -> None:
         "--stride", type=int, choices=STRIDES, default=DEFAULT_STRIDE, help="px between tiles"
     )
     add_threshold_argument(parser, "P(tumour) at or above which a tile, a cell and a slide count as tumour")
-    add_batch_size_argument(parser, "tiles per forward pass")
+    add_batch_size_argument(parser, "tiles per forward pass", default=SLIDE_BATCH_SIZE)
     add_uncertainty_argument(parser)
 
 

@@ -22,7 +22,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from core.constants import DEFAULT_THRESHOLD
+from core.constants import DEFAULT_THRESHOLD, SLIDE_BATCH_SIZE
 from core.errors import PatchLensError, RegionImageError
 from core.files import atomic_write_json, read_json
 from core.region.tiling import DEFAULT_STRIDE
@@ -41,7 +41,7 @@ class SlideOptions:
 
     stride: int = DEFAULT_STRIDE
     threshold: float = DEFAULT_THRESHOLD
-    batch_size: int = 256
+    batch_size: int = SLIDE_BATCH_SIZE  # part of the key (described)
     region_class: str | None = None  # an annotation class that limits scoring to its area
     uncertainty: bool = False  # score with the 8 dihedral views and keep their spread (spread.npy)
 
