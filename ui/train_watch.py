@@ -73,10 +73,10 @@ def watched_state() -> tuple[str, str | None] | None:
 
 def _current_job_body() -> None:
     now = watched_state()
-    if now != st.session_state.get(DRAWN_KEY):  # started, ended or vanished: redraw the table, buttons
-        if now is not None and now[1] in ACTIVE_STATES:  # and sidebar too
-            redraw_page()  # it still runs: a refused Start naming it still holds, and stays
-        st.rerun()  # it has ended: a refusal naming it no longer holds, and goes
+    if now != st.session_state.get(DRAWN_KEY):  # started, ended or vanished: redraw the whole page
+        if now is not None and now[1] in ACTIVE_STATES:
+            redraw_page()  # still running: a refused Start naming it still holds, so the page keeps it
+        st.rerun()  # ended or gone: a refusal naming it no longer holds, and goes
     run_dir = watched_run()
     if run_dir is None:
         st.info("No job is running. Configure one below.")
