@@ -198,12 +198,14 @@ def flagged_server(tmp_path_factory):
     """A server of its own whose data root holds mixed/: real patches plus made-up non-H&E images the
     input-quality gate flags (tests/quality_folders.py). It starts its own engine (no shared cluster):
     the reload test reloads while its first job's worker still imports TensorFlow, a window a warm
-    worker closes within a second for these 16 patches."""
+    worker closes within a second for these 16 patches. One worker is enough for that window, and the
+    server never needs TensorFlow itself: no warm-up (each spares the suite a TensorFlow import)."""
     from quality_folders import mixed_class_folders
 
     root = tmp_path_factory.mktemp("browser-evaluate-url")
     mixed_class_folders(root / "data" / "mixed", n_per_class=8)
-    with serve_app(root, {"PATCHLENS_SCHEDULER": ""}, data=root / "data") as served:
+    extra = {"PATCHLENS_SCHEDULER": "", "PATCHLENS_ENGINE_WORKERS": "1", "PATCHLENS_WARMUP": "0"}
+    with serve_app(root, extra, data=root / "data") as served:
         yield served
 
 

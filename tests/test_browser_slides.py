@@ -35,7 +35,8 @@ TRACE_NAMES_JS = "el => el.querySelector('.js-plotly-plot').data.map(trace => tr
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser-slides")
     cohort = build_cohort(root / "data")
-    with serve_app(root, data=root / "data") as served:
+    # The cohort is scored on the shared workers: TensorFlow never runs in the server, so no warm-up
+    with serve_app(root, {"PATCHLENS_WARMUP": "0"}, data=root / "data") as served:
         served.cohort = cohort
         yield served
 

@@ -48,7 +48,8 @@ def server(tmp_path_factory):
     copy_kaggle_subset(
         root / "data" / "larger", 160
     )  # 16 steps an epoch at batch 16: room to stop inside one
-    with serve_app(root, data=data) as served:
+    # Runs train on the shared workers: TensorFlow never runs in the server, so no warm-up
+    with serve_app(root, {"PATCHLENS_WARMUP": "0"}, data=data) as served:
         yield served
 
 
