@@ -1,7 +1,7 @@
 """The job engine (core.jobs) against a process per request, on patches of slides the model never saw.
 
 Figures (medians of --repeats runs, the two requests interleaved in one run):
-  1. a `predict` request to a warm engine, whole client process included
+  1. a `predict` request to a warm engine (every worker has served one), whole client process included
      (`python -m core predict MODEL DATA --out CSV --scheduler ADDRESS`), vs the plain script a user
      would write (load the model, PIL-load every file, model.predict, write the CSV): the ratio;
   2. the first progress of a page-started prediction job (core.evaluate.jobs.launch → status.json with
@@ -124,8 +124,15 @@ def main() -> None:
         cluster.scheduler_address,
     ]
     plain = [sys.executable, "-c", PLAIN_SCRIPT, str(MODEL), str(data)]
-    log("warming the engine (TensorFlow import, model load)")
-    wall([*remote, "--out", str(out / "warm.csv")])
+    log("warming the engine: one request per worker at once (TensorFlow import, model load, trace)")
+    warming = [
+        subprocess.Popen([*remote, "--out", str(out / f"warm-{k}.csv")], cwd=PROJECT_DIR,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         env={**os.environ, "PYTHONPATH": str(PROJECT_DIR)})
+        for k in range(args.workers)
+    ]  # fmt: skip
+    if any(process.wait() for process in warming):
+        raise RuntimeError("a warming request failed")
     engine_s, plain_s, progress_s = [], [], []
     for run in range(args.repeats):
         engine_s.append(wall([*remote, "--out", str(out / "engine.csv")]))

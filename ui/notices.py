@@ -6,7 +6,7 @@ does not vanish a second later. A redraw because the job ended is a plain `st.re
 about it no longer holds, and goes.
 
 Session state keys (their one home):
-  sidebar_notices   [(place, level, text, shown)], each shown where `place` is drawn next: "main" (top
+  sidebar_notices   [Notice(place, level, text, shown)], each shown where `place` is drawn next: "main" (top
                     of the page), "open" (under the sidebar's Open button), "roots" (in the data-roots
                     setting) or a page's own place. The text is markdown: quote user-supplied text
                     through ui.text.md_escape.
@@ -15,6 +15,8 @@ Session state keys (their one home):
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import streamlit as st
 
 NOTICES_KEY = "sidebar_notices"
@@ -22,9 +24,16 @@ REDRAW_KEY = "notices_redraw"
 LEVELS = {"error": st.error, "warning": st.warning, "success": st.success}
 
 
+class Notice(NamedTuple):
+    place: str
+    level: str  # a key of LEVELS
+    text: str  # markdown
+    shown: bool = False  # drawn at least once: dropped at the user's next action
+
+
 def notice(place: str, level: str, text: str) -> None:
     """Queue `text` for the next drawing of `place`, as an error, warning or success box."""
-    st.session_state.setdefault(NOTICES_KEY, []).append((place, level, text, False))
+    st.session_state.setdefault(NOTICES_KEY, []).append(Notice(place, level, text))
 
 
 def begin_run() -> None:
@@ -33,16 +42,16 @@ def begin_run() -> None:
     if st.session_state.pop(REDRAW_KEY, False):
         return
     queued = st.session_state.get(NOTICES_KEY, [])
-    st.session_state[NOTICES_KEY] = [message for message in queued if not message[3]]
+    st.session_state[NOTICES_KEY] = [message for message in queued if not message.shown]
 
 
 def show_notices(where: str) -> None:
     """Show the queued messages meant for `where`; they stay until the user's next action."""
     queued = st.session_state.get(NOTICES_KEY, [])
-    for number, (place, level, text, _) in enumerate(queued):
-        if place == where:
-            LEVELS[level](text)
-            queued[number] = (place, level, text, True)
+    for number, message in enumerate(queued):
+        if message.place == where:
+            LEVELS[message.level](message.text)
+            queued[number] = message._replace(shown=True)
     st.session_state[NOTICES_KEY] = queued
 
 

@@ -17,6 +17,7 @@ import streamlit as st
 
 from core.constants import PCAM_MPP
 from core.errors import PatchLensError
+from core.jobs.status import ACTIVE_STATES
 from core.region.jobs import list_jobs
 from core.region.reader import (
     PLAIN_EXTENSIONS,
@@ -41,7 +42,6 @@ MPP_KEY = "region_mpp"
 STRIDE_KEY = "region_stride"
 REFUSED_KEY = "region_refused"  # {upload digest: why it was refused}, so it is not saved again
 URL_IMAGE, URL_STRIDE, URL_MPP = "region_image", "region_stride", "region_mpp"
-ACTIVE = ("queued", "running")
 SOURCES = {"path": "A file in the data roots", "upload": "Upload a file"}
 
 
@@ -96,7 +96,7 @@ def uploaded_path(upload) -> Path | None:
     digest = hashlib.sha256(data).hexdigest()
     refused = st.session_state.setdefault(REFUSED_KEY, {})
     if digest not in refused:
-        in_use = {job["image"] for job in list_jobs() if job["state"] in ACTIVE}
+        in_use = {job["image"] for job in list_jobs() if job["state"] in ACTIVE_STATES}
         try:
             return save_upload(upload.name, data, in_use=in_use)
         except PatchLensError as error:

@@ -12,6 +12,7 @@ import streamlit as st
 
 from core.constants import DEFAULT_THRESHOLD
 from core.errors import PatchLensError
+from core.jobs.status import ACTIVE_STATES
 from core.region.jobs import (
     LOADING_PHASE,
     SCORING_PHASE,
@@ -26,7 +27,7 @@ from core.region.outputs import read_outputs
 from core.region.tiling import DEFAULT_STRIDE
 from ui.boundary import error_boundary
 from ui.job_panel import JobView, done_of_total, fraction_done, is_active, job_outcome, job_panel
-from ui.region_inputs import ACTIVE, MPP_KEY, PATH_KEY, SOURCE_KEY, STRIDE_KEY
+from ui.region_inputs import MPP_KEY, PATH_KEY, SOURCE_KEY, STRIDE_KEY
 from ui.shared import MODEL_KEY, check_offered_model, model_label
 from ui.text import md_escape
 
@@ -42,7 +43,7 @@ def jobs_overview() -> None:
     jobs = list_jobs()
     if not jobs:
         return
-    running = sum(job["state"] in ACTIVE for job in jobs)
+    running = sum(job["state"] in ACTIVE_STATES for job in jobs)
     with st.expander(f"Heatmap jobs: {running} running, {len(jobs) - running} recent", expanded=running > 0):
         for job in jobs:
             name, state, action = st.columns([5, 4, 2], vertical_alignment="center")
@@ -61,9 +62,9 @@ def job_state_text(job: dict) -> str:
         if minutes < 90
         else f"{minutes / 60:.0f} h ago"
     )
-    if job["state"] in ACTIVE and not job.get("total"):
+    if job["state"] in ACTIVE_STATES and not job.get("total"):
         return f"starting · {ago}"
-    if job["state"] in ACTIVE:
+    if job["state"] in ACTIVE_STATES:
         return f"running · {int(job.get('done') or 0):,}/{int(job['total']):,} tiles · {ago}"
     if job["state"] == "finished":
         return f"finished · {(job.get('summary') or {}).get('n_scored', 0):,} tiles scored · {ago}"

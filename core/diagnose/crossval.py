@@ -40,7 +40,7 @@ from core.evaluate.predictions import read_predictions, write_predictions
 from core.files import atomic_write_json, read_json
 from core.jobs import engine
 from core.jobs.launch import start
-from core.jobs.status import STOP_FILE, pid_alive
+from core.jobs.status import ACTIVE_STATES, STOP_FILE, pid_alive
 from core.train.config import DEFAULT_BATCH_SIZE
 from core.train.runs import is_active, read_status, run_progress
 
@@ -210,7 +210,7 @@ def progress_of(dataset, settings: CrossValSettings) -> CrossValProgress:
     folds = [read_json(work_dir / f"fold-{k}" / "status.json") or {} for k in range(settings.folds)]
     done = sum(status.get("state") == "finished" for status in folds)
     running = bool(job) and _job_running(work_dir, job)
-    current = next((s for s in folds if s.get("state") in ("queued", "running")), None)
+    current = next((s for s in folds if s.get("state") in ACTIVE_STATES), None)
     text = f"{done}/{settings.folds} folds done"
     if running and current:
         text += f" · fold {done + 1}: {run_progress(current)[1]}"

@@ -34,6 +34,11 @@ LOCAL_ONLY = {
 # second instead of every 20 ms. Idle 2-worker cluster with TensorFlow imported, measured here:
 # 15 % of a core (workers 9 %, scheduler and nannies 6 %) before, 4 % after.
 QUIET = {"distributed.worker.profile.enabled": False, "distributed.admin.tick.interval": "1s"}
+# Dask starts its workers with MALLOC_TRIM_THRESHOLD_=65536, which also fixes glibc's mmap threshold at
+# 128 KiB: every tensor above it is mapped and unmapped again at each batch. Without it (glibc's own
+# defaults, as a plain `python -m core` has), a warm worker's `predict` of 2,907 patches measured
+# 9.0-9.7 s against 10.3-12.5 s (bench/bench_engine.py; BENCHMARKS.md "Job engine").
+GLIBC_DEFAULTS = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
 _lock = threading.RLock()
 _engine: dict = {"client": None, "cluster": None, "address": None}
 _futures: dict[str, object] = {}  # job folder → the future of its task, until the task is done
@@ -93,9 +98,10 @@ def local_cluster(**shape):
     from distributed import LocalCluster
 
     # The workers must not run a Streamlit page as their __main__. The scheduler and the nannies read
-    # QUIET when they are made; the nannies hand a worker their own copy of it, also when they restart
-    # one (a copy: dask.config.set puts its values back when the block ends).
-    with plain_main(), dask.config.set(QUIET):
+    # QUIET and the workers' environment when they are made; the nannies hand a worker their own copy
+    # of it, also when they restart one (a copy: dask.config.set puts its values back when the block
+    # ends).
+    with plain_main(), dask.config.set({**QUIET, **GLIBC_DEFAULTS}):
         quiet = copy.deepcopy(dask.config.config)
         return LocalCluster(processes=True, config=quiet, **LOCAL_ONLY, **shape)
 
