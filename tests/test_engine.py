@@ -233,7 +233,7 @@ def _malloc_trim_threshold() -> str | None:
 def test_the_local_engines_workers_keep_glibcs_own_memory_thresholds(engine_cluster):
     """Dask starts its workers with MALLOC_TRIM_THRESHOLD_=65536, which pins glibc's mmap threshold at
     128 KiB: each batch's tensors are mapped and unmapped again, and a warm worker's `predict` of 2,907
-    patches took 10.3-12.5 s against 9.0-9.7 s with glibc's defaults. engine.local_cluster leaves it
+    patches took 10.3-12.5 s against 8.7-9.7 s with glibc's defaults. engine.local_cluster leaves it
     out, also for a worker its nanny restarts (the nanny keeps the environment it was made with)."""
     assert set(engine.client().run(_malloc_trim_threshold).values()) == {None}
     assert all(

@@ -37,7 +37,7 @@ QUIET = {"distributed.worker.profile.enabled": False, "distributed.admin.tick.in
 # Dask starts its workers with MALLOC_TRIM_THRESHOLD_=65536, which also fixes glibc's mmap threshold at
 # 128 KiB: every tensor above it is mapped and unmapped again at each batch. Without it (glibc's own
 # defaults, as a plain `python -m core` has), a warm worker's `predict` of 2,907 patches measured
-# 9.0-9.7 s against 10.3-12.5 s (bench/bench_engine.py; BENCHMARKS.md "Job engine").
+# 8.7-9.7 s against 10.3-12.5 s (2 x 3 interleaved runs; BENCHMARKS.md "Job engine", stop 34).
 GLIBC_DEFAULTS = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
 _lock = threading.RLock()
 _engine: dict = {"client": None, "cluster": None, "address": None}
