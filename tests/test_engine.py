@@ -239,3 +239,43 @@ def test_the_local_engines_workers_keep_glibcs_own_memory_thresholds(engine_clus
     assert all(
         nanny.pre_spawn_env.get("MALLOC_TRIM_THRESHOLD_") is None for nanny in engine_cluster.workers.values()
     )
+
+
+def _start(command: list[str], cwd, env: dict) -> subprocess.Popen:
+    return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+
+def test_a_scheduler_started_without_patchlens_runs_its_deferred_tasks(tmp_path):
+    """`dask scheduler` from Dask's own command line, started where PatchLens cannot be imported, and a
+    `dask worker` that can import it. A task submitted as engine.deferred runs; the same call submitted
+    plainly fails at the scheduler (it unpickles every task), so the first is not luck."""
+    import pickle
+
+    from distributed import Client
+
+    from core.files import read_json
+    from core.jobs.engine import deferred
+
+    bare = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    scheduler_file = tmp_path / "scheduler.json"
+    processes = [
+        _start([sys.executable, "-m", "distributed.cli.dask_scheduler",
+                "--host", "127.0.0.1", "--port", "0", "--dashboard-address", "127.0.0.1:0",
+                "--scheduler-file", str(scheduler_file)], tmp_path, bare),
+        _start([sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file", str(scheduler_file),
+                "--nthreads", "1", "--no-nanny", "--host", "127.0.0.1"], tmp_path,
+               {**bare, "PYTHONPATH": str(PROJECT_DIR)}),
+    ]  # fmt: skip
+    try:
+        wait(scheduler_file.exists, timeout=60)
+        (tmp_path / "facts.json").write_text('{"answer": 42}')
+        with Client(scheduler_file=str(scheduler_file), timeout="60s", set_as_default=False) as client:
+            client.wait_for_workers(1, timeout=60)
+            task = deferred(read_json, tmp_path / "facts.json")
+            assert client.submit(pickle.loads, task, pure=False).result(timeout=60) == {"answer": 42}
+            with pytest.raises(Exception, match="deserializ"):
+                client.submit(read_json, tmp_path / "facts.json", pure=False).result(timeout=60)
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()

@@ -14,6 +14,7 @@ from slides_cohort import BROKEN, GOOD, build_cohort
 
 from core.cli import main
 from core.errors import CohortStopped
+from core.settings import PROJECT_DIR
 from core.slides.aggregate import DEFAULT_AGGREGATE
 from core.slides.cohort import run_cohort
 from core.slides.task import RECORD_FILE, SlideOptions
@@ -143,6 +144,24 @@ def test_on_a_two_worker_dask_cluster_the_table_is_the_local_one(first_run, coho
     local, remote = table(first_run[1]), table(tmp_path / "out")
     columns = ["score", "status", "n_tiles", "n_scored", "tumour_area_mm2", "label", "tile_auc", "dice"]
     pd.testing.assert_frame_equal(remote[columns], local[columns])
+
+
+def test_relative_paths_reach_workers_that_run_in_another_folder(cohort, model_path, tmp_path, monkeypatch,
+                                                                 engine_cluster):  # fmt: skip
+    """The shared cluster's worker processes run in the folder the suite started in; the command runs in
+    a folder of its own and names the model, the slides and the output relative to it."""
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    from core.jobs import engine
+
+    assert str(tmp_path) not in set(engine.client().run(os.getcwd).values())  # the workers' folders
+    good = cohort["slides"] / "lesion.png"
+    code = main(["slides", os.path.relpath(model_path), os.path.relpath(good), "--out", "out",
+                 "--scheduler", engine_cluster.scheduler_address])  # fmt: skip
+    row = table(tmp_path / "out").loc["lesion"]
+    assert code == 0 and row["status"] == "done", row["message"]
+    assert (tmp_path / "out" / "lesion").is_dir() and not (PROJECT_DIR / "out").exists()
 
 
 def test_a_stop_request_ends_the_run_after_the_slide_being_scored_without_a_summary(

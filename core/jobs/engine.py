@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import atexit
 import copy
+import functools
+import pickle
 import threading
 import uuid
 from collections.abc import Iterator
@@ -122,11 +124,30 @@ def close() -> None:
                 part.close()
 
 
+class _Deferred:
+    """A call that runs when it is unpickled: pickle stores `function` by its module and name."""
+
+    def __init__(self, function, args: tuple, kwargs: dict):
+        self.call = (functools.partial(function, **kwargs) if kwargs else function, args)
+
+    def __reduce__(self):
+        return self.call
+
+
+def deferred(function, *args, **kwargs) -> bytes:
+    """`function(*args, **kwargs)` as bytes that run it when unpickled. Every PatchLens task is
+    submitted as `pickle.loads(deferred(...))`: the scheduler unpickles each task it receives, and this
+    one names only `pickle.loads` and bytes, so a scheduler started with `dask scheduler` need not
+    import PatchLens; the worker that runs the task does (it has the project on its path)."""
+    return pickle.dumps(_Deferred(function, args, kwargs))
+
+
 def submit(folder: str | Path, function, *args, retries: int = 0, **kwargs):
     """Run `function(*args, **kwargs)` on a worker for the job in `folder`; returns its future, kept
     until it is done (a forgotten future would cancel the task)."""
     name = f"{getattr(function, '__name__', 'job')}-{Path(folder).name}-{uuid.uuid4().hex[:8]}"
-    future = client().submit(function, *args, key=name, pure=False, retries=retries, **kwargs)
+    task = deferred(function, *args, **kwargs)
+    future = client().submit(pickle.loads, task, key=name, pure=False, retries=retries)
     with _lock:
         _futures[str(folder)] = future
     future.add_done_callback(lambda done: _forget(str(folder), done))

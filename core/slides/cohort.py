@@ -2,8 +2,8 @@
 DIR/summary.json (written last, so a folder with a summary.json is complete).
 
 Where the tasks run is one function, `slide_executor(scheduler)`: in this process by default, on an
-existing Dask scheduler (`distributed.Client(address).get_executor()`) when an address is given. The
-engine (core.jobs) replaces that function when it lands; nothing else here knows where work runs.
+existing Dask scheduler (the engine's client, core.jobs.engine, its tasks deferred so the scheduler
+need not import PatchLens) when an address is given; nothing else here knows where work runs.
 Tasks only see files, so a worker needs the model, the slides and DIR on a shared file system.
 
 slides.csv: slide, score (the chosen aggregation), status, message, n_tiles, n_scored,
@@ -73,7 +73,24 @@ def slide_executor(scheduler: str | None = None) -> Iterator[Executor]:
     from core.jobs import engine
 
     with engine.using(scheduler):  # the one engine's client, its workers warmed (core.jobs.worker)
-        yield engine.client().get_executor()
+        yield DeferredExecutor(engine.client().get_executor())
+
+
+class DeferredExecutor(Executor):
+    """A Dask executor whose tasks the scheduler reads without importing PatchLens (engine.deferred)."""
+
+    def __init__(self, executor: Executor):
+        self.executor = executor
+
+    def submit(self, function, *args, **kwargs):
+        import pickle
+
+        from dask.base import tokenize
+
+        from core.jobs.engine import deferred
+
+        task = deferred(function, *args, **kwargs)  # named after the function, pure as Dask's default
+        return self.executor.submit(pickle.loads, task, key=f"{function.__name__}-{tokenize(task)}")
 
 
 def run_cohort(model_path, inputs, out_dir, *, options: SlideOptions = SlideOptions(),
@@ -105,6 +122,10 @@ def run_cohort(model_path, inputs, out_dir, *, options: SlideOptions = SlideOpti
 
 def _score_all(model_path, slides, out, options, annotations, scheduler, progress, should_stop) -> list[dict]:
     started, rows = time.monotonic(), []
+    if scheduler:  # workers run in folders of their own: name every file from the root
+        model_path, out = Path(model_path).absolute(), out.absolute()
+        slides = [slide.absolute() for slide in slides]
+        annotations = annotations.absolute() if annotations else None
     with slide_executor(scheduler) as executor:
         futures = {
             executor.submit(score_slide, str(model_path), str(slide), str(out / slide.stem), options,
