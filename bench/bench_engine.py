@@ -55,10 +55,16 @@ def unseen_dataset(quick: bool) -> Path:
     return out
 
 
+def start(command: list[str]) -> subprocess.Popen:
+    """`command` from the project folder, quiet, the project importable."""
+    return subprocess.Popen(command, cwd=PROJECT_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "PYTHONPATH": str(PROJECT_DIR)})  # fmt: skip
+
+
 def wall(command: list[str]) -> float:
     started = time.perf_counter()
-    subprocess.run(command, check=True, cwd=PROJECT_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   env={**os.environ, "PYTHONPATH": str(PROJECT_DIR)})  # fmt: skip
+    if start(command).wait():
+        raise RuntimeError(f"{command[:4]} failed")
     return time.perf_counter() - started
 
 
@@ -125,12 +131,7 @@ def main() -> None:
     ]
     plain = [sys.executable, "-c", PLAIN_SCRIPT, str(MODEL), str(data)]
     log("warming the engine: one request per worker at once (TensorFlow import, model load, trace)")
-    warming = [
-        subprocess.Popen([*remote, "--out", str(out / f"warm-{k}.csv")], cwd=PROJECT_DIR,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         env={**os.environ, "PYTHONPATH": str(PROJECT_DIR)})
-        for k in range(args.workers)
-    ]  # fmt: skip
+    warming = [start([*remote, "--out", str(out / f"warm-{k}.csv")]) for k in range(args.workers)]
     if any(process.wait() for process in warming):
         raise RuntimeError("a warming request failed")
     engine_s, plain_s, progress_s = [], [], []

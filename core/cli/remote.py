@@ -40,21 +40,20 @@ def scheduler_of(args: argparse.Namespace) -> str | None:
 
 def run_remote(args: argparse.Namespace, address: str) -> int:
     """Run the parsed command on the cluster at `address`; print its output; return its exit code."""
-    import pickle
     import uuid
 
     from distributed import Client
 
-    from core.jobs.engine import deferred
+    from core.jobs.engine import submit_deferred
     from core.jobs.worker import launching_settings, run_parsed
 
     args = absolute_paths(args)
     args.scheduler = None
     try:
         with Client(address, set_as_default=False, timeout=CONNECT_TIMEOUT) as client:
-            task = deferred(run_parsed, args, launching_settings())  # the scheduler needs no PatchLens
-            key = f"run_parsed-{args.command}-{uuid.uuid4().hex[:8]}"
-            code, out, err = client.submit(pickle.loads, task, key=key, retries=1).result()
+            key = f"run_parsed-{args.command}-{uuid.uuid4().hex[:8]}"  # the scheduler needs no PatchLens
+            task = submit_deferred(client, key, run_parsed, (args, launching_settings()), retries=1)
+            code, out, err = task.result()
     except (OSError, TimeoutError) as error:
         raise InputError(f"the Dask scheduler at {address} cannot be reached: {error}") from error
     except Exception as error:  # the workers could not run it (another code version, a lost worker…)

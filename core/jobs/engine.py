@@ -142,12 +142,17 @@ def deferred(function, *args, **kwargs) -> bytes:
     return pickle.dumps(_Deferred(function, args, kwargs))
 
 
+def submit_deferred(submitter, key: str, function, args: tuple = (), kwargs: dict | None = None, **options):
+    """`submitter.submit` (a Dask client or its executor) of `function(*args, **kwargs)` as the task
+    `key`, deferred (above); `options` are Dask's (pure, retries)."""
+    return submitter.submit(pickle.loads, deferred(function, *args, **(kwargs or {})), key=key, **options)
+
+
 def submit(folder: str | Path, function, *args, retries: int = 0, **kwargs):
     """Run `function(*args, **kwargs)` on a worker for the job in `folder`; returns its future, kept
     until it is done (a forgotten future would cancel the task)."""
     name = f"{getattr(function, '__name__', 'job')}-{Path(folder).name}-{uuid.uuid4().hex[:8]}"
-    task = deferred(function, *args, **kwargs)
-    future = client().submit(pickle.loads, task, key=name, pure=False, retries=retries)
+    future = submit_deferred(client(), name, function, args, kwargs, pure=False, retries=retries)
     with _lock:
         _futures[str(folder)] = future
     future.add_done_callback(lambda done: _forget(str(folder), done))

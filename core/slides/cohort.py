@@ -83,14 +83,12 @@ class DeferredExecutor(Executor):
         self.executor = executor
 
     def submit(self, function, *args, **kwargs):
-        import pickle
-
         from dask.base import tokenize
 
-        from core.jobs.engine import deferred
+        from core.jobs.engine import submit_deferred
 
-        task = deferred(function, *args, **kwargs)  # named after the function, pure as Dask's default
-        return self.executor.submit(pickle.loads, task, key=f"{function.__name__}-{tokenize(task)}")
+        key = f"{function.__name__}-{tokenize(function, args, kwargs)}"  # pure, as Dask's default
+        return submit_deferred(self.executor, key, function, args, kwargs)
 
 
 def run_cohort(model_path, inputs, out_dir, *, options: SlideOptions = SlideOptions(),
