@@ -21,6 +21,7 @@ import pytest
 from browser_helpers import (
     ARTIFACTS,
     NAV_LINK,
+    OUTLIVING_EPOCHS,
     PLOTLY,
     SIDEBAR,
     ServedApp,
@@ -310,8 +311,10 @@ def test_evaluate_the_threshold_moves_the_confusion_matrix(server, page):
 
 def test_a_reload_reattaches_to_the_running_job_then_stop(server, page):
     open_page(page, server.url, "train", "Train")
-    run_dir = start_job(page, server, epochs=50)
-    page.get_by_text(re.compile(r"epoch \d+/50 · step")).first.wait_for(timeout=LONG)  # it trains
+    run_dir = start_job(page, server, epochs=OUTLIVING_EPOCHS)
+    page.get_by_text(re.compile(rf"epoch \d+/{OUTLIVING_EPOCHS} · step")).first.wait_for(
+        timeout=LONG
+    )  # it trains
     assert job_header(page, run_dir).count() == 1
     settle(page)
     shoot(page, ARTIFACTS, "05-running-before-reload")
@@ -321,7 +324,7 @@ def test_a_reload_reattaches_to_the_running_job_then_stop(server, page):
     header = job_header(page, run_dir)
     header.wait_for(timeout=LONG)
     assert "running" in header.inner_text()
-    page.get_by_text(re.compile(r"epoch \d+/50 · step")).first.wait_for(timeout=LONG)
+    page.get_by_text(re.compile(rf"epoch \d+/{OUTLIVING_EPOCHS} · step")).first.wait_for(timeout=LONG)
     settle(page)
     page.locator(f"{PLOTLY} .main-svg").first.wait_for(timeout=LONG)  # its curves are back too
     assert run_status(run_dir)["state"] == "running"
@@ -342,7 +345,7 @@ def test_a_reload_reattaches_to_the_running_job_then_stop(server, page):
 def test_two_sessions_share_the_running_job_and_a_second_start_is_refused(server, new_page):
     first, second = new_page(), new_page()
     open_page(first, server.url, "train", "Train")
-    run_dir = start_job(first, server, epochs=50)
+    run_dir = start_job(first, server, epochs=OUTLIVING_EPOCHS)
     job_header(first, run_dir).wait_for(timeout=LONG)
 
     open_page(second, server.url, "train", "Train")

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from browser_helpers import (
     ARTIFACTS,
+    OUTLIVING_EPOCHS,
     assert_no_exception,
     contexts,
     fill_train_form,
@@ -111,7 +112,7 @@ def test_enter_in_the_epochs_box_does_not_start_a_job(server, new_page):
 
 def test_a_refused_start_clears_and_the_table_follows_when_the_job_ends(server, new_page):
     first, second = new_page(), new_page()
-    fill_train_form(first, server.data, epochs=50)
+    fill_train_form(first, server.data, epochs=OUTLIVING_EPOCHS)
     run_dir = start_training(first, server)
     first.get_by_text(run_dir.name).first.wait_for(timeout=LONG)
 
