@@ -174,6 +174,7 @@ def report(title: str, body: str, args: argparse.Namespace, notes: list[str] | N
         f"- code: {code_version()} (at the end of the run)",
         f"- command: `{command_line()}`",
         f"- runs per figure: {args.repeats} (median shown; min–max in brackets where given)",
+        f"- host speed: {host_speed()}",
         "",
         body,
         "",
@@ -188,6 +189,24 @@ def report(title: str, body: str, args: argparse.Namespace, notes: list[str] | N
     with open(BENCHMARKS_FILE, "a", encoding="utf-8") as handle:
         handle.write("\n" + text)
     print(f"(appended to {BENCHMARKS_FILE})")
+
+
+def host_speed() -> str:
+    """The host's speed right now, in words (bench/host_speed.py in a process of its own, so a
+    benchmark that never imports TensorFlow still does not)."""
+    script = Path(__file__).resolve().parent / "host_speed.py"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    try:
+        done = subprocess.run(
+            [sys.executable, str(script)], capture_output=True, text=True, timeout=600, env=env
+        )
+        seconds = float(done.stdout.strip().splitlines()[-1])
+    except (subprocess.TimeoutExpired, ValueError, IndexError) as error:
+        return f"not measured ({type(error).__name__})"
+    return (
+        f"{seconds:.2f} s for the bundled model's forward pass over the 1,000 bundled patches, measured "
+        "right after the run (bench/host_speed.py; lower is faster)"
+    )
 
 
 def free_port() -> int:
