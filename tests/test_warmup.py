@@ -62,10 +62,10 @@ SCRIPT = textwrap.dedent(f"""
 """)
 
 
-def run_app(tmp_path, warmup: str) -> subprocess.CompletedProcess:
+def run_app(tmp_path, warmup: str, script: str = SCRIPT) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATCHLENS_HOME": str(tmp_path / "ws"), "PATCHLENS_WARMUP": warmup}
     return subprocess.run(
-        [sys.executable, "-c", SCRIPT], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=400, env=env
+        [sys.executable, "-c", script], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=400, env=env
     )
 
 
@@ -87,3 +87,29 @@ def test_the_first_page_warms_tensorflow_and_the_model_in_the_background(tmp_pat
 def test_the_warm_up_can_be_turned_off(tmp_path):
     result = run_app(tmp_path, "0")
     assert result.returncode != 0 and "no warm-up started" in result.stderr
+
+
+STOPPED_FIRST = textwrap.dedent(f"""
+    import json
+    from streamlit.testing.v1 import AppTest
+    from ui import warmup
+
+    # The server's first run is the Predict page with nothing dropped: its body ends in st.stop(), after
+    # which every session-state read raises StopException again (a user leaving a page mid-run too).
+    at = AppTest.from_file({APP!r}, default_timeout=120)
+    at.switch_page({PREDICT!r}).run()
+    assert not at.exception, at.exception
+    stopped = not at.dataframe  # nothing scored: the body stopped before the results
+    thread = warmup.warmup_thread()
+    assert thread is not None, "no warm-up started"
+    thread.join(300)
+    print(json.dumps({{"stopped": stopped, "report": warmup.report}}))
+""")
+
+
+def test_a_page_that_stops_early_still_starts_the_warm_up(tmp_path):
+    result = run_app(tmp_path, "1", STOPPED_FIRST)
+    assert result.returncode == 0, result.stderr[-3000:]
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["stopped"]
+    assert seen["report"]["model"] == str(BASELINE_MODEL) and "error" not in seen["report"]

@@ -4,7 +4,8 @@ The app runs in Streamlit's classic multipage mode: `streamlit_app.py` is Home a
 `pages/` is a page, so a deep link (/train) runs that page directly even as the server's first
 session. Each page wraps its body in `with page("Train"):`, which sets the page config, fills the
 session state, draws the navigation and the shared sidebar, and once the body has been drawn (also
-after st.stop()) warms TensorFlow and the active model in the background (ui.warmup).
+after st.stop() or when the user left mid-run) warms TensorFlow and the active model in the
+background (ui.warmup).
 Streamlit's own page list is switched off (.streamlit/config.toml `showSidebarNavigation = false`):
 it would name pages after their file names; the app draws its own links with titles and icons.
 """
@@ -123,8 +124,11 @@ def page(title: str) -> Iterator[None]:
     entry = next(entry for entry in PAGES if entry.title == title)
     if entry != HOME:  # Home draws its own title, the app's name
         st.title(f"{entry.icon} {entry.title}")
+    # Read before the body: once a run is stopped (st.stop(), or the user leaving mid-run) every
+    # session-state read raises StopException again, so `finally` must not touch st.session_state.
+    model_path = active_model_path()
     try:
         with error_boundary():  # a bug in a page's body: a short message, its details in an expander
             yield
-    finally:  # also after st.stop(): the page has been drawn; warm TensorFlow and the model now
-        start_warmup(active_model_path())
+    finally:  # also after st.stop() or an interrupted run: warm TensorFlow and the model now
+        start_warmup(model_path)

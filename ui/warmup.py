@@ -1,9 +1,11 @@
 """Warm TensorFlow and the active model in the background, once per server process.
 
-Started by the entry script after the first page run has finished (the page has painted without
-TensorFlow), a daemon thread imports TensorFlow, loads the session's active model through the
-pages' own cache (ui.cache.model_at and explainer_at, the very entries the pages hit) and traces the compiled predict and the fused Grad-CAM on one blank
-patch, so the first patch dropped on the Predict page finds everything ready.
+Started by ui.frame.page once the first page's body has run (the page has painted without
+TensorFlow; also when that body ended in st.stop() or the user left mid-run), a daemon thread
+imports TensorFlow, loads the session's active model through the pages' own cache
+(ui.cache.model_at and explainer_at, the very entries the pages hit) and traces the compiled predict
+and the fused Grad-CAM on one blank patch, so the first patch dropped on the Predict page finds
+everything ready.
 
 st.cache_resource works from a thread without a script-run context (it only skips its spinner), so
 the pages hit the very objects warmed here. Under AppTest (`global.appTest`) the warm-up stays off
