@@ -4,8 +4,9 @@ Choose a folder of slides inside the data roots and, optionally, a labels CSV (s
 folder of QuPath annotations (<slide>.geojson). The cohort runs in its own process (core.slides.jobs):
 progress per slide, Stop, and the same job found again after a reload or from a second session (the
 inputs live in the URL and the job's key is computed from them). Then: a sortable table of slides,
-slide-level ROC and metrics at the shared threshold, one slide's map with the annotation's and the
-model's outlines, and downloads. Slides already scored for the same model and options are not
+slide-level ROC and metrics at the slide threshold (a slider of its own, with presets from the slide
+ROC), one slide's map with the annotation's outline and the model's at the shared patch threshold, and
+downloads. Slides already scored for the same model and options are not
 scored again.
 """
 
@@ -33,7 +34,6 @@ from core.slides.task import SlideOptions
 from ui.frame import page
 from ui.job_panel import JobView, done_of_total, fraction_done
 from ui.job_panel import job_panel as ui_job_panel
-from ui.prediction_source import threshold_control
 from ui.shared import (
     extra_roots,
     from_url,
@@ -46,6 +46,7 @@ from ui.shared import (
 )
 from ui.slides_results import SLIDE_KEY, downloads, metrics_panel, read_cohort, slide_map, slide_table
 from ui.text import md_escape
+from ui.threshold import threshold_control
 
 INPUTS = {
     "folder": "Slides folder",
@@ -168,8 +169,8 @@ def results(folder: Path, annotations: Path | None, aggregate: str) -> None:
     st.caption(f"{summary['n_slides']} slides, {summary['n_failed']} failed, {summary['n_cached']} reused; "
                f"score = {md_escape(aggregate)}. Click a column header to sort.")  # fmt: skip
     slide_table(frame, folder)
-    threshold = threshold_control()
-    metrics_panel(frame, threshold)
+    metrics_panel(frame)  # at the slide threshold, which has its own slider
+    threshold = threshold_control()  # the patch threshold: the model's outline on the slide map
     scored = frame.loc[frame["status"].isin(["done", "cached"]), "slide"].tolist()
     slide = st.selectbox("Slide", scored, key=SLIDE_KEY) if scored else None
     if slide:

@@ -31,8 +31,9 @@ from ui.evaluate_panels import (
     score_charts,
 )
 from ui.frame import page
-from ui.prediction_source import PredictionSource, pick_source, show_source_notes, threshold_control
+from ui.prediction_source import PredictionSource, pick_source, show_source_notes
 from ui.shared import URL_LEAVE_OUT, keep_flag, restore_flag
+from ui.threshold import threshold_control
 from ui.uncertainty import risk_coverage_section
 
 LEAVE_OUT_KEY = "evaluate_leave_out_flagged"  # the toggle: every panel on the unflagged patches only

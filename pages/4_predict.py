@@ -14,10 +14,10 @@ import streamlit as st
 from ui.frame import page
 from ui.predict_results import results_table, scored, where_the_model_looked
 from ui.predict_uploads import decoded, uploaded_files
-from ui.prediction_source import threshold_control
 from ui.shared import active_dataset, load_active_model, model_label, required_model_path
 from ui.similar import similar_to_uploads
 from ui.text import md_escape
+from ui.threshold import threshold_control
 from ui.uncertainty import spread_note
 
 with page("Predict"):

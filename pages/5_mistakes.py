@@ -16,8 +16,9 @@ from core.formatting import quality_words, short_id
 from ui.boundary import error_boundary
 from ui.frame import page
 from ui.gallery import paged_gallery, patch_in_detail, pick_one
-from ui.prediction_source import pick_source, show_source_notes, threshold_control
+from ui.prediction_source import pick_source, show_source_notes
 from ui.shared import from_url, one_of, to_url
+from ui.threshold import threshold_control
 from ui.uncertainty import certainty_filter
 
 KIND_FILTERS = {"both": None, "false positives": "false positive", "false negatives": "false negative"}

@@ -13,9 +13,9 @@ from ui.cache import index_at, lookup_of
 from ui.feature_files import page_features
 from ui.feature_map import feature_scatter, selected_gallery, similar_patches
 from ui.frame import page
-from ui.prediction_source import threshold_control
 from ui.shared import DATASET_KEY, active_dataset, dataset_label, model_label, required_model_path
 from ui.text import md_escape
+from ui.threshold import threshold_control
 
 with page("Feature map"):
     model_path = required_model_path()

@@ -16,9 +16,9 @@ from ui.boundary import error_boundary
 from ui.frame import page
 from ui.gallery import paged_gallery, patch_in_detail, pick_one
 from ui.label_issue_sources import folds_source, model_source
-from ui.prediction_source import current_threshold
 from ui.shared import active_dataset
 from ui.similar import similar_in_dataset
+from ui.threshold import current_threshold
 
 SOURCE_KEY = "label_issues_source"
 SOURCES = {"model": "Stored or model predictions", "folds": "K-fold cross-validation (trains K models)"}

@@ -24,7 +24,7 @@ from ui.charts import two_model_figures
 from ui.compare_panels import GROUPS, gallery, results
 from ui.frame import page
 from ui.prediction_jobs import prediction_jobs
-from ui.prediction_source import overlap_with_training, threshold_control
+from ui.prediction_source import overlap_with_training
 from ui.shared import (
     DATASET_KEY,
     active_dataset,
@@ -33,6 +33,7 @@ from ui.shared import (
     model_options,
 )
 from ui.text import md_escape
+from ui.threshold import threshold_control
 
 MODEL_A_KEY = "compare_model_a"
 MODEL_B_KEY = "compare_model_b"

@@ -16,6 +16,7 @@ from browser_helpers import (
     JOB_MS,
     PLOTLY,
     go_nav,
+    metric_value,
     new_session,
     require_browser,
     serve_app,
@@ -25,7 +26,11 @@ from browser_helpers import (
 
 require_browser(baseline_model=True)
 
+import pandas as pd  # noqa: E402
 from slides_cohort import build_cohort  # noqa: E402
+
+from core.slides.aggregate import DEFAULT_AGGREGATE  # noqa: E402
+from core.slides.metrics import labelled_scores, slide_metrics, slide_presets  # noqa: E402
 
 # The names of the traces plotted on the slide's map
 TRACE_NAMES_JS = "el => el.querySelector('.js-plotly-plot').data.map(trace => trace.name)"
@@ -72,5 +77,28 @@ def test_a_cohort_is_scored_found_after_a_reload_and_a_slide_drawn_with_its_outl
         assert "annotation" in names and "model" in names
         page.locator(PLOTLY).nth(1).scroll_into_view_if_needed()
         shoot(page, ARTIFACTS, "slides-map")
+        slide_threshold_preset(page, server)
     finally:
         context.close()
+
+
+def slide_threshold_preset(page, server) -> None:
+    """The slide threshold's Youden preset (from the slide ROC) sets the slide cards, stays in the URL
+    through a reload, and leaves the patch threshold (the map's outline) at 0.5."""
+    frame = pd.read_csv(next(server.home.rglob("slides.csv")))
+    frame["score"] = frame[f"score_{DEFAULT_AGGREGATE}"]
+    labels, scores = labelled_scores(frame.to_dict("records"))
+    youden = slide_presets(labels, scores)["youden"]
+    expected = slide_metrics(labels, scores, youden)
+    page.get_by_role("button", name=f"Youden's J ({youden:.3f})").click()
+    page.wait_for_url(f"**slide_threshold={youden!r}**")
+    settle(page)
+    for _ in range(2):  # as clicked, then after a reload
+        assert metric_value(page, "Sensitivity") == f"{expected['sensitivity']:.3f}"
+        assert metric_value(page, "Specificity") == f"{expected['specificity']:.3f}"
+        assert "threshold=" not in page.url.replace("slide_threshold=", "")  # the patch threshold: 0.5
+        page.reload()
+        settle(page)
+        page.locator(PLOTLY).nth(1).wait_for(timeout=JOB_MS)
+    page.get_by_role("button", name=f"Youden's J ({youden:.3f})").scroll_into_view_if_needed()
+    shoot(page, ARTIFACTS, "slides-threshold")

@@ -77,6 +77,32 @@ def test_the_summary_has_the_slide_level_and_tile_level_metrics(first_run):
     assert summary["tile_positive"] == 12  # the lesion's tumour patches; the pyramid's Stroma labels none
 
 
+def test_the_slide_threshold_is_its_own_and_moves_only_the_slide_calls(first_run, cohort, model_path, tmp_path,
+                                                                        capsys):  # fmt: skip
+    """--slide-threshold calls the slides; --threshold (tiles, outlines, proportion) stays where it was. The
+    summary lists the slide ROC's presets, and the printed line says the calls at the slide threshold."""
+    first = json.loads((first_run[1] / "summary.json").read_text())
+    assert first["threshold"] == 0.5 and first["slide_threshold"] == 0.5
+    assert set(first["slide_threshold_presets"]) == {"0.5", "youden", "sensitivity≥0.95"}
+    out = tmp_path / "out"
+    shutil.copytree(first_run[1], out)
+    capsys.readouterr()
+    main(["slides", str(model_path), str(cohort["slides"]), "--out", str(out), "--labels", str(cohort["labels"]),
+          "--annotations", str(cohort["annotations"]), "--slide-threshold", "0"])  # fmt: skip
+    printed = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["sensitivity"], summary["specificity"], summary["slide_threshold"]) == (1.0, 0.0, 0.0)
+    assert "at slide threshold 0.000: sensitivity 1.000, specificity 0.000" in printed
+    assert set(table(out).loc[list(GOOD), "status"]) == {"cached"}  # no tile was scored again
+    tiles = ("threshold", "tile_auc", "tile_sensitivity", "tile_specificity", "dice", "auc")
+    assert {k: summary[k] for k in tiles} == {k: first[k] for k in tiles}
+    with pytest.raises(SystemExit) as refused:  # argparse: a threshold outside [0, 1] is refused in one line
+        main(
+            ["slides", str(model_path), str(cohort["slides"]), "--out", str(out), "--slide-threshold", "1.5"]
+        )
+    assert refused.value.code == 2 and "must lie in [0, 1]" in capsys.readouterr().err
+
+
 def test_tumour_annotations_label_exactly_the_tiles_whose_centre_box_they_overlap(first_run, cohort):
     _, out = first_run
     labels = np.load(out / "lesion" / "tile_labels.npy")

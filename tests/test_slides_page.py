@@ -4,14 +4,19 @@ running cohort's progress and Stop; the same job found again from the URL after 
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
+import pandas as pd
 import pytest
 from page_helpers import PAGE_SCRIPTS, app_test, open_page
 from slides_cohort import build_cohort
 
-from core.slides.jobs import job_dir, job_key, run_job
+from core.cli import main
+from core.slides.aggregate import DEFAULT_AGGREGATE
+from core.slides.jobs import job_dir, job_key, output_dir, run_job
+from core.slides.metrics import labelled_scores, slide_metrics, slide_presets
 from core.slides.task import SlideOptions
 from core.train.runs import write_status
 
@@ -131,3 +136,50 @@ def test_uncertainty_per_tile_is_kept_in_the_url_keys_the_job_and_counts_uncerta
     table = reloaded.dataframe[0].value
     scored = table[table["status"].isin(["done", "cached"])]
     assert "n_uncertain_tumour" in table.columns and scored["n_uncertain_tumour"].ge(0).all()
+
+
+def cards(at) -> dict[str, str]:
+    return {metric.label: metric.value for metric in at.metric}
+
+
+def test_slide_calls_have_their_own_threshold_with_slide_roc_presets_as_the_cli_gives(workspace, model_path):
+    """At the patch threshold max-like slide scores call most negative slides positive, so slides get a
+    slider of their own (kept in the URL) with presets from the slide ROC; the cards at it equal
+    `core slides --slide-threshold`, and the patch threshold (the map's outline) does not move."""
+    cohort = build_cohort(workspace / "cohort")
+    at = choose(open_page(workspace, "slides", model=model_path), cohort)
+    key = key_of(model_path, cohort)
+    status = run_job(model_path, cohort["slides"], key=key, labels=cohort["labels"],
+                     annotations=cohort["annotations"], options=SlideOptions(), aggregate=DEFAULT_AGGREGATE)  # fmt: skip
+    assert status["state"] == "finished", status
+    at.run()
+    frame = pd.read_csv(output_dir(key) / "slides.csv")
+    labels, scores = labelled_scores(frame.to_dict("records"))
+    youden = slide_presets(labels, scores)["youden"]
+    assert at.button(key="slides-preset-youden").proto.label == f"Youden's J ({youden:.3f})"
+
+    at.button(key="slides-preset-youden").click().run()
+    expected = slide_metrics(labels, scores, youden)
+    assert at.session_state["slides_threshold"] == youden and at.query_params["slide_threshold"] == repr(
+        youden
+    )
+    assert at.session_state["threshold"] == 0.5 and at.slider(key="threshold_slider").value == 0.5
+    shown = cards(at)
+    assert shown["Sensitivity"] == f"{expected['sensitivity']:.3f}"
+    assert shown["Specificity"] == f"{expected['specificity']:.3f}"
+    assert f'"name":"at {youden:.3f}"' in at.get("plotly_chart")[0].proto.spec
+
+    cli = workspace / "cli"
+    main(["slides", str(model_path), str(cohort["slides"]), "--out", str(cli), "--labels", str(cohort["labels"]),
+          "--annotations", str(cohort["annotations"]), "--slide-threshold", repr(youden)])  # fmt: skip
+    summary = json.loads((cli / "summary.json").read_text())
+    assert summary["slide_threshold"] == youden and summary["threshold"] == 0.5
+    assert f"{summary['sensitivity']:.3f}" == shown["Sensitivity"]
+    assert f"{summary['specificity']:.3f}" == shown["Specificity"]
+
+    at.slider(key="slides_threshold_slider").set_value(0.0).run()  # every slide called tumour
+    assert (cards(at)["Sensitivity"], cards(at)["Specificity"]) == ("1.000", "0.000")
+    assert at.session_state["threshold"] == 0.5
+    reloaded = reload_of(at, model_path)
+    assert reloaded.session_state["slides_threshold"] == 0.0
+    assert reloaded.slider(key="slides_threshold_slider").value == 0.0

@@ -1,4 +1,4 @@
-"""Where Evaluate and Mistakes get their predictions, and the one threshold every page shares.
+"""Where Evaluate and Mistakes get their predictions (the threshold they share lives in ui.threshold).
 
 A source is the active model's predictions on the active labelled dataset (the default: what the
 sidebar shows) or a run's stored validation predictions (val_predictions.csv, no model call). The
@@ -9,8 +9,6 @@ cached, so moving the threshold never touches a model; the active model's also c
 (the input-quality gate's flags per patch), a run's stored predictions do not.
 
 Session state keys (one home for each):
-  threshold                the decision threshold shared by Evaluate, Predict and Mistakes
-  threshold_slider         the slider widget that edits it (written from `threshold` every run)
   prediction_source_kind   "run" or "active"
   prediction_source_run    the chosen run's directory
   prediction_source_tta    test-time augmentation for the active-model source
@@ -24,7 +22,6 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core.constants import DEFAULT_THRESHOLD
 from core.data.cache_records import DamagedCacheError
 from core.data.hashes import Overlap
 from core.errors import PatchLensError
@@ -46,8 +43,6 @@ from ui.prediction_jobs import prediction_jobs
 from ui.shared import (
     DATASET_KEY,
     NO_MODEL,
-    THRESHOLD_KEY,
-    URL_THRESHOLD,
     URL_TTA,
     active_dataset,
     active_model_path,
@@ -58,7 +53,6 @@ from ui.shared import (
 )
 from ui.text import md_escape
 
-SLIDER_KEY = "threshold_slider"
 KIND_KEY = "prediction_source_kind"
 RUN_KEY = "prediction_source_run"
 TTA_KEY = "prediction_source_tta"
@@ -79,90 +73,6 @@ class PredictionSource:
     skipped: int = 0  # patches the model could not read
     overlap: Overlap | None = None  # how many of the patches the model trained on, when it keeps a record
     overlap_note: str | None = None  # the overlap in words ('k of n patches were in …'), when asked
-
-
-# --------------------------------------------------------------------------- the threshold
-
-
-def _threshold_from_url() -> float | None:
-    """The threshold a shared URL or a reload carries (?threshold=0.42), when it is a valid one."""
-    text = st.query_params.get(URL_THRESHOLD)
-    try:
-        value = float(text) if text is not None else None
-    except ValueError:
-        return None
-    return value if value is not None and 0.0 <= value <= 1.0 else None
-
-
-def current_threshold() -> float:
-    """The threshold in force; a new session starts from the URL's when it carries a valid one, and
-    says so when the URL's is not a number between 0 and 1."""
-    if THRESHOLD_KEY not in st.session_state:
-        from_url = _threshold_from_url()
-        st.session_state[THRESHOLD_KEY] = DEFAULT_THRESHOLD if from_url is None else from_url
-        if from_url is None and st.query_params.get(URL_THRESHOLD) is not None:
-            st.warning(
-                f"The threshold in the link ({md_escape(st.query_params[URL_THRESHOLD])}) is not a number "
-                f"between 0 and 1 — using {DEFAULT_THRESHOLD}."
-            )
-    return float(st.session_state[THRESHOLD_KEY])
-
-
-def _slider_moved() -> None:
-    st.session_state[THRESHOLD_KEY] = float(st.session_state[SLIDER_KEY])
-
-
-def _set_threshold(value: float) -> None:
-    st.session_state[THRESHOLD_KEY] = float(value)
-
-
-def threshold_control(presets: dict[str, float | None] | None = None) -> float:
-    """The shared threshold slider (+ preset buttons); returns the threshold in force.
-
-    The slider never holds a value of its own: THRESHOLD_KEY is the one truth, and it is written
-    into the slider's key on EVERY run, before the slider is drawn. Streamlit then sends the value
-    to the browser each time (set_value). Writing it only when the two differ was the bug of
-    issue 9: after a run in which the slider was not drawn (a dataset not computed yet), the stale
-    key still equalled the threshold, nothing was written, and the browser mounted the slider at
-    its minimum, 0.000, and sent that back on the next click. A slider move reaches THRESHOLD_KEY
-    through on_change before the script runs, so the write below never undoes it.
-    """
-    value = current_threshold()
-    st.session_state[SLIDER_KEY] = value
-    columns = st.columns([1, 1], vertical_alignment="bottom") if presets else [st.container()]
-    columns[0].slider(
-        "Threshold — a patch is called tumour when P(tumour) ≥ threshold",
-        0.0,
-        1.0,
-        step=0.001,
-        format="%.3f",
-        key=SLIDER_KEY,
-        on_change=_slider_moved,
-        help="Shared by Evaluate, Predict and Mistakes.",
-    )
-    if presets:
-        names = {"0.5": "0.5", "youden": "Youden's J"}
-        row = columns[1].container(horizontal=True, wrap=True, gap="small")  # each label in full
-        for name, preset in presets.items():
-            label = names.get(name, name.replace("sensitivity≥", "sens ≥ "))
-            shown = f"{label} ({preset:.3f})" if preset is not None and name != "0.5" else label
-            row.button(
-                shown,
-                key=f"preset-{name}",
-                on_click=_set_threshold,
-                args=(preset,),
-                disabled=preset is None,
-                help={
-                    "youden": "Maximises sensitivity + specificity − 1 on these predictions.",
-                    "0.5": "The conventional threshold.",
-                }.get(
-                    name,
-                    "The highest threshold whose sensitivity still reaches the target: the fewest "
-                    "false alarms at that sensitivity.",
-                ),
-                width="content",
-            )
-    return current_threshold()
 
 
 # --------------------------------------------------------------------------- cached loaders

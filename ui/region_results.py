@@ -20,7 +20,6 @@ from core.region.tiling import Grid, read_band, read_level
 from ui.boundary import error_boundary
 from ui.cache import FileKey, file_key
 from ui.gallery import blend, explain_settings, explanation, method_name
-from ui.prediction_source import threshold_control
 from ui.region_map import (
     COL_KEY,
     MAP_KEY,
@@ -30,6 +29,7 @@ from ui.region_map import (
     layer_choice,
     map_figure,
 )
+from ui.threshold import threshold_control
 
 
 @st.cache_data(show_spinner="Reading the tile…", max_entries=64)

@@ -1,5 +1,6 @@
 """The Slides page's results: the sortable table of slides (with thumbnails), slide-level ROC and
-metrics at the shared threshold, one slide's map with the annotation and model outlines, downloads.
+metrics at the slide threshold (ui.threshold.SLIDE_THRESHOLD, not the patch threshold), one slide's map
+with the annotation's outline and the model's at the shared patch threshold, downloads.
 Everything is read from the cohort's folder (core.slides.cohort); nothing here runs the model."""
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.slides.metrics import labelled_scores, slide_metrics
+from core.slides.metrics import labelled_scores, slide_metrics, slide_presets
 from ui.text import md_escape
+from ui.threshold import SLIDE_THRESHOLD, threshold_control
 
 TABLE_COLUMNS = ["thumbnail", "slide", "score", "label", "status", "tumour_area_mm2", "n_scored", "n_uncertain_tumour",
                  "message"]  # fmt: skip
@@ -66,14 +68,14 @@ def slide_table(frame: pd.DataFrame, folder: Path) -> None:
     })  # fmt: skip
 
 
-def metrics_panel(frame: pd.DataFrame, threshold: float) -> None:
-    """Slide-level AUC (95 % bootstrap interval), accuracy, sensitivity, specificity and the ROC."""
-    from core.evaluate.metrics import roc_points
-
+def metrics_panel(frame: pd.DataFrame) -> None:
+    """The slide threshold (its own slider, with presets from the slide ROC), then slide-level AUC (95 %
+    bootstrap interval), accuracy, sensitivity and specificity at it, and the ROC with that point."""
     labels, scores = labelled_scores(frame.to_dict("records"))
     if len(set(labels)) < 2:
         st.info("Slide-level metrics need slide labels of both classes (a labels CSV with slide,label).")
         return
+    threshold = threshold_control(slide_presets(labels, scores), SLIDE_THRESHOLD)
     metrics = slide_metrics(labels, scores, threshold)
     low, high = metrics["auc_ci"] or (np.nan, np.nan)
     cards = st.columns(4)
@@ -83,12 +85,22 @@ def metrics_panel(frame: pd.DataFrame, threshold: float) -> None:
     cards[0].caption(f"[{low:.3f}, {high:.3f}]")
     for card, name in zip(cards[1:], ("accuracy", "sensitivity", "specificity"), strict=True):
         value = metrics[name]
-        card.metric(name.capitalize(), "n/a" if value is None else f"{value:.3f}", help=f"at {threshold:.3f}")
+        card.metric(name.capitalize(), "n/a" if value is None else f"{value:.3f}",
+                    help=f"of {metrics['n']} labelled slides, at slide threshold {threshold:.3f}")  # fmt: skip
+    st.plotly_chart(_roc_figure(labels, scores, metrics), key="slides_roc")
+
+
+def _roc_figure(labels, scores, metrics: dict) -> go.Figure:
+    from core.evaluate.metrics import roc_points
+
     roc = roc_points(np.asarray(labels), np.asarray(scores))
     figure = go.Figure(go.Scatter(x=roc.fpr, y=roc.tpr, mode="lines+markers", name="slides"))
+    if metrics["sensitivity"] is not None and metrics["specificity"] is not None:
+        figure.add_trace(go.Scatter(x=[1 - metrics["specificity"]], y=[metrics["sensitivity"]], mode="markers",
+                                    marker=dict(size=12, symbol="x"), name=f"at {metrics['threshold']:.3f}"))  # fmt: skip
     figure.update_layout(height=320, margin=dict(l=10, r=10, t=30, b=10), title="Slide-level ROC",
                          xaxis_title="1 − specificity", yaxis_title="sensitivity")  # fmt: skip
-    st.plotly_chart(figure, key="slides_roc")
+    return figure
 
 
 def _rings(geometry, scale: float) -> list[np.ndarray]:

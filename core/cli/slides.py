@@ -1,7 +1,8 @@
 """The `slides` command: score a cohort of slides and measure it at the slide level.
 
 python -m core slides MODEL SLIDES... --out DIR [--labels CSV] [--annotations DIR] [--aggregate NAME]
-    [--stride PX] [--threshold T] [--region-class NAME] [--uncertainty] [--scheduler ADDRESS] [--json]
+    [--stride PX] [--threshold T] [--slide-threshold S] [--region-class NAME] [--uncertainty]
+    [--scheduler ADDRESS] [--json]
     writes DIR/<slide>/ (core heatmap's outputs, outlines.geojson, slide.json), DIR/slides.csv and
     DIR/summary.json (core.slides.cohort); exit 0 when every slide is done or cached, 1 otherwise
 python -m core slides-job MODEL FOLDER --key KEY [the same options]
@@ -22,8 +23,9 @@ from core.cli.common import (
     add_threshold_argument,
     add_uncertainty_argument,
     job_key_argument,
+    unit_interval,
 )
-from core.constants import SLIDE_BATCH_SIZE
+from core.constants import DEFAULT_THRESHOLD, SLIDE_BATCH_SIZE
 
 
 def register(subparsers) -> None:
@@ -38,6 +40,11 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--scheduler", help="a Dask scheduler address (tcp://host:8786); default: this process"
     )
+    parser.add_argument(
+        "--slide-threshold", type=unit_interval, default=DEFAULT_THRESHOLD,
+        help=f"slide score at or above which a slide is called tumour (default {DEFAULT_THRESHOLD}); choose "
+        "it on the slide ROC: the summary lists Youden's J and sensitivity≥0.95 of the labelled slides",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print summary.json instead of the table")
     job = add_command(subparsers, "slides-job", run_job_command,
                       help="the Slides page's background cohort (reports in <workspace>/cache/slides/jobs/KEY)")  # fmt: skip
@@ -63,7 +70,7 @@ def _cohort_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--stride", type=int, choices=STRIDES, default=DEFAULT_STRIDE, help="px between tiles"
     )
-    add_threshold_argument(parser, "P(tumour) at or above which a tile, a cell and a slide count as tumour")
+    add_threshold_argument(parser, "P(tumour) at or above which a tile and a cell count as tumour")
     add_batch_size_argument(parser, "tiles per forward pass", default=SLIDE_BATCH_SIZE)
     add_uncertainty_argument(parser)
 
@@ -80,7 +87,7 @@ def run_slides_command(args: argparse.Namespace) -> int:
 
     summary = run_cohort(args.model, args.slides, args.out, options=_options(args), labels_path=args.labels,
                          annotations_dir=args.annotations, aggregate=args.aggregate, scheduler=args.scheduler,
-                         progress=_show_progress)  # fmt: skip
+                         progress=_show_progress, slide_threshold=args.slide_threshold)  # fmt: skip
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -102,9 +109,19 @@ def _print_summary(summary: dict, out: Path) -> None:
     if summary.get("auc") is not None:
         low, high = summary["auc_ci"] or (float("nan"), float("nan"))
         line += f"; slide AUC ({summary['aggregate']}) {summary['auc']:.3f} [{low:.3f}, {high:.3f}]"
+        line += _calls_at_slide_threshold(summary)
     if summary.get("tile_auc") is not None:
         line += f"; tile AUC {summary['tile_auc']:.3f} over {summary['tile_n']:,} tiles"
     print(f"{line}; slides.csv and summary.json in {out}")
+
+
+def _calls_at_slide_threshold(summary: dict) -> str:
+    """'; at slide threshold 0.500: sensitivity 1.000, specificity 0.000 (Youden's J on these slides 0.912)'."""
+    words = [f"{name} {'n/a' if summary[name] is None else format(summary[name], '.3f')}"
+             for name in ("sensitivity", "specificity")]  # fmt: skip
+    youden = (summary.get("slide_threshold_presets") or {}).get("youden")
+    hint = f" (Youden's J on these slides: {youden:.3f})" if youden is not None else ""
+    return f"; at slide threshold {summary['slide_threshold']:.3f}: {', '.join(words)}{hint}"
 
 
 def run_job_command(args: argparse.Namespace) -> int:

@@ -22,11 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
+from core.constants import DEFAULT_THRESHOLD
 from core.errors import CohortStopped, InputError
+from core.evaluate.metrics import check_threshold
 from core.files import atomic_write_csv, atomic_write_json
 from core.region.reader import REGION_EXTENSIONS
 from core.slides.aggregate import AGGREGATIONS, DEFAULT_AGGREGATE, check_aggregate
-from core.slides.metrics import SCORED_STATUSES, labelled_scores, read_labels, slide_metrics
+from core.slides.metrics import SCORED_STATUSES, labelled_scores, read_labels, slide_metrics, slide_presets
 from core.slides.outputs import TILE_LABELS_FILE, kept_probabilities
 from core.slides.task import SlideOptions, score_slide
 
@@ -94,10 +96,13 @@ class DeferredExecutor(Executor):
 def run_cohort(model_path, inputs, out_dir, *, options: SlideOptions = SlideOptions(),
                labels_path=None, annotations_dir=None, aggregate: str = DEFAULT_AGGREGATE,
                scheduler: str | None = None, progress: Progress | None = None,
-               should_stop: Callable[[], bool] | None = None) -> dict:  # fmt: skip
+               should_stop: Callable[[], bool] | None = None,
+               slide_threshold: float = DEFAULT_THRESHOLD) -> dict:  # fmt: skip
     """Score every slide (cached ones are not recomputed), write slides.csv and summary.json; returns
-    the summary. Bad inputs (no slide, a bad labels CSV, an unknown aggregate) fail before any work."""
+    the summary (slide calls at `slide_threshold`, tile calls at options.threshold). Bad inputs (no
+    slide, a bad labels CSV, an unknown aggregate, a threshold outside [0, 1]) fail before any work."""
     check_aggregate(aggregate)
+    check_threshold(slide_threshold)
     slides = find_slides(inputs)
     labels = read_labels(labels_path) if labels_path else None
     annotations = Path(annotations_dir) if annotations_dir else None
@@ -113,7 +118,7 @@ def run_cohort(model_path, inputs, out_dir, *, options: SlideOptions = SlideOpti
             row["label"] = labels.get(row["slide"])
     write_table(rows, out / TABLE_FILE, labelled=labels is not None)
     summary = cohort_summary(rows, out, aggregate=aggregate, options=options, labelled=labels is not None,
-                             annotated=annotations is not None)  # fmt: skip
+                             annotated=annotations is not None, slide_threshold=slide_threshold)  # fmt: skip
     atomic_write_json(out / SUMMARY_FILE, summary)
     return summary
 
@@ -161,14 +166,18 @@ def write_table(rows: list[dict], path: Path, *, labelled: bool) -> None:
 
 
 def cohort_summary(rows: list[dict], out: Path, *, aggregate: str, options: SlideOptions, labelled: bool,
-                   annotated: bool) -> dict:  # fmt: skip
+                   annotated: bool, slide_threshold: float = DEFAULT_THRESHOLD) -> dict:  # fmt: skip
+    """The cohort's counts, its slide metrics at `slide_threshold` (with the slide ROC's presets) when
+    labelled, and its pooled tile metrics at the tile threshold (options.threshold) when annotated."""
     summary = {"n_slides": len(rows), "n_failed": sum(row["status"] == "failed" for row in rows),
                "n_cached": sum(row["status"] == "cached" for row in rows), "aggregate": aggregate,
-               "threshold": options.threshold, "stride": options.stride}  # fmt: skip
+               "threshold": options.threshold, "slide_threshold": slide_threshold, "stride": options.stride}  # fmt: skip
     if labelled:
-        summary.update(slide_metrics(*labelled_scores(rows), options.threshold))
+        labels, scores = labelled_scores(rows)
+        summary.update({**slide_metrics(labels, scores, slide_threshold), "threshold": options.threshold})
+        summary["slide_threshold_presets"] = slide_presets(labels, scores)
         summary["auc_by_aggregate"] = {
-            name: slide_metrics(*labelled_scores(rows, f"score_{name}"), options.threshold)["auc"]
+            name: slide_metrics(*labelled_scores(rows, f"score_{name}"), slide_threshold)["auc"]
             for name in AGGREGATIONS
         }
     if annotated:

@@ -1,5 +1,8 @@
 """Slide-level labels and metrics: the labels CSV in, AUC (with its bootstrap interval), accuracy,
-sensitivity and specificity of the slide scores out (core.evaluate.metrics does the arithmetic)."""
+sensitivity and specificity of the slide scores at the slide threshold out, and the slide thresholds
+worth one click (0.5, Youden's J, sensitivity ≥ 0.95 on the slide ROC); core.evaluate.metrics does the
+arithmetic. The slide threshold is not the tile threshold: a slide score aggregates many tiles, so at
+a tile's 0.5 max-like scores call most negative slides positive (BENCHMARKS.md, "Slides")."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.constants import DEFAULT_THRESHOLD
 from core.errors import InputError
 
 SCORED_STATUSES = ("done", "cached")
@@ -54,6 +58,16 @@ def slide_metrics(labels, scores, threshold: float) -> dict:
         "threshold": threshold,
         "undefined": metrics["undefined"],
     }
+
+
+def slide_presets(labels, scores) -> dict[str, float | None]:
+    """{"0.5", "youden", "sensitivity≥0.95"} thresholds of slide `scores` (None where the labels cannot
+    define one; all but 0.5 None without labelled slides)."""
+    from core.evaluate.metrics import threshold_presets
+
+    if not len(labels):
+        return {"0.5": DEFAULT_THRESHOLD, "youden": None, "sensitivity≥0.95": None}
+    return threshold_presets(labels, scores)
 
 
 def labelled_scores(rows: list[dict], score_key: str = "score") -> tuple[list[int], list[float]]:
