@@ -179,6 +179,7 @@ def test_slide_calls_have_their_own_threshold_with_slide_roc_presets_as_the_cli_
 
     at.slider(key="slides_threshold_slider").set_value(0.0).run()  # every slide called tumour
     assert (cards(at)["Sensitivity"], cards(at)["Specificity"]) == ("1.000", "0.000")
+    assert any("every labelled slide is called tumour" in w.value for w in at.warning)
     assert at.session_state["threshold"] == 0.5
     reloaded = reload_of(at, model_path)
     assert reloaded.session_state["slides_threshold"] == 0.0

@@ -87,7 +87,19 @@ def metrics_panel(frame: pd.DataFrame) -> None:
         value = metrics[name]
         card.metric(name.capitalize(), "n/a" if value is None else f"{value:.3f}",
                     help=f"of {metrics['n']} labelled slides, at slide threshold {threshold:.3f}")  # fmt: skip
+    same_call = _one_call_for_all(scores, threshold)
+    if same_call:
+        youden = slide_presets(labels, scores)["youden"]
+        st.warning(f"At slide threshold {threshold:.3f} every labelled slide is called {same_call}: a slide score "
+                   f"aggregates many tiles, so choose its threshold on the slide ROC (Youden's J on these slides: "
+                   f"{youden:.3f}).")  # fmt: skip
     st.plotly_chart(_roc_figure(labels, scores, metrics), key="slides_roc")
+
+
+def _one_call_for_all(scores, threshold: float) -> str | None:
+    """'tumour' or 'normal' when `threshold` calls every one of `scores` the same, else None."""
+    called = np.asarray(scores) >= threshold
+    return "tumour" if called.all() else "normal" if not called.any() else None
 
 
 def _roc_figure(labels, scores, metrics: dict) -> go.Figure:
