@@ -1,7 +1,8 @@
 """Slide-level benchmark: `core slides` on the cohort bench/build_cohort.py builds.
 
 Measures, in one run: each aggregation's slide-level AUC (with its bootstrap interval) and its
-sensitivity per lesion kind at the threshold, the tile AUC and Dice against the annotations, the
+sensitivity per lesion kind at the threshold, the slide threshold by Youden's J (on all slides and
+leave-one-out) with the specificity and sensitivity at it, the tile AUC and Dice against the annotations, the
 tiles/s of one worker end to end, and the cached re-run's wall time. Prints markdown for BENCHMARKS.md.
 
     python bench/build_cohort.py --out /tmp/patchlens-bench/cohort
@@ -48,6 +49,36 @@ def aggregation_table(out: Path, kind_of: dict[str, str], threshold: float) -> l
     return lines
 
 
+def threshold_table(out: Path) -> list[str]:
+    """Per aggregation: the slide threshold chosen by Youden's J on all slides (in-sample: optimistic)
+    and leave-one-out (each slide called at the Youden threshold of the other slides: an honest estimate
+    of choosing the slide threshold on other slides), with the specificity and sensitivity at each."""
+    import numpy as np
+    import pandas as pd
+
+    from core.slides.aggregate import AGGREGATIONS
+    from core.slides.metrics import slide_presets
+
+    frame = pd.read_csv(out / "slides.csv")
+    frame = frame[frame["status"].isin(["done", "cached"])]
+    labels = frame["label"].to_numpy(dtype=int)
+    lines = ["| aggregation | Youden t (all slides) | spec / sens at it | leave-one-out spec / sens |",
+             "|---|---|---|---|"]  # fmt: skip
+    for name in AGGREGATIONS:
+        scores = frame[f"score_{name}"].to_numpy(dtype=float)
+        youden = slide_presets(labels, scores)["youden"]
+        others = [
+            slide_presets(np.delete(labels, i), np.delete(scores, i))["youden"] for i in range(len(scores))
+        ]
+        loo = scores >= np.array(others)
+
+        def rates(called):
+            return f"{np.mean(~called[labels == 0]):.2f} / {np.mean(called[labels == 1]):.2f}"
+
+        lines.append(f"| {name} | {youden:.3f} | {rates(scores >= youden)} | {rates(loo)} |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cohort", type=Path, default=SCRATCH / "cohort")
@@ -72,6 +103,10 @@ def main() -> None:
     frame = pd.read_csv(args.out / "slides.csv")
     tiles, busy = int(frame["n_scored"].sum()), float(frame["seconds"].sum())
     print("\n".join(aggregation_table(args.out, kinds(args.cohort / "labels.csv"), args.threshold)))
+    print(
+        "\nSlide threshold chosen on the slide ROC (Slides page presets, `core slides --slide-threshold`):\n"
+    )
+    print("\n".join(threshold_table(args.out)))
     print(f"\n- {first['n_slides']} slides, {tiles:,} tiles scored; first run {first_s:.1f} s wall "
           f"({tiles / first_s:.1f} tiles/s end to end incl. model load; {tiles / busy:.1f} tiles/s inside the slide tasks); "
           f"re-run {again_s:.1f} s ({again['n_cached']} cached).")  # fmt: skip
