@@ -10,8 +10,9 @@ The lesion sizes decide slide-level aggregation, so the cohort mixes them:
     micro           micro-metastasis: 5-12 patches
     macro           macro-metastasis: 30-60 patches
 
-Patches are `pcamvalid_*` JPEGs (slides the bundled model never trained on), each placed with a random
-flip and quarter turn. Slides rotate through three formats: PNG (resolution in its dpi), a tiled
+Patches are `pcamvalid_*` JPEGs (slides the bundled model never trained on until 2026-12-07; the
+current baseline trained on them, so with it the cohort measures the mechanics, not unseen slides),
+each placed with a random flip and quarter turn. Slides rotate through three formats: PNG (resolution in its dpi), a tiled
 pyramidal TIFF with resolution tags, and an Aperio SVS (tiled JPEG, `MPP` in its description) that
 OpenSlide reads. Written: slides/<name>.<ext>, labels.csv (slide,label) and annotations/<name>.geojson
 (the lesion as a QuPath Polygon/MultiPolygon classified "Tumor"; negative slides get an empty collection).
