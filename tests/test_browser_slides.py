@@ -22,6 +22,7 @@ from browser_helpers import (
     serve_app,
     settle,
     shoot,
+    slider_thumb,
 )
 
 require_browser(baseline_model=True)
@@ -82,6 +83,10 @@ def test_a_cohort_is_scored_found_after_a_reload_and_a_slide_drawn_with_its_outl
         context.close()
 
 
+def slider(page, words: str):
+    return page.locator('[data-testid="stSlider"]').filter(has_text=words)
+
+
 def slide_threshold_preset(page, server) -> None:
     """The slide threshold's Youden preset (from the slide ROC) sets the slide cards, stays in the URL
     through a reload, and leaves the patch threshold (the map's outline) at 0.5."""
@@ -93,12 +98,17 @@ def slide_threshold_preset(page, server) -> None:
     page.get_by_role("button", name=f"Youden's J ({youden:.3f})").click()
     page.wait_for_url(f"**slide_threshold={youden!r}**")
     settle(page)
-    for _ in range(2):  # as clicked, then after a reload
+    for reloaded in (False, True):  # as clicked, then after a reload
+        if reloaded:
+            page.reload()
+            settle(page)
+            page.locator(PLOTLY).nth(1).wait_for(timeout=JOB_MS)
         assert metric_value(page, "Sensitivity") == f"{expected['sensitivity']:.3f}"
         assert metric_value(page, "Specificity") == f"{expected['specificity']:.3f}"
         assert "threshold=" not in page.url.replace("slide_threshold=", "")  # the patch threshold: 0.5
-        page.reload()
-        settle(page)
-        page.locator(PLOTLY).nth(1).wait_for(timeout=JOB_MS)
+        assert float(slider_thumb(slider(page, "a slide is called")).input_value()) == pytest.approx(
+            youden, abs=1e-3
+        )
+        assert float(slider_thumb(slider(page, "a patch is called")).input_value()) == 0.5
     page.get_by_role("button", name=f"Youden's J ({youden:.3f})").scroll_into_view_if_needed()
     shoot(page, ARTIFACTS, "slides-threshold")
