@@ -75,7 +75,8 @@ def metrics_panel(frame: pd.DataFrame) -> None:
     if len(set(labels)) < 2:
         st.info("Slide-level metrics need slide labels of both classes (a labels CSV with slide,label).")
         return
-    threshold = threshold_control(slide_presets(labels, scores), SLIDE_THRESHOLD)
+    presets = slide_presets(labels, scores)
+    threshold = threshold_control(presets, SLIDE_THRESHOLD)
     metrics = slide_metrics(labels, scores, threshold)
     low, high = metrics["auc_ci"] or (np.nan, np.nan)
     cards = st.columns(4)
@@ -89,10 +90,9 @@ def metrics_panel(frame: pd.DataFrame) -> None:
                     help=f"of {metrics['n']} labelled slides, at slide threshold {threshold:.3f}")  # fmt: skip
     same_call = _one_call_for_all(scores, threshold)
     if same_call:
-        youden = slide_presets(labels, scores)["youden"]
         st.warning(f"At slide threshold {threshold:.3f} every labelled slide is called {same_call}: a slide score "
                    f"aggregates many tiles, so choose its threshold on the slide ROC (Youden's J on these slides: "
-                   f"{youden:.3f}).")  # fmt: skip
+                   f"{presets['youden']:.3f}).")  # fmt: skip
     st.plotly_chart(_roc_figure(labels, scores, metrics), key="slides_roc")
 
 

@@ -174,6 +174,7 @@ def cohort_summary(rows: list[dict], out: Path, *, aggregate: str, options: Slid
                "threshold": options.threshold, "slide_threshold": slide_threshold, "stride": options.stride}  # fmt: skip
     if labelled:
         labels, scores = labelled_scores(rows)
+        # slide_metrics names its threshold "threshold"; here that key stays the tile threshold
         summary.update({**slide_metrics(labels, scores, slide_threshold), "threshold": options.threshold})
         summary["slide_threshold_presets"] = slide_presets(labels, scores)
         summary["auc_by_aggregate"] = {

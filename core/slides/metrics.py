@@ -63,11 +63,11 @@ def slide_metrics(labels, scores, threshold: float) -> dict:
 def slide_presets(labels, scores) -> dict[str, float | None]:
     """{"0.5", "youden", "sensitivity≥0.95"} thresholds of slide `scores` (None where the labels cannot
     define one; all but 0.5 None without labelled slides)."""
-    from core.evaluate.metrics import threshold_presets
+    from core.evaluate.metrics import sensitivity_preset_name, threshold_presets
 
-    if not len(labels):
-        return {"0.5": DEFAULT_THRESHOLD, "youden": None, "sensitivity≥0.95": None}
-    return threshold_presets(labels, scores)
+    if not len(labels):  # threshold_presets refuses empty labels
+        return {"0.5": DEFAULT_THRESHOLD, "youden": None, sensitivity_preset_name(0.95): None}
+    return threshold_presets(labels, scores, target_sensitivity=0.95)
 
 
 def labelled_scores(rows: list[dict], score_key: str = "score") -> tuple[list[int], list[float]]:
