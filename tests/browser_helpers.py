@@ -55,6 +55,7 @@ NAV_LINK = (
 )
 SELECTBOX = '[data-testid="stSelectbox"]'
 PLOTLY = '[data-testid="stPlotlyChart"]'
+PROGRESS = '[data-testid="stProgress"]'
 
 
 # --------------------------------------------------------------------------- processes
@@ -254,6 +255,38 @@ def shared_worker_pids() -> set[int]:
     if client is None:
         return set()
     return {int(pid) for pid in client.run(os.getpid).values()}
+
+
+@contextmanager
+def hold_shared_workers(timeout: float = 120.0) -> Iterator[None]:
+    """Keep every shared worker busy until the block ends, as a lab's busy cluster would: a job
+    submitted meanwhile waits `queued`, so its panel is on the page however fast the job itself is.
+    Each worker runs one task that waits for a Dask Event; the block starts once all of them run."""
+    import uuid
+
+    from distributed import Event, Queue
+
+    client = _shared["client"]
+    name = f"patchlens-hold-{uuid.uuid4().hex}"
+    started, release = Queue(name, client=client), Event(name, client=client)
+
+    def hold() -> None:  # nested: pickled by value, as the workers cannot import this module
+        from distributed import Event, Queue
+
+        Queue(name).put(True)
+        Event(name).wait()
+
+    futures = [
+        client.submit(hold, key=f"{name}-{index}", workers=[address], allow_other_workers=False, pure=False)
+        for index, address in enumerate(client.scheduler_info()["workers"])
+    ]
+    try:
+        for _ in futures:
+            started.get(timeout=timeout)
+        yield
+    finally:
+        release.set()
+        client.gather(futures)
 
 
 def close_shared_cluster() -> None:
@@ -546,28 +579,6 @@ def wait_until(predicate, timeout: float = 60.0, interval: float = 0.3) -> bool:
         if time.time() >= deadline:
             return False
         time.sleep(interval)
-
-
-PEAK_JS = """([name, selector, text]) => {
-    const peaks = (window.__patchlensPeaks = window.__patchlensPeaks || {});
-    const count = () => [...document.querySelectorAll(selector)]
-        .filter((element) => text === null || element.textContent.trim() === text).length;
-    const note = () => { peaks[name] = Math.max(peaks[name] || 0, count()); };
-    peaks[name] = 0;
-    note();
-    new MutationObserver(note).observe(document.body, {childList: true, subtree: true, characterData: true});
-}"""
-
-
-def record_peak(page, name: str, selector: str, text: str | None = None) -> None:
-    """From now on, record the most elements matching `selector` (whose whole text is `text`, when
-    given) the page held at once, at every change of its DOM: a state that lasts a second between two
-    polls (two short jobs running together) is seen however busy the machine is. Read with `peak`."""
-    page.evaluate(PEAK_JS, [name, selector, text])
-
-
-def peak(page, name: str) -> int:
-    return page.evaluate("(name) => (window.__patchlensPeaks || {})[name] || 0", name)
 
 
 def exact(text: str):

@@ -16,14 +16,14 @@ import pytest
 from browser_helpers import (
     ARTIFACTS,
     PLOTLY,
+    PROGRESS,
     SELECTBOX,
     assert_no_exception,
     choose,
     go_nav,
+    hold_shared_workers,
     metric_value,
     new_session,
-    peak,
-    record_peak,
     require_browser,
     serve_app,
     settle,
@@ -36,6 +36,8 @@ require_browser()
 
 from page_helpers import copy_kaggle_subset  # noqa: E402
 from test_page_compare import make_run  # noqa: E402
+
+from core.jobs.status import QUEUED_PHASE  # noqa: E402
 
 RUN_MS = 300_000  # both models run in background jobs: two TensorFlow starts on two busy cores
 GRADCAM_MS = 600_000  # two explainers, each first computing its shared-scale references, on busy cores
@@ -65,14 +67,18 @@ def test_two_models_are_run_then_drawn_over_each_other_with_their_disagreements(
     settle(page)
     assert page.get_by_text("not computed yet").count() == 2  # one notice per model
 
-    # Two background jobs, each with its progress and Stop. On warm workers each scores the 10 patches
-    # in about a second, so the two panels are seen by every change of the page, not by polling.
-    record_peak(page, "stop", "button", "Stop")
-    record_peak(page, "progress", '[data-testid="stProgress"]')
-    page.get_by_role("button", name="Run the models on this dataset").click()
-    page.get_by_text("This runs in the background").first.wait_for()
-    assert wait_until(lambda: peak(page, "stop") == 2 and peak(page, "progress") == 2, timeout=30)
-    shoot(page, ARTIFACTS, "compare-jobs")
+    # Two background jobs, each with its progress and Stop. On idle warm workers each scores the 10
+    # patches in about a second, which can end before the page is drawn again (CI saw one panel). So
+    # the workers are held busy, as on a shared lab cluster: both jobs wait queued, their panels shown.
+    with hold_shared_workers():
+        page.get_by_role("button", name="Run the models on this dataset").click()
+        page.get_by_text("This runs in the background").first.wait_for()
+        stops = page.get_by_role("button", name="Stop", exact=True)
+        assert wait_until(lambda: stops.count() == 2 and page.locator(PROGRESS).count() == 2, timeout=60)
+        panels = " | ".join(page.locator(PROGRESS).all_inner_texts())
+        assert "run tiny-a" in panels and "run tiny-b" in panels, panels
+        assert panels.count(QUEUED_PHASE) == 2, panels  # in words: waiting, not computing
+        shoot(page, ARTIFACTS, "compare-jobs")
     page.locator(PLOTLY).first.wait_for(timeout=RUN_MS)
     settle(page)
     assert_no_exception(page)

@@ -23,6 +23,7 @@ from browser_helpers import (
     NAV_LINK,
     OUTLIVING_EPOCHS,
     PLOTLY,
+    PROGRESS,
     SIDEBAR,
     ServedApp,
     app_env,
@@ -215,7 +216,7 @@ def test_train_from_the_page_with_a_live_chart_until_finished(server, page):
                 shoot(page, ARTIFACTS, "03-train-live-chart")
                 shot = True
         # all_inner_texts waits for nothing: the bar may go between a count and a read (job finished)
-        seen_progress += page.locator('[data-testid="stProgress"]').all_inner_texts()[:1]
+        seen_progress += page.locator(PROGRESS).all_inner_texts()[:1]
         time.sleep(0.5)
     assert finished.count() == 1, f"not finished: {run_status(run_dir)}"
     settle(page)

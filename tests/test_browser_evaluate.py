@@ -19,6 +19,7 @@ from browser_helpers import (
     ARTIFACTS,
     JOB_MS,
     PLOTLY,
+    PROGRESS,
     assert_no_exception,
     drawn_metric,
     new_session,
@@ -132,11 +133,9 @@ def test_a_second_session_finds_the_running_job(server, browser):
     open_dataset(first, data / "first")
     click_and_settle(first, first.get_by_text("Test-time augmentation"))  # a new computation (TTA)
     first.get_by_role("button", name="Run the model on this dataset").click()
-    # the job's panel (queued: "Starting TensorFlow…"; running: its progress bar), or on a warm engine
-    # already its results: a small job can be past the loading phase before the page draws it
-    started = first.get_by_text(re.compile("Starting TensorFlow")).or_(
-        first.locator('[data-testid="stProgress"]')
-    )
+    # the job's panel (queued: "Queued: waiting…"; loading: "Starting TensorFlow…"; running: its progress
+    # bar), or on a warm engine already its results: a small job can be past them before the page draws it
+    started = first.get_by_text(re.compile("Queued|Starting TensorFlow")).or_(first.locator(PROGRESS))
     started.or_(threshold_slider(first)).first.wait_for(timeout=JOB_MS)
     shoot(first, ARTIFACTS, "evaluate-job-progress")
 
@@ -223,7 +222,7 @@ def reload(page) -> None:
     assert_no_exception(page)
 
 
-JOB_TEXT = re.compile("Starting TensorFlow|Predicting with")
+JOB_TEXT = re.compile("Queued|Starting TensorFlow|Predicting with")
 
 
 def test_a_reload_keeps_tta_with_its_running_job_and_the_leave_out_with_its_auc(flagged_server, browser):

@@ -14,6 +14,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.evaluate.jobs import LOADING_PHASE, PREDICTING_PHASE, job_dir
+from core.jobs.launch import queue
+from core.jobs.status import QUEUED_PHASE
 from core.train.runs import write_status
 from ui.job_panel import pace_words, time_left_words
 
@@ -68,8 +70,12 @@ def test_a_running_job_shows_its_count_and_a_second_session_attaches(folder):
         assert any("runs in the background" in c.value for c in at.caption)
 
 
-def test_while_loading_it_says_so_without_a_count(folder):
-    job_status(folder, "queued", phase=LOADING_PHASE, done=0)
+def test_queued_then_loading_it_says_so_without_a_count(folder):
+    queue(job_dir(KEY, folder))  # what a launch writes before a worker is free
+    at = session(folder)
+    assert bar_text(at) == f"tiny.keras: {QUEUED_PHASE}"
+    assert at.button(key="stop_prediction_job")
+    job_status(folder, "running", phase=LOADING_PHASE, done=0)
     assert bar_text(session(folder)) == f"tiny.keras: {LOADING_PHASE}"
 
 

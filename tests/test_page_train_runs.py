@@ -17,6 +17,7 @@ import pytest
 from browser_helpers import stop_jobs
 from page_helpers import copy_kaggle_subset, finished_run, open_page
 
+from core.jobs.status import QUEUED_PHASE
 from core.train.runs import STARTING_TEXT, list_runs, write_status
 from ui.shared import MODEL_KEY
 
@@ -154,7 +155,7 @@ def test_make_active_shows_in_the_sidebar_on_the_same_rerun(workspace, trained_r
     assert any(f"{NEW} is now the active model of {pages}." in s.value for s in at.success)
 
 
-def test_a_queued_job_says_it_is_starting_instead_of_a_zero_progress(workspace, trained_run):
+def test_a_queued_job_says_it_waits_then_starts_instead_of_a_zero_progress(workspace, trained_run):
     run = add_run(workspace, trained_run, NEW)
     (run / "metrics.jsonl").unlink()
     write_status(run, "queued", pid=os.getpid(), phase=None, progress=None, best=None)
@@ -163,7 +164,7 @@ def test_a_queued_job_says_it_is_starting_instead_of_a_zero_progress(workspace, 
     at.run()
     assert not at.exception
     (progress,) = at.get("progress")
-    assert progress.text == STARTING_TEXT and progress.value == 0
+    assert progress.text == QUEUED_PHASE and progress.value == 0
 
     # running, tracing the model: the step counter is still at zero
     write_status(run, "running", phase="training", progress={"epoch": 0, "epochs": 1, "step": 0, "steps": 1})

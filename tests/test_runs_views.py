@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from core.jobs.status import QUEUED_PHASE
 from core.model.io import CHECKPOINT_FILE, FINAL_MODEL_FILE, run_checkpoint_path, run_model_path
 from core.train.runs import STARTING_TEXT, run_progress, summarize_run, write_status
 
@@ -12,8 +13,6 @@ from core.train.runs import STARTING_TEXT, run_progress, summarize_run, write_st
 @pytest.mark.parametrize(
     "status",
     [
-        {"state": "queued"},
-        {"state": "queued", "progress": {"epoch": 0, "epochs": 10, "step": 0, "steps": 0}},
         {"state": "running", "phase": "starting"},
         {"state": "running", "phase": "building the model"},
         {
@@ -26,6 +25,14 @@ from core.train.runs import STARTING_TEXT, run_progress, summarize_run, write_st
 def test_before_the_first_batch_the_job_is_starting(status):
     fraction, text = run_progress(status)
     assert (fraction, text) == (0.0, STARTING_TEXT)
+
+
+@pytest.mark.parametrize(
+    "status",
+    [{"state": "queued"}, {"state": "queued", "progress": {"epoch": 0, "epochs": 10, "step": 0, "steps": 0}}],
+)
+def test_a_queued_job_says_it_waits_for_a_worker(status):
+    assert run_progress(status) == (0.0, QUEUED_PHASE)
 
 
 def test_a_data_phase_before_training_is_named():

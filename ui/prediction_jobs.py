@@ -61,12 +61,12 @@ def prediction_jobs(
 def prediction_job_view(job_id: str, folder, title: str, stop_key: str) -> JobView:
     """How the job panel reads, stops and words one prediction (or features) job."""
     from core.evaluate.jobs import FEATURES_PHASE, LOADING_PHASE, job_dir, read_job, stop_job
-    from core.jobs.status import stop_requested
+    from core.jobs.status import QUEUED_PHASE, stop_requested
 
     def progress(status: dict) -> tuple[float, str]:
         done, total = done_of_total(status)
-        if status.get("phase") == LOADING_PHASE or not total:
-            return 0.0, f"{title}: {LOADING_PHASE}"
+        if status.get("phase") in (QUEUED_PHASE, LOADING_PHASE) or not total:
+            return 0.0, f"{title}: {QUEUED_PHASE if status.get('phase') == QUEUED_PHASE else LOADING_PHASE}"
         doing = "Computing the features of" if status.get("phase") == FEATURES_PHASE else "Predicting with"
         return fraction_done(status), f"{doing} {title}… {done:,}/{total:,} patches"
 
@@ -78,5 +78,7 @@ def prediction_job_view(job_id: str, folder, title: str, stop_key: str) -> JobVi
         stop_key=stop_key,
         progress=progress,
         stop_requested=lambda: stop_requested(job_dir(job_id, folder)),
-        counted=lambda status: done_of_total(status) if status.get("phase") != LOADING_PHASE else None,
+        counted=lambda status: (
+            None if status.get("phase") in (QUEUED_PHASE, LOADING_PHASE) else done_of_total(status)
+        ),
     )

@@ -23,7 +23,7 @@ from core.jobs.kinds import KINDS
 from core.jobs.records import job_status_dict
 from core.jobs.status import (
     ACTIVE_STATES,
-    LOADING_PHASE,
+    QUEUED_PHASE,
     STATUS_FILE,
     clear_for_new_attempt,
     pid_alive,
@@ -39,9 +39,7 @@ RERUN_PHASE = "Its worker was lost; running it again…"
 def queue(folder: Path, /, **fields) -> None:
     """A fresh `queued` status in `folder` (the last attempt's fields and stop request forgotten)."""
     clear_for_new_attempt(folder)
-    write_status(
-        folder, "queued", pid=os.getpid(), created=time.time(), phase=LOADING_PHASE, done=0, **fields
-    )
+    write_status(folder, "queued", pid=os.getpid(), created=time.time(), phase=QUEUED_PHASE, done=0, **fields)
 
 
 def start(kind: str, folder: Path, arguments: list[str]):

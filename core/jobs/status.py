@@ -31,6 +31,7 @@ STOP_FILE = "stop.request"
 STATUS_FILE = "status.json"
 LOG_NAME = "job.log"
 LOADING_PHASE = "Starting TensorFlow and loading the model…"
+QUEUED_PHASE = "Queued: waiting for a free worker…"  # every worker is busy (or still starting)
 
 
 def pid_alive(pid: int | None) -> bool:

@@ -4,6 +4,7 @@ metrics.jsonl records as core.train.records validates them."""
 
 from __future__ import annotations
 
+from core.jobs.status import QUEUED_PHASE
 from core.train.pace import eta_words
 
 STARTING_TEXT = "starting TensorFlow…"
@@ -12,13 +13,16 @@ STARTING_TEXT = "starting TensorFlow…"
 def run_progress(status: dict) -> tuple[float, str]:
     """How far a queued or running job is, as a fraction in [0, 1] and a line of text.
 
-    Before the first batch has reported (queued, importing TensorFlow, preparing data, tracing the
-    model) there is no step count to show: the text says what the job is doing instead.
+    Queued, it waits for a free worker. Before the first batch has reported (importing TensorFlow,
+    preparing data, tracing the model) there is no step count to show: the text says what the job is
+    doing instead.
     """
     progress = status.get("progress") or {}
     phase = status.get("phase") or ""
     epoch, step = progress.get("epoch") or 0, progress.get("step") or 0
-    if status.get("state") == "queued" or epoch < 1 or step < 1:
+    if status.get("state") == "queued":
+        return 0.0, QUEUED_PHASE
+    if epoch < 1 or step < 1:
         early = phase and phase not in ("starting", "building the model", "training")
         return 0.0, f"{phase}…" if early else STARTING_TEXT
     epochs, steps = max(progress.get("epochs") or epoch, 1), max(progress.get("steps") or step, 1)
