@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.jobs.status import ACTIVE_STATES
 from core.settings import BASELINE_MODEL, PROJECT_DIR
 from core.train.runs import pid_alive
 
@@ -38,7 +39,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-ACTIVE_STATES = ("queued", "running")
 JOB_MS = 300_000  # a background job imports TensorFlow and loads the model on two busy cores
 # a page load, click or element of a script run: a server shares two busy cores with Chromium and the
 # engine workers, so it may wait its turn (a wait that is met returns at once; only a failure waits this long)

@@ -27,7 +27,8 @@ def panel_page(folder: str, key: str) -> None:
     import streamlit as st
 
     from core.evaluate.jobs import read_job
-    from ui.job_panel import is_active, job_outcome, job_panel
+    from core.jobs.status import is_active
+    from ui.job_panel import job_outcome, job_panel
     from ui.prediction_jobs import prediction_job_view
 
     status = read_job(key, folder)

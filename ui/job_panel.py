@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+from core.jobs.status import is_active
 from ui.text import md_escape
 
-ACTIVE_STATES = ("queued", "running")
 REFRESH_SECONDS = 1.0
 PACE_KEY = "job_panel_pace:"  # + the job's key
 MIN_PACE_SECONDS = 1.0  # a pace measured over less than this is noise
@@ -57,10 +57,6 @@ class JobView:
     stop_toast: str = STOP_TOAST
     stopping_note: str = STOPPING_NOTE
     background_note: str | None = BACKGROUND_NOTE
-
-
-def is_active(status: dict | None) -> bool:
-    return bool(status) and status.get("state") in ACTIVE_STATES
 
 
 def done_of_total(status: dict) -> tuple[int, int]:

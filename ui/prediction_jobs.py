@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core.jobs.status import is_active
 from ui.boundary import error_boundary
-from ui.job_panel import JobView, done_of_total, fraction_done, is_active, job_outcome, job_panel
+from ui.job_panel import JobView, done_of_total, fraction_done, job_outcome, job_panel
 from ui.text import md_escape
 
 STOP_KEY = "stop_prediction_job"  # the Stop button of the first job a page follows

@@ -12,7 +12,7 @@ import streamlit as st
 
 from core.constants import DEFAULT_THRESHOLD
 from core.errors import PatchLensError
-from core.jobs.status import ACTIVE_STATES
+from core.jobs.status import ACTIVE_STATES, is_active
 from core.region.jobs import (
     LOADING_PHASE,
     SCORING_PHASE,
@@ -26,7 +26,7 @@ from core.region.jobs import (
 from core.region.outputs import read_outputs
 from core.region.tiling import DEFAULT_STRIDE
 from ui.boundary import error_boundary
-from ui.job_panel import JobView, done_of_total, fraction_done, is_active, job_outcome, job_panel
+from ui.job_panel import JobView, done_of_total, fraction_done, job_outcome, job_panel
 from ui.region_inputs import MPP_KEY, PATH_KEY, SOURCE_KEY, STRIDE_KEY
 from ui.shared import MODEL_KEY, check_offered_model, model_label
 from ui.text import md_escape

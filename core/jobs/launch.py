@@ -26,6 +26,7 @@ from core.jobs.status import (
     QUEUED_PHASE,
     STATUS_FILE,
     clear_for_new_attempt,
+    is_active,  # noqa: F401 (the façades' jobs.is_active)
     pid_alive,
     request_stop,
     silent_for,
@@ -77,10 +78,6 @@ def read(folder: Path, *, what: str = "job") -> dict | None:
         "error": f"The {what} process (pid {pid}) ended without reporting a result "
         f"(last heartbeat {silent:.0f} s ago); see {folder / 'job.log'}.",
     }
-
-
-def is_active(status: dict | None) -> bool:
-    return bool(status) and status["state"] in ACTIVE_STATES
 
 
 def stop(folder: Path, *, what: str = "job") -> None:

@@ -65,6 +65,11 @@ def write_status(folder: str | Path, state: str, /, **fields) -> dict:
     return status
 
 
+def is_active(status: dict | None) -> bool:
+    """Whether a job's status says it is queued or running."""
+    return bool(status) and status.get("state") in ACTIVE_STATES
+
+
 def silent_for(status: dict) -> float | None:
     """How long an active job has been silent past its limit (dead process or stale heartbeat), in
     seconds since its last heartbeat; None while it is alive or when it has ended."""
