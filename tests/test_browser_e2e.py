@@ -32,6 +32,7 @@ from browser_helpers import (
     contexts,
     fill_train_form,
     go_nav,
+    new_session,
     open_page,
     plot_points,
     require_browser,
@@ -70,7 +71,7 @@ PAGES = [  # (sidebar label, h1 text, URL path)
 def first_visit_by_deep_link(browser, server: ServedApp) -> dict:
     """Open /train as the server's very first session (a bookmark, or a tab reconnecting after a
     restart) and record the navigation it shows."""
-    context = browser.new_context(viewport={"width": 1440, "height": 1000})
+    context = new_session(browser, height=1000)
     try:
         page = context.new_page()
         page.goto(f"{server.url}/train")
