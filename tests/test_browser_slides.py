@@ -15,6 +15,7 @@ from browser_helpers import (
     ARTIFACTS,
     JOB_MS,
     PLOTLY,
+    SLIDER,
     go_nav,
     metric_value,
     new_session,
@@ -84,7 +85,7 @@ def test_a_cohort_is_scored_found_after_a_reload_and_a_slide_drawn_with_its_outl
 
 
 def slider(page, words: str):
-    return page.locator('[data-testid="stSlider"]').filter(has_text=words)
+    return page.locator(SLIDER).filter(has_text=words)
 
 
 def slide_threshold_preset(page, server) -> None:

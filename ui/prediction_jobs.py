@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.jobs.status import is_active
+from core.jobs.status import LOADING_PHASE, QUEUED_PHASE, is_active
 from ui.boundary import error_boundary
 from ui.job_panel import JobView, done_of_total, fraction_done, job_outcome, job_panel
 from ui.text import md_escape
 
 STOP_KEY = "stop_prediction_job"  # the Stop button of the first job a page follows
+NOT_COUNTING = (QUEUED_PHASE, LOADING_PHASE)  # phases before a job counts patches: said in words
 
 
 def prediction_jobs(
@@ -61,14 +62,16 @@ def prediction_jobs(
 
 def prediction_job_view(job_id: str, folder, title: str, stop_key: str) -> JobView:
     """How the job panel reads, stops and words one prediction (or features) job."""
-    from core.evaluate.jobs import FEATURES_PHASE, LOADING_PHASE, job_dir, read_job, stop_job
-    from core.jobs.status import QUEUED_PHASE, stop_requested
+    from core.evaluate.jobs import FEATURES_PHASE, job_dir, read_job, stop_job
+    from core.jobs.status import stop_requested
 
     def progress(status: dict) -> tuple[float, str]:
-        done, total = done_of_total(status)
-        if status.get("phase") in (QUEUED_PHASE, LOADING_PHASE) or not total:
-            return 0.0, f"{title}: {QUEUED_PHASE if status.get('phase') == QUEUED_PHASE else LOADING_PHASE}"
-        doing = "Computing the features of" if status.get("phase") == FEATURES_PHASE else "Predicting with"
+        done, total, phase = *done_of_total(status), status.get("phase")
+        if phase in NOT_COUNTING:
+            return 0.0, f"{title}: {phase}"
+        if not total:
+            return 0.0, f"{title}: {LOADING_PHASE}"
+        doing = "Computing the features of" if phase == FEATURES_PHASE else "Predicting with"
         return fraction_done(status), f"{doing} {title}… {done:,}/{total:,} patches"
 
     return JobView(
@@ -79,7 +82,5 @@ def prediction_job_view(job_id: str, folder, title: str, stop_key: str) -> JobVi
         stop_key=stop_key,
         progress=progress,
         stop_requested=lambda: stop_requested(job_dir(job_id, folder)),
-        counted=lambda status: (
-            None if status.get("phase") in (QUEUED_PHASE, LOADING_PHASE) else done_of_total(status)
-        ),
+        counted=lambda status: None if status.get("phase") in NOT_COUNTING else done_of_total(status),
     )
